@@ -1,0 +1,56 @@
+# cardlicd: build, test, demo.  See README.md.
+PREFIX	?= /usr/local
+DESTDIR	?=
+CC	?= cc
+CFLAGS	?= -O2 -g
+WARN	= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+	  -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+PKG	= pkg-config
+
+# Debian 12 packages needed to build, test and run the simulated line.
+DEB_PKGS = build-essential pkg-config pcscd libpcsclite-dev vsmartcard-vpcd \
+	libp11-kit-dev libsystemd-dev libevent-dev libsqlite3-dev sqlite3 \
+	check libkeyutils-dev libinih-dev libssl-dev opensc pcsc-tools \
+	python3 python3-pyscard python3-pykcs11 mandoc keyutils util-linux \
+	systemd
+
+SIM_CFLAGS = $(WARN) $(CFLAGS) $(shell $(PKG) --cflags libpcsclite p11-kit-1)
+SIM_LIBS   = $(shell $(PKG) --libs libpcsclite)
+CRYPTO_LIBS = $(shell $(PKG) --libs libcrypto)
+
+SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
+
+all: sim
+
+sim: $(SIM_BINS)
+
+sim/vcard: sim/vcard.c sim/simlic.c daemon/date.c sim/simproto.h daemon/date.h
+	$(CC) $(SIM_CFLAGS) -o $@ sim/vcard.c sim/simlic.c daemon/date.c $(CRYPTO_LIBS)
+
+sim/simpcsc: sim/simpcsc.c
+	$(CC) $(SIM_CFLAGS) -o $@ sim/simpcsc.c $(SIM_LIBS)
+
+sim/cardlic-sim-p11.so: sim/p11sim.c sim/simproto.h
+	$(CC) $(SIM_CFLAGS) -fPIC -shared -fvisibility=hidden \
+	    -Wl,--no-undefined -o $@ sim/p11sim.c $(SIM_LIBS) -lpthread
+
+# Installs the Debian packages above when run as root; otherwise prints the
+# command to run.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	    grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then \
+	    echo "installing: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	    echo "missing Debian packages; run:"; \
+	    echo "  sudo apt-get install $$(echo $$missing)"; exit 1; \
+	fi
+
+clean:
+	rm -f $(SIM_BINS) sim/*.o
+
+.PHONY: all sim deps clean

@@ -1,0 +1,100 @@
+/*
+ * License blobs of the simulated line.  Layout of the 128 bytes:
+ *   0  magic "SIMLIC01"         8
+ *   8  model (space padded)    16
+ *  24  serial (space padded)   16
+ *  40  start date YYYYMMDD      8
+ *  48  end date YYYYMMDD        8
+ *  56  batch sequence number    4 (big endian)
+ *  60  zero padding            36
+ *  96  HMAC-SHA256 of 0..95    32, under SIMLIC_TEST_KEY
+ * The target card recomputes the HMAC, so a license made for another card,
+ * or altered by one bit, is seen as not valid for its serial.
+ */
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "simproto.h"
+#include "../daemon/date.h"
+
+#define SIMLIC_MAC_OFF	96
+
+static void
+simlic_mac(const uint8_t *blob, uint8_t out[32])
+{
+	unsigned int len = 32;
+
+	HMAC(EVP_sha256(), SIMLIC_TEST_KEY, (int)strlen(SIMLIC_TEST_KEY),
+	    blob, SIMLIC_MAC_OFF, out, &len);
+}
+
+int
+simlic_make(const uint8_t *model, const uint8_t *serial, const char *start,
+    const char *end, uint32_t seq, uint8_t blob[LIC_BLOB_LEN])
+{
+	memset(blob, 0, LIC_BLOB_LEN);
+	memcpy(blob, SIMLIC_MAGIC, 8);
+	memcpy(blob + 8, model, LIC_FIELD_LEN);
+	memcpy(blob + 24, serial, LIC_FIELD_LEN);
+	memcpy(blob + 40, start, LIC_DATE_LEN);
+	memcpy(blob + 48, end, LIC_DATE_LEN);
+	blob[56] = (uint8_t)(seq >> 24);
+	blob[57] = (uint8_t)(seq >> 16);
+	blob[58] = (uint8_t)(seq >> 8);
+	blob[59] = (uint8_t)seq;
+	simlic_mac(blob, blob + SIMLIC_MAC_OFF);
+	return 0;
+}
+
+static int
+simlic_in_range(const uint8_t *start, const uint8_t *end, long today)
+{
+	long s, e;
+
+	if (memcmp(start, "00000000", 8) != 0) {
+		if (date_parse((const char *)start, 8, &s) != 0 || today < s)
+			return 0;
+	}
+	if (memcmp(end, "00000000", 8) != 0) {
+		if (date_parse((const char *)end, 8, &e) != 0 || today > e)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * The 19-byte status of the vendor text for a card with the given model
+ * and serial, holding blob (or none), on the given day.
+ */
+void
+simlic_status(const uint8_t *blob, int present, const uint8_t *model,
+    const uint8_t *serial, int global, long today,
+    uint8_t st[LIC_STATUS_LEN])
+{
+	uint8_t mac[32];
+	int macok;
+
+	memset(st, 0, LIC_STATUS_LEN);
+	memset(st + 3, '0', 16);
+	if (present) {
+		st[0] = 1;
+		memcpy(st + 3, blob + 40, 8);
+		memcpy(st + 11, blob + 48, 8);
+	}
+	if (global) {
+		/* A global agreement makes the card acceptable as it is. */
+		st[1] = st[2] = 1;
+		return;
+	}
+	if (!present)
+		return;
+	simlic_mac(blob, mac);
+	macok = memcmp(blob, SIMLIC_MAGIC, 8) == 0 &&
+	    CRYPTO_memcmp(mac, blob + SIMLIC_MAC_OFF, 32) == 0;
+	st[1] = macok && memcmp(blob + 8, model, LIC_FIELD_LEN) == 0 &&
+	    memcmp(blob + 24, serial, LIC_FIELD_LEN) == 0;
+	st[2] = macok && simlic_in_range(blob + 40, blob + 48, today);
+}
