@@ -20,6 +20,11 @@ CRYPTO_LIBS = $(shell $(PKG) --libs libcrypto)
 
 SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
 
+TEST_CFLAGS = $(WARN) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
+	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
+TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
+CHECKS	= tests/check_sim
+
 all: sim
 
 sim: $(SIM_BINS)
@@ -33,6 +38,15 @@ sim/simpcsc: sim/simpcsc.c
 sim/cardlic-sim-p11.so: sim/p11sim.c sim/simproto.h
 	$(CC) $(SIM_CFLAGS) -fPIC -shared -fvisibility=hidden \
 	    -Wl,--no-undefined -o $@ sim/p11sim.c $(SIM_LIBS) -lpthread
+
+tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
+    sim/simproto.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/check_sim.c tests/testline.c \
+	    $(TEST_LIBS)
+
+# Every suite runs even when one fails; the summary lines come last.
+check: deps sim $(CHECKS)
+	@rc=0; for t in $(CHECKS); do ./$$t || rc=1; done; exit $$rc
 
 # Installs the Debian packages above when run as root; otherwise prints the
 # command to run.
@@ -51,6 +65,6 @@ deps:
 	fi
 
 clean:
-	rm -f $(SIM_BINS) sim/*.o
+	rm -f $(SIM_BINS) $(CHECKS) sim/*.o
 
-.PHONY: all sim deps clean
+.PHONY: all sim deps check clean

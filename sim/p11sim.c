@@ -171,8 +171,15 @@ p11_slot_apdu(struct p11_slot *s, const BYTE *cmd, DWORD len, BYTE *resp,
 		return p11_gone(rv) || p11_no_service(rv) ?
 		    CKR_DEVICE_REMOVED : CKR_DEVICE_ERROR;
 	}
-	if (n < 2)
-		return CKR_DEVICE_ERROR;
+	if (n < 2) {
+		/*
+		 * No status word: the exchange broke under us.  vpcd reports
+		 * a card that vanished mid-APDU this way, before pcscd's next
+		 * poll notices the removal.
+		 */
+		p11_slot_drop(s, 1);
+		return CKR_DEVICE_REMOVED;
+	}
 	*sw = (unsigned)buf[n - 2] << 8 | buf[n - 1];
 	*rlen = n - 2;
 	memcpy(resp, buf, n - 2);

@@ -1,0 +1,679 @@
+/*
+ * The simulated line, through the real pcscd: the batch card against the
+ * vendor text, the target cards and the simulated middleware through
+ * p11-kit, and the faults the daemon's tests rely on.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <PCSC/winscard.h>
+#include <p11-kit/p11-kit.h>
+
+#include "testline.h"
+#include "../sim/simproto.h"
+#include "../daemon/date.h"
+
+#define MODULE	TOPDIR "/sim/cardlic-sim-p11.so"
+#define R_BATCH	0
+#define R_TGT	1
+#define R_TGT2	2
+
+static SCARDCONTEXT	ctx;
+static SCARDHANDLE	card;
+static DWORD		proto;
+
+/* ---- raw PC/SC to the batch card ------------------------------------ */
+
+static void
+connect_reader(int k)
+{
+	char *name = tl_reader(k);
+	LONG rv;
+
+	ck_assert_int_eq(SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL,
+	    &ctx), SCARD_S_SUCCESS);
+	rv = SCardConnect(ctx, name, SCARD_SHARE_SHARED,
+	    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &card, &proto);
+	ck_assert_msg(rv == SCARD_S_SUCCESS, "connect %s: %s", name,
+	    pcsc_stringify_error(rv));
+	free(name);
+}
+
+/* Send hex; return the status word, the data in out/outlen. */
+static unsigned
+tx(const char *hex, uint8_t *out, size_t *outlen)
+{
+	uint8_t cmd[300], resp[300];
+	DWORD rlen = sizeof(resp);
+	size_t n = tl_hex(hex, cmd, sizeof(cmd));
+	LONG rv;
+
+	rv = SCardTransmit(card, proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 :
+	    SCARD_PCI_T1, cmd, (DWORD)n, NULL, resp, &rlen);
+	ck_assert_msg(rv == SCARD_S_SUCCESS, "transmit: %s",
+	    pcsc_stringify_error(rv));
+	ck_assert_uint_ge(rlen, 2);
+	if (out != NULL) {
+		memcpy(out, resp, rlen - 2);
+		*outlen = rlen - 2;
+	}
+	return (unsigned)resp[rlen - 2] << 8 | resp[rlen - 1];
+}
+
+#define SELECT		"00A4040C09A0000003634D574C01"
+#define MODEL_HEX	"53494D2D4D4F44454C2D312020202020"	/* SIM-MODEL-1 */
+#define SERIAL_HEX	"54303030312020202020202020202020"	/* T0001 */
+
+static char *
+gen_cmd(const char *serial_hex, const char *date)
+{
+	char *s, dh[17];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		snprintf(dh + 2 * i, 3, "%02X", (unsigned char)date[i]);
+	if (asprintf(&s, "00F8000028%s%s%s88", MODEL_HEX, serial_hex, dh) < 0)
+		abort();
+	return s;
+}
+
+/* Generate a license on the batch card, collecting 61XX pieces. */
+static unsigned
+generate(const char *serial_hex, const char *date, uint8_t out[136],
+    size_t *len)
+{
+	uint8_t buf[300];
+	size_t n;
+	char get[16];
+	unsigned sw;
+	char *cmd = gen_cmd(serial_hex, date);
+
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x9000);
+	sw = tx(cmd, buf, &n);
+	free(cmd);
+	*len = 0;
+	if (sw == 0x9000) {
+		memcpy(out, buf, n);
+		*len = n;
+	}
+	while ((sw & 0xFF00) == 0x6100) {
+		snprintf(get, sizeof(get), "00C00000%02X", sw & 0xFF);
+		sw = tx(get, buf, &n);
+		ck_assert_uint_le(*len + n, 136);
+		memcpy(out + *len, buf, n);
+		*len += n;
+	}
+	return sw;
+}
+
+static void
+batch_teardown(void)
+{
+	SCardDisconnect(card, SCARD_LEAVE_CARD);
+	SCardReleaseContext(ctx);
+}
+
+START_TEST(select_ok_and_wrong_aid)
+{
+	tl_insert(R_BATCH, "b-select", "--type batch --credits 5");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x9000);
+	ck_assert_uint_eq(tx("00A4040C09A0000003634D574C02", NULL, NULL),
+	    0x6999);
+	ck_assert_uint_eq(tx("00A4040C08A0000003634D574C", NULL, NULL),
+	    0x6999);
+	ck_assert_uint_eq(tx("80A4040C09A0000003634D574C01", NULL, NULL),
+	    0x6E00);
+	ck_assert_uint_eq(tx("00A4040009A0000003634D574C01", NULL, NULL),
+	    0x6A86);
+	ck_assert_uint_eq(tx("00A4000C09A0000003634D574C01", NULL, NULL),
+	    0x6A86);
+	batch_teardown();
+}
+END_TEST
+
+START_TEST(generate_status_words)
+{
+	uint8_t out[300];
+	size_t n;
+	char *cmd;
+
+	tl_insert(R_BATCH, "b-sw", "--type batch --credits 5");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x9000);
+	/* 6700: Lc one short. */
+	ck_assert_uint_eq(tx("00F8000027" MODEL_HEX SERIAL_HEX
+	    "32303236313132", NULL, NULL), 0x6700);
+	/* 6A80: not a date, and a day that does not exist. */
+	cmd = gen_cmd(SERIAL_HEX, "2026-11-");
+	ck_assert_uint_eq(tx(cmd, NULL, NULL), 0x6A80);
+	free(cmd);
+	cmd = gen_cmd(SERIAL_HEX, "20260230");
+	ck_assert_uint_eq(tx(cmd, NULL, NULL), 0x6A80);
+	free(cmd);
+	/* 6A86 and 6E00. */
+	ck_assert_uint_eq(tx("00F8010028" MODEL_HEX SERIAL_HEX
+	    "323032363131323488", NULL, NULL), 0x6A86);
+	ck_assert_uint_eq(tx("80F8000028" MODEL_HEX SERIAL_HEX
+	    "323032363131323488", NULL, NULL), 0x6E00);
+	/* None of the refusals spent a credit. */
+	ck_assert_str_eq(tl_read("grep ^credits= %s/cards/b-sw.state",
+	    tl_dir), "credits=5\n");
+	/* 61XX, then GET RESPONSE. */
+	cmd = gen_cmd(SERIAL_HEX, "20261124");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x6188);
+	ck_assert_uint_eq(n, 0);
+	free(cmd);
+	ck_assert_uint_eq(tx("00C0000088", out, &n), 0x9000);
+	ck_assert_uint_eq(n, 136);
+	/* Expiry: 365 days of validity, first day included. */
+	ck_assert_int_eq(memcmp(out, "20271123", 8), 0);
+	/* The license binds the exact padded model and serial. */
+	ck_assert_int_eq(memcmp(out + 8 + 8, "SIM-MODEL-1     T0001      "
+	    "     ", 32), 0);
+	ck_assert_int_eq(memcmp(out + 8 + 40, "2026112420271123", 16), 0);
+	/* Nothing pending any more. */
+	ck_assert_uint_eq(tx("00C0000088", NULL, NULL), 0x6F00);
+	ck_assert_str_eq(tl_read("grep -E '^(credits|issued)=' "
+	    "%s/cards/b-sw.state", tl_dir), "credits=4\nissued=1\n");
+	batch_teardown();
+}
+END_TEST
+
+START_TEST(generate_direct_answer)
+{
+	uint8_t out[300];
+	size_t n;
+	char *cmd = gen_cmd(SERIAL_HEX, "20260101");
+
+	tl_insert(R_BATCH, "b-direct", "--type batch --direct "
+	    "--validity-days 31");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x9000);
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x9000);
+	ck_assert_uint_eq(n, 136);
+	ck_assert_int_eq(memcmp(out, "20260131", 8), 0);
+	free(cmd);
+	batch_teardown();
+}
+END_TEST
+
+START_TEST(get_response_in_chunks)
+{
+	uint8_t out[136], ref[300];
+	size_t n, k;
+	unsigned sw;
+	int pieces = 0;
+	char *cmd = gen_cmd(SERIAL_HEX, "20261124");
+
+	tl_insert(R_BATCH, "b-chunk", "--type batch --chunk 50");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x9000);
+	ck_assert_uint_eq(tx(cmd, NULL, NULL), 0x6188);
+	free(cmd);
+	sw = 0x6188;
+	n = 0;
+	while ((sw & 0xFF00) == 0x6100) {
+		char get[16];
+
+		snprintf(get, sizeof(get), "00C00000%02X", sw & 0xFF);
+		sw = tx(get, ref, &k);
+		ck_assert_uint_le(k, 50);
+		memcpy(out + n, ref, k);
+		n += k;
+		pieces++;
+	}
+	ck_assert_uint_eq(sw, 0x9000);
+	ck_assert_uint_eq(n, 136);
+	ck_assert_int_eq(pieces, 3);	/* 50 + 50 + 36 */
+	ck_assert_int_eq(memcmp(out + 16, "SIM-MODEL-1", 11), 0);
+	batch_teardown();
+}
+END_TEST
+
+START_TEST(credits_run_out_and_stay_out)
+{
+	uint8_t out[136];
+	size_t n;
+
+	tl_insert(R_BATCH, "b-two", "--type batch --credits 2");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(generate(SERIAL_HEX, "20261124", out, &n), 0x9000);
+	ck_assert_uint_eq(generate(SERIAL_HEX, "20261124", out, &n), 0x9000);
+	ck_assert_uint_eq(generate(SERIAL_HEX, "20261124", out, &n), 0x6985);
+	batch_teardown();
+	/* Pulled and inserted again: the counter lives on the card. */
+	tl_insert(R_BATCH, "b-two", "%s", "");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(generate(SERIAL_HEX, "20261124", out, &n), 0x6985);
+	batch_teardown();
+	ck_assert_str_eq(tl_read("grep -E '^(credits|issued)=' "
+	    "%s/cards/b-two.state", tl_dir), "credits=0\nissued=2\n");
+}
+END_TEST
+
+START_TEST(unknown_card_and_garbage)
+{
+	tl_insert(R_BATCH, "u-1", "--type unknown");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x6A82);
+	batch_teardown();
+	tl_insert(R_BATCH, "b-garbage", "--type batch --garbage sw "
+	    "--garbage-from 1");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x9000);
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x6F42);
+	batch_teardown();
+}
+END_TEST
+
+START_TEST(slow_card_is_slow)
+{
+	long t0;
+
+	tl_insert(R_BATCH, "b-slow", "--type batch --slow 300");
+	connect_reader(R_BATCH);
+	t0 = tl_now_ms();
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x9000);
+	/* A lower bound only: the card must wait at least that long. */
+	ck_assert_int_ge(tl_now_ms() - t0, 300);
+	batch_teardown();
+}
+END_TEST
+
+/* ---- the middleware, loaded through p11-kit as the daemon does ------ */
+
+static CK_FUNCTION_LIST	*p11;
+
+static void
+p11_up(void)
+{
+	CK_C_INITIALIZE_ARGS args;
+	CK_RV rv;
+
+	p11 = p11_kit_module_load(MODULE, P11_KIT_MODULE_UNMANAGED);
+	ck_assert_msg(p11 != NULL, "load %s: %s", MODULE, p11_kit_message());
+	memset(&args, 0, sizeof(args));
+	args.flags = CKF_OS_LOCKING_OK;
+	rv = p11->C_Initialize(&args);
+	ck_assert_uint_eq(rv, CKR_OK);
+}
+
+static void
+p11_down(void)
+{
+	p11->C_Finalize(NULL);
+	p11_kit_module_release(p11);
+}
+
+/* The slot whose description is reader k's name. */
+static CK_SLOT_ID
+slot_of(int k)
+{
+	CK_SLOT_ID ids[32];
+	CK_SLOT_INFO si;
+	CK_ULONG n = 32, i;
+	char *name = tl_reader(k);
+
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, ids, &n), CKR_OK);
+	for (i = 0; i < n; i++) {
+		ck_assert_uint_eq(p11->C_GetSlotInfo(ids[i], &si), CKR_OK);
+		if (strncmp((char *)si.slotDescription, name,
+		    strlen(name)) == 0 &&
+		    si.slotDescription[strlen(name)] == ' ') {
+			free(name);
+			return ids[i];
+		}
+	}
+	ck_abort_msg("no slot for %s", name);
+	return 0;
+}
+
+static CK_SESSION_HANDLE
+open_rw(int k)
+{
+	CK_SESSION_HANDLE h;
+
+	ck_assert_uint_eq(p11->C_OpenSession(slot_of(k), CKF_SERIAL_SESSION |
+	    CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+	return h;
+}
+
+static CK_RV
+get_status(CK_SESSION_HANDLE h, uint8_t st[19])
+{
+	CK_ATTRIBUTE a = { LIC_ATTRIBUTE, st, 19 };
+
+	return p11->C_GetAttributeValue(h, 0, &a, 1);
+}
+
+static CK_RV
+set_license(CK_SESSION_HANDLE h, uint8_t *blob, CK_ULONG len)
+{
+	CK_ATTRIBUTE a = { LIC_ATTRIBUTE, blob, len };
+
+	return p11->C_SetAttributeValue(h, 0, &a, 1);
+}
+
+static CK_RV
+login(CK_SESSION_HANDLE h, const char *pin)
+{
+	return p11->C_Login(h, CKU_USER, (CK_UTF8CHAR *)pin, strlen(pin));
+}
+
+/* A license for serial T0001 (or another) from a fresh batch card. */
+static void
+license_for(const char *serial_hex, const char *date, uint8_t out[136])
+{
+	size_t n;
+
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(generate(serial_hex, date, out, &n), 0x9000);
+	ck_assert_uint_eq(n, 136);
+	batch_teardown();
+}
+
+START_TEST(token_info_keeps_padding)
+{
+	CK_TOKEN_INFO ti;
+
+	tl_insert(R_TGT, "t-info", "--type target --serial T0001 "
+	    "--model SIM-MODEL-1");
+	p11_up();
+	ck_assert_uint_eq(p11->C_GetTokenInfo(slot_of(R_TGT), &ti), CKR_OK);
+	ck_assert_int_eq(memcmp(ti.model, "SIM-MODEL-1     ", 16), 0);
+	ck_assert_int_eq(memcmp(ti.serialNumber, "T0001           ", 16), 0);
+	ck_assert(ti.flags & CKF_LOGIN_REQUIRED);
+	ck_assert(!(ti.flags & (CKF_USER_PIN_COUNT_LOW |
+	    CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED)));
+	/* The batch reader's card is no token; an empty reader neither. */
+	tl_insert(R_BATCH, "b-notoken", "--type batch");
+	ck_assert_uint_eq(p11->C_GetTokenInfo(slot_of(R_BATCH), &ti),
+	    CKR_TOKEN_NOT_PRESENT);
+	ck_assert_uint_eq(p11->C_GetTokenInfo(slot_of(3), &ti),
+	    CKR_TOKEN_NOT_PRESENT);
+	p11_down();
+}
+END_TEST
+
+START_TEST(wrong_pin_locks_with_flags)
+{
+	CK_TOKEN_INFO ti;
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID s;
+
+	tl_insert(R_TGT, "t-pin", "--type target --serial T0002 --pin 1234");
+	p11_up();
+	s = slot_of(R_TGT);
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "9999"), CKR_PIN_INCORRECT);
+	ck_assert_uint_eq(p11->C_GetTokenInfo(s, &ti), CKR_OK);
+	ck_assert(ti.flags & CKF_USER_PIN_COUNT_LOW);
+	ck_assert(!(ti.flags & CKF_USER_PIN_FINAL_TRY));
+	ck_assert_uint_eq(login(h, "9999"), CKR_PIN_INCORRECT);
+	ck_assert_uint_eq(p11->C_GetTokenInfo(s, &ti), CKR_OK);
+	ck_assert(ti.flags & CKF_USER_PIN_FINAL_TRY);
+	ck_assert_uint_eq(login(h, "9999"), CKR_PIN_LOCKED);
+	ck_assert_uint_eq(p11->C_GetTokenInfo(s, &ti), CKR_OK);
+	ck_assert(ti.flags & CKF_USER_PIN_LOCKED);
+	/* Locked: even the right PIN is refused, and it stays locked. */
+	ck_assert_uint_eq(login(h, "1234"), CKR_PIN_LOCKED);
+	p11->C_CloseSession(h);
+	p11_down();
+	ck_assert_str_eq(tl_read("grep ^tries= %s/cards/t-pin.state", tl_dir),
+	    "tries=0\n");
+}
+END_TEST
+
+START_TEST(right_pin_resets_tries)
+{
+	CK_TOKEN_INFO ti;
+	CK_SESSION_HANDLE h;
+
+	tl_insert(R_TGT, "t-reset", "--type target --serial T0003");
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "0000"), CKR_PIN_INCORRECT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	ck_assert_uint_eq(login(h, "1234"), CKR_USER_ALREADY_LOGGED_IN);
+	ck_assert_uint_eq(p11->C_GetTokenInfo(slot_of(R_TGT), &ti), CKR_OK);
+	ck_assert(!(ti.flags & CKF_USER_PIN_COUNT_LOW));
+	ck_assert_uint_eq(p11->C_Logout(h), CKR_OK);
+	ck_assert_uint_eq(p11->C_Logout(h), CKR_USER_NOT_LOGGED_IN);
+	p11_down();
+}
+END_TEST
+
+START_TEST(load_then_status)
+{
+	uint8_t lic[136], st[19];
+	CK_SESSION_HANDLE h;
+
+	tl_insert(R_BATCH, "b-load", "--type batch");
+	tl_insert(R_TGT, "t-load", "--type target --serial T0001");
+	license_for(SERIAL_HEX, "20261101", lic);
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\0\0\0" "00000000" "00000000", 19), 0);
+	ck_assert_uint_eq(set_license(h, lic + 8, 128),
+	    CKR_USER_NOT_LOGGED_IN);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	ck_assert_uint_eq(set_license(h, lic + 8, 127),
+	    CKR_ATTRIBUTE_VALUE_INVALID);
+	ck_assert_uint_eq(set_license(h, lic + 8, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\1\1\1" "20261101" "20271031", 19), 0);
+	p11_down();
+}
+END_TEST
+
+START_TEST(license_of_another_serial_rejected)
+{
+	uint8_t lic[136], st[19];
+	CK_SESSION_HANDLE h;
+
+	tl_insert(R_BATCH, "b-other", "--type batch");
+	tl_insert(R_TGT, "t-other", "--type target --serial T0009");
+	license_for(SERIAL_HEX, "20261101", lic);	/* made for T0001 */
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	ck_assert_uint_eq(set_license(h, lic + 8, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(st[0], 1);
+	ck_assert_int_eq(st[1], 0);
+	ck_assert_int_eq(st[2], 1);
+	p11_down();
+}
+END_TEST
+
+START_TEST(expired_license_has_bad_date)
+{
+	uint8_t lic[136], st[19];
+	CK_SESSION_HANDLE h;
+
+	tl_insert(R_BATCH, "b-old", "--type batch --validity-days 30");
+	tl_insert(R_TGT, "t-old", "--type target --serial T0001");
+	license_for(SERIAL_HEX, "20200101", lic);
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	ck_assert_uint_eq(set_license(h, lic + 8, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\1\1\0" "20200101" "20200130", 19), 0);
+	p11_down();
+}
+END_TEST
+
+START_TEST(global_license_card)
+{
+	uint8_t st[19];
+	CK_SESSION_HANDLE h;
+
+	tl_insert(R_TGT, "t-global", "--type target --serial G0001 --global");
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\0\1\1" "00000000" "00000000", 19), 0);
+	p11_down();
+}
+END_TEST
+
+START_TEST(bad_calls_get_the_right_ckr)
+{
+	uint8_t st[19];
+	CK_ATTRIBUTE small = { LIC_ATTRIBUTE, st, 10 };
+	CK_ATTRIBUTE other = { CKA_LABEL, st, 19 };
+	CK_ATTRIBUTE query = { LIC_ATTRIBUTE, NULL, 0 };
+	CK_SESSION_HANDLE h, ro;
+
+	tl_insert(R_TGT, "t-ckr", "--type target --serial T0004");
+	tl_remove(3);
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(p11->C_GetAttributeValue(h, 0, &small, 1),
+	    CKR_BUFFER_TOO_SMALL);
+	ck_assert_uint_eq(p11->C_GetAttributeValue(h, 0, &query, 1), CKR_OK);
+	ck_assert_uint_eq(query.ulValueLen, 19);
+	ck_assert_uint_eq(p11->C_GetAttributeValue(h, 0, &other, 1),
+	    CKR_ATTRIBUTE_TYPE_INVALID);
+	ck_assert_uint_eq(p11->C_GetAttributeValue(h, 7, &query, 1),
+	    CKR_OBJECT_HANDLE_INVALID);
+	ck_assert_uint_eq(get_status(h + 100, st), CKR_SESSION_HANDLE_INVALID);
+	ck_assert_uint_eq(p11->C_OpenSession(slot_of(3), CKF_SERIAL_SESSION,
+	    NULL, NULL, &ro), CKR_TOKEN_NOT_PRESENT);
+	ck_assert_uint_eq(p11->C_OpenSession(slot_of(R_TGT),
+	    CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK);
+	ck_assert_uint_eq(login(ro, "1234"), CKR_OK);
+	ck_assert_uint_eq(set_license(ro, st, 19), CKR_SESSION_READ_ONLY);
+	ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
+	ck_assert_uint_eq(p11->C_CloseSession(h), CKR_SESSION_HANDLE_INVALID);
+	p11_down();
+}
+END_TEST
+
+START_TEST(card_pulled_mid_apdu)
+{
+	uint8_t st[19];
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+
+	/* select, info (open) and select, info, verify: then it vanishes. */
+	tl_insert(R_TGT, "t-pull", "--type target --serial T0005 "
+	    "--vanish-after 3");
+	p11_up();
+	h = open_rw(R_TGT);
+	rv = login(h, "1234");
+	if (rv == CKR_OK)
+		rv = get_status(h, st);
+	ck_assert_msg(rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT,
+	    "rv 0x%lx", rv);
+	/* The session died with the card. */
+	rv = get_status(h, st);
+	ck_assert_msg(rv == CKR_SESSION_HANDLE_INVALID ||
+	    rv == CKR_DEVICE_REMOVED, "rv 0x%lx", rv);
+	p11_down();
+}
+END_TEST
+
+START_TEST(parallel_slots_keep_their_logins)
+{
+	CK_SESSION_HANDLE a, b;
+	uint8_t st[19];
+
+	tl_insert(R_TGT, "t-par-a", "--type target --serial PA01");
+	tl_insert(R_TGT2, "t-par-b", "--type target --serial PB01 --pin 5678");
+	p11_up();
+	a = open_rw(R_TGT);
+	b = open_rw(R_TGT2);
+	ck_assert_uint_eq(login(a, "1234"), CKR_OK);
+	ck_assert_uint_eq(login(b, "1234"), CKR_PIN_INCORRECT);
+	ck_assert_uint_eq(login(b, "5678"), CKR_OK);
+	ck_assert_uint_eq(get_status(a, st), CKR_OK);
+	ck_assert_uint_eq(get_status(b, st), CKR_OK);
+	p11_down();
+}
+END_TEST
+
+START_TEST(real_clients)
+{
+	char *out;
+
+	tl_insert(R_TGT, "t-tool", "--type target --serial TOOL01");
+	out = tl_read("pkcs11-tool --module %s -L 2>&1", MODULE);
+	ck_assert_msg(strstr(out, "serial num         : TOOL01") != NULL,
+	    "%s", out);
+	free(out);
+	tl_sh("pkcs11-tool --module %s --login --pin 1234 -O >/dev/null 2>&1",
+	    MODULE);
+	ck_assert_int_ne(tl_sh_rc("pkcs11-tool --module %s --login --pin 0000 "
+	    "-O >/dev/null 2>&1", MODULE), 0);
+	out = tl_read("/usr/bin/python3 -c '"
+	    "import PyKCS11\n"
+	    "l = PyKCS11.PyKCS11Lib(); l.load(\"%s\")\n"
+	    "s = l.getSlotList(tokenPresent=True)[0]\n"
+	    "t = l.getTokenInfo(s)\n"
+	    "print(repr(t.serialNumber), t.flags & PyKCS11.CKF_USER_PIN_COUNT_LOW)\n"
+	    "x = l.openSession(s, PyKCS11.CKF_SERIAL_SESSION | "
+	    "PyKCS11.CKF_RW_SESSION)\n"
+	    "x.login(\"1234\"); print(\"login ok\")' 2>&1", MODULE);
+	ck_assert_str_eq(out, "'TOOL01          ' 65536\nlogin ok\n");
+	free(out);
+}
+END_TEST
+
+static void
+line_up(void)
+{
+	tl_up(4);
+}
+
+static Suite *
+sim_suite(void)
+{
+	Suite *s = suite_create("sim");
+	TCase *b = tcase_create("batch card");
+	TCase *t = tcase_create("target card and middleware");
+
+	tcase_add_unchecked_fixture(b, line_up, tl_down);
+	tcase_set_timeout(b, 60);
+	tcase_add_test(b, select_ok_and_wrong_aid);
+	tcase_add_test(b, generate_status_words);
+	tcase_add_test(b, generate_direct_answer);
+	tcase_add_test(b, get_response_in_chunks);
+	tcase_add_test(b, credits_run_out_and_stay_out);
+	tcase_add_test(b, unknown_card_and_garbage);
+	tcase_add_test(b, slow_card_is_slow);
+	suite_add_tcase(s, b);
+
+	tcase_add_unchecked_fixture(t, line_up, tl_down);
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, token_info_keeps_padding);
+	tcase_add_test(t, wrong_pin_locks_with_flags);
+	tcase_add_test(t, right_pin_resets_tries);
+	tcase_add_test(t, load_then_status);
+	tcase_add_test(t, license_of_another_serial_rejected);
+	tcase_add_test(t, expired_license_has_bad_date);
+	tcase_add_test(t, global_license_card);
+	tcase_add_test(t, bad_calls_get_the_right_ckr);
+	tcase_add_test(t, card_pulled_mid_apdu);
+	tcase_add_test(t, parallel_slots_keep_their_logins);
+	tcase_add_test(t, real_clients);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(sim_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

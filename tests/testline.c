@@ -1,0 +1,168 @@
+/*
+ * Test helpers around sim/line: one private line per suite, in its own
+ * directory, torn down by PID at the end.
+ */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testline.h"
+
+char	tl_dir[256];
+
+static char *
+tl_vfmt(const char *fmt, va_list ap)
+{
+	char *s;
+
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	return s;
+}
+
+int
+tl_sh_rc(const char *fmt, ...)
+{
+	va_list ap;
+	char *cmd;
+	int rc;
+
+	va_start(ap, fmt);
+	cmd = tl_vfmt(fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	free(cmd);
+	return rc == -1 ? -1 : WEXITSTATUS(rc);
+}
+
+void
+tl_sh(const char *fmt, ...)
+{
+	va_list ap;
+	char *cmd;
+	int rc;
+
+	va_start(ap, fmt);
+	cmd = tl_vfmt(fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
+	free(cmd);
+}
+
+void
+tl_up(int readers)
+{
+	char tmpl[] = "/tmp/cardlic-test-XXXXXX";
+	char sock[300];
+
+	if (mkdtemp(tmpl) == NULL)
+		abort();
+	snprintf(tl_dir, sizeof(tl_dir), "%s", tmpl);
+	if (tl_sh_rc(TOPDIR "/sim/line up --dir %s --readers %d >/dev/null",
+	    tl_dir, readers) != 0) {
+		fprintf(stderr, "cannot bring the simulated line up\n");
+		exit(1);
+	}
+	/* Every PC/SC client of the suite, forks included, uses this line. */
+	snprintf(sock, sizeof(sock), "%s/run/pcscd.comm", tl_dir);
+	setenv("PCSCLITE_CSOCK_NAME", sock, 1);
+}
+
+void
+tl_down(void)
+{
+	if (tl_dir[0] == '\0')
+		return;
+	tl_sh_rc(TOPDIR "/sim/line down --dir %s >/dev/null", tl_dir);
+	if (getenv("CARDLIC_KEEP") == NULL)
+		tl_sh_rc("rm -rf %s", tl_dir);
+}
+
+/* Insert a card into reader k; a card still there is pulled first. */
+void
+tl_insert(int k, const char *card, const char *fmt, ...)
+{
+	va_list ap;
+	char *opts;
+
+	va_start(ap, fmt);
+	opts = tl_vfmt(fmt, ap);
+	va_end(ap);
+	tl_remove(k);
+	tl_sh(TOPDIR "/sim/line insert --dir %s --reader %d --card %s -- %s",
+	    tl_dir, k, card, opts);
+	free(opts);
+}
+
+void
+tl_remove(int k)
+{
+	tl_sh(TOPDIR "/sim/line remove --dir %s --reader %d", tl_dir, k);
+}
+
+/* The whole output of a command (or a file's content with "cat"). */
+char *
+tl_read(const char *fmt, ...)
+{
+	va_list ap;
+	char *cmd, *buf = NULL;
+	size_t len = 0;
+	FILE *f, *out;
+	int c;
+
+	va_start(ap, fmt);
+	cmd = tl_vfmt(fmt, ap);
+	va_end(ap);
+	if ((f = popen(cmd, "r")) == NULL)
+		abort();
+	out = open_memstream(&buf, &len);
+	while ((c = fgetc(f)) != EOF)
+		fputc(c, out);
+	fclose(out);
+	pclose(f);
+	free(cmd);
+	return buf;
+}
+
+size_t
+tl_hex(const char *s, uint8_t *out, size_t max)
+{
+	size_t n = 0;
+	unsigned v;
+
+	while (*s != '\0' && n < max) {
+		if (*s == ' ' || *s == '\n') {
+			s++;
+			continue;
+		}
+		if (sscanf(s, "%2x", &v) != 1)
+			break;
+		out[n++] = (uint8_t)v;
+		s += 2;
+	}
+	return n;
+}
+
+/* The PC/SC name of reader k of the line. */
+char *
+tl_reader(int k)
+{
+	char *all = tl_read("sed -n '%dp' %s/readers", k + 1, tl_dir);
+
+	all[strcspn(all, "\n")] = '\0';
+	return all;
+}
+
+long
+tl_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
