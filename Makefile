@@ -25,7 +25,23 @@ TEST_CFLAGS = $(WARN) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
 CHECKS	= tests/check_sim
 
-all: sim
+D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto
+D_CFLAGS = $(WARN) $(CFLAGS) -pthread $(shell $(PKG) --cflags $(D_PKGS))
+D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS))
+D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
+	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
+	  daemon/batch.c daemon/watch.c daemon/job.c
+D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h
+SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
+
+all: daemon/cardlicd sim
+
+build/sqlmig.c: $(SQL) sql/sql2c.sh
+	@mkdir -p build
+	sql/sql2c.sh $(SQL) > $@
+
+daemon/cardlicd: $(D_SRCS) $(D_HDRS) build/sqlmig.c
+	$(CC) $(D_CFLAGS) -o $@ $(D_SRCS) build/sqlmig.c $(D_LIBS)
 
 sim: $(SIM_BINS)
 
@@ -65,6 +81,7 @@ deps:
 	fi
 
 clean:
-	rm -f $(SIM_BINS) $(CHECKS) sim/*.o
+	rm -f daemon/cardlicd $(SIM_BINS) $(CHECKS) sim/*.o
+	rm -rf build
 
 .PHONY: all sim deps check clean

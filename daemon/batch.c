@@ -1,0 +1,396 @@
+/*
+ * The batch cards: the pool of cards that can generate licenses, and the
+ * APDU exchange of the vendor text.  Generation is serialized: one lock
+ * for the pool, and a PC/SC transaction on the card around SELECT,
+ * GENERATE and the GET RESPONSE pieces, so that no other program slips an
+ * APDU in between.  A card that answers 6985 is marked exhausted and the
+ * next one is used.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <PCSC/winscard.h>
+#include <PCSC/pcsclite.h>
+
+#include "cardlicd.h"
+
+#define BATCH_MAX	16
+
+struct batch_card {
+	int		used;
+	char		reader[READER_MAX];
+	char		atr[2 * ATR_MAX + 1];
+	int		exhausted;
+	int		broken;		/* stopped answering as a batch card */
+};
+
+/*
+ * batch_lock guards the pool table and is held only briefly, so that the
+ * event loop may ask for the pool's state; batch_gen_lock serializes the
+ * generations themselves, which may take long on a slow card.
+ */
+static pthread_mutex_t		batch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t		batch_gen_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct batch_card	batch_pool[BATCH_MAX];
+
+static const uint8_t batch_select[] = { 0x00, 0xA4, 0x04, 0x0C, 0x09,
+	0xA0, 0x00, 0x00, 0x03, 0x63, 0x4D, 0x57, 0x4C, 0x01 };
+
+void
+batch_init(void)
+{
+	memset(batch_pool, 0, sizeof(batch_pool));
+}
+
+static void
+batch_hex(char *out, const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02X", p[i]);
+	out[2 * n] = '\0';
+}
+
+/* A batch card was inserted: a new card, or one that may have credit. */
+void
+batch_add(const char *reader, const uint8_t *atr, size_t atr_len)
+{
+	struct batch_card *b = NULL;
+	int i;
+
+	pthread_mutex_lock(&batch_lock);
+	for (i = 0; i < BATCH_MAX; i++)
+		if (batch_pool[i].used &&
+		    strcmp(batch_pool[i].reader, reader) == 0)
+			b = &batch_pool[i];
+	for (i = 0; b == NULL && i < BATCH_MAX; i++)
+		if (!batch_pool[i].used)
+			b = &batch_pool[i];
+	if (b != NULL) {
+		memset(b, 0, sizeof(*b));
+		b->used = 1;
+		snprintf(b->reader, sizeof(b->reader), "%s", reader);
+		batch_hex(b->atr, atr, atr_len);
+	}
+	pthread_mutex_unlock(&batch_lock);
+	if (b == NULL)
+		log_warnx("%s: more than %d batch cards; this one is not used",
+		    reader, BATCH_MAX);
+}
+
+void
+batch_remove(const char *reader)
+{
+	int i;
+
+	pthread_mutex_lock(&batch_lock);
+	for (i = 0; i < BATCH_MAX; i++)
+		if (batch_pool[i].used &&
+		    strcmp(batch_pool[i].reader, reader) == 0)
+			batch_pool[i].used = 0;
+	pthread_mutex_unlock(&batch_lock);
+}
+
+int
+batch_available(void)
+{
+	int i, n = 0;
+
+	pthread_mutex_lock(&batch_lock);
+	for (i = 0; i < BATCH_MAX; i++)
+		n += batch_pool[i].used && !batch_pool[i].exhausted &&
+		    !batch_pool[i].broken;
+	pthread_mutex_unlock(&batch_lock);
+	return n;
+}
+
+/* For STATUS= and the log: "2 batch cards, 1 exhausted". */
+void
+batch_status(char *out, size_t len)
+{
+	int i, n = 0, ex = 0;
+
+	pthread_mutex_lock(&batch_lock);
+	for (i = 0; i < BATCH_MAX; i++) {
+		n += batch_pool[i].used;
+		ex += batch_pool[i].used && (batch_pool[i].exhausted ||
+		    batch_pool[i].broken);
+	}
+	pthread_mutex_unlock(&batch_lock);
+	snprintf(out, len, "%d batch card%s, %d exhausted", n,
+	    n == 1 ? "" : "s", ex);
+}
+
+struct batch_conn {
+	SCARDCONTEXT	ctx;
+	SCARDHANDLE	card;
+	DWORD		proto;
+	int		has_ctx, has_card, in_tx;
+};
+
+static LONG
+batch_connect(struct batch_conn *c, const char *reader)
+{
+	LONG rv;
+
+	memset(c, 0, sizeof(*c));
+	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &c->ctx);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	c->has_ctx = 1;
+	rv = SCardConnect(c->ctx, reader, SCARD_SHARE_SHARED,
+	    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &c->card, &c->proto);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	c->has_card = 1;
+	rv = SCardBeginTransaction(c->card);
+	if (rv == SCARD_S_SUCCESS)
+		c->in_tx = 1;
+	return rv;
+}
+
+static void
+batch_disconnect(struct batch_conn *c)
+{
+	if (c->in_tx)
+		SCardEndTransaction(c->card, SCARD_LEAVE_CARD);
+	if (c->has_card)
+		SCardDisconnect(c->card, SCARD_LEAVE_CARD);
+	if (c->has_ctx)
+		SCardReleaseContext(c->ctx);
+	memset(c, 0, sizeof(*c));
+}
+
+/*
+ * One APDU.  0 and the status word on success; -1 when the exchange broke
+ * (an error, or an answer too short to hold a status word).
+ */
+static int
+batch_tx(struct batch_conn *c, const uint8_t *cmd, size_t len, uint8_t *out,
+    size_t *outlen, unsigned *sw)
+{
+	uint8_t buf[258];
+	DWORD n = sizeof(buf);
+	LONG rv;
+
+	rv = SCardTransmit(c->card, c->proto == SCARD_PROTOCOL_T0 ?
+	    SCARD_PCI_T0 : SCARD_PCI_T1, cmd, (DWORD)len, NULL, buf, &n);
+	if (rv != SCARD_S_SUCCESS || n < 2) {
+		log_debug("transmit: %s, %lu bytes", pcsc_stringify_error(rv),
+		    (unsigned long)n);
+		return -1;
+	}
+	*sw = (unsigned)buf[n - 2] << 8 | buf[n - 1];
+	if (out != NULL) {
+		memcpy(out, buf, n - 2);
+		*outlen = n - 2;
+	} else if (n != 2)
+		*sw = 0x10000 | *sw;	/* data where none was expected */
+	return 0;
+}
+
+/* Classification: does the card answer the SELECT of the batch AID? */
+int
+batch_probe(const char *reader)
+{
+	struct batch_conn c;
+	unsigned sw = 0;
+	int rc;
+
+	if (batch_connect(&c, reader) != SCARD_S_SUCCESS) {
+		batch_disconnect(&c);
+		return -1;
+	}
+	rc = batch_tx(&c, batch_select, sizeof(batch_select), NULL, NULL, &sw);
+	batch_disconnect(&c);
+	if (rc != 0)
+		return -1;
+	return sw == 0x9000;
+}
+
+static const char *
+batch_sw_meaning(unsigned sw)
+{
+	switch (sw) {
+	case 0x6999: return "wrong application AID";
+	case 0x6E00: return "wrong CLA";
+	case 0x6A86: return "incorrect P1-P2";
+	case 0x6700: return "invalid input data length";
+	case 0x6985: return "no more credit";
+	case 0x6A80: return "invalid input data (date incorrectly formatted)";
+	default: return NULL;
+	}
+}
+
+/*
+ * GENERATE on one card.  Returns BATCH_OK, BATCH_REFUSED (card said no;
+ * sw and message set), BATCH_LOST (the exchange broke after GENERATE was
+ * sent, so a credit may be spent), or BATCH_NONE (no credit, or the card
+ * could not be used before any credit was at stake: try the next one).
+ */
+static enum batch_result
+batch_one(struct batch_card *b, const uint8_t *model, const uint8_t *serial,
+    const char *start, struct batch_license *out)
+{
+	uint8_t cmd[5 + 40 + 1], resp[256], all[LIC_RESPONSE_MAX];
+	uint8_t get[5] = { 0x00, 0xC0, 0x00, 0x00, 0x00 };
+	size_t n, total = 0;
+	struct batch_conn c;
+	const char *what;
+	unsigned sw;
+	long d;
+	int pieces = 0;
+
+	snprintf(out->reader, sizeof(out->reader), "%s", b->reader);
+	snprintf(out->atr, sizeof(out->atr), "%s", b->atr);
+	out->sw = 0;
+	if (batch_connect(&c, b->reader) != SCARD_S_SUCCESS ||
+	    batch_tx(&c, batch_select, sizeof(batch_select), NULL, NULL,
+	    &sw) != 0) {
+		batch_disconnect(&c);
+		b->broken = 1;
+		snprintf(out->message, sizeof(out->message), "batch card in "
+		    "%s did not answer SELECT; not used until it is inserted "
+		    "again", b->reader);
+		log_warnx("%s", out->message);
+		return BATCH_NONE;
+	}
+	if (sw != 0x9000) {
+		batch_disconnect(&c);
+		b->broken = 1;
+		out->sw = sw & 0xFFFF;
+		what = batch_sw_meaning(out->sw);
+		snprintf(out->message, sizeof(out->message), "batch card in "
+		    "%s refused SELECT: %04X (%s); not used any more",
+		    b->reader, out->sw, what != NULL ? what : "unexpected");
+		log_alert("%s", out->message);
+		return BATCH_NONE;
+	}
+	cmd[0] = 0x00;
+	cmd[1] = 0xF8;
+	cmd[2] = 0x00;
+	cmd[3] = 0x00;
+	cmd[4] = 0x28;
+	memcpy(cmd + 5, model, FIELD_LEN);
+	memcpy(cmd + 21, serial, FIELD_LEN);
+	memcpy(cmd + 37, start, DATE_LEN);
+	cmd[45] = 0x88;
+	if (batch_tx(&c, cmd, sizeof(cmd), resp, &n, &sw) != 0)
+		goto lost;
+	if (sw == 0x9000) {
+		memcpy(all, resp, n < sizeof(all) ? n : sizeof(all));
+		total = n;
+	}
+	/* 61XX: the rest comes with GET RESPONSE, maybe in several pieces. */
+	while ((sw & 0xFF00) == 0x6100 && pieces++ < 16) {
+		get[4] = (uint8_t)(sw & 0xFF);
+		if (batch_tx(&c, get, sizeof(get), resp, &n, &sw) != 0)
+			goto lost;
+		if (total + n > sizeof(all)) {
+			total += n;
+			break;
+		}
+		memcpy(all + total, resp, n);
+		total += n;
+	}
+	batch_disconnect(&c);
+	out->sw = sw;
+	if (sw == 0x6985) {
+		b->exhausted = 1;
+		snprintf(out->message, sizeof(out->message), "batch card in "
+		    "%s has no credit left (6985)", b->reader);
+		log_alert("%s", out->message);
+		return BATCH_NONE;
+	}
+	if (sw != 0x9000) {
+		what = batch_sw_meaning(sw);
+		if (what != NULL)
+			snprintf(out->message, sizeof(out->message), "batch "
+			    "card in %s refused GENERATE: %04X (%s)",
+			    b->reader, sw, what);
+		else
+			snprintf(out->message, sizeof(out->message), "batch "
+			    "card in %s gave an unexpected answer to GENERATE:"
+			    " %04X", b->reader, sw);
+		return BATCH_REFUSED;
+	}
+	if (total != LIC_RESPONSE_LEN) {
+		snprintf(out->message, sizeof(out->message), "batch card in "
+		    "%s answered %zu bytes instead of %d; a credit may be "
+		    "spent", b->reader, total, LIC_RESPONSE_LEN);
+		return BATCH_LOST;
+	}
+	if (memcmp(all, "00000000", DATE_LEN) != 0 &&
+	    date_parse((const char *)all, DATE_LEN, &d) != 0) {
+		snprintf(out->message, sizeof(out->message), "batch card in "
+		    "%s answered an expiry that is not a date; a credit may "
+		    "be spent", b->reader);
+		return BATCH_LOST;
+	}
+	memcpy(out->end_date, all, DATE_LEN);
+	out->end_date[DATE_LEN] = '\0';
+	memcpy(out->license, all + DATE_LEN, LICENSE_LEN);
+	snprintf(out->message, sizeof(out->message), "generated by the batch "
+	    "card in %s", b->reader);
+	return BATCH_OK;
+lost:
+	batch_disconnect(&c);
+	snprintf(out->message, sizeof(out->message), "batch card in %s "
+	    "stopped answering during GENERATE; a credit may be spent",
+	    b->reader);
+	return BATCH_LOST;
+}
+
+/* The card the next generation will try first: for the 'requested' row. */
+int
+batch_pick(char *reader, char *atr)
+{
+	int i, found = 0;
+
+	pthread_mutex_lock(&batch_lock);
+	for (i = 0; i < BATCH_MAX && !found; i++) {
+		if (!batch_pool[i].used || batch_pool[i].exhausted ||
+		    batch_pool[i].broken)
+			continue;
+		snprintf(reader, READER_MAX, "%s", batch_pool[i].reader);
+		snprintf(atr, 2 * ATR_MAX + 1, "%s", batch_pool[i].atr);
+		found = 1;
+	}
+	pthread_mutex_unlock(&batch_lock);
+	return found;
+}
+
+enum batch_result
+batch_generate(const uint8_t *model, const uint8_t *serial,
+    const char *start, struct batch_license *out)
+{
+	enum batch_result r = BATCH_NONE;
+	struct batch_card card;
+	int i, k;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->message, sizeof(out->message), "no batch card with "
+	    "credit is inserted");
+	pthread_mutex_lock(&batch_gen_lock);
+	for (i = 0; i < BATCH_MAX && r == BATCH_NONE; i++) {
+		pthread_mutex_lock(&batch_lock);
+		card = batch_pool[i];
+		pthread_mutex_unlock(&batch_lock);
+		if (!card.used || card.exhausted || card.broken)
+			continue;
+		r = batch_one(&card, model, serial, start, out);
+		/* The card may have been pulled and replaced meanwhile. */
+		pthread_mutex_lock(&batch_lock);
+		for (k = 0; k < BATCH_MAX; k++)
+			if (batch_pool[k].used && strcmp(batch_pool[k].reader,
+			    card.reader) == 0 && strcmp(batch_pool[k].atr,
+			    card.atr) == 0) {
+				batch_pool[k].exhausted |= card.exhausted;
+				batch_pool[k].broken |= card.broken;
+			}
+		pthread_mutex_unlock(&batch_lock);
+	}
+	pthread_mutex_unlock(&batch_gen_lock);
+	return r;
+}

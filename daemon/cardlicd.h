@@ -1,0 +1,236 @@
+/*
+ * cardlicd: the one internal header.  Prototypes are grouped by the file
+ * that defines them; everything else in a file is static.
+ */
+#ifndef CARDLICD_H
+#define CARDLICD_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "date.h"
+
+#define CARDLICD_VERSION	"0.1"
+#define CONF_DEFAULT_PATH	"/etc/cardlicd/cardlicd.conf"
+
+#define FIELD_LEN	16	/* model, serial in CK_TOKEN_INFO */
+#define LICENSE_LEN	128
+#define STATUS_LEN	19
+#define ATR_MAX		33
+#define READER_MAX	128
+#define PIN_MAX		64
+#define LICENSE_ATTR	0x8000006AUL
+#define LIC_RESPONSE_LEN 136	/* expiry + license */
+#define LIC_RESPONSE_MAX 512
+
+/* log.c */
+enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+void	log_init(int, int);
+void	log_set_verbose(int);
+void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_alert(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	fatalx(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+
+struct card_report {
+	const char	*reader;
+	const char	*serial;	/* trimmed */
+	const char	*model;		/* trimmed */
+	const char	*outcome;
+	const char	*reason;
+	const char	*end_date;
+	long		 ms;
+	const char	*chain_head;	/* hex */
+};
+void	log_card(const struct card_report *);
+
+/* conf.c */
+enum start_policy {
+	START_TODAY,		/* the day of issuance */
+	START_FIXED,		/* start-date */
+	START_TODAY_PLUS,	/* the day of issuance + start-offset-days */
+	START_NEXT_MONTH,	/* the first day of the next month */
+	START_LATER_OF		/* max(start-date, the day of issuance) */
+};
+
+enum card_kind { KIND_UNKNOWN, KIND_BATCH, KIND_TARGET, KIND_IGNORE };
+
+struct rule {
+	enum card_kind	kind;
+	int		by_atr;		/* else by reader name pattern */
+	char		pattern[READER_MAX];
+	uint8_t		atr[ATR_MAX];
+	uint8_t		mask[ATR_MAX];
+	size_t		atr_len;
+};
+
+#define CONF_MAX_RULES		32
+#define CONF_MAX_FILTERS	16
+
+struct conf {
+	char		path[4096];
+	char		station[64];
+	char		database[4096];
+	char		timezone[64];
+	char		module[4096];
+	char		pin_file[4096];
+	char		*pin;		/* locked memory, PIN_MAX + 1 */
+	size_t		pin_len;
+	int		pin_in_conf;
+	enum start_policy policy;
+	long		start_date;	/* days; -1 when unset */
+	long		start_offset;
+	long		renew_days;
+	char		include[CONF_MAX_FILTERS][READER_MAX];
+	int		n_include;
+	char		exclude[CONF_MAX_FILTERS][READER_MAX];
+	int		n_exclude;
+	struct rule	rules[CONF_MAX_RULES];
+	int		n_rules;
+	int		refs;
+};
+
+struct conf	*conf_load(const char *, char *, size_t);
+void		 conf_print(const struct conf *, FILE *);
+struct conf	*conf_ref(struct conf *);
+void		 conf_unref(struct conf *);
+int		 conf_reader_wanted(const struct conf *, const char *);
+enum card_kind	 conf_classify(const struct conf *, const char *,
+		    const uint8_t *, size_t);
+long		 conf_start_date(const struct conf *, long);
+const char	*conf_policy_name(enum start_policy);
+
+/* db.c */
+struct db_row {
+	const char	*reader;
+	long		 job;
+	const char	*state;
+	const char	*reason;
+	const uint8_t	*model;		/* FIELD_LEN or NULL */
+	const uint8_t	*serial;
+	const char	*start_date;
+	const char	*end_date;
+	long		 license_seq;	/* 0: none */
+	const uint8_t	*license;	/* LICENSE_LEN or NULL */
+	const char	*batch_reader;
+	const char	*batch_atr;
+	long		 batch_count;	/* -1: none */
+	const char	*sw;
+	const char	*ckr;
+	const uint8_t	*status;	/* STATUS_LEN or NULL */
+	const char	*timings;
+};
+
+struct db_pending {
+	long		license_seq;
+	uint8_t		license[LICENSE_LEN];
+	char		start_date[DATE_LEN + 1];
+	char		end_date[DATE_LEN + 1];
+};
+
+int	db_open(const char *, const char *, char *, size_t);
+void	db_close(void);
+long	db_append(const struct db_row *, char *, size_t);
+int	db_find_pending(const uint8_t *, const uint8_t *, long,
+	    struct db_pending *);
+long	db_find_rejected(const uint8_t *, const uint8_t *);
+long	db_batch_count(const char *, const char *);
+long	db_next_job(void);
+void	db_chain_head(char [65]);
+
+/* pin.c */
+int	pin_alloc(char **);
+void	pin_free(char *);
+int	pin_read_file(const char *, char *, size_t *, char *, size_t);
+int	pin_check_perms(const char *, const char *, char *, size_t);
+
+/* pkcs11.c */
+struct token {
+	unsigned long	slot;
+	uint8_t		model[FIELD_LEN];
+	uint8_t		serial[FIELD_LEN];
+	unsigned long	flags;
+};
+int		 p11_load(const char *, char *, size_t);
+void		 p11_unload(void);
+unsigned long	 p11_find_token(const char *, struct token *);
+unsigned long	 p11_open(unsigned long, unsigned long *);
+void		 p11_close(unsigned long);
+unsigned long	 p11_status(unsigned long, uint8_t [STATUS_LEN]);
+unsigned long	 p11_login(unsigned long, const char *, size_t);
+unsigned long	 p11_logout(unsigned long);
+unsigned long	 p11_load_license(unsigned long, const uint8_t *);
+const char	*p11_rv_name(unsigned long);
+int		 p11_pin_locked(unsigned long);
+int		 p11_pin_final_try(unsigned long);
+
+/* batch.c */
+enum batch_result {
+	BATCH_OK,
+	BATCH_NONE,		/* no batch card with credit */
+	BATCH_REFUSED,		/* the card said no: see sw and message */
+	BATCH_LOST		/* the exchange broke: the credit may be gone */
+};
+struct batch_license {
+	char		end_date[DATE_LEN + 1];
+	uint8_t		license[LICENSE_LEN];
+	char		reader[READER_MAX];
+	char		atr[2 * ATR_MAX + 1];
+	unsigned	sw;
+	char		message[256];
+};
+void	batch_init(void);
+void	batch_add(const char *, const uint8_t *, size_t);
+void	batch_remove(const char *);
+int	batch_probe(const char *);
+int	batch_available(void);
+int	batch_pick(char *, char *);
+enum batch_result batch_generate(const uint8_t *, const uint8_t *,
+	    const char *, struct batch_license *);
+void	batch_status(char *, size_t);
+
+/* watch.c */
+enum watch_event { WATCH_INSERT, WATCH_REMOVE, WATCH_PCSC_UP,
+	WATCH_PCSC_DOWN, WATCH_READER_GONE, WATCH_ALIVE };
+struct watch_msg {
+	enum watch_event	type;
+	char			reader[READER_MAX];
+	uint8_t			atr[ATR_MAX];
+	size_t			atr_len;
+	unsigned		counter;
+};
+int	watch_start(int);
+void	watch_stop(void);
+void	watch_block_for_test(int);
+
+/* job.c */
+struct job_result {
+	char		reader[READER_MAX];
+	unsigned	counter;
+	enum card_kind	kind;
+	int		issued;		/* a license was verified on the card */
+	int		skipped;
+	int		failed;
+	int		credit_used;
+	int		pause_pin;	/* wrong PIN: stop until conf changes */
+	int		pause_credit;	/* no batch card with credit */
+	int		paused;		/* not done because issuance paused */
+};
+struct job_ctx {
+	struct conf	*conf;
+	char		reader[READER_MAX];
+	uint8_t		atr[ATR_MAX];
+	size_t		atr_len;
+	unsigned	counter;
+	int		paused_pin;
+	int		paused_credit;
+	int		notify_fd;
+};
+int	job_start(struct job_ctx *);
+void	job_wait_all(int);
+int	job_running(void);
+
+#endif

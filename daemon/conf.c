@@ -1,0 +1,562 @@
+/*
+ * The configuration file, an INI file read by libinih.  Every key has a
+ * range or a set of values; the first mistake is reported as file:line.
+ * A configuration is immutable once loaded and reference-counted, so that
+ * a reload (SIGHUP) never changes what a running job sees.
+ */
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "cardlicd.h"
+
+struct conf_parse {
+	struct conf	*c;
+	FILE		*f;
+	int		 line;
+	int		 err_line;
+	char		 err[512];
+	int		 policy_line;
+	int		 pin_line;
+	int		 seen_policy;
+};
+
+static pthread_mutex_t	conf_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *const conf_policies[] = {
+	"today", "fixed", "today-plus", "next-month", "later-of"
+};
+
+const char *
+conf_policy_name(enum start_policy p)
+{
+	return conf_policies[p];
+}
+
+/* inih reads one line per call; counting them gives handlers file:line. */
+static char *
+conf_reader(char *buf, int size, void *arg)
+{
+	struct conf_parse *p = arg;
+	char *s = fgets(buf, size, p->f);
+
+	if (s != NULL)
+		p->line++;
+	return s;
+}
+
+static int
+conf_fail(struct conf_parse *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+conf_fail(struct conf_parse *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->err_line == 0) {
+		p->err_line = p->line;
+		va_start(ap, fmt);
+		vsnprintf(p->err, sizeof(p->err), fmt, ap);
+		va_end(ap);
+	}
+	return 0;
+}
+
+static int
+conf_copy(struct conf_parse *p, char *dst, size_t n, const char *key,
+    const char *v)
+{
+	if (*v == '\0')
+		return conf_fail(p, "%s: empty value", key);
+	if (strlen(v) >= n)
+		return conf_fail(p, "%s: longer than %zu characters", key,
+		    n - 1);
+	memcpy(dst, v, strlen(v) + 1);
+	return 1;
+}
+
+static int
+conf_number(struct conf_parse *p, long *out, const char *key, const char *v,
+    long lo, long hi)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || errno != 0 || n < lo || n > hi)
+		return conf_fail(p, "%s: \"%s\" is not a whole number in "
+		    "%ld..%ld", key, v, lo, hi);
+	*out = n;
+	return 1;
+}
+
+static int
+conf_path(struct conf_parse *p, char *dst, size_t n, const char *key,
+    const char *v)
+{
+	if (v[0] != '/')
+		return conf_fail(p, "%s: \"%s\" is not an absolute path", key,
+		    v);
+	return conf_copy(p, dst, n, key, v);
+}
+
+static int
+conf_hexbytes(const char *s, size_t len, uint8_t *out, size_t *n)
+{
+	size_t i;
+	unsigned v;
+
+	if (len % 2 != 0 || len / 2 > ATR_MAX || len == 0)
+		return -1;
+	for (i = 0; i < len; i += 2) {
+		if (!isxdigit((unsigned char)s[i]) ||
+		    !isxdigit((unsigned char)s[i + 1]) ||
+		    sscanf(s + i, "%2x", &v) != 1)
+			return -1;
+		out[i / 2] = (uint8_t)v;
+	}
+	*n = len / 2;
+	return 0;
+}
+
+/* batch-atr = 3B8880...[/FFFF...]: ATR and an optional mask as hex. */
+static int
+conf_rule(struct conf_parse *p, const char *key, const char *v)
+{
+	struct conf *c = p->c;
+	struct rule *r;
+	const char *kind = key, *slash;
+	size_t alen, mlen, i;
+
+	if (c->n_rules == CONF_MAX_RULES)
+		return conf_fail(p, "%s: more than %d rules", key,
+		    CONF_MAX_RULES);
+	r = &c->rules[c->n_rules];
+	memset(r, 0, sizeof(*r));
+	r->kind = strncmp(kind, "batch", 5) == 0 ? KIND_BATCH :
+	    strncmp(kind, "target", 6) == 0 ? KIND_TARGET : KIND_IGNORE;
+	r->by_atr = strstr(key, "-atr") != NULL;
+	if (!r->by_atr) {
+		if (!conf_copy(p, r->pattern, sizeof(r->pattern), key, v))
+			return 0;
+		c->n_rules++;
+		return 1;
+	}
+	slash = strchr(v, '/');
+	alen = slash != NULL ? (size_t)(slash - v) : strlen(v);
+	if (conf_hexbytes(v, alen, r->atr, &r->atr_len) != 0)
+		return conf_fail(p, "%s: \"%s\" is not an ATR in hex (2 to "
+		    "%d digits, optionally /MASK)", key, v, 2 * ATR_MAX);
+	if (slash != NULL) {
+		if (conf_hexbytes(slash + 1, strlen(slash + 1), r->mask,
+		    &mlen) != 0 || mlen != r->atr_len)
+			return conf_fail(p, "%s: the mask must be hex of the "
+			    "same length as the ATR", key);
+	} else
+		memset(r->mask, 0xFF, r->atr_len);
+	for (i = 0; i < r->atr_len; i++)
+		r->atr[i] &= r->mask[i];
+	c->n_rules++;
+	return 1;
+}
+
+static int
+conf_date(struct conf_parse *p, long *out, const char *key, const char *v)
+{
+	long d, lo = date_to_days(2000, 1, 1), hi = date_to_days(2099, 12, 31);
+
+	if (date_parse(v, strlen(v), &d) != 0 || d < lo || d > hi)
+		return conf_fail(p, "%s: \"%s\" is not a date YYYYMMDD between "
+		    "20000101 and 20991231", key, v);
+	*out = d;
+	return 1;
+}
+
+static int
+conf_timezone(struct conf_parse *p, const char *v)
+{
+	char path[PATH_MAX];
+	const char *s;
+
+	if (strcmp(v, "UTC") != 0 && strcmp(v, "local") != 0) {
+		for (s = v; *s != '\0'; s++)
+			if (!isalnum((unsigned char)*s) && strchr("/_-+", *s) ==
+			    NULL)
+				break;
+		snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", v);
+		if (*s != '\0' || strstr(v, "..") != NULL ||
+		    access(path, R_OK) != 0)
+			return conf_fail(p, "timezone: \"%s\" is not UTC, "
+			    "local, or a zone of /usr/share/zoneinfo", v);
+	}
+	return conf_copy(p, p->c->timezone, sizeof(p->c->timezone),
+	    "timezone", v);
+}
+
+static int
+conf_handler(void *arg, const char *section, const char *key,
+    const char *v)
+{
+	struct conf_parse *p = arg;
+	struct conf *c = p->c;
+	size_t i;
+	const char *s;
+
+	if (strcmp(section, "station") == 0) {
+		if (strcmp(key, "id") == 0) {
+			for (s = v; *s != '\0'; s++)
+				if (!isalnum((unsigned char)*s) &&
+				    strchr("._-", *s) == NULL)
+					return conf_fail(p, "id: \"%s\": use "
+					    "letters, digits, '.', '_', '-'",
+					    v);
+			return conf_copy(p, c->station, sizeof(c->station),
+			    key, v);
+		}
+		if (strcmp(key, "database") == 0)
+			return conf_path(p, c->database, sizeof(c->database),
+			    key, v);
+		if (strcmp(key, "timezone") == 0)
+			return conf_timezone(p, v);
+	} else if (strcmp(section, "pkcs11") == 0) {
+		if (strcmp(key, "module") == 0)
+			return conf_path(p, c->module, sizeof(c->module), key,
+			    v);
+		if (strcmp(key, "pin") == 0 || strcmp(key, "pin-file") == 0) {
+			if (c->pin_in_conf || c->pin_file[0] != '\0')
+				return conf_fail(p, "%s: a PIN source is "
+				    "already given (line %d); give exactly "
+				    "one of pin, pin-file", key, p->pin_line);
+			p->pin_line = p->line;
+			if (strcmp(key, "pin-file") == 0)
+				return conf_path(p, c->pin_file,
+				    sizeof(c->pin_file), key, v);
+			c->pin_in_conf = 1;
+			i = strlen(v);
+			if (i < 4 || i > PIN_MAX)
+				return conf_fail(p, "pin: must be 4 to %d "
+				    "characters long", PIN_MAX);
+			memcpy(c->pin, v, i);
+			c->pin_len = i;
+			return 1;
+		}
+	} else if (strcmp(section, "readers") == 0) {
+		if (strcmp(key, "include") == 0) {
+			if (c->n_include == CONF_MAX_FILTERS)
+				return conf_fail(p, "include: at most %d",
+				    CONF_MAX_FILTERS);
+			return conf_copy(p, c->include[c->n_include++],
+			    READER_MAX, key, v);
+		}
+		if (strcmp(key, "exclude") == 0) {
+			if (c->n_exclude == CONF_MAX_FILTERS)
+				return conf_fail(p, "exclude: at most %d",
+				    CONF_MAX_FILTERS);
+			return conf_copy(p, c->exclude[c->n_exclude++],
+			    READER_MAX, key, v);
+		}
+	} else if (strcmp(section, "classify") == 0) {
+		static const char *const keys[] = { "batch-atr", "target-atr",
+		    "ignore-atr", "batch-reader", "target-reader",
+		    "ignore-reader" };
+
+		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if (strcmp(key, keys[i]) == 0)
+				return conf_rule(p, key, v);
+	} else if (strcmp(section, "license") == 0) {
+		if (strcmp(key, "start-policy") == 0) {
+			p->policy_line = p->line;
+			p->seen_policy = 1;
+			for (i = 0; i < 5; i++)
+				if (strcmp(v, conf_policies[i]) == 0) {
+					c->policy = (enum start_policy)i;
+					return 1;
+				}
+			return conf_fail(p, "start-policy: \"%s\" is not one "
+			    "of today, fixed, today-plus, next-month, "
+			    "later-of", v);
+		}
+		if (strcmp(key, "start-date") == 0)
+			return conf_date(p, &c->start_date, key, v);
+		if (strcmp(key, "start-offset-days") == 0)
+			return conf_number(p, &c->start_offset, key, v, 0,
+			    366);
+		if (strcmp(key, "renew-within-days") == 0)
+			return conf_number(p, &c->renew_days, key, v, 0, 3650);
+	} else
+		return conf_fail(p, "unknown section [%s]", section);
+	return conf_fail(p, "unknown key \"%s\" in [%s]", key, section);
+}
+
+static struct conf *
+conf_new(void)
+{
+	struct conf *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	if (pin_alloc(&c->pin) != 0) {
+		free(c);
+		return NULL;
+	}
+	if (gethostname(c->station, sizeof(c->station) - 1) != 0 ||
+	    c->station[0] == '\0')
+		snprintf(c->station, sizeof(c->station), "station");
+	c->station[strcspn(c->station, ".")] = '\0';
+	snprintf(c->database, sizeof(c->database),
+	    "/var/lib/cardlicd/audit.db");
+	snprintf(c->timezone, sizeof(c->timezone), "local");
+	c->policy = START_TODAY;
+	c->start_date = -1;
+	c->renew_days = 0;
+	c->refs = 1;
+	return c;
+}
+
+/*
+ * Checks that need the whole file: the start policy's own keys, exactly
+ * one PIN source, the module.  Errors point at the key that needs the
+ * missing one.
+ */
+static int
+conf_finish(struct conf_parse *p, char *err, size_t errlen)
+{
+	struct conf *c = p->c;
+	const char *pol = conf_policies[c->policy];
+	char msg[400];
+
+	if (c->module[0] == '\0') {
+		snprintf(err, errlen, "%s: [pkcs11] module is required",
+		    c->path);
+		return -1;
+	}
+	if (!c->pin_in_conf && c->pin_file[0] == '\0') {
+		snprintf(err, errlen, "%s: [pkcs11] needs a PIN source: pin "
+		    "or pin-file", c->path);
+		return -1;
+	}
+	if ((c->policy == START_FIXED || c->policy == START_LATER_OF) &&
+	    c->start_date < 0) {
+		snprintf(err, errlen, "%s:%d: start-policy %s needs "
+		    "start-date", c->path, p->policy_line, pol);
+		return -1;
+	}
+	if (c->policy == START_TODAY_PLUS && c->start_offset == 0 &&
+	    p->seen_policy) {
+		snprintf(err, errlen, "%s:%d: start-policy today-plus needs "
+		    "start-offset-days (1..366)", c->path, p->policy_line);
+		return -1;
+	}
+	if (c->pin_in_conf &&
+	    pin_check_perms(c->path, "holds the PIN", msg, sizeof(msg)) != 0) {
+		snprintf(err, errlen, "%s:%d: %s", c->path, p->pin_line, msg);
+		return -1;
+	}
+	if (c->pin_file[0] != '\0' && pin_read_file(c->pin_file, c->pin,
+	    &c->pin_len, err, errlen) != 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * Load a configuration.  NULL with err set ("file:line: message") on any
+ * mistake; the caller exits with status 2 at start-up, or keeps the old
+ * configuration on reload.
+ */
+struct conf *
+conf_load(const char *path, char *err, size_t errlen)
+{
+	struct conf_parse p;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	if ((p.c = conf_new()) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	snprintf(p.c->path, sizeof(p.c->path), "%s", path);
+	if ((p.f = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: cannot open: %s", path,
+		    strerror(errno));
+		conf_unref(p.c);
+		return NULL;
+	}
+	rc = ini_parse_stream(conf_reader, &p, conf_handler, &p);
+	fclose(p.f);
+	if (rc != 0 || p.err_line != 0) {
+		if (p.err_line != 0)
+			snprintf(err, errlen, "%s:%d: %s", path, p.err_line,
+			    p.err);
+		else
+			snprintf(err, errlen, "%s:%d: not a valid line "
+			    "(want key = value or [section])", path, rc);
+		conf_unref(p.c);
+		return NULL;
+	}
+	if (conf_finish(&p, err, errlen) != 0) {
+		conf_unref(p.c);
+		return NULL;
+	}
+	return p.c;
+}
+
+struct conf *
+conf_ref(struct conf *c)
+{
+	pthread_mutex_lock(&conf_lock);
+	c->refs++;
+	pthread_mutex_unlock(&conf_lock);
+	return c;
+}
+
+void
+conf_unref(struct conf *c)
+{
+	int last;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&conf_lock);
+	last = --c->refs == 0;
+	pthread_mutex_unlock(&conf_lock);
+	if (!last)
+		return;
+	pin_free(c->pin);
+	free(c);
+}
+
+int
+conf_reader_wanted(const struct conf *c, const char *reader)
+{
+	int i, in = c->n_include == 0;
+
+	for (i = 0; i < c->n_include && !in; i++)
+		in = fnmatch(c->include[i], reader, 0) == 0;
+	for (i = 0; i < c->n_exclude && in; i++)
+		in = fnmatch(c->exclude[i], reader, 0) != 0;
+	return in;
+}
+
+/* The first rule that matches; KIND_UNKNOWN means "probe the card". */
+enum card_kind
+conf_classify(const struct conf *c, const char *reader, const uint8_t *atr,
+    size_t len)
+{
+	const struct rule *r;
+	size_t i;
+	int k;
+
+	for (k = 0; k < c->n_rules; k++) {
+		r = &c->rules[k];
+		if (!r->by_atr) {
+			if (fnmatch(r->pattern, reader, 0) == 0)
+				return r->kind;
+			continue;
+		}
+		if (r->atr_len != len)
+			continue;
+		for (i = 0; i < len; i++)
+			if ((atr[i] & r->mask[i]) != r->atr[i])
+				break;
+		if (i == len)
+			return r->kind;
+	}
+	return KIND_UNKNOWN;
+}
+
+long
+conf_start_date(const struct conf *c, long today)
+{
+	switch (c->policy) {
+	case START_FIXED:
+		return c->start_date;
+	case START_TODAY_PLUS:
+		return today + c->start_offset;
+	case START_NEXT_MONTH:
+		return date_first_of_next_month(today);
+	case START_LATER_OF:
+		return c->start_date > today ? c->start_date : today;
+	case START_TODAY:
+	default:
+		return today;
+	}
+}
+
+static void
+conf_print_hex(FILE *f, const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		fprintf(f, "%02X", p[i]);
+}
+
+/* cardlicd -n: the configuration as the daemon understood it. */
+void
+conf_print(const struct conf *c, FILE *f)
+{
+	static const char *const kinds[] = { "?", "batch", "target",
+	    "ignore" };
+	char d[DATE_LEN + 1], s[DATE_LEN + 1];
+	long today = date_today(NULL);
+	int i;
+
+	fprintf(f, "# %s, as cardlicd reads it\n", c->path);
+	fprintf(f, "[station]\nid = %s\ndatabase = %s\ntimezone = %s\n",
+	    c->station, c->database, c->timezone);
+	fprintf(f, "\n[pkcs11]\nmodule = %s\n", c->module);
+	if (c->pin_in_conf)
+		fprintf(f, "pin = ******** (%zu characters, masked)\n",
+		    c->pin_len);
+	else
+		fprintf(f, "pin-file = %s (PIN read, %zu characters, "
+		    "masked)\n", c->pin_file, c->pin_len);
+	fprintf(f, "\n[readers]\n");
+	for (i = 0; i < c->n_include; i++)
+		fprintf(f, "include = %s\n", c->include[i]);
+	for (i = 0; i < c->n_exclude; i++)
+		fprintf(f, "exclude = %s\n", c->exclude[i]);
+	if (c->n_include == 0)
+		fprintf(f, "# every reader\n");
+	fprintf(f, "\n[classify]\n");
+	for (i = 0; i < c->n_rules; i++) {
+		fprintf(f, "%s-%s = ", kinds[c->rules[i].kind],
+		    c->rules[i].by_atr ? "atr" : "reader");
+		if (c->rules[i].by_atr) {
+			conf_print_hex(f, c->rules[i].atr,
+			    c->rules[i].atr_len);
+			fputc('/', f);
+			conf_print_hex(f, c->rules[i].mask,
+			    c->rules[i].atr_len);
+			fputc('\n', f);
+		} else
+			fprintf(f, "%s\n", c->rules[i].pattern);
+	}
+	if (c->n_rules == 0)
+		fprintf(f, "# no rules: every card is probed\n");
+	fprintf(f, "\n[license]\nstart-policy = %s\n",
+	    conf_policies[c->policy]);
+	if (c->start_date >= 0) {
+		date_format(c->start_date, d);
+		fprintf(f, "start-date = %s\n", d);
+	}
+	if (c->policy == START_TODAY_PLUS)
+		fprintf(f, "start-offset-days = %ld\n", c->start_offset);
+	fprintf(f, "renew-within-days = %ld\n", c->renew_days);
+	date_format(today, d);
+	date_format(conf_start_date(c, today), s);
+	fprintf(f, "# a card issued today (%s) gets a license starting %s\n",
+	    d, s);
+}

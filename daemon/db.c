@@ -1,0 +1,375 @@
+/*
+ * The audit store: SQLite in WAL mode with synchronous=FULL, so that a row
+ * is on disk when db_append returns, and auditors can read with plain
+ * sqlite3 while we write.  Rows are appended under BEGIN IMMEDIATE; each
+ * carries a SHA-256 over its columns and the previous row's hash.
+ *
+ * Job threads call in here; one lock serializes the writers, and nothing
+ * here runs on the event loop's thread after start-up.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "cardlicd.h"
+#include "dbhash.h"
+
+extern const char *const	sql_migrations[];
+extern const int		sql_migrations_count;
+
+static sqlite3		*db;
+static pthread_mutex_t	 db_lock = PTHREAD_MUTEX_INITIALIZER;
+static char		 db_station[64];
+static long		 db_job;
+static uint8_t		 db_head[32];
+
+static int
+db_exec(const char *sql, char *err, size_t len)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	snprintf(err, len, "%s", msg != NULL ? msg : sqlite3_errmsg(db));
+	sqlite3_free(msg);
+	return -1;
+}
+
+static long
+db_int(const char *sql)
+{
+	sqlite3_stmt *st;
+	long v = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = (long)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Bring the schema up to date, one migration per transaction. */
+static int
+db_migrate(const char *path, char *err, size_t len)
+{
+	char msg[512], sql[64];
+	long have = db_int("PRAGMA user_version");
+	int i;
+
+	if (have > sql_migrations_count) {
+		snprintf(err, len, "%s: schema version %ld is newer than this "
+		    "cardlicd knows (%d)", path, have, sql_migrations_count);
+		return -1;
+	}
+	for (i = (int)have; i < sql_migrations_count; i++) {
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", i + 1);
+		if (db_exec("BEGIN IMMEDIATE", msg, sizeof(msg)) != 0 ||
+		    db_exec(sql_migrations[i], msg, sizeof(msg)) != 0 ||
+		    db_exec(sql, msg, sizeof(msg)) != 0 ||
+		    db_exec("COMMIT", msg, sizeof(msg)) != 0) {
+			db_exec("ROLLBACK", sql, sizeof(sql));
+			snprintf(err, len, "%s: migration %d: %s", path, i + 1,
+			    msg);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+db_open(const char *path, const char *station, char *err, size_t len)
+{
+	char msg[512];
+	sqlite3_stmt *st;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, len, "%s: %s", path, db != NULL ?
+		    sqlite3_errmsg(db) : "cannot open");
+		db_close();
+		return -1;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	sqlite3_extended_result_codes(db, 1);
+	if (db_exec("PRAGMA journal_mode = WAL", msg, sizeof(msg)) != 0 ||
+	    db_exec("PRAGMA synchronous = FULL", msg, sizeof(msg)) != 0 ||
+	    db_exec("PRAGMA foreign_keys = ON", msg, sizeof(msg)) != 0) {
+		snprintf(err, len, "%s: %s", path, msg);
+		db_close();
+		return -1;
+	}
+	if (db_migrate(path, err, len) != 0) {
+		db_close();
+		return -1;
+	}
+	snprintf(db_station, sizeof(db_station), "%s", station);
+	db_job = db_int("SELECT coalesce(max(job), 0) FROM audit");
+	memset(db_head, 0, sizeof(db_head));
+	if (sqlite3_prepare_v2(db, "SELECT hash FROM audit ORDER BY seq DESC "
+	    "LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_bytes(st, 0) == 32)
+			memcpy(db_head, sqlite3_column_blob(st, 0), 32);
+		sqlite3_finalize(st);
+	}
+	return 0;
+}
+
+void
+db_close(void)
+{
+	if (db != NULL)
+		sqlite3_close_v2(db);
+	db = NULL;
+}
+
+long
+db_next_job(void)
+{
+	long j;
+
+	pthread_mutex_lock(&db_lock);
+	j = ++db_job;
+	pthread_mutex_unlock(&db_lock);
+	return j;
+}
+
+void
+db_chain_head(char out[65])
+{
+	int i;
+
+	pthread_mutex_lock(&db_lock);
+	for (i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", db_head[i]);
+	pthread_mutex_unlock(&db_lock);
+}
+
+static void
+db_utc(char out[64])
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+static void
+db_text(struct dbhash_val *v, const char *s)
+{
+	v->type = s != NULL ? SQLITE_TEXT : SQLITE_NULL;
+	v->p = (const uint8_t *)s;
+	v->len = s != NULL ? strlen(s) : 0;
+}
+
+static void
+db_blob(struct dbhash_val *v, const uint8_t *p, size_t len)
+{
+	v->type = p != NULL ? SQLITE_BLOB : SQLITE_NULL;
+	v->p = p;
+	v->len = p != NULL ? len : 0;
+}
+
+static void
+db_integer(struct dbhash_val *v, long n, int null)
+{
+	v->type = null ? SQLITE_NULL : SQLITE_INTEGER;
+	v->i = n;
+}
+
+/*
+ * Append one row and make it durable.  Returns its seq, or -1 with err set:
+ * the caller must then act as if nothing was recorded.
+ */
+long
+db_append(const struct db_row *r, char *err, size_t len)
+{
+	static const char sql[] = "INSERT INTO audit (seq, utc, station, job,"
+	    " reader, state, reason, model, serial, start_date, end_date,"
+	    " license_seq, license, batch_reader, batch_atr, batch_count, sw,"
+	    " ckr, status, timings, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+	    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	struct dbhash_val v[DBHASH_COLUMNS];
+	sqlite3_stmt *st = NULL;
+	char utc[64], msg[512];
+	uint8_t hash[32];
+	long seq = -1;
+	int i, rc;
+
+	pthread_mutex_lock(&db_lock);
+	if (db == NULL) {
+		snprintf(err, len, "the audit database is not open");
+		goto out;
+	}
+	if (db_exec("BEGIN IMMEDIATE", msg, sizeof(msg)) != 0) {
+		snprintf(err, len, "audit database: %s", msg);
+		goto out;
+	}
+	seq = db_int("SELECT coalesce(max(seq), 0) + 1 FROM audit");
+	db_utc(utc);
+	db_integer(&v[0], seq, 0);
+	db_text(&v[1], utc);
+	db_text(&v[2], db_station);
+	db_integer(&v[3], r->job, 0);
+	db_text(&v[4], r->reader);
+	db_text(&v[5], r->state);
+	db_text(&v[6], r->reason != NULL ? r->reason : "");
+	db_blob(&v[7], r->model, FIELD_LEN);
+	db_blob(&v[8], r->serial, FIELD_LEN);
+	db_text(&v[9], r->start_date);
+	db_text(&v[10], r->end_date);
+	db_integer(&v[11], r->license_seq, r->license_seq <= 0);
+	db_blob(&v[12], r->license, LICENSE_LEN);
+	db_text(&v[13], r->batch_reader);
+	db_text(&v[14], r->batch_atr);
+	db_integer(&v[15], r->batch_count, r->batch_count < 0);
+	db_text(&v[16], r->sw);
+	db_text(&v[17], r->ckr);
+	db_blob(&v[18], r->status, STATUS_LEN);
+	db_text(&v[19], r->timings);
+	dbhash_row(db_head, v, hash);
+
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	for (i = 0; rc == SQLITE_OK && i < DBHASH_COLUMNS; i++) {
+		switch (v[i].type) {
+		case SQLITE_NULL:
+			rc = sqlite3_bind_null(st, i + 1);
+			break;
+		case SQLITE_INTEGER:
+			rc = sqlite3_bind_int64(st, i + 1, v[i].i);
+			break;
+		case SQLITE_TEXT:
+			rc = sqlite3_bind_text(st, i + 1, (const char *)v[i].p,
+			    (int)v[i].len, SQLITE_STATIC);
+			break;
+		default:
+			rc = sqlite3_bind_blob(st, i + 1, v[i].p,
+			    (int)v[i].len, SQLITE_STATIC);
+		}
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(st, DBHASH_COLUMNS + 1, hash, 32,
+		    SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+	if (rc == SQLITE_OK)
+		rc = db_exec("COMMIT", msg, sizeof(msg)) == 0 ? SQLITE_OK :
+		    SQLITE_ERROR;
+	else
+		snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK) {
+		char ignore[64];
+
+		db_exec("ROLLBACK", ignore, sizeof(ignore));
+		snprintf(err, len, "audit database: %s", msg);
+		seq = -1;
+		goto out;
+	}
+	memcpy(db_head, hash, 32);
+out:
+	pthread_mutex_unlock(&db_lock);
+	return seq;
+}
+
+/*
+ * The card's newest license that was generated, never verified nor
+ * rejected, and still valid today: invariant 2 says it is reused.
+ */
+int
+db_find_pending(const uint8_t *model, const uint8_t *serial, long today,
+    struct db_pending *out)
+{
+	static const char sql[] = "SELECT g.seq, g.license, g.start_date,"
+	    " g.end_date FROM audit g WHERE g.state = 'generated'"
+	    " AND g.serial = ?1 AND g.model = ?2 AND NOT EXISTS (SELECT 1"
+	    " FROM audit v WHERE v.license_seq = g.seq AND v.state IN"
+	    " ('verified', 'rejected')) ORDER BY g.seq DESC";
+	sqlite3_stmt *st;
+	const unsigned char *end;
+	long e;
+	int rc, found = 0;
+
+	pthread_mutex_lock(&db_lock);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		pthread_mutex_unlock(&db_lock);
+		return -1;
+	}
+	sqlite3_bind_blob(st, 1, serial, FIELD_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, model, FIELD_LEN, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		end = sqlite3_column_text(st, 3);
+		if (end == NULL || sqlite3_column_bytes(st, 1) != LICENSE_LEN)
+			continue;
+		if (strcmp((const char *)end, "00000000") != 0 &&
+		    (date_parse((const char *)end, 8, &e) != 0 || e < today))
+			continue;
+		out->license_seq = (long)sqlite3_column_int64(st, 0);
+		memcpy(out->license, sqlite3_column_blob(st, 1), LICENSE_LEN);
+		snprintf(out->start_date, sizeof(out->start_date), "%s",
+		    (const char *)sqlite3_column_text(st, 2));
+		snprintf(out->end_date, sizeof(out->end_date), "%s", end);
+		found = 1;
+		break;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&db_lock);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
+}
+
+static long
+db_card_query(const char *sql, const uint8_t *model, const uint8_t *serial)
+{
+	sqlite3_stmt *st;
+	long v = -1;
+
+	pthread_mutex_lock(&db_lock);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_blob(st, 1, serial, FIELD_LEN, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 2, model, FIELD_LEN, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = (long)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&db_lock);
+	return v;
+}
+
+/* The seq of the card's last rejected license, 0 if none, -1 on error. */
+long
+db_find_rejected(const uint8_t *model, const uint8_t *serial)
+{
+	return db_card_query("SELECT coalesce(max(seq), 0) FROM audit WHERE"
+	    " state = 'rejected' AND serial = ?1 AND model = ?2", model,
+	    serial);
+}
+
+/* Licenses generated so far on the batch card (reader, ATR). */
+long
+db_batch_count(const char *reader, const char *atr)
+{
+	sqlite3_stmt *st;
+	long v = -1;
+
+	pthread_mutex_lock(&db_lock);
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM audit WHERE"
+	    " state = 'generated' AND batch_reader = ?1 AND batch_atr = ?2",
+	    -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, reader, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, atr, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = (long)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&db_lock);
+	return v;
+}

@@ -1,0 +1,49 @@
+/*
+ * hash = SHA-256(previous hash || column 1 || ... || column 20), where a
+ * column is its SQLite type (1 byte), its length (4 bytes, big endian) and
+ * its bytes; an integer is written in decimal.  Typing every column keeps
+ * NULL, '' and a zero-length blob apart, so no edit can hide in a
+ * change of type.  The first row's previous hash is 32 zero bytes.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include "dbhash.h"
+
+void
+dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t hdr[5];
+	char num[24];
+	const uint8_t *p;
+	size_t len;
+	unsigned int olen = 32;
+	int i;
+
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestUpdate(md, prev, 32);
+	for (i = 0; i < DBHASH_COLUMNS; i++) {
+		p = v[i].p;
+		len = v[i].len;
+		if (v[i].type == SQLITE_INTEGER) {
+			len = (size_t)snprintf(num, sizeof(num), "%lld",
+			    v[i].i);
+			p = (const uint8_t *)num;
+		} else if (v[i].type == SQLITE_NULL)
+			len = 0;
+		hdr[0] = (uint8_t)v[i].type;
+		hdr[1] = (uint8_t)(len >> 24);
+		hdr[2] = (uint8_t)(len >> 16);
+		hdr[3] = (uint8_t)(len >> 8);
+		hdr[4] = (uint8_t)len;
+		EVP_DigestUpdate(md, hdr, sizeof(hdr));
+		if (len > 0)
+			EVP_DigestUpdate(md, p, len);
+	}
+	EVP_DigestFinal_ex(md, out, &olen);
+	EVP_MD_CTX_free(md);
+}

@@ -1,0 +1,24 @@
+/*
+ * The audit chain's hash, shared by cardlicd (which writes rows) and
+ * cardlicctl (which verifies them): one definition, so they cannot drift.
+ */
+#ifndef CARDLIC_DBHASH_H
+#define CARDLIC_DBHASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Columns of the audit table that the hash covers: all but hash. */
+#define DBHASH_COLUMNS	20
+
+struct dbhash_val {
+	int		 type;		/* SQLITE_NULL, _INTEGER, _TEXT, _BLOB */
+	long long	 i;
+	const uint8_t	*p;
+	size_t		 len;
+};
+
+void	dbhash_row(const uint8_t [32], const struct dbhash_val *,
+	    uint8_t [32]);
+
+#endif

@@ -1,0 +1,413 @@
+/*
+ * cardlicd: start-up, the one libevent loop, signals, and the bookkeeping
+ * of readers, jobs and pauses.  Everything that can block (PC/SC, PKCS#11,
+ * SQLite) runs in the watcher or job threads; the loop only reads their
+ * messages and decides what happens next.
+ */
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "cardlicd.h"
+
+#define MAIN_MAX_READERS	32
+
+struct main_reader {
+	int		 used;
+	char		 name[READER_MAX];
+	int		 present;
+	unsigned	 counter;
+	uint8_t		 atr[ATR_MAX];
+	size_t		 atr_len;
+	int		 busy;		/* a job runs on it */
+	int		 queued;	/* a newer card waits for that job */
+	int		 paused;	/* its card waits for issuance to resume */
+	int		 batch;
+	struct conf	*job_conf;	/* the configuration its job uses */
+};
+
+static struct event_base	*main_base;
+static struct conf		*main_conf;
+static struct conf		*main_refused;	/* conf whose PIN was refused */
+static struct main_reader	 main_readers[MAIN_MAX_READERS];
+static int			 main_paused_credit;
+static int			 main_ready;
+static int			 main_stopping;
+static int			 main_job_pipe[2];
+static int			 main_watch_pipe[2];
+static long			 main_issued, main_skipped, main_failed;
+static long			 main_credits;
+
+static void
+main_usage(void)
+{
+	fprintf(stderr, "usage: cardlicd [-nv] [-f file]\n"
+	    "  -f file  configuration (default " CONF_DEFAULT_PATH ")\n"
+	    "  -n       check the configuration, print it normalized, exit\n"
+	    "  -v       verbose: debug messages\n");
+	exit(2);
+}
+
+static void
+main_status(void)
+{
+	char batch[96];
+
+	batch_status(batch, sizeof(batch));
+	sd_notifyf(0, "STATUS=%s: issued %ld, skipped %ld, failed %ld, "
+	    "credits used %ld; %s", main_refused != NULL ?
+	    "PAUSED (PIN refused: fix the configuration and reload)" :
+	    main_paused_credit ? "PAUSED (no batch card with credit)" :
+	    "running", main_issued, main_skipped, main_failed, main_credits,
+	    batch);
+}
+
+static struct main_reader *
+main_reader(const char *name, int create)
+{
+	int i, free_slot = -1;
+
+	for (i = 0; i < MAIN_MAX_READERS; i++) {
+		if (main_readers[i].used &&
+		    strcmp(main_readers[i].name, name) == 0)
+			return &main_readers[i];
+		if (!main_readers[i].used && free_slot < 0)
+			free_slot = i;
+	}
+	if (!create || free_slot < 0)
+		return NULL;
+	memset(&main_readers[free_slot], 0, sizeof(main_readers[0]));
+	main_readers[free_slot].used = 1;
+	snprintf(main_readers[free_slot].name, READER_MAX, "%s", name);
+	return &main_readers[free_slot];
+}
+
+static void
+main_start_job(struct main_reader *r)
+{
+	struct job_ctx c;
+
+	if (main_stopping)
+		return;
+	if (r->busy) {
+		r->queued = 1;
+		return;
+	}
+	memset(&c, 0, sizeof(c));
+	c.conf = main_conf;
+	snprintf(c.reader, sizeof(c.reader), "%s", r->name);
+	memcpy(c.atr, r->atr, r->atr_len);
+	c.atr_len = r->atr_len;
+	c.counter = r->counter;
+	c.paused_pin = main_refused != NULL;
+	c.paused_credit = main_paused_credit;
+	c.notify_fd = main_job_pipe[1];
+	r->queued = 0;
+	r->paused = 0;
+	if (job_start(&c) != 0) {
+		log_warnx("%s: cannot start a job: %s", r->name,
+		    strerror(errno));
+		return;
+	}
+	r->busy = 1;
+	r->job_conf = conf_ref(main_conf);
+}
+
+/* Issuance resumes: the cards that waited in their readers go first. */
+static void
+main_resume(const char *why)
+{
+	int i;
+
+	log_info("issuance resumes: %s", why);
+	for (i = 0; i < MAIN_MAX_READERS; i++)
+		if (main_readers[i].used && main_readers[i].present &&
+		    main_readers[i].paused)
+			main_start_job(&main_readers[i]);
+	main_status();
+}
+
+static void
+main_on_job(evutil_socket_t fd, short what, void *arg)
+{
+	struct job_result res;
+	struct main_reader *r;
+	struct conf *used;
+
+	(void)what;
+	(void)arg;
+	while (read(fd, &res, sizeof(res)) == (ssize_t)sizeof(res)) {
+		if ((r = main_reader(res.reader, 0)) == NULL)
+			continue;
+		used = r->job_conf;
+		r->job_conf = NULL;
+		r->busy = 0;
+		main_issued += res.issued;
+		main_skipped += res.skipped;
+		main_failed += res.failed && !res.paused;
+		main_credits += res.credit_used;
+		r->paused = res.paused || res.pause_pin || res.pause_credit;
+		if (res.kind == KIND_BATCH) {
+			r->batch = 1;
+			if (main_paused_credit) {
+				main_paused_credit = 0;
+				main_resume("a batch card was inserted");
+			}
+		}
+		if (res.pause_pin && main_refused == NULL && used != NULL) {
+			main_refused = used;
+			used = NULL;
+		}
+		if (res.pause_credit && !main_paused_credit) {
+			main_paused_credit = 1;
+			log_alert("issuance paused: no batch card with credit; "
+			    "insert one to resume");
+		}
+		conf_unref(used);
+		if (r->queued && r->present)
+			main_start_job(r);
+		main_status();
+	}
+}
+
+static void
+main_on_watch(evutil_socket_t fd, short what, void *arg)
+{
+	struct watch_msg m;
+	struct main_reader *r;
+
+	(void)what;
+	(void)arg;
+	while (read(fd, &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+		switch (m.type) {
+		case WATCH_PCSC_UP:
+			log_info("connected to pcscd");
+			if (!main_ready) {
+				main_ready = 1;
+				sd_notify(0, "READY=1");
+				main_status();
+			}
+			break;
+		case WATCH_PCSC_DOWN:
+			log_warnx("pcscd is not reachable; waiting for it");
+			break;
+		case WATCH_INSERT:
+			if (!conf_reader_wanted(main_conf, m.reader)) {
+				log_debug("%s: not a reader of ours",
+				    m.reader);
+				break;
+			}
+			if ((r = main_reader(m.reader, 1)) == NULL) {
+				log_warnx("%s: too many readers", m.reader);
+				break;
+			}
+			r->present = 1;
+			r->counter = m.counter;
+			memcpy(r->atr, m.atr, m.atr_len);
+			r->atr_len = m.atr_len;
+			main_start_job(r);
+			break;
+		case WATCH_REMOVE:
+		case WATCH_READER_GONE:
+			if ((r = main_reader(m.reader, 0)) == NULL)
+				break;
+			r->present = 0;
+			r->queued = 0;
+			r->paused = 0;
+			if (r->batch) {
+				batch_remove(r->name);
+				r->batch = 0;
+				log_info("%s: batch card removed", r->name);
+				main_status();
+			}
+			break;
+		case WATCH_ALIVE:
+			break;
+		}
+	}
+}
+
+static void
+main_apply_tz(const struct conf *c)
+{
+	char tz[80];
+
+	if (strcmp(c->timezone, "local") == 0)
+		return;
+	snprintf(tz, sizeof(tz), ":%s", c->timezone);
+	setenv("TZ", tz, 1);
+	tzset();
+}
+
+/* SIGHUP: a new configuration, or the old one if the new one is wrong. */
+static void
+main_on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct conf *c;
+	struct timespec now;
+	char err[1024];
+
+	(void)sig;
+	(void)what;
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)now.tv_sec * 1000000ULL +
+	    (unsigned long long)now.tv_nsec / 1000ULL);
+	if ((c = conf_load(main_conf->path, err, sizeof(err))) == NULL) {
+		log_warnx("reload refused, the running configuration stays: "
+		    "%s", err);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	if (strcmp(c->database, main_conf->database) != 0 ||
+	    strcmp(c->module, main_conf->module) != 0)
+		log_warnx("database and module changes take effect at the "
+		    "next restart");
+	main_apply_tz(c);
+	conf_unref(main_conf);
+	main_conf = c;
+	log_info("configuration reloaded from %s", c->path);
+	if (main_refused != NULL) {
+		if (c->pin_len == main_refused->pin_len &&
+		    memcmp(c->pin, main_refused->pin, c->pin_len) == 0) {
+			log_alert("the PIN in the new configuration is the one "
+			    "that was refused; issuance stays paused");
+		} else {
+			conf_unref(main_refused);
+			main_refused = NULL;
+			main_resume("the PIN was changed");
+		}
+	}
+	sd_notify(0, "READY=1");
+	main_status();
+}
+
+static void
+main_on_term(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	main_stopping = 1;
+	sd_notify(0, "STOPPING=1");
+	log_info("stopping: finishing the cards in progress");
+	event_base_loopbreak(main_base);
+}
+
+static void
+main_pipe(int p[2])
+{
+	if (pipe2(p, O_CLOEXEC) != 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) != 0)
+		fatalx("pipe: %s", strerror(errno));
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *path = CONF_DEFAULT_PATH;
+	struct event *ev_job, *ev_watch, *ev_hup, *ev_term, *ev_int;
+	struct rlimit nocore = { 0, 0 };
+	char err[1024];
+	int ch, check = 0, verbose = 0, i;
+
+	while ((ch = getopt_long(argc, argv, "f:nvh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'f': path = optarg; break;
+		case 'n': check = 1; break;
+		case 'v': verbose = 1; break;
+		case 'V': printf("cardlicd %s\n", CARDLICD_VERSION); return 0;
+		default: main_usage();
+		}
+	}
+	if (optind != argc)
+		main_usage();
+	/* Invariant 7: no core dump may carry the PIN. */
+	prctl(PR_SET_DUMPABLE, 0);
+	setrlimit(RLIMIT_CORE, &nocore);
+	log_init(isatty(2) || getenv("JOURNAL_STREAM") == NULL, verbose);
+
+	if ((main_conf = conf_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "cardlicd: %s\n", err);
+		return 2;
+	}
+	if (check) {
+		conf_print(main_conf, stdout);
+		conf_unref(main_conf);
+		return 0;
+	}
+	main_apply_tz(main_conf);
+	signal(SIGPIPE, SIG_IGN);
+	if (db_open(main_conf->database, main_conf->station, err,
+	    sizeof(err)) != 0)
+		fatalx("%s", err);
+	if (p11_load(main_conf->module, err, sizeof(err)) != 0)
+		fatalx("%s", err);
+	batch_init();
+	main_pipe(main_job_pipe);
+	main_pipe(main_watch_pipe);
+
+	if ((main_base = event_base_new()) == NULL)
+		fatalx("libevent: cannot create the event loop");
+	ev_job = event_new(main_base, main_job_pipe[0], EV_READ | EV_PERSIST,
+	    main_on_job, NULL);
+	ev_watch = event_new(main_base, main_watch_pipe[0],
+	    EV_READ | EV_PERSIST, main_on_watch, NULL);
+	ev_hup = evsignal_new(main_base, SIGHUP, main_on_hup, NULL);
+	ev_term = evsignal_new(main_base, SIGTERM, main_on_term, NULL);
+	ev_int = evsignal_new(main_base, SIGINT, main_on_term, NULL);
+	event_add(ev_job, NULL);
+	event_add(ev_watch, NULL);
+	event_add(ev_hup, NULL);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	if (watch_start(main_watch_pipe[1]) != 0)
+		fatalx("cannot start the reader watcher");
+	log_info("cardlicd %s: station %s, database %s, module %s, start "
+	    "policy %s", CARDLICD_VERSION, main_conf->station,
+	    main_conf->database, main_conf->module,
+	    conf_policy_name(main_conf->policy));
+
+	event_base_dispatch(main_base);
+
+	/* Modules end in the reverse order of their start. */
+	watch_stop();
+	job_wait_all(15);
+	if (job_running() > 0)
+		log_warnx("%d job(s) still running at exit; their licenses "
+		    "stay pending", job_running());
+	event_free(ev_job);
+	event_free(ev_watch);
+	event_free(ev_hup);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_base_free(main_base);
+	for (i = 0; i < MAIN_MAX_READERS; i++)
+		conf_unref(main_readers[i].job_conf);
+	if (job_running() == 0) {
+		p11_unload();
+		db_close();
+	}
+	conf_unref(main_refused);
+	conf_unref(main_conf);
+	log_info("stopped: issued %ld, skipped %ld, failed %ld, credits used "
+	    "%ld", main_issued, main_skipped, main_failed, main_credits);
+	return 0;
+}

@@ -1,0 +1,200 @@
+/*
+ * The vendor middleware, loaded through p11-kit and called through its own
+ * CK_FUNCTION_LIST: the license attribute lives on object handle 0, which
+ * is CK_INVALID_HANDLE in standard PKCS#11, so no wrapper may stand
+ * between us and the module.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/pkcs11.h>
+
+#include "cardlicd.h"
+
+static CK_FUNCTION_LIST	*p11;
+
+int
+p11_load(const char *path, char *err, size_t len)
+{
+	CK_C_INITIALIZE_ARGS args;
+	CK_RV rv;
+
+	/* Unmanaged: p11-kit must hand us the module's own function list. */
+	p11 = p11_kit_module_load(path, P11_KIT_MODULE_UNMANAGED);
+	if (p11 == NULL) {
+		snprintf(err, len, "%s: cannot load the PKCS#11 module: %s",
+		    path, p11_kit_message() != NULL ? p11_kit_message() :
+		    "unknown error");
+		return -1;
+	}
+	memset(&args, 0, sizeof(args));
+	args.flags = CKF_OS_LOCKING_OK;
+	rv = p11->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		snprintf(err, len, "%s: C_Initialize: %s", path,
+		    p11_rv_name(rv));
+		p11_kit_module_release(p11);
+		p11 = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void
+p11_unload(void)
+{
+	if (p11 == NULL)
+		return;
+	p11->C_Finalize(NULL);
+	p11_kit_module_release(p11);
+	p11 = NULL;
+}
+
+const char *
+p11_rv_name(unsigned long rv)
+{
+	static __thread char buf[32];
+
+	switch (rv) {
+	case CKR_OK: return "CKR_OK";
+	case CKR_GENERAL_ERROR: return "CKR_GENERAL_ERROR";
+	case CKR_ARGUMENTS_BAD: return "CKR_ARGUMENTS_BAD";
+	case CKR_ATTRIBUTE_TYPE_INVALID: return "CKR_ATTRIBUTE_TYPE_INVALID";
+	case CKR_ATTRIBUTE_VALUE_INVALID:
+		return "CKR_ATTRIBUTE_VALUE_INVALID";
+	case CKR_BUFFER_TOO_SMALL: return "CKR_BUFFER_TOO_SMALL";
+	case CKR_DEVICE_ERROR: return "CKR_DEVICE_ERROR";
+	case CKR_DEVICE_REMOVED: return "CKR_DEVICE_REMOVED";
+	case CKR_FUNCTION_FAILED: return "CKR_FUNCTION_FAILED";
+	case CKR_OBJECT_HANDLE_INVALID: return "CKR_OBJECT_HANDLE_INVALID";
+	case CKR_PIN_INCORRECT: return "CKR_PIN_INCORRECT";
+	case CKR_PIN_LEN_RANGE: return "CKR_PIN_LEN_RANGE";
+	case CKR_PIN_LOCKED: return "CKR_PIN_LOCKED";
+	case CKR_SESSION_HANDLE_INVALID: return "CKR_SESSION_HANDLE_INVALID";
+	case CKR_SESSION_READ_ONLY: return "CKR_SESSION_READ_ONLY";
+	case CKR_SLOT_ID_INVALID: return "CKR_SLOT_ID_INVALID";
+	case CKR_TOKEN_NOT_PRESENT: return "CKR_TOKEN_NOT_PRESENT";
+	case CKR_TOKEN_NOT_RECOGNIZED: return "CKR_TOKEN_NOT_RECOGNIZED";
+	case CKR_USER_ALREADY_LOGGED_IN: return "CKR_USER_ALREADY_LOGGED_IN";
+	case CKR_USER_NOT_LOGGED_IN: return "CKR_USER_NOT_LOGGED_IN";
+	case CKR_CRYPTOKI_NOT_INITIALIZED:
+		return "CKR_CRYPTOKI_NOT_INITIALIZED";
+	default:
+		snprintf(buf, sizeof(buf), "CKR_0x%08lX", rv);
+		return buf;
+	}
+}
+
+/*
+ * Does a slotDescription (64 bytes, space padded, maybe cut short) name
+ * this PC/SC reader?  Equal once trimmed, or a prefix of it when the
+ * module had to cut the name at 64 bytes.
+ */
+static int
+p11_slot_is_reader(const unsigned char desc[64], const char *reader)
+{
+	size_t n = 64, rl = strlen(reader);
+
+	while (n > 0 && desc[n - 1] == ' ')
+		n--;
+	if (n == 0)
+		return 0;
+	if (n == rl)
+		return memcmp(desc, reader, n) == 0;
+	return n == 64 && rl > 64 && memcmp(desc, reader, 64) == 0;
+}
+
+/*
+ * The token in the reader's slot.  The slot list is refreshed first, as
+ * readers come and go.  CKR_TOKEN_NOT_PRESENT when no slot or no token.
+ */
+unsigned long
+p11_find_token(const char *reader, struct token *t)
+{
+	CK_SLOT_ID ids[64];
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+	CK_ULONG n = 64, i;
+	CK_RV rv;
+
+	if (p11 == NULL)
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	if ((rv = p11->C_GetSlotList(CK_FALSE, ids, &n)) != CKR_OK)
+		return rv;
+	for (i = 0; i < n; i++) {
+		if (p11->C_GetSlotInfo(ids[i], &si) != CKR_OK ||
+		    !p11_slot_is_reader(si.slotDescription, reader))
+			continue;
+		if ((rv = p11->C_GetTokenInfo(ids[i], &ti)) != CKR_OK)
+			return rv;
+		t->slot = ids[i];
+		memcpy(t->model, ti.model, FIELD_LEN);
+		memcpy(t->serial, ti.serialNumber, FIELD_LEN);
+		t->flags = ti.flags;
+		return CKR_OK;
+	}
+	return CKR_TOKEN_NOT_PRESENT;
+}
+
+int
+p11_pin_locked(unsigned long flags)
+{
+	return (flags & CKF_USER_PIN_LOCKED) != 0;
+}
+
+int
+p11_pin_final_try(unsigned long flags)
+{
+	return (flags & CKF_USER_PIN_FINAL_TRY) != 0;
+}
+
+unsigned long
+p11_open(unsigned long slot, unsigned long *h)
+{
+	CK_SESSION_HANDLE s;
+	CK_RV rv;
+
+	rv = p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+	    NULL, NULL, &s);
+	*h = s;
+	return rv;
+}
+
+void
+p11_close(unsigned long h)
+{
+	p11->C_CloseSession(h);
+}
+
+unsigned long
+p11_status(unsigned long h, uint8_t st[STATUS_LEN])
+{
+	CK_ATTRIBUTE a = { LICENSE_ATTR, st, STATUS_LEN };
+	CK_RV rv;
+
+	rv = p11->C_GetAttributeValue(h, 0, &a, 1);
+	if (rv == CKR_OK && a.ulValueLen != STATUS_LEN)
+		return CKR_DEVICE_ERROR;
+	return rv;
+}
+
+unsigned long
+p11_login(unsigned long h, const char *pin, size_t len)
+{
+	return p11->C_Login(h, CKU_USER, (CK_UTF8CHAR *)pin, len);
+}
+
+unsigned long
+p11_logout(unsigned long h)
+{
+	return p11->C_Logout(h);
+}
+
+unsigned long
+p11_load_license(unsigned long h, const uint8_t *license)
+{
+	CK_ATTRIBUTE a = { LICENSE_ATTR, (void *)license, LICENSE_LEN };
+
+	return p11->C_SetAttributeValue(h, 0, &a, 1);
+}

@@ -1,0 +1,318 @@
+/*
+ * The reader watcher: one thread blocked in SCardGetStatusChange on its own
+ * context, with the PnP entry so that readers coming and going wake it.
+ * It tells the event loop what happened through a pipe; it never decides
+ * anything itself.
+ *
+ * - The PnP entry has no counter, so the reader list is read again after
+ *   every wake-up, and at least every WATCH_TIMEOUT_MS.
+ * - The high 16 bits of dwEventState count insertions and removals: a card
+ *   pulled and pushed back between two calls still shows as a new card.
+ * - dwEventState is copied into dwCurrentState, or the call would return
+ *   at once, again and again.
+ * - When pcscd goes away, everything is released and the thread reconnects
+ *   with a growing delay; it never spins and never exits on its own.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <PCSC/winscard.h>
+#include <PCSC/pcsclite.h>
+
+#include "cardlicd.h"
+
+#define WATCH_TIMEOUT_MS	10000
+#define WATCH_MAX		(PCSCLITE_MAX_READERS_CONTEXTS + 1)
+#define WATCH_BACKOFF_MIN_MS	100
+#define WATCH_BACKOFF_MAX_MS	5000
+
+struct watch_reader {
+	char		name[READER_MAX];
+	DWORD		state;
+	int		present;
+	unsigned	counter;
+};
+
+static pthread_t		watch_thread;
+static pthread_mutex_t		watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t		watch_cond = PTHREAD_COND_INITIALIZER;
+static SCARDCONTEXT		watch_ctx;
+static int			watch_has_ctx;
+static int			watch_stopping;
+static int			watch_blocked;
+static int			watch_fd = -1;
+static struct watch_reader	watch_readers[WATCH_MAX];
+static int			watch_n;
+
+static void
+watch_send(enum watch_event type, const char *reader, const BYTE *atr,
+    DWORD atr_len, unsigned counter)
+{
+	struct watch_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = type;
+	if (reader != NULL)
+		snprintf(m.reader, sizeof(m.reader), "%s", reader);
+	if (atr != NULL && atr_len <= ATR_MAX) {
+		memcpy(m.atr, atr, atr_len);
+		m.atr_len = atr_len;
+	}
+	m.counter = counter;
+	/* Under PIPE_BUF, so the write is whole; the loop drains it. */
+	if (write(watch_fd, &m, sizeof(m)) != (ssize_t)sizeof(m))
+		log_warnx("watcher: cannot reach the event loop: %s",
+		    strerror(errno));
+}
+
+static int
+watch_service_gone(LONG rv)
+{
+	return rv == SCARD_E_NO_SERVICE || rv == SCARD_F_COMM_ERROR ||
+	    rv == SCARD_E_INVALID_HANDLE || rv == SCARD_E_SERVICE_STOPPED;
+}
+
+/* Sleep ms, or less if asked to stop.  Returns 1 when stopping. */
+static int
+watch_sleep(long ms)
+{
+	struct timespec ts;
+	int stop;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&watch_lock);
+	while (!watch_stopping && pthread_cond_timedwait(&watch_cond,
+	    &watch_lock, &ts) == 0)
+		;
+	stop = watch_stopping;
+	pthread_mutex_unlock(&watch_lock);
+	return stop;
+}
+
+/*
+ * Read the reader list again.  Known readers keep their state; readers
+ * that left are reported (their card, if any, is gone with them).
+ */
+static LONG
+watch_relist(void)
+{
+	struct watch_reader next[WATCH_MAX];
+	char *names = NULL, *p;
+	DWORD len = SCARD_AUTOALLOCATE;
+	LONG rv;
+	int n = 0, i, j;
+
+	rv = SCardListReaders(watch_ctx, NULL, (LPSTR)&names, &len);
+	if (rv != SCARD_S_SUCCESS && rv != SCARD_E_NO_READERS_AVAILABLE)
+		return rv;
+	for (p = names; rv == SCARD_S_SUCCESS && *p != '\0' &&
+	    n < WATCH_MAX - 1; p += strlen(p) + 1) {
+		memset(&next[n], 0, sizeof(next[n]));
+		snprintf(next[n].name, sizeof(next[n].name), "%s", p);
+		next[n].state = SCARD_STATE_UNAWARE;
+		for (j = 0; j < watch_n; j++)
+			if (strcmp(watch_readers[j].name, p) == 0)
+				next[n] = watch_readers[j];
+		n++;
+	}
+	if (names != NULL)
+		SCardFreeMemory(watch_ctx, names);
+	for (j = 0; j < watch_n; j++) {
+		for (i = 0; i < n; i++)
+			if (strcmp(next[i].name, watch_readers[j].name) == 0)
+				break;
+		if (i == n)
+			watch_send(WATCH_READER_GONE, watch_readers[j].name,
+			    NULL, 0, 0);
+	}
+	memcpy(watch_readers, next, sizeof(next[0]) * (size_t)n);
+	watch_n = n;
+	return SCARD_S_SUCCESS;
+}
+
+/* Compare what pcscd says with what we knew; report the differences. */
+static void
+watch_changes(SCARD_READERSTATE *rs)
+{
+	struct watch_reader *r;
+	DWORD ev;
+	unsigned counter;
+	int i, present;
+
+	for (i = 0; i < watch_n; i++) {
+		r = &watch_readers[i];
+		ev = rs[i + 1].dwEventState;
+		if (ev & (SCARD_STATE_UNKNOWN | SCARD_STATE_IGNORE))
+			continue;
+		counter = (unsigned)(ev >> 16);
+		present = (ev & SCARD_STATE_PRESENT) &&
+		    !(ev & SCARD_STATE_MUTE);
+		if (r->present && (!present || counter != r->counter))
+			watch_send(WATCH_REMOVE, r->name, NULL, 0, counter);
+		if (present && (!r->present || counter != r->counter))
+			watch_send(WATCH_INSERT, r->name, rs[i + 1].rgbAtr,
+			    rs[i + 1].cbAtr, counter);
+		r->present = present;
+		r->counter = counter;
+		r->state = ev & ~(DWORD)SCARD_STATE_CHANGED;
+	}
+}
+
+static void
+watch_release(void)
+{
+	int i;
+
+	pthread_mutex_lock(&watch_lock);
+	if (watch_has_ctx)
+		SCardReleaseContext(watch_ctx);
+	watch_has_ctx = 0;
+	pthread_mutex_unlock(&watch_lock);
+	/* When pcscd comes back, cards still inserted are seen anew. */
+	for (i = 0; i < watch_n; i++)
+		if (watch_readers[i].present)
+			watch_send(WATCH_REMOVE, watch_readers[i].name, NULL,
+			    0, 0);
+	watch_n = 0;
+}
+
+static void *
+watch_main(void *arg)
+{
+	SCARD_READERSTATE rs[WATCH_MAX];
+	DWORD pnp = SCARD_STATE_UNAWARE;
+	long backoff = WATCH_BACKOFF_MIN_MS;
+	int i, down_said = 0;
+	LONG rv;
+
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&watch_lock);
+		if (watch_stopping) {
+			pthread_mutex_unlock(&watch_lock);
+			break;
+		}
+		rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL,
+		    &watch_ctx);
+		watch_has_ctx = rv == SCARD_S_SUCCESS;
+		pthread_mutex_unlock(&watch_lock);
+		if (rv == SCARD_S_SUCCESS)
+			rv = watch_relist();
+		if (rv != SCARD_S_SUCCESS) {
+			watch_release();
+			if (!down_said) {
+				watch_send(WATCH_PCSC_DOWN, NULL, NULL, 0, 0);
+				down_said = 1;
+			}
+			if (watch_sleep(backoff))
+				break;
+			backoff = backoff * 2 > WATCH_BACKOFF_MAX_MS ?
+			    WATCH_BACKOFF_MAX_MS : backoff * 2;
+			continue;
+		}
+		backoff = WATCH_BACKOFF_MIN_MS;
+		down_said = 0;
+		watch_send(WATCH_PCSC_UP, NULL, NULL, 0, 0);
+		pnp = SCARD_STATE_UNAWARE;
+		for (;;) {
+			memset(rs, 0, sizeof(rs));
+			rs[0].szReader = "\\\\?PnP?\\Notification";
+			rs[0].dwCurrentState = pnp;
+			for (i = 0; i < watch_n; i++) {
+				rs[i + 1].szReader = watch_readers[i].name;
+				rs[i + 1].dwCurrentState =
+				    watch_readers[i].state;
+			}
+			rv = SCardGetStatusChange(watch_ctx, WATCH_TIMEOUT_MS,
+			    rs, (DWORD)watch_n + 1);
+			pthread_mutex_lock(&watch_lock);
+			while (watch_blocked && !watch_stopping)
+				pthread_cond_wait(&watch_cond, &watch_lock);
+			i = watch_stopping;
+			pthread_mutex_unlock(&watch_lock);
+			if (i)
+				break;
+			if (rv == SCARD_S_SUCCESS) {
+				pnp = rs[0].dwEventState &
+				    ~(DWORD)SCARD_STATE_CHANGED;
+				watch_changes(rs);
+			} else if (watch_service_gone(rv)) {
+				log_warnx("pcscd went away (%s); reconnecting",
+				    pcsc_stringify_error(rv));
+				break;
+			} else if (rv != SCARD_E_TIMEOUT &&
+			    rv != SCARD_E_CANCELLED &&
+			    rv != SCARD_E_UNKNOWN_READER) {
+				log_warnx("SCardGetStatusChange: %s",
+				    pcsc_stringify_error(rv));
+				if (watch_sleep(backoff))
+					break;
+			}
+			/* Alive: the loop feeds the watchdog with this. */
+			watch_send(WATCH_ALIVE, NULL, NULL, 0, 0);
+			rv = watch_relist();
+			if (rv != SCARD_S_SUCCESS)
+				break;
+		}
+		watch_release();
+		if (!watch_stopping) {
+			watch_send(WATCH_PCSC_DOWN, NULL, NULL, 0, 0);
+			down_said = 1;
+			if (watch_sleep(backoff))
+				break;
+		}
+	}
+	watch_release();
+	return NULL;
+}
+
+int
+watch_start(int fd)
+{
+	watch_fd = fd;
+	watch_stopping = 0;
+	return pthread_create(&watch_thread, NULL, watch_main, NULL);
+}
+
+/* SCardCancel until the thread has ended: it may be between two calls. */
+void
+watch_stop(void)
+{
+	struct timespec ts = { 0, 20000000 };
+	int done;
+
+	pthread_mutex_lock(&watch_lock);
+	watch_stopping = 1;
+	pthread_cond_broadcast(&watch_cond);
+	pthread_mutex_unlock(&watch_lock);
+	for (;;) {
+		pthread_mutex_lock(&watch_lock);
+		if (watch_has_ctx)
+			SCardCancel(watch_ctx);
+		pthread_mutex_unlock(&watch_lock);
+		done = pthread_tryjoin_np(watch_thread, NULL) == 0;
+		if (done)
+			break;
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Tests of the watchdog: make the watcher stop making progress. */
+void
+watch_block_for_test(int on)
+{
+	pthread_mutex_lock(&watch_lock);
+	watch_blocked = on;
+	pthread_cond_broadcast(&watch_cond);
+	pthread_mutex_unlock(&watch_lock);
+}
