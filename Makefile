@@ -23,7 +23,7 @@ SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
 TEST_CFLAGS = $(WARN) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
-CHECKS	= tests/check_sim
+CHECKS	= tests/check_sim tests/check_daemon
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto
 D_CFLAGS = $(WARN) $(CFLAGS) -pthread $(shell $(PKG) --cflags $(D_PKGS))
@@ -60,8 +60,12 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
 	$(CC) $(TEST_CFLAGS) -o $@ tests/check_sim.c tests/testline.c \
 	    $(TEST_LIBS)
 
+tests/check_daemon: tests/check_daemon.c tests/testline.c tests/testline.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/check_daemon.c tests/testline.c \
+	    $(TEST_LIBS)
+
 # Every suite runs even when one fails; the summary lines come last.
-check: deps sim $(CHECKS)
+check: deps all $(CHECKS)
 	@rc=0; for t in $(CHECKS); do ./$$t || rc=1; done; exit $$rc
 
 # Installs the Debian packages above when run as root; otherwise prints the

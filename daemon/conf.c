@@ -24,6 +24,7 @@ struct conf_parse {
 	struct conf	*c;
 	FILE		*f;
 	int		 line;
+	int		 section_line;	/* where the current [section] is */
 	int		 err_line;
 	char		 err[512];
 	int		 policy_line;
@@ -50,8 +51,13 @@ conf_reader(char *buf, int size, void *arg)
 	struct conf_parse *p = arg;
 	char *s = fgets(buf, size, p->f);
 
-	if (s != NULL)
+	if (s != NULL) {
 		p->line++;
+		s += strspn(s, " \t");
+		if (*s == '[')
+			p->section_line = p->line;
+		s = buf;
+	}
 	return s;
 }
 
@@ -295,8 +301,10 @@ conf_handler(void *arg, const char *section, const char *key,
 			    366);
 		if (strcmp(key, "renew-within-days") == 0)
 			return conf_number(p, &c->renew_days, key, v, 0, 3650);
-	} else
+	} else {
+		p->line = p->section_line;
 		return conf_fail(p, "unknown section [%s]", section);
+	}
 	return conf_fail(p, "unknown key \"%s\" in [%s]", key, section);
 }
 

@@ -114,25 +114,30 @@ p11_slot_connect(struct p11_slot *s)
 	    0xF0, 0x43, 0x4C, 0x53, 0x49, 0x4D, 0x54, 0x47 };
 	BYTE resp[4];
 	DWORD rlen = sizeof(resp);
-	LONG rv;
+	LONG rv = SCARD_E_NO_SERVICE;
+	int tries;
 
 	if (s->connected)
 		return CKR_OK;
-	if (!s->has_ctx) {
-		rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL,
-		    &s->ctx);
-		if (rv != SCARD_S_SUCCESS)
-			return CKR_DEVICE_ERROR;
-		s->has_ctx = 1;
-	}
-	rv = SCardConnect(s->ctx, s->reader, SCARD_SHARE_SHARED,
-	    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &s->card, &s->proto);
-	if (p11_no_service(rv)) {
+	/* Twice: a context from before a pcscd restart is dead. */
+	for (tries = 0; tries < 2; tries++) {
+		if (!s->has_ctx) {
+			rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL,
+			    NULL, &s->ctx);
+			if (rv != SCARD_S_SUCCESS)
+				return CKR_DEVICE_ERROR;
+			s->has_ctx = 1;
+		}
+		rv = SCardConnect(s->ctx, s->reader, SCARD_SHARE_SHARED,
+		    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &s->card,
+		    &s->proto);
+		if (!p11_no_service(rv))
+			break;
 		p11_slot_release_ctx(s);
-		return CKR_DEVICE_ERROR;
 	}
 	if (rv != SCARD_S_SUCCESS)
-		return CKR_TOKEN_NOT_PRESENT;
+		return p11_no_service(rv) ? CKR_DEVICE_ERROR :
+		    CKR_TOKEN_NOT_PRESENT;
 	s->connected = 1;
 	rv = SCardTransmit(s->card, s->proto == SCARD_PROTOCOL_T0 ?
 	    SCARD_PCI_T0 : SCARD_PCI_T1, sel, sizeof(sel), NULL, resp, &rlen);
@@ -144,15 +149,31 @@ p11_slot_connect(struct p11_slot *s)
 	return CKR_OK;
 }
 
+static CK_RV
+p11_slot_failed(struct p11_slot *s, LONG rv)
+{
+	if (p11_no_service(rv))
+		p11_slot_release_ctx(s);
+	else
+		p11_slot_drop(s, 1);
+	return p11_gone(rv) || p11_no_service(rv) ? CKR_DEVICE_REMOVED :
+	    CKR_DEVICE_ERROR;
+}
+
 /*
- * One APDU to the token.  A card that went away, or a reader that stopped
- * answering in the middle, ends the slot's sessions: CKR_DEVICE_REMOVED.
- * Slot locked.
+ * One APDU to the token.  Like a real middleware, each operation runs in
+ * a PC/SC transaction that first selects our application again: another
+ * program may have selected something else on the card in between.  A
+ * card that went away, or no longer answers as ours, ends the slot's
+ * sessions: CKR_DEVICE_REMOVED.  Slot locked.
  */
 static CK_RV
 p11_slot_apdu(struct p11_slot *s, const BYTE *cmd, DWORD len, BYTE *resp,
     DWORD *rlen, unsigned *sw)
 {
+	static const BYTE sel[] = { 0x00, 0xA4, 0x04, 0x00, TGT_AID_LEN,
+	    0xF0, 0x43, 0x4C, 0x53, 0x49, 0x4D, 0x54, 0x47 };
+	const SCARD_IO_REQUEST *pci;
 	DWORD cap = *rlen + 2, n = cap;
 	BYTE buf[300];
 	LONG rv;
@@ -161,16 +182,25 @@ p11_slot_apdu(struct p11_slot *s, const BYTE *cmd, DWORD len, BYTE *resp,
 		return CKR_GENERAL_ERROR;
 	if (!s->connected)
 		return CKR_DEVICE_REMOVED;
-	rv = SCardTransmit(s->card, s->proto == SCARD_PROTOCOL_T0 ?
-	    SCARD_PCI_T0 : SCARD_PCI_T1, cmd, len, NULL, buf, &n);
-	if (rv != SCARD_S_SUCCESS) {
-		if (p11_no_service(rv))
-			p11_slot_release_ctx(s);
-		else
-			p11_slot_drop(s, 1);
-		return p11_gone(rv) || p11_no_service(rv) ?
-		    CKR_DEVICE_REMOVED : CKR_DEVICE_ERROR;
+	pci = s->proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 : SCARD_PCI_T1;
+	if ((rv = SCardBeginTransaction(s->card)) != SCARD_S_SUCCESS)
+		return p11_slot_failed(s, rv);
+	n = sizeof(buf);
+	rv = SCardTransmit(s->card, pci, sel, sizeof(sel), NULL, buf, &n);
+	if (rv == SCARD_S_SUCCESS && (n != 2 || buf[0] != 0x90 ||
+	    buf[1] != 0x00)) {
+		/* No status word, or not our card any more. */
+		SCardEndTransaction(s->card, SCARD_LEAVE_CARD);
+		p11_slot_drop(s, 1);
+		return CKR_DEVICE_REMOVED;
 	}
+	if (rv == SCARD_S_SUCCESS) {
+		n = cap;
+		rv = SCardTransmit(s->card, pci, cmd, len, NULL, buf, &n);
+	}
+	if (rv != SCARD_S_SUCCESS)
+		return p11_slot_failed(s, rv);
+	SCardEndTransaction(s->card, SCARD_LEAVE_CARD);
 	if (n < 2) {
 		/*
 		 * No status word: the exchange broke under us.  vpcd reports
@@ -413,7 +443,6 @@ CK_RV
 C_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO *info)
 {
 	struct p11_slot *s;
-	BYTE ti[TGT_INFO_LEN];
 
 	if (!p11_ready)
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
@@ -425,10 +454,23 @@ C_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO *info)
 	p11_pad(info->slotDescription, 64, s->reader);
 	p11_pad(info->manufacturerID, 32, "cardlicd simulation");
 	info->flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT;
-	pthread_mutex_lock(&s->lock);
-	if (s->present && p11_token_info(s, ti) == CKR_OK)
-		info->flags |= CKF_TOKEN_PRESENT;
-	pthread_mutex_unlock(&s->lock);
+	/*
+	 * A card in the reader, as pcscd sees it: no APDU here, so that
+	 * looking at the slot list never disturbs a card another thread is
+	 * working with.  C_GetTokenInfo says whether the card is ours.
+	 */
+	pthread_mutex_lock(&p11_lock);
+	if (s->present && p11_has_ctx) {
+		SCARD_READERSTATE rs;
+
+		memset(&rs, 0, sizeof(rs));
+		rs.szReader = s->reader;
+		rs.dwCurrentState = SCARD_STATE_UNAWARE;
+		if (SCardGetStatusChange(p11_ctx, 0, &rs, 1) ==
+		    SCARD_S_SUCCESS && (rs.dwEventState & SCARD_STATE_PRESENT))
+			info->flags |= CKF_TOKEN_PRESENT;
+	}
+	pthread_mutex_unlock(&p11_lock);
 	info->hardwareVersion.major = 1;
 	info->firmwareVersion.major = 1;
 	return CKR_OK;

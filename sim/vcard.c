@@ -59,6 +59,7 @@ struct vc_state {
 /* What a card does wrong on purpose; never saved in the state file. */
 struct vc_faults {
 	long		vanish_after;	/* APDUs answered before vanishing */
+	int		vanish_on;	/* vanish when this INS arrives, or -1 */
 	enum vc_garbage	garbage;
 	long		garbage_from;	/* first APDU (0-based) answered badly */
 	long		slow_ms;
@@ -76,7 +77,7 @@ struct vc_session {
 };
 
 static struct vc_state		vc_st;
-static struct vc_faults		vc_fault = { -1, VC_GARB_NONE, 0, 0, 0 };
+static struct vc_faults		vc_fault = { -1, -1, VC_GARB_NONE, 0, 0, 0 };
 static struct vc_session	vc_sess;
 static const char		*vc_state_path;
 static FILE			*vc_events;
@@ -649,8 +650,9 @@ vc_serve(int fd)
 			}
 			continue;
 		}
-		if (vc_fault.vanish_after >= 0 &&
-		    vc_sess.apdus >= vc_fault.vanish_after) {
+		if ((vc_fault.vanish_after >= 0 &&
+		    vc_sess.apdus >= vc_fault.vanish_after) ||
+		    (len >= 4 && msg[1] == vc_fault.vanish_on)) {
 			/* Pulled while the reader waits for this answer. */
 			vc_event("vanish after %ld apdus", vc_sess.apdus);
 			return;
@@ -684,7 +686,8 @@ vc_usage(void)
 "    target: --model M  --serial S  --pin PIN  --tries N (3)  --global\n"
 "            --preload START:END (a license made earlier)\n"
 "  faults (this insertion only):\n"
-"    --vanish-after N  --garbage sw|short|long  --garbage-from N\n"
+"    --vanish-after N  --vanish-on INS (hex)\n"
+"    --garbage sw|short|long  --garbage-from N\n"
 "    --slow MS  --reject-license\n");
 	exit(2);
 }
@@ -709,6 +712,7 @@ main(int argc, char **argv)
 		{ "global", no_argument, NULL, 'g' },
 		{ "preload", required_argument, NULL, 'L' },
 		{ "vanish-after", required_argument, NULL, 'V' },
+		{ "vanish-on", required_argument, NULL, 'O' },
 		{ "garbage", required_argument, NULL, 'G' },
 		{ "garbage-from", required_argument, NULL, 'F' },
 		{ "slow", required_argument, NULL, 'S' },
@@ -742,6 +746,9 @@ main(int argc, char **argv)
 		case 'g': global = 1; break;
 		case 'L': preload = optarg; break;
 		case 'V': vc_fault.vanish_after = strtol(optarg, NULL, 10);
+			break;
+		case 'O':
+			vc_fault.vanish_on = (int)strtol(optarg, NULL, 16);
 			break;
 		case 'G':
 			vc_fault.garbage = strcmp(optarg, "sw") == 0 ?
