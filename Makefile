@@ -68,6 +68,10 @@ tests/check_daemon: tests/check_daemon.c tests/testline.c tests/testline.h
 check: deps all $(CHECKS)
 	@rc=0; for t in $(CHECKS); do ./$$t || rc=1; done; exit $$rc
 
+# The simulated production line, end to end (see README.md).
+demo: deps all
+	demo/run
+
 # Installs the Debian packages above when run as root; otherwise prints the
 # command to run.
 deps:
@@ -88,4 +92,4 @@ clean:
 	rm -f daemon/cardlicd $(SIM_BINS) $(CHECKS) sim/*.o
 	rm -rf build
 
-.PHONY: all sim deps check clean
+.PHONY: all sim deps check demo clean
