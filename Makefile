@@ -1,6 +1,14 @@
 # cardlicd: build, test, demo.  See README.md.
 PREFIX	?= /usr/local
 DESTDIR	?=
+SBINDIR	?= $(PREFIX)/sbin
+BINDIR	?= $(PREFIX)/bin
+DATADIR	?= $(PREFIX)/share
+MANDIR	?= $(DATADIR)/man
+SYSCONFDIR ?= /etc
+UNITDIR	?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 CC	?= cc
 CFLAGS	?= -O2 -g
 WARN	= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
@@ -23,11 +31,11 @@ SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
 TEST_CFLAGS = $(WARN) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
-CHECKS	= tests/check_sim tests/check_daemon
+CHECKS	= tests/check_sim tests/check_daemon tests/check_service
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto
 D_CFLAGS = $(WARN) $(CFLAGS) -pthread $(shell $(PKG) --cflags $(D_PKGS))
-D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS))
+D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS)) -lkeyutils
 D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
 	  daemon/batch.c daemon/watch.c daemon/job.c
@@ -60,13 +68,77 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
 	$(CC) $(TEST_CFLAGS) -o $@ tests/check_sim.c tests/testline.c \
 	    $(TEST_LIBS)
 
-tests/check_daemon: tests/check_daemon.c tests/testline.c tests/testline.h
+tests/check_daemon: tests/check_daemon.c tests/testline.c tests/testline.h \
+    tests/testdaemon.c tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) -o $@ tests/check_daemon.c tests/testline.c \
+	    tests/testdaemon.c \
 	    $(TEST_LIBS)
 
+tests/check_service: tests/check_service.c tests/testline.c \
+    tests/testline.h tests/testdaemon.c tests/testdaemon.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/check_service.c tests/testline.c \
+	    tests/testdaemon.c $(TEST_LIBS)
+
 # Every suite runs even when one fails; the summary lines come last.
-check: deps all $(CHECKS)
+check: deps all $(CHECKS) lint-man lint-unit
 	@rc=0; for t in $(CHECKS); do ./$$t || rc=1; done; exit $$rc
+
+UNIT_SED = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+MANPAGES = man/cardlicd.8 man/cardlicd.conf.5
+
+install: daemon/cardlicd
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	    $(DESTDIR)$(DATADIR)/cardlicd/sql $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/cardlicd
+	install -m 0755 daemon/cardlicd $(DESTDIR)$(SBINDIR)/cardlicd
+	$(UNIT_SED) systemd/cardlicd.service.in > \
+	    $(DESTDIR)$(UNITDIR)/cardlicd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cardlicd.service
+	install -m 0644 systemd/cardlicd.sysusers \
+	    $(DESTDIR)$(SYSUSERSDIR)/cardlicd.conf
+	install -m 0644 systemd/cardlicd.tmpfiles \
+	    $(DESTDIR)$(TMPFILESDIR)/cardlicd.conf
+	install -m 0644 $(SQL) $(DESTDIR)$(DATADIR)/cardlicd/sql/
+	install -m 0644 man/cardlicd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/cardlicd.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	@# The admin's configuration is never overwritten.
+	[ -e $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf ] || \
+	    install -m 0640 conf/cardlicd.conf \
+	    $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf
+
+# Removes what install put there; the configuration only if unchanged.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/cardlicd \
+	    $(DESTDIR)$(UNITDIR)/cardlicd.service \
+	    $(DESTDIR)$(SYSUSERSDIR)/cardlicd.conf \
+	    $(DESTDIR)$(TMPFILESDIR)/cardlicd.conf \
+	    $(DESTDIR)$(MANDIR)/man8/cardlicd.8 \
+	    $(DESTDIR)$(MANDIR)/man5/cardlicd.conf.5
+	rm -rf $(DESTDIR)$(DATADIR)/cardlicd
+	if cmp -s conf/cardlicd.conf \
+	    $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf; then \
+	    rm -f $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf; \
+	    rmdir $(DESTDIR)$(SYSCONFDIR)/cardlicd 2>/dev/null || true; \
+	else echo "kept $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf"; fi
+
+# mandoc -Tlint at warning level: style notes about manuals this machine
+# has not installed (pcscd(8), ...) are not ours to fix.
+lint-man: $(MANPAGES)
+	mandoc -Tlint -W warning $(MANPAGES)
+
+# systemd-analyze verify, where systemd is installed, on the unit with
+# ExecStart= pointing at the binary just built (verify wants it to exist).
+lint-unit: systemd/cardlicd.service.in daemon/cardlicd
+	@if command -v systemd-analyze >/dev/null; then \
+	    mkdir -p build/verify && \
+	    sed -e 's|@SBINDIR@|$(CURDIR)/daemon|g' \
+	    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    systemd/cardlicd.service.in > build/verify/cardlicd.service && \
+	    systemd-analyze verify --man=no build/verify/cardlicd.service && \
+	    echo "systemd-analyze verify: clean"; \
+	else echo "systemd-analyze not installed: unit not verified"; fi
 
 # The simulated production line, end to end (see README.md).
 demo: deps all
@@ -92,4 +164,4 @@ clean:
 	rm -f daemon/cardlicd $(SIM_BINS) $(CHECKS) sim/*.o
 	rm -rf build
 
-.PHONY: all sim deps check demo clean
+.PHONY: all sim deps check demo clean install uninstall lint-man lint-unit

@@ -58,6 +58,8 @@ enum start_policy {
 
 enum card_kind { KIND_UNKNOWN, KIND_BATCH, KIND_TARGET, KIND_IGNORE };
 
+enum pin_source { PIN_NONE, PIN_CONF, PIN_FILE, PIN_CREDENTIAL, PIN_KEYRING };
+
 struct rule {
 	enum card_kind	kind;
 	int		by_atr;		/* else by reader name pattern */
@@ -76,10 +78,11 @@ struct conf {
 	char		database[4096];
 	char		timezone[64];
 	char		module[4096];
-	char		pin_file[4096];
+	char		user[64];	/* drop to this user when root */
+	enum pin_source	pin_source;
+	char		pin_where[4096];	/* file, credential or key */
 	char		*pin;		/* locked memory, PIN_MAX + 1 */
 	size_t		pin_len;
-	int		pin_in_conf;
 	enum start_policy policy;
 	long		start_date;	/* days; -1 when unset */
 	long		start_offset;
@@ -93,7 +96,8 @@ struct conf {
 	int		refs;
 };
 
-struct conf	*conf_load(const char *, char *, size_t);
+#define CONF_CHECK_ONLY	0x1	/* -n: do not fetch credential or key */
+struct conf	*conf_load(const char *, int, char *, size_t);
 void		 conf_print(const struct conf *, FILE *);
 struct conf	*conf_ref(struct conf *);
 void		 conf_unref(struct conf *);
@@ -145,6 +149,8 @@ void	db_chain_head(char [65]);
 int	pin_alloc(char **);
 void	pin_free(char *);
 int	pin_read_file(const char *, char *, size_t *, char *, size_t);
+int	pin_read_credential(const char *, char *, size_t *, char *, size_t);
+int	pin_read_keyring(const char *, char *, size_t *, char *, size_t);
 int	pin_check_perms(const char *, const char *, char *, size_t);
 
 /* pkcs11.c */
@@ -202,9 +208,8 @@ struct watch_msg {
 	size_t			atr_len;
 	unsigned		counter;
 };
-int	watch_start(int);
+int	watch_start(int, long);
 void	watch_stop(void);
-void	watch_block_for_test(int);
 
 /* job.c */
 struct job_result {

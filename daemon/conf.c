@@ -30,6 +30,11 @@ struct conf_parse {
 	int		 policy_line;
 	int		 pin_line;
 	int		 seen_policy;
+	int		 flags;
+};
+
+static const char *const conf_pin_keys[] = {
+	"", "pin", "pin-file", "pin-credential", "pin-keyring"
 };
 
 static pthread_mutex_t	conf_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -211,6 +216,44 @@ conf_timezone(struct conf_parse *p, const char *v)
 	    "timezone", v);
 }
 
+/* Exactly one PIN source; the PIN itself is fetched in conf_finish. */
+static int
+conf_pin(struct conf_parse *p, enum pin_source src, const char *v)
+{
+	struct conf *c = p->c;
+	const char *k = conf_pin_keys[src], *s;
+	size_t n = strlen(v);
+
+	if (c->pin_source != PIN_NONE)
+		return conf_fail(p, "%s: a PIN source is already given (%s, "
+		    "line %d); give exactly one of pin, pin-file, "
+		    "pin-credential, pin-keyring", k,
+		    conf_pin_keys[c->pin_source], p->pin_line);
+	p->pin_line = p->line;
+	c->pin_source = src;
+	switch (src) {
+	case PIN_CONF:
+		if (n < 4 || n > PIN_MAX)
+			return conf_fail(p, "pin: must be 4 to %d characters "
+			    "long", PIN_MAX);
+		memcpy(c->pin, v, n);
+		c->pin_len = n;
+		return 1;
+	case PIN_FILE:
+		return conf_path(p, c->pin_where, sizeof(c->pin_where), k, v);
+	case PIN_CREDENTIAL:
+		for (s = v; *s != '\0'; s++)
+			if (!isalnum((unsigned char)*s) &&
+			    strchr("._-", *s) == NULL)
+				return conf_fail(p, "pin-credential: \"%s\" is "
+				    "not a credential name (letters, digits, "
+				    "'.', '_', '-')", v);
+		return conf_copy(p, c->pin_where, sizeof(c->pin_where), k, v);
+	default:
+		return conf_copy(p, c->pin_where, sizeof(c->pin_where), k, v);
+	}
+}
+
 static int
 conf_handler(void *arg, const char *section, const char *key,
     const char *v)
@@ -236,28 +279,21 @@ conf_handler(void *arg, const char *section, const char *key,
 			    key, v);
 		if (strcmp(key, "timezone") == 0)
 			return conf_timezone(p, v);
+		if (strcmp(key, "user") == 0) {
+			for (s = v; *s != '\0'; s++)
+				if (!isalnum((unsigned char)*s) &&
+				    strchr("._-", *s) == NULL)
+					return conf_fail(p, "user: \"%s\" is "
+					    "not a user name", v);
+			return conf_copy(p, c->user, sizeof(c->user), key, v);
+		}
 	} else if (strcmp(section, "pkcs11") == 0) {
 		if (strcmp(key, "module") == 0)
 			return conf_path(p, c->module, sizeof(c->module), key,
 			    v);
-		if (strcmp(key, "pin") == 0 || strcmp(key, "pin-file") == 0) {
-			if (c->pin_in_conf || c->pin_file[0] != '\0')
-				return conf_fail(p, "%s: a PIN source is "
-				    "already given (line %d); give exactly "
-				    "one of pin, pin-file", key, p->pin_line);
-			p->pin_line = p->line;
-			if (strcmp(key, "pin-file") == 0)
-				return conf_path(p, c->pin_file,
-				    sizeof(c->pin_file), key, v);
-			c->pin_in_conf = 1;
-			i = strlen(v);
-			if (i < 4 || i > PIN_MAX)
-				return conf_fail(p, "pin: must be 4 to %d "
-				    "characters long", PIN_MAX);
-			memcpy(c->pin, v, i);
-			c->pin_len = i;
-			return 1;
-		}
+		for (i = PIN_CONF; i <= PIN_KEYRING; i++)
+			if (strcmp(key, conf_pin_keys[i]) == 0)
+				return conf_pin(p, (enum pin_source)i, v);
 	} else if (strcmp(section, "readers") == 0) {
 		if (strcmp(key, "include") == 0) {
 			if (c->n_include == CONF_MAX_FILTERS)
@@ -326,11 +362,51 @@ conf_new(void)
 	snprintf(c->database, sizeof(c->database),
 	    "/var/lib/cardlicd/audit.db");
 	snprintf(c->timezone, sizeof(c->timezone), "local");
+	snprintf(c->user, sizeof(c->user), "cardlicd");
 	c->policy = START_TODAY;
 	c->start_date = -1;
 	c->renew_days = 0;
 	c->refs = 1;
 	return c;
+}
+
+/* The PIN from its source; errors name the key's line. */
+static int
+conf_fetch_pin(struct conf_parse *p, char *err, size_t errlen)
+{
+	struct conf *c = p->c;
+	char msg[600];
+	int rc = 0;
+
+	switch (c->pin_source) {
+	case PIN_CONF:
+		rc = pin_check_perms(c->path, "holds the PIN", msg,
+		    sizeof(msg));
+		break;
+	case PIN_FILE:
+		rc = pin_read_file(c->pin_where, c->pin, &c->pin_len, msg,
+		    sizeof(msg));
+		break;
+	case PIN_CREDENTIAL:
+		if (p->flags & CONF_CHECK_ONLY)
+			break;
+		rc = pin_read_credential(c->pin_where, c->pin, &c->pin_len,
+		    msg, sizeof(msg));
+		break;
+	case PIN_KEYRING:
+		if (p->flags & CONF_CHECK_ONLY)
+			break;
+		rc = pin_read_keyring(c->pin_where, c->pin, &c->pin_len, msg,
+		    sizeof(msg));
+		break;
+	default:
+		break;
+	}
+	if (rc != 0) {
+		snprintf(err, errlen, "%s:%d: %s", c->path, p->pin_line, msg);
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -343,16 +419,15 @@ conf_finish(struct conf_parse *p, char *err, size_t errlen)
 {
 	struct conf *c = p->c;
 	const char *pol = conf_policies[c->policy];
-	char msg[400];
 
 	if (c->module[0] == '\0') {
 		snprintf(err, errlen, "%s: [pkcs11] module is required",
 		    c->path);
 		return -1;
 	}
-	if (!c->pin_in_conf && c->pin_file[0] == '\0') {
-		snprintf(err, errlen, "%s: [pkcs11] needs a PIN source: pin "
-		    "or pin-file", c->path);
+	if (c->pin_source == PIN_NONE) {
+		snprintf(err, errlen, "%s: [pkcs11] needs a PIN source: pin, "
+		    "pin-file, pin-credential or pin-keyring", c->path);
 		return -1;
 	}
 	if ((c->policy == START_FIXED || c->policy == START_LATER_OF) &&
@@ -367,14 +442,7 @@ conf_finish(struct conf_parse *p, char *err, size_t errlen)
 		    "start-offset-days (1..366)", c->path, p->policy_line);
 		return -1;
 	}
-	if (c->pin_in_conf &&
-	    pin_check_perms(c->path, "holds the PIN", msg, sizeof(msg)) != 0) {
-		snprintf(err, errlen, "%s:%d: %s", c->path, p->pin_line, msg);
-		return -1;
-	}
-	if (c->pin_file[0] != '\0' && pin_read_file(c->pin_file, c->pin,
-	    &c->pin_len, err, errlen) != 0)
-		return -1;
+	return conf_fetch_pin(p, err, errlen);
 	return 0;
 }
 
@@ -384,12 +452,13 @@ conf_finish(struct conf_parse *p, char *err, size_t errlen)
  * configuration on reload.
  */
 struct conf *
-conf_load(const char *path, char *err, size_t errlen)
+conf_load(const char *path, int flags, char *err, size_t errlen)
 {
 	struct conf_parse p;
 	int rc;
 
 	memset(&p, 0, sizeof(p));
+	p.flags = flags;
 	if ((p.c = conf_new()) == NULL) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
@@ -524,13 +593,17 @@ conf_print(const struct conf *c, FILE *f)
 	fprintf(f, "# %s, as cardlicd reads it\n", c->path);
 	fprintf(f, "[station]\nid = %s\ndatabase = %s\ntimezone = %s\n",
 	    c->station, c->database, c->timezone);
+	fprintf(f, "user = %s\n", c->user);
 	fprintf(f, "\n[pkcs11]\nmodule = %s\n", c->module);
-	if (c->pin_in_conf)
+	if (c->pin_source == PIN_CONF)
 		fprintf(f, "pin = ******** (%zu characters, masked)\n",
 		    c->pin_len);
+	else if (c->pin_len > 0)
+		fprintf(f, "%s = %s (PIN read: %zu characters, masked)\n",
+		    conf_pin_keys[c->pin_source], c->pin_where, c->pin_len);
 	else
-		fprintf(f, "pin-file = %s (PIN read, %zu characters, "
-		    "masked)\n", c->pin_file, c->pin_len);
+		fprintf(f, "%s = %s (read when the daemon starts)\n",
+		    conf_pin_keys[c->pin_source], c->pin_where);
 	fprintf(f, "\n[readers]\n");
 	for (i = 0; i < c->n_include; i++)
 		fprintf(f, "include = %s\n", c->include[i]);

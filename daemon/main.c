@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 #include "cardlicd.h"
 
 #define MAIN_MAX_READERS	32
+#define MAIN_JOB_STUCK_MS	90000	/* a job this old is hung */
 
 struct main_reader {
 	int		 used;
@@ -35,6 +38,7 @@ struct main_reader {
 	int		 queued;	/* a newer card waits for that job */
 	int		 paused;	/* its card waits for issuance to resume */
 	int		 batch;
+	long		 busy_since;	/* ms, monotonic */
 	struct conf	*job_conf;	/* the configuration its job uses */
 };
 
@@ -49,15 +53,27 @@ static int			 main_job_pipe[2];
 static int			 main_watch_pipe[2];
 static long			 main_issued, main_skipped, main_failed;
 static long			 main_credits;
+static int			 main_watch_alive;
+static int			 main_wd_warned;
 
 static void
 main_usage(void)
 {
-	fprintf(stderr, "usage: cardlicd [-nv] [-f file]\n"
-	    "  -f file  configuration (default " CONF_DEFAULT_PATH ")\n"
-	    "  -n       check the configuration, print it normalized, exit\n"
-	    "  -v       verbose: debug messages\n");
+	fprintf(stderr, "usage: cardlicd [-nv] [-f file] [--allow-root]\n"
+	    "  -f file       configuration (default " CONF_DEFAULT_PATH ")\n"
+	    "  -n            check the configuration, print it normalized\n"
+	    "  -v            verbose: debug messages\n"
+	    "  --allow-root  stay root instead of dropping to [station] user\n");
 	exit(2);
+}
+
+static long
+main_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -122,6 +138,7 @@ main_start_job(struct main_reader *r)
 		return;
 	}
 	r->busy = 1;
+	r->busy_since = main_now_ms();
 	r->job_conf = conf_ref(main_conf);
 }
 
@@ -191,6 +208,7 @@ main_on_watch(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	while (read(fd, &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+		main_watch_alive = 1;
 		switch (m.type) {
 		case WATCH_PCSC_UP:
 			log_info("connected to pcscd");
@@ -266,7 +284,7 @@ main_on_hup(evutil_socket_t sig, short what, void *arg)
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)now.tv_sec * 1000000ULL +
 	    (unsigned long long)now.tv_nsec / 1000ULL);
-	if ((c = conf_load(main_conf->path, err, sizeof(err))) == NULL) {
+	if ((c = conf_load(main_conf->path, 0, err, sizeof(err))) == NULL) {
 		log_warnx("reload refused, the running configuration stays: "
 		    "%s", err);
 		sd_notify(0, "READY=1");
@@ -307,6 +325,70 @@ main_on_term(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(main_base);
 }
 
+/*
+ * The watchdog is fed only while the watcher reports (it wakes at least
+ * every quarter of the interval) and no job hangs in a card or module
+ * call.  Otherwise systemd restarts us; pending licenses survive that.
+ */
+static void
+main_on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	long now = main_now_ms();
+	const char *why = NULL;
+	int i;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (!main_watch_alive)
+		why = "the reader watcher has stopped reporting";
+	for (i = 0; i < MAIN_MAX_READERS && why == NULL; i++)
+		if (main_readers[i].used && main_readers[i].busy &&
+		    now - main_readers[i].busy_since > MAIN_JOB_STUCK_MS)
+			why = "a job has been stuck for more than 90 s";
+	main_watch_alive = 0;
+	if (why == NULL) {
+		sd_notify(0, "WATCHDOG=1");
+		main_wd_warned = 0;
+		return;
+	}
+	if (!main_wd_warned)
+		log_alert("watchdog not fed: %s", why);
+	main_wd_warned = 1;
+}
+
+/*
+ * Started as root outside systemd: become the service user once the
+ * configuration and the PIN are read, before anything else is opened.
+ */
+static void
+main_drop_privileges(const struct conf *c, int allow_root)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return;
+	if (allow_root) {
+		log_warnx("running as root (--allow-root)");
+		return;
+	}
+	if ((pw = getpwnam(c->user)) == NULL)
+		fatalx("refusing to run as root, and user \"%s\" ([station] "
+		    "user) does not exist: create it (systemd-sysusers) or "
+		    "pass --allow-root", c->user);
+	if (pw->pw_uid == 0)
+		fatalx("[station] user \"%s\" is root; pass --allow-root to "
+		    "run as root", c->user);
+	if (initgroups(pw->pw_name, pw->pw_gid) != 0 ||
+	    setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+		fatalx("cannot become user %s: %s", c->user, strerror(errno));
+	if (setuid(0) == 0)
+		fatalx("could get root back after dropping it");
+	/* Changing credentials resets it; keep the PIN out of cores. */
+	prctl(PR_SET_DUMPABLE, 0);
+	log_info("running as user %s", c->user);
+}
+
 static void
 main_pipe(int p[2])
 {
@@ -318,21 +400,27 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
+		{ "allow-root", no_argument, NULL, 'R' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path = CONF_DEFAULT_PATH;
 	struct event *ev_job, *ev_watch, *ev_hup, *ev_term, *ev_int;
+	struct event *ev_wd = NULL;
 	struct rlimit nocore = { 0, 0 };
+	struct timeval wd_tv;
+	uint64_t wd_usec = 0;
+	long watch_ms = 10000;
 	char err[1024];
-	int ch, check = 0, verbose = 0, i;
+	int ch, check = 0, verbose = 0, allow_root = 0, i;
 
 	while ((ch = getopt_long(argc, argv, "f:nvh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f': path = optarg; break;
 		case 'n': check = 1; break;
 		case 'v': verbose = 1; break;
+		case 'R': allow_root = 1; break;
 		case 'V': printf("cardlicd %s\n", CARDLICD_VERSION); return 0;
 		default: main_usage();
 		}
@@ -344,7 +432,8 @@ main(int argc, char **argv)
 	setrlimit(RLIMIT_CORE, &nocore);
 	log_init(isatty(2) || getenv("JOURNAL_STREAM") == NULL, verbose);
 
-	if ((main_conf = conf_load(path, err, sizeof(err))) == NULL) {
+	if ((main_conf = conf_load(path, check ? CONF_CHECK_ONLY : 0, err,
+	    sizeof(err))) == NULL) {
 		fprintf(stderr, "cardlicd: %s\n", err);
 		return 2;
 	}
@@ -353,6 +442,7 @@ main(int argc, char **argv)
 		conf_unref(main_conf);
 		return 0;
 	}
+	main_drop_privileges(main_conf, allow_root);
 	main_apply_tz(main_conf);
 	signal(SIGPIPE, SIG_IGN);
 	if (db_open(main_conf->database, main_conf->station, err,
@@ -378,7 +468,20 @@ main(int argc, char **argv)
 	event_add(ev_hup, NULL);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
-	if (watch_start(main_watch_pipe[1]) != 0)
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		watch_ms = (long)(wd_usec / 4000);
+		if (watch_ms > 10000)
+			watch_ms = 10000;
+		if (watch_ms < 50)
+			watch_ms = 50;
+		wd_tv.tv_sec = (time_t)(wd_usec / 2 / 1000000);
+		wd_tv.tv_usec = (suseconds_t)(wd_usec / 2 % 1000000);
+		ev_wd = event_new(main_base, -1, EV_PERSIST, main_on_watchdog,
+		    NULL);
+		event_add(ev_wd, &wd_tv);
+		main_watch_alive = 1;
+	}
+	if (watch_start(main_watch_pipe[1], watch_ms) != 0)
 		fatalx("cannot start the reader watcher");
 	log_info("cardlicd %s: station %s, database %s, module %s, start "
 	    "policy %s", CARDLICD_VERSION, main_conf->station,
@@ -398,6 +501,8 @@ main(int argc, char **argv)
 	event_free(ev_hup);
 	event_free(ev_term);
 	event_free(ev_int);
+	if (ev_wd != NULL)
+		event_free(ev_wd);
 	event_base_free(main_base);
 	for (i = 0; i < MAIN_MAX_READERS; i++)
 		conf_unref(main_readers[i].job_conf);

@@ -10,6 +10,8 @@
  *   pulled and pushed back between two calls still shows as a new card.
  * - dwEventState is copied into dwCurrentState, or the call would return
  *   at once, again and again.
+ * - It wakes up at least every watch_timeout_ms and says so (WATCH_ALIVE):
+ *   the loop feeds systemd's watchdog only while these keep coming.
  * - When pcscd goes away, everything is released and the thread reconnects
  *   with a growing delay; it never spins and never exits on its own.
  */
@@ -25,7 +27,6 @@
 
 #include "cardlicd.h"
 
-#define WATCH_TIMEOUT_MS	10000
 #define WATCH_MAX		(PCSCLITE_MAX_READERS_CONTEXTS + 1)
 #define WATCH_BACKOFF_MIN_MS	100
 #define WATCH_BACKOFF_MAX_MS	5000
@@ -43,8 +44,8 @@ static pthread_cond_t		watch_cond = PTHREAD_COND_INITIALIZER;
 static SCARDCONTEXT		watch_ctx;
 static int			watch_has_ctx;
 static int			watch_stopping;
-static int			watch_blocked;
 static int			watch_fd = -1;
+static long			watch_timeout_ms = 10000;
 static struct watch_reader	watch_readers[WATCH_MAX];
 static int			watch_n;
 
@@ -216,8 +217,13 @@ watch_main(void *arg)
 			}
 			if (watch_sleep(backoff))
 				break;
-			backoff = backoff * 2 > WATCH_BACKOFF_MAX_MS ?
-			    WATCH_BACKOFF_MAX_MS : backoff * 2;
+			/* Waiting for pcscd is progress, not a hang. */
+			watch_send(WATCH_ALIVE, NULL, NULL, 0, 0);
+			backoff = backoff * 2;
+			if (backoff > WATCH_BACKOFF_MAX_MS)
+				backoff = WATCH_BACKOFF_MAX_MS;
+			if (backoff > watch_timeout_ms)
+				backoff = watch_timeout_ms;
 			continue;
 		}
 		backoff = WATCH_BACKOFF_MIN_MS;
@@ -233,11 +239,9 @@ watch_main(void *arg)
 				rs[i + 1].dwCurrentState =
 				    watch_readers[i].state;
 			}
-			rv = SCardGetStatusChange(watch_ctx, WATCH_TIMEOUT_MS,
+			rv = SCardGetStatusChange(watch_ctx, (DWORD)watch_timeout_ms,
 			    rs, (DWORD)watch_n + 1);
 			pthread_mutex_lock(&watch_lock);
-			while (watch_blocked && !watch_stopping)
-				pthread_cond_wait(&watch_cond, &watch_lock);
 			i = watch_stopping;
 			pthread_mutex_unlock(&watch_lock);
 			if (i)
@@ -276,10 +280,15 @@ watch_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The watcher wakes at least every timeout_ms, even with nothing to report,
+ * so that the loop can tell a quiet line from a stuck watcher.
+ */
 int
-watch_start(int fd)
+watch_start(int fd, long timeout_ms)
 {
 	watch_fd = fd;
+	watch_timeout_ms = timeout_ms;
 	watch_stopping = 0;
 	return pthread_create(&watch_thread, NULL, watch_main, NULL);
 }
@@ -305,14 +314,4 @@ watch_stop(void)
 			break;
 		nanosleep(&ts, NULL);
 	}
-}
-
-/* Tests of the watchdog: make the watcher stop making progress. */
-void
-watch_block_for_test(int on)
-{
-	pthread_mutex_lock(&watch_lock);
-	watch_blocked = on;
-	pthread_cond_broadcast(&watch_cond);
-	pthread_mutex_unlock(&watch_lock);
 }

@@ -15,148 +15,7 @@
 #include <unistd.h>
 
 #include "testline.h"
-
-#define CARDLICD	TOPDIR "/daemon/cardlicd"
-#define MODULE		TOPDIR "/sim/cardlic-sim-p11.so"
-
-static pid_t	d_pid;
-static char	d_db[300], d_conf[300], d_log[300];
-
-/* The configuration of the test: PIN 1234 in a 0600 pin-file. */
-static void
-d_config(const char *name, const char *pin, const char *extra)
-{
-	FILE *f;
-
-	snprintf(d_db, sizeof(d_db), "%s/%s.db", tl_dir, name);
-	snprintf(d_conf, sizeof(d_conf), "%s/%s.conf", tl_dir, name);
-	snprintf(d_log, sizeof(d_log), "%s/%s.log", tl_dir, name);
-	tl_sh("printf '%s\\n' > %s/%s.pin && chmod 600 %s/%s.pin", pin,
-	    tl_dir, name, tl_dir, name);
-	f = fopen(d_conf, "w");
-	ck_assert_ptr_nonnull(f);
-	fprintf(f, "[station]\nid = test\ndatabase = %s\ntimezone = UTC\n"
-	    "[pkcs11]\nmodule = %s\npin-file = %s/%s.pin\n%s\n", d_db,
-	    MODULE, tl_dir, name, extra != NULL ? extra : "");
-	fclose(f);
-}
-
-static int
-d_log_has(const char *what)
-{
-	char *s = tl_read("cat %s", d_log);
-	int found = strstr(s, what) != NULL;
-
-	free(s);
-	return found;
-}
-
-static void
-d_wait_log(const char *what, int ms)
-{
-	long end = tl_now_ms() + ms;
-
-	while (!d_log_has(what)) {
-		if (tl_now_ms() > end) {
-			char *s = tl_read("cat %s", d_log);
-
-			ck_abort_msg("no \"%s\" in the daemon's log:\n%s",
-			    what, s);
-		}
-		usleep(20000);
-	}
-}
-
-static void
-d_start(void)
-{
-	FILE *pf;
-
-	d_pid = fork();
-	ck_assert_int_ge(d_pid, 0);
-	if (d_pid == 0) {
-		if (freopen(d_log, "w", stderr) == NULL)
-			_exit(127);
-		execl(CARDLICD, "cardlicd", "-f", d_conf, (char *)NULL);
-		_exit(127);
-	}
-	/* Recorded, so the suite's teardown can stop it if a test fails. */
-	pf = fopen(TOPDIR "/tests/.daemon.pids", "a");
-	if (pf != NULL) {
-		fprintf(pf, "%d\n", (int)d_pid);
-		fclose(pf);
-	}
-	d_wait_log("connected to pcscd", 5000);
-}
-
-static void
-d_stop(void)
-{
-	int st;
-
-	kill(d_pid, SIGTERM);
-	ck_assert_int_eq(waitpid(d_pid, &st, 0), d_pid);
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-	    "cardlicd ended badly: %d", st);
-}
-
-static char *
-q(const char *sql)
-{
-	char *s = tl_read("sqlite3 %s \"%s\" 2>&1", d_db, sql);
-
-	size_t n = strlen(s);
-
-	if (n > 0 && s[n - 1] == '\n')
-		s[n - 1] = '\0';
-	return s;
-}
-
-static long
-qn(const char *sql)
-{
-	char *s = q(sql);
-	long n = strtol(s, NULL, 10);
-
-	free(s);
-	return n;
-}
-
-/* Wait until the query answers n (rows are written by the daemon). */
-static void
-wait_n(const char *sql, long n, int ms)
-{
-	long end = tl_now_ms() + ms, v;
-
-	while ((v = qn(sql)) != n) {
-		if (tl_now_ms() > end) {
-			char *s = tl_read("cat %s; sqlite3 %s 'SELECT seq, "
-			    "state, reason FROM audit'", d_log, d_db);
-
-			ck_abort_msg("%s gave %ld, not %ld\n%s", sql, v, n, s);
-		}
-		usleep(20000);
-	}
-}
-
-static char *
-card_state(const char *card, const char *key)
-{
-	char *s = tl_read("sed -n 's/^%s=//p' %s/cards/%s.state", key,
-	    tl_dir, card);
-
-	s[strcspn(s, "\n")] = '\0';
-	return s;
-}
-
-static void
-feed(const char *prefix, const char *readers, int count, const char *more)
-{
-	tl_sh(TOPDIR "/sim/line feed --dir %s --readers %s --count %d "
-	    "--prefix %s --idle 600 --results %s/%s.tsv %s >/dev/null",
-	    tl_dir, readers, count, prefix, tl_dir, prefix,
-	    more != NULL ? more : "");
-}
+#include "testdaemon.h"
 
 START_TEST(fifty_cards_one_after_another)
 {
@@ -521,7 +380,7 @@ START_TEST(bad_config_names_file_and_line)
 	bad_conf("[pkcs11]\\nmodule = /x\\npin = 1234\\n[license]\\n"
 	    "start-policy = fixed\\n", want);
 	snprintf(want, sizeof(want), "%s/bad.conf:3: pin-file: a PIN source is "
-	    "already given (line 2)", tl_dir);
+	    "already given (pin, line 2)", tl_dir);
 	bad_conf("[pkcs11]\\npin = 1234\\npin-file = /x\\n", want);
 	snprintf(want, sizeof(want), "%s/bad.conf:1: unknown section [pcks11]",
 	    tl_dir);
@@ -578,19 +437,10 @@ line_up(void)
 	unlink(TOPDIR "/tests/.daemon.pids");
 }
 
-/* Any daemon a failed test left behind is stopped, by its PID. */
 static void
 line_down(void)
 {
-	FILE *f = fopen(TOPDIR "/tests/.daemon.pids", "r");
-	int pid;
-
-	while (f != NULL && fscanf(f, "%d", &pid) == 1)
-		if (kill(pid, 0) == 0)
-			kill(pid, SIGKILL);
-	if (f != NULL)
-		fclose(f);
-	unlink(TOPDIR "/tests/.daemon.pids");
+	d_kill_leftovers();
 	tl_down();
 }
 
