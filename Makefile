@@ -31,18 +31,27 @@ SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
 TEST_CFLAGS = $(WARN) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
-CHECKS	= tests/check_sim tests/check_daemon tests/check_service
+CHECKS	= tests/check_sim tests/check_daemon tests/check_service tests/check_ctl
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto
 D_CFLAGS = $(WARN) $(CFLAGS) -pthread $(shell $(PKG) --cflags $(D_PKGS))
 D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS)) -lkeyutils
 D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
-	  daemon/batch.c daemon/watch.c daemon/job.c
+	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c
 D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
-all: daemon/cardlicd sim
+C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c \
+	  daemon/dbhash.c
+C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h
+
+all: daemon/cardlicd ctl/cardlicctl sim
+
+ctl/cardlicctl: $(C_SRCS) $(C_HDRS) build/sqlmig.c
+	$(CC) $(WARN) $(CFLAGS) $(shell $(PKG) --cflags sqlite3 inih libcrypto) \
+	    -o $@ $(C_SRCS) build/sqlmig.c \
+	    $(shell $(PKG) --libs sqlite3 inih libcrypto)
 
 build/sqlmig.c: $(SQL) sql/sql2c.sh
 	@mkdir -p build
@@ -79,20 +88,27 @@ tests/check_service: tests/check_service.c tests/testline.c \
 	$(CC) $(TEST_CFLAGS) -o $@ tests/check_service.c tests/testline.c \
 	    tests/testdaemon.c $(TEST_LIBS)
 
+tests/check_ctl: tests/check_ctl.c tests/testline.c tests/testline.h \
+    tests/testdaemon.c tests/testdaemon.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/check_ctl.c tests/testline.c \
+	    tests/testdaemon.c $(TEST_LIBS)
+
 # Every suite runs even when one fails; the summary lines come last.
 check: deps all $(CHECKS) lint-man lint-unit
 	@rc=0; for t in $(CHECKS); do ./$$t || rc=1; done; exit $$rc
 
 UNIT_SED = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
 
-MANPAGES = man/cardlicd.8 man/cardlicd.conf.5
+MANPAGES = man/cardlicd.8 man/cardlicd.conf.5 man/cardlicctl.1
 
-install: daemon/cardlicd
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
+install: daemon/cardlicd ctl/cardlicctl
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
-	    $(DESTDIR)$(DATADIR)/cardlicd/sql $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(DATADIR)/cardlicd/sql $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man5 \
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/cardlicd
 	install -m 0755 daemon/cardlicd $(DESTDIR)$(SBINDIR)/cardlicd
+	install -m 0755 ctl/cardlicctl $(DESTDIR)$(BINDIR)/cardlicctl
 	$(UNIT_SED) systemd/cardlicd.service.in > \
 	    $(DESTDIR)$(UNITDIR)/cardlicd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cardlicd.service
@@ -103,6 +119,7 @@ install: daemon/cardlicd
 	install -m 0644 $(SQL) $(DESTDIR)$(DATADIR)/cardlicd/sql/
 	install -m 0644 man/cardlicd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 man/cardlicd.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/cardlicctl.1 $(DESTDIR)$(MANDIR)/man1/
 	@# The admin's configuration is never overwritten.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf ] || \
 	    install -m 0640 conf/cardlicd.conf \
@@ -110,7 +127,8 @@ install: daemon/cardlicd
 
 # Removes what install put there; the configuration only if unchanged.
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/cardlicd \
+	rm -f $(DESTDIR)$(SBINDIR)/cardlicd $(DESTDIR)$(BINDIR)/cardlicctl \
+	    $(DESTDIR)$(MANDIR)/man1/cardlicctl.1 \
 	    $(DESTDIR)$(UNITDIR)/cardlicd.service \
 	    $(DESTDIR)$(SYSUSERSDIR)/cardlicd.conf \
 	    $(DESTDIR)$(TMPFILESDIR)/cardlicd.conf \
@@ -161,7 +179,7 @@ deps:
 	fi
 
 clean:
-	rm -f daemon/cardlicd $(SIM_BINS) $(CHECKS) sim/*.o
+	rm -f daemon/cardlicd ctl/cardlicctl $(SIM_BINS) $(CHECKS) sim/*.o
 	rm -rf build
 
 .PHONY: all sim deps check demo clean install uninstall lint-man lint-unit

@@ -122,6 +122,29 @@ batch_status(char *out, size_t len)
 	    n == 1 ? "" : "s", ex);
 }
 
+/* "batch: READER ATR state" lines, for the control socket. */
+size_t
+batch_list(char *out, size_t len)
+{
+	size_t n = 0;
+	int i, k;
+
+	pthread_mutex_lock(&batch_lock);
+	for (i = 0; i < BATCH_MAX && n < len; i++) {
+		if (!batch_pool[i].used)
+			continue;
+		k = snprintf(out + n, len - n, "batch: %s | %s | %s\n",
+		    batch_pool[i].reader, batch_pool[i].atr,
+		    batch_pool[i].exhausted ? "exhausted" :
+		    batch_pool[i].broken ? "not answering" : "in use");
+		if (k < 0 || (size_t)k >= len - n)
+			break;
+		n += (size_t)k;
+	}
+	pthread_mutex_unlock(&batch_lock);
+	return n;
+}
+
 struct batch_conn {
 	SCARDCONTEXT	ctx;
 	SCARDHANDLE	card;

@@ -47,6 +47,12 @@ struct card_report {
 };
 void	log_card(const struct card_report *);
 
+/* control.c */
+struct event_base;
+int	control_open(struct event_base *, const char *,
+	    void (*)(char *, size_t));
+void	control_close(void);
+
 /* conf.c */
 enum start_policy {
 	START_TODAY,		/* the day of issuance */
@@ -79,6 +85,7 @@ struct conf {
 	char		timezone[64];
 	char		module[4096];
 	char		user[64];	/* drop to this user when root */
+	char		control[108];	/* the status socket */
 	enum pin_source	pin_source;
 	char		pin_where[4096];	/* file, credential or key */
 	char		*pin;		/* locked memory, PIN_MAX + 1 */
@@ -197,6 +204,7 @@ int	batch_pick(char *, char *);
 enum batch_result batch_generate(const uint8_t *, const uint8_t *,
 	    const char *, struct batch_license *);
 void	batch_status(char *, size_t);
+size_t	batch_list(char *, size_t);
 
 /* watch.c */
 enum watch_event { WATCH_INSERT, WATCH_REMOVE, WATCH_PCSC_UP,

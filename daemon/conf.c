@@ -279,6 +279,9 @@ conf_handler(void *arg, const char *section, const char *key,
 			    key, v);
 		if (strcmp(key, "timezone") == 0)
 			return conf_timezone(p, v);
+		if (strcmp(key, "control") == 0)
+			return conf_path(p, c->control, sizeof(c->control),
+			    key, v);
 		if (strcmp(key, "user") == 0) {
 			for (s = v; *s != '\0'; s++)
 				if (!isalnum((unsigned char)*s) &&
@@ -363,6 +366,7 @@ conf_new(void)
 	    "/var/lib/cardlicd/audit.db");
 	snprintf(c->timezone, sizeof(c->timezone), "local");
 	snprintf(c->user, sizeof(c->user), "cardlicd");
+	snprintf(c->control, sizeof(c->control), "/run/cardlicd/control");
 	c->policy = START_TODAY;
 	c->start_date = -1;
 	c->renew_days = 0;
@@ -593,7 +597,7 @@ conf_print(const struct conf *c, FILE *f)
 	fprintf(f, "# %s, as cardlicd reads it\n", c->path);
 	fprintf(f, "[station]\nid = %s\ndatabase = %s\ntimezone = %s\n",
 	    c->station, c->database, c->timezone);
-	fprintf(f, "user = %s\n", c->user);
+	fprintf(f, "user = %s\ncontrol = %s\n", c->user, c->control);
 	fprintf(f, "\n[pkcs11]\nmodule = %s\n", c->module);
 	if (c->pin_source == PIN_CONF)
 		fprintf(f, "pin = ******** (%zu characters, masked)\n",

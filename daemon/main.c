@@ -156,6 +156,28 @@ main_resume(const char *why)
 	main_status();
 }
 
+/* What cardlicctl status shows: one "key: value" per line. */
+static void
+main_control_fill(char *buf, size_t len)
+{
+	size_t n;
+	int i, readers = 0, busy = 0;
+
+	for (i = 0; i < MAIN_MAX_READERS; i++) {
+		readers += main_readers[i].used;
+		busy += main_readers[i].used && main_readers[i].busy;
+	}
+	n = (size_t)snprintf(buf, len, "station: %s\nstate: %s\n"
+	    "issued: %ld\nskipped: %ld\nfailed: %ld\ncredits-used: %ld\n"
+	    "readers: %d\njobs-running: %d\n", main_conf->station,
+	    main_refused != NULL ? "paused: the PIN was refused; fix the "
+	    "configuration and reload" : main_paused_credit ? "paused: no "
+	    "batch card with credit" : "running", main_issued, main_skipped,
+	    main_failed, main_credits, readers, busy);
+	if (n < len)
+		batch_list(buf + n, len - n);
+}
+
 static void
 main_on_job(evutil_socket_t fd, short what, void *arg)
 {
@@ -481,6 +503,7 @@ main(int argc, char **argv)
 		event_add(ev_wd, &wd_tv);
 		main_watch_alive = 1;
 	}
+	control_open(main_base, main_conf->control, main_control_fill);
 	if (watch_start(main_watch_pipe[1], watch_ms) != 0)
 		fatalx("cannot start the reader watcher");
 	log_info("cardlicd %s: station %s, database %s, module %s, start "
@@ -492,6 +515,7 @@ main(int argc, char **argv)
 
 	/* Modules end in the reverse order of their start. */
 	watch_stop();
+	control_close();
 	job_wait_all(15);
 	if (job_running() > 0)
 		log_warnx("%d job(s) still running at exit; their licenses "

@@ -30,8 +30,9 @@ d_config_pin(const char *name, const char *pinline, const char *extra)
 	f = fopen(d_conf, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f, "[station]\nid = test\ndatabase = %s\ntimezone = UTC\n"
-	    "[pkcs11]\nmodule = %s\n%s\n%s\n", d_db, MODULE, pinline,
-	    extra != NULL ? extra : "");
+	    "[pkcs11]\nmodule = %s\n%s\n%s\n[station]\n"
+	    "control = %s/%s.ctl\n", d_db, MODULE, pinline,
+	    extra != NULL ? extra : "", tl_dir, name);
 	fclose(f);
 	chmod(d_conf, 0600);
 }

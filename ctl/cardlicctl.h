@@ -1,0 +1,52 @@
+/* cardlicctl: the auditors' tool.  One header for its files. */
+#ifndef CARDLICCTL_H
+#define CARDLICCTL_H
+
+#include <stdio.h>
+
+#include <sqlite3.h>
+
+#define CTL_CONF_DEFAULT	"/etc/cardlicd/cardlicd.conf"
+#define CTL_DB_DEFAULT		"/var/lib/cardlicd/audit.db"
+#define CTL_CONTROL_DEFAULT	"/run/cardlicd/control"
+
+/* Exit statuses: 0 found / passed, 1 found nothing / check failed. */
+#define CTL_OK		0
+#define CTL_NOTHING	1
+#define CTL_USAGE	2
+
+struct ctl {
+	const char	*db_path;
+	const char	*control;
+	int		 local;		/* --local: show local time */
+	sqlite3		*db;
+};
+
+/* cardlicctl.c */
+int	 ctl_open(struct ctl *);
+void	 ctl_close(struct ctl *);
+int	 ctl_fail(const char *, ...) __attribute__((format(printf, 1, 2)));
+int	 ctl_usage(const char *);
+const char *ctl_time(const struct ctl *, const char *);
+sqlite3_stmt *ctl_prepare(struct ctl *, const char *);
+int	 ctl_has_opt(int, char **, const char *);
+
+/* query.c */
+int	cmd_list(struct ctl *, int, char **);
+int	cmd_show(struct ctl *, int, char **);
+int	cmd_export(struct ctl *, int, char **);
+int	cmd_stats(struct ctl *, int, char **);
+int	cmd_reconcile(struct ctl *, int, char **);
+
+/* chain.c */
+int	cmd_verify(struct ctl *, int, char **);
+int	cmd_merge(struct ctl *, int, char **);
+
+/* follow.c */
+int	cmd_watch(struct ctl *, int, char **);
+int	cmd_status(struct ctl *, int, char **);
+
+extern const char *const	sql_migrations[];
+extern const int		sql_migrations_count;
+
+#endif

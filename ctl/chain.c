@@ -1,0 +1,419 @@
+/*
+ * The hash chain: verify walks each station's rows in sequence and
+ * recomputes every hash with the daemon's own function (daemon/dbhash.c);
+ * merge copies verified chains into one database, only ever appending.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cardlicctl.h"
+#include "../daemon/dbhash.h"
+
+#define CHAIN_COLS "seq, utc, station, job, reader, state, reason, model," \
+	" serial, start_date, end_date, license_seq, license, batch_reader," \
+	" batch_atr, batch_count, sw, ckr, status, timings, hash"
+
+static void
+chain_hex(const uint8_t *p, size_t n, char *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", p[i]);
+	out[2 * n] = '\0';
+}
+
+/*
+ * Walk one station's chain.  0 when intact; -1 with msg naming the first
+ * row that was altered, removed or put out of order.  rows, last_seq and
+ * head tell how far it went.
+ */
+static int
+chain_walk(sqlite3 *db, const char *station, long *rows, long *last_seq,
+    uint8_t head[32], char *msg, size_t len)
+{
+	struct dbhash_val v[DBHASH_COLUMNS];
+	uint8_t prev[32], h[32];
+	sqlite3_stmt *st;
+	long expect = 1, seq;
+	int i, rc;
+
+	memset(prev, 0, sizeof(prev));
+	*rows = 0;
+	*last_seq = 0;
+	if (sqlite3_prepare_v2(db, "SELECT " CHAIN_COLS " FROM audit WHERE "
+	    "station = ?1 ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+		snprintf(msg, len, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	sqlite3_bind_text(st, 1, station, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		seq = (long)sqlite3_column_int64(st, 0);
+		if (seq != expect) {
+			if (seq > expect)
+				snprintf(msg, len, "row %ld is missing: the "
+				    "rows go from %ld to %ld (removed)",
+				    expect, expect - 1, seq);
+			else
+				snprintf(msg, len, "row %ld is out of order "
+				    "(after row %ld)", seq, expect - 1);
+			sqlite3_finalize(st);
+			return -1;
+		}
+		for (i = 0; i < DBHASH_COLUMNS; i++) {
+			v[i].type = sqlite3_column_type(st, i);
+			v[i].i = sqlite3_column_int64(st, i);
+			v[i].p = v[i].type == SQLITE_BLOB ?
+			    sqlite3_column_blob(st, i) :
+			    sqlite3_column_text(st, i);
+			v[i].len = (size_t)sqlite3_column_bytes(st, i);
+		}
+		dbhash_row(prev, v, h);
+		if (sqlite3_column_bytes(st, DBHASH_COLUMNS) != 32 ||
+		    memcmp(h, sqlite3_column_blob(st, DBHASH_COLUMNS), 32)
+		    != 0) {
+			snprintf(msg, len, "row %ld was altered: its contents "
+			    "or its place no longer match its hash", seq);
+			sqlite3_finalize(st);
+			return -1;
+		}
+		memcpy(prev, h, 32);
+		(*rows)++;
+		*last_seq = seq;
+		expect++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		snprintf(msg, len, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	memcpy(head, prev, 32);
+	return 0;
+}
+
+/* Every station's chain; prints one line per station. 0 when all hold. */
+static int
+chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total)
+{
+	sqlite3_stmt *st;
+	uint8_t head[32];
+	char msg[256], hex[65];
+	long rows, last;
+	int bad = 0;
+
+	*total = 0;
+	if (sqlite3_prepare_v2(db, "SELECT DISTINCT station FROM audit ORDER "
+	    "BY station", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *s = (const char *)sqlite3_column_text(st, 0);
+
+		if (chain_walk(db, s, &rows, &last, head, msg,
+		    sizeof(msg)) != 0) {
+			printf("%s: station %s: BROKEN at %s; %ld rows checked "
+			    "before it\n", name, s, msg, rows);
+			bad = 1;
+		} else if (!quiet) {
+			chain_hex(head, 32, hex);
+			printf("%s: station %s: %ld rows, chain intact, head "
+			    "%s\n", name, s, rows, hex);
+		}
+		*total += rows;
+	}
+	sqlite3_finalize(st);
+	return bad ? -1 : 0;
+}
+
+static const char *const verify_help =
+"usage: cardlicctl verify [--head HASH]\n"
+"Walks each station's rows in order, checks that the sequence numbers\n"
+"have no gap and recomputes every row's hash.  Names the first row that\n"
+"was altered, removed or put out of order, and prints how many rows were\n"
+"checked.  The chain cannot show that its newest rows were cut off:\n"
+"--head HASH (from CARDLIC_CHAIN_HEAD in the journal) checks that the\n"
+"database still holds that row.  Exit 1 when anything is wrong.\n";
+
+int
+cmd_verify(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "head", required_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *want = NULL;
+	sqlite3_stmt *st;
+	long total;
+	int ch, rc;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'H': want = optarg; break;
+		case 'h': fputs(verify_help, stdout); return CTL_OK;
+		default: return ctl_usage(verify_help);
+		}
+	}
+	if (optind != argc || (want != NULL && (strlen(want) != 64 ||
+	    strspn(want, "0123456789abcdefABCDEF") != 64)))
+		return ctl_usage(verify_help);
+	rc = chain_verify_all(c->db, c->db_path, 0, &total);
+	printf("%ld rows checked\n", total);
+	if (rc != 0)
+		return CTL_NOTHING;
+	if (want == NULL)
+		return CTL_OK;
+	/* In hex: Debian 12's SQLite (3.40) has no unhex(). */
+	st = ctl_prepare(c, "SELECT station, seq, (SELECT max(seq) FROM audit "
+	    "b WHERE b.station = a.station) FROM audit a WHERE hex(hash) = "
+	    "upper(?1)");
+	if (st == NULL)
+		return CTL_USAGE;
+	sqlite3_bind_text(st, 1, want, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		printf("head %s is row %lld of station %s (%lld rows after "
+		    "it)\n", want, sqlite3_column_int64(st, 1),
+		    sqlite3_column_text(st, 0), sqlite3_column_int64(st, 2) -
+		    sqlite3_column_int64(st, 1));
+		sqlite3_finalize(st);
+		return CTL_OK;
+	}
+	sqlite3_finalize(st);
+	st = ctl_prepare(c, "SELECT station, max(seq) FROM audit GROUP BY "
+	    "station");
+	printf("head %s is NOT in the database: rows were cut off", want);
+	while (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+		printf("; station %s now ends at row %lld",
+		    sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
+	printf("\n");
+	sqlite3_finalize(st);
+	return CTL_NOTHING;
+}
+
+/*
+ * A merged database: the audit table of migration 1 keyed by (station,
+ * seq) instead of seq, with the same append-only triggers per station,
+ * then the views.  The table is taken from the migration itself, so that
+ * the columns cannot drift.
+ */
+static int
+chain_create_merged(sqlite3 *db, char *err, size_t len)
+{
+	const char *m = sql_migrations[0], *a, *b;
+	char *table, *p, *e = NULL;
+	size_t n;
+	int i;
+
+	a = strstr(m, "CREATE TABLE audit (");
+	b = a != NULL ? strstr(a, ") STRICT;") : NULL;
+	if (a == NULL || b == NULL) {
+		snprintf(err, len, "cannot find the audit table");
+		return -1;
+	}
+	n = (size_t)(b - a);
+	if ((table = malloc(n + 128)) == NULL)
+		return -1;
+	memcpy(table, a, n);
+	table[n] = '\0';
+	if ((p = strstr(table, "INTEGER PRIMARY KEY,")) != NULL)
+		memcpy(p, "INTEGER NOT NULL,   ", 20);
+	strcat(table, ",\n\tPRIMARY KEY (station, seq)\n) STRICT;");
+	if (sqlite3_exec(db, table, NULL, NULL, &e) != SQLITE_OK ||
+	    sqlite3_exec(db,
+	    "CREATE INDEX audit_card ON audit (serial, model);"
+	    "CREATE INDEX audit_license ON audit (station, license_seq);"
+	    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN"
+	    " SELECT RAISE(ABORT, 'audit rows are append-only: UPDATE"
+	    " refused'); END;"
+	    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN"
+	    " SELECT RAISE(ABORT, 'audit rows are append-only: DELETE"
+	    " refused'); END;"
+	    "CREATE TRIGGER audit_append_only BEFORE INSERT ON audit WHEN"
+	    " NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM audit"
+	    " WHERE station = NEW.station) BEGIN SELECT RAISE(ABORT,"
+	    " 'audit rows are append-only: seq must be the next'); END;"
+	    "CREATE TABLE merges (utc TEXT NOT NULL, source TEXT NOT NULL,"
+	    " station TEXT NOT NULL, rows_added INTEGER NOT NULL,"
+	    " head TEXT NOT NULL) STRICT;", NULL, NULL, &e) != SQLITE_OK) {
+		snprintf(err, len, "%s", e != NULL ? e : "schema");
+		sqlite3_free(e);
+		free(table);
+		return -1;
+	}
+	free(table);
+	for (i = 1; i < sql_migrations_count; i++)
+		if (sqlite3_exec(db, sql_migrations[i], NULL, NULL, &e) !=
+		    SQLITE_OK) {
+			snprintf(err, len, "%s", e);
+			sqlite3_free(e);
+			return -1;
+		}
+	return 0;
+}
+
+/* Copy the stations of one input, appending only what OUT lacks. */
+static int
+chain_merge_one(sqlite3 *out, const char *in, long *added)
+{
+	char sql[4400], msg[256], err[512], hex[65], now[32];
+	sqlite3_stmt *st, *hs;
+	struct tm tm;
+	time_t t = time(NULL);
+	sqlite3 *src;
+	long total, omax, rows, last;
+	uint8_t head[32];
+	int rc = 0, ok;
+
+	*added = 0;
+	if (sqlite3_open_v2(in, &src, SQLITE_OPEN_READONLY, NULL) !=
+	    SQLITE_OK || sqlite3_exec(src, "SELECT 1 FROM audit LIMIT 1",
+	    NULL, NULL, NULL) != SQLITE_OK) {
+		ctl_fail("%s: not a cardlicd audit database (%s)", in,
+		    sqlite3_errmsg(src));
+		sqlite3_close(src);
+		return -1;
+	}
+	/* Each station's chain must hold before anything is taken from it. */
+	if (chain_verify_all(src, in, 1, &total) != 0) {
+		sqlite3_close(src);
+		ctl_fail("%s: its chain is broken; nothing merged from it", in);
+		return -1;
+	}
+	sqlite3_close(src);
+	if (strpbrk(in, "'?#%") != NULL)
+		return ctl_fail("%s: unsupported character in the path", in),
+		    -1;
+	snprintf(sql, sizeof(sql), "ATTACH 'file:%s?mode=ro' AS src", in);
+	if (sqlite3_exec(out, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return ctl_fail("%s: %s", in, sqlite3_errmsg(out)), -1;
+	sqlite3_exec(out, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (sqlite3_prepare_v2(out, "SELECT DISTINCT station FROM src.audit",
+	    -1, &st, NULL) != SQLITE_OK) {
+		rc = -1;
+		goto done;
+	}
+	gmtime_r(&t, &tm);
+	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		const char *s = (const char *)sqlite3_column_text(st, 0);
+
+		snprintf(sql, sizeof(sql), "SELECT coalesce(max(seq), 0), "
+		    "(SELECT hash FROM main.audit WHERE station = ?1 AND seq = "
+		    "(SELECT max(seq) FROM main.audit WHERE station = ?1)) = "
+		    "(SELECT hash FROM src.audit WHERE station = ?1 AND seq = "
+		    "(SELECT max(seq) FROM main.audit WHERE station = ?1)) "
+		    "FROM main.audit WHERE station = ?1");
+		sqlite3_prepare_v2(out, sql, -1, &hs, NULL);
+		sqlite3_bind_text(hs, 1, s, -1, SQLITE_TRANSIENT);
+		sqlite3_step(hs);
+		omax = (long)sqlite3_column_int64(hs, 0);
+		ok = omax == 0 || sqlite3_column_int(hs, 1) == 1;
+		sqlite3_finalize(hs);
+		if (!ok) {
+			ctl_fail("%s: station %s does not continue the chain "
+			    "already merged (they differ at row %ld)", in, s,
+			    omax);
+			rc = -1;
+			break;
+		}
+		sqlite3_prepare_v2(out, "INSERT INTO main.audit SELECT * FROM "
+		    "src.audit WHERE station = ?1 AND seq > ?2 ORDER BY seq",
+		    -1, &hs, NULL);
+		sqlite3_bind_text(hs, 1, s, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(hs, 2, omax);
+		if (sqlite3_step(hs) != SQLITE_DONE) {
+			ctl_fail("%s: station %s: %s", in, s,
+			    sqlite3_errmsg(out));
+			rc = -1;
+		}
+		sqlite3_finalize(hs);
+		rows = sqlite3_changes(out);
+		*added += rows;
+		if (rc == 0 && chain_walk(out, s, &total, &last, head, msg,
+		    sizeof(msg)) != 0) {
+			ctl_fail("%s: station %s: merged chain broken: %s", in,
+			    s, msg);
+			rc = -1;
+		}
+		chain_hex(head, 32, hex);
+		sqlite3_prepare_v2(out, "INSERT INTO merges VALUES (?1, ?2, ?3,"
+		    " ?4, ?5)", -1, &hs, NULL);
+		sqlite3_bind_text(hs, 1, now, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(hs, 2, in, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(hs, 3, s, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(hs, 4, rows);
+		sqlite3_bind_text(hs, 5, hex, -1, SQLITE_TRANSIENT);
+		if (rc == 0 && sqlite3_step(hs) != SQLITE_DONE)
+			rc = -1;
+		sqlite3_finalize(hs);
+		if (rc == 0)
+			printf("%s: station %s: %ld rows added, %ld in all\n",
+			    in, s, rows, total);
+	}
+	sqlite3_finalize(st);
+done:
+	snprintf(err, sizeof(err), "%s", rc == 0 ? "COMMIT" : "ROLLBACK");
+	sqlite3_exec(out, err, NULL, NULL, NULL);
+	sqlite3_exec(out, "DETACH src", NULL, NULL, NULL);
+	return rc;
+}
+
+static const char *const merge_help =
+"usage: cardlicctl merge OUT.db IN.db...\n"
+"Consolidates the audit databases of several stations into OUT.db (made\n"
+"if missing), keyed by station and row.  Each input's chains are verified\n"
+"first; only rows OUT.db lacks are appended, after checking that they\n"
+"continue the chain already there, so merging the same station twice adds\n"
+"nothing.  OUT.db has the same views; cardlicctl verify works on it.\n";
+
+int
+cmd_merge(struct ctl *c, int argc, char **argv)
+{
+	sqlite3 *out;
+	char err[512];
+	long added;
+	int i, fresh, rc = CTL_OK;
+
+	(void)c;
+	if (ctl_has_opt(argc, argv, "--help")) {
+		fputs(merge_help, stdout);
+		return CTL_OK;
+	}
+	if (argc < 3)
+		return ctl_usage(merge_help);
+	if (sqlite3_open_v2(argv[1], &out, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+		return ctl_fail("%s: %s", argv[1], sqlite3_errmsg(out));
+	sqlite3_busy_timeout(out, 5000);
+	fresh = sqlite3_exec(out, "SELECT 1 FROM audit LIMIT 1", NULL, NULL,
+	    NULL) != SQLITE_OK;
+	if (fresh) {
+		sqlite3_exec(out, "PRAGMA journal_mode = WAL; BEGIN IMMEDIATE",
+		    NULL, NULL, NULL);
+		if (chain_create_merged(out, err, sizeof(err)) != 0) {
+			sqlite3_exec(out, "ROLLBACK", NULL, NULL, NULL);
+			sqlite3_close(out);
+			return ctl_fail("%s: %s", argv[1], err);
+		}
+		sqlite3_exec(out, "COMMIT", NULL, NULL, NULL);
+	} else if (sqlite3_exec(out, "SELECT 1 FROM merges LIMIT 1", NULL,
+	    NULL, NULL) != SQLITE_OK) {
+		sqlite3_close(out);
+		return ctl_fail("%s is a station's database, not a merged one;"
+		    " merge into a new file", argv[1]);
+	}
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], argv[1]) == 0) {
+			rc = ctl_fail("%s: cannot merge a database into "
+			    "itself", argv[i]);
+			continue;
+		}
+		if (chain_merge_one(out, argv[i], &added) != 0)
+			rc = CTL_USAGE;
+	}
+	sqlite3_close(out);
+	return rc;
+}
