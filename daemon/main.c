@@ -510,6 +510,10 @@ main(int argc, char **argv)
 	    "policy %s", CARDLICD_VERSION, main_conf->station,
 	    main_conf->database, main_conf->module,
 	    conf_policy_name(main_conf->policy));
+	if (getenv("CARDLIC_TODAY") != NULL)
+		log_warnx("CARDLIC_TODAY is set: \"today\" is %s for start "
+		    "dates and renewals (meant for tests only)",
+		    getenv("CARDLIC_TODAY"));
 
 	event_base_dispatch(main_base);
 

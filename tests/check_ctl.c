@@ -45,8 +45,7 @@ expect(const char *out, const char *what)
 static void
 build_known(void)
 {
-	tl_up(4);
-	unlink(TOPDIR "/tests/.daemon.pids");
+	d_suite_up(4);
 	d_config("known", "1234", NULL);
 	snprintf(known, sizeof(known), "%s", d_db);
 	tl_insert(0, "k-batch-a", "--type batch --credits 2");
@@ -71,13 +70,6 @@ build_known(void)
 	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 4, 5000);
 	tl_remove(1);
 	d_stop();
-}
-
-static void
-teardown_known(void)
-{
-	d_kill_leftovers();
-	tl_down();
 }
 
 START_TEST(list_answers)
@@ -390,7 +382,7 @@ ctl_suite(void)
 	Suite *s = suite_create("cardlicctl");
 	TCase *t = tcase_create("on a known database");
 
-	tcase_add_unchecked_fixture(t, build_known, teardown_known);
+	tcase_add_unchecked_fixture(t, build_known, d_suite_down);
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, list_answers);
 	tcase_add_test(t, show_history);

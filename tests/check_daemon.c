@@ -346,6 +346,64 @@ START_TEST(audit_rows_cannot_change)
 }
 END_TEST
 
+START_TEST(classify_rules_and_unknown_cards)
+{
+	char *s;
+
+	/* Reader A 00 00 holds batch cards; target ATRs are ignored. */
+	d_config("cls", "1234", "[classify]\nbatch-reader = Sim Line A 00 00\n"
+	    "ignore-atr = 3B888001434C53494D54475400/FFFFFFFFFFFFFFFFFFFFFFFF00");
+	tl_insert(0, "cls-batch", "--type batch --credits 5");
+	d_start();
+	d_wait_log("Sim Line A 00 00: batch card inserted", 3000);
+	/* The rule decided: no SELECT was needed to know it. */
+	s = tl_read("grep -c -e ' select' -e generate %s/cards/cls-batch.events "
+	    "|| true", tl_dir);
+	ck_assert_str_eq(s, "0\n");
+	free(s);
+	tl_insert(1, "CLS1", "--type target --serial CLS1");
+	d_wait_log("Sim Line A 00 01: card 3B888001434C53494D54475416 ignored "
+	    "by a [classify] rule", 3000);
+	tl_insert(2, "UNK1", "--type unknown");
+	d_wait_log("Sim Line B 00 00: unknown card (ATR "
+	    "3B888001554E4B4E4F574E3170): not a batch card, no token of the "
+	    "middleware; left alone", 3000);
+	usleep(300000);
+	d_stop();
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit"), 0);
+	s = tl_read("grep -c -e login -e info %s/cards/CLS1.events || true",
+	    tl_dir);
+	ck_assert_str_eq(s, "0\n");
+	free(s);
+	tl_remove(1);
+	tl_remove(2);
+}
+END_TEST
+
+START_TEST(renewal_window)
+{
+	char *s;
+
+	/* Today is 20261124 (CARDLIC_TODAY): 7 and 60 days left. */
+	tl_insert(0, "ren-batch", "--type batch --credits 5");
+	d_config("ren", "1234", "[license]\nrenew-within-days = 30");
+	d_start();
+	feed("RN", "1,2", 2, "--card-opts 0 '--preload 20260101:20261201' "
+	    "--card-opts 1 '--preload 20260101:20270123'");
+	wait_n("SELECT count(*) FROM audit WHERE state IN ('verified', "
+	    "'skipped')", 2, 5000);
+	d_stop();
+	s = q("SELECT group_concat(trim(CAST(serial AS TEXT)) || ' ' || state"
+	    " || ' ' || coalesce(end_date, '-'), ', ') FROM (SELECT * FROM "
+	    "audit WHERE state IN ('verified', 'skipped') ORDER BY serial)");
+	ck_assert_str_eq(s, "RN000001 verified 20271123, RN000002 skipped -");
+	free(s);
+	s = card_state("ren-batch", "credits");
+	ck_assert_str_eq(s, "4");
+	free(s);
+}
+END_TEST
+
 /* Bad configurations: file:line, exit status 2, nothing started. */
 static void
 bad_conf(const char *body, const char *want)
@@ -433,15 +491,7 @@ END_TEST
 static void
 line_up(void)
 {
-	tl_up(6);
-	unlink(TOPDIR "/tests/.daemon.pids");
-}
-
-static void
-line_down(void)
-{
-	d_kill_leftovers();
-	tl_down();
+	d_suite_up(6);
 }
 
 static Suite *
@@ -451,7 +501,7 @@ daemon_suite(void)
 	TCase *t = tcase_create("on the line");
 	TCase *c = tcase_create("configuration");
 
-	tcase_add_unchecked_fixture(t, line_up, line_down);
+	tcase_add_unchecked_fixture(t, line_up, d_suite_down);
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, fifty_cards_one_after_another);
 	tcase_add_test(t, pulled_after_generate_keeps_its_license);
@@ -463,9 +513,11 @@ daemon_suite(void)
 	tcase_add_test(t, pcscd_restart_mid_run);
 	tcase_add_test(t, four_readers_at_once);
 	tcase_add_test(t, audit_rows_cannot_change);
+	tcase_add_test(t, classify_rules_and_unknown_cards);
+	tcase_add_test(t, renewal_window);
 	suite_add_tcase(s, t);
 
-	tcase_add_unchecked_fixture(c, line_up, line_down);
+	tcase_add_unchecked_fixture(c, line_up, d_suite_down);
 	tcase_add_test(c, bad_config_names_file_and_line);
 	tcase_add_test(c, config_check_prints_normalized_masked);
 	suite_add_tcase(s, c);

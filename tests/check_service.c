@@ -184,29 +184,18 @@ END_TEST
 START_TEST(pin_from_keyring)
 {
 	char cmd[1200];
-	FILE *pf;
+	char *argv[] = { "keyctl", "session", "-", "/bin/sh", "-c", cmd,
+	    NULL };
 
 	d_config_pin("key", "pin-keyring = cardlicd:test-pin", NULL);
-	/* A session keyring of its own, holding the key, for the daemon. */
-	snprintf(cmd, sizeof(cmd), "keyctl add user cardlicd:test-pin 1234 @s"
-	    " >/dev/null && exec " CARDLICD " --allow-root -f %s 2>%s",
-	    d_conf, d_log);
-	d_pid = fork();
-	ck_assert_int_ge(d_pid, 0);
-	if (d_pid == 0) {
-		/* keyctl says which keyring it joined; the daemon logs in cmd. */
-		if (freopen("/dev/null", "w", stderr) == NULL)
-			_exit(127);
-		execlp("keyctl", "keyctl", "session", "-", "/bin/sh", "-c", cmd,
-		    (char *)NULL);
-		_exit(127);
-	}
-	pf = fopen(TOPDIR "/tests/.daemon.pids", "a");
-	if (pf != NULL) {
-		fprintf(pf, "%d\n", (int)d_pid);
-		fclose(pf);
-	}
-	d_wait_log("connected to pcscd", 5000);
+	/*
+	 * A session keyring of its own, holding the key, for the daemon;
+	 * keyctl's own words about it go nowhere.
+	 */
+	snprintf(cmd, sizeof(cmd), "exec 2>/dev/null; keyctl add user "
+	    "cardlicd:test-pin 1234 @s >/dev/null && exec " CARDLICD
+	    " --allow-root -f %s 2>>%s", d_conf, d_log);
+	d_spawn(argv, NULL, 1);
 	one_card("KEY01");
 }
 END_TEST
@@ -300,7 +289,7 @@ END_TEST
 START_TEST(drops_to_its_user)
 {
 	char *out, extra[200];
-	FILE *pf;
+	char *argv[] = { CARDLICD, "-f", d_conf, NULL };
 
 	/* The database directory belongs to the service user. */
 	tl_sh("chmod 755 %s && mkdir -p %s/svc && chown nobody %s/svc", tl_dir,
@@ -310,20 +299,7 @@ START_TEST(drops_to_its_user)
 	tl_sh("sed -i 's|^database = .*|database = %s/svc/drop.db|' %s",
 	    tl_dir, d_conf);
 	snprintf(d_db, 300, "%s/svc/drop.db", tl_dir);
-	d_pid = fork();
-	ck_assert_int_ge(d_pid, 0);
-	if (d_pid == 0) {
-		if (freopen(d_log, "w", stderr) == NULL)
-			_exit(127);
-		execl(CARDLICD, "cardlicd", "-f", d_conf, (char *)NULL);
-		_exit(127);
-	}
-	pf = fopen(TOPDIR "/tests/.daemon.pids", "a");
-	if (pf != NULL) {
-		fprintf(pf, "%d\n", (int)d_pid);
-		fclose(pf);
-	}
-	d_wait_log("connected to pcscd", 5000);
+	d_spawn(argv, NULL, 1);
 	out = tl_read("awk '/^Uid:/ { print $2, $3, $4, $5 }' /proc/%d/status",
 	    (int)d_pid);
 	ck_assert_str_eq(out, "65534 65534 65534 65534\n");
@@ -387,15 +363,7 @@ END_TEST
 static void
 line_up(void)
 {
-	tl_up(4);
-	unlink(TOPDIR "/tests/.daemon.pids");
-}
-
-static void
-line_down(void)
-{
-	d_kill_leftovers();
-	tl_down();
+	d_suite_up(4);
 }
 
 static Suite *
@@ -406,13 +374,13 @@ service_suite(void)
 	TCase *p = tcase_create("PIN and privileges");
 	TCase *i = tcase_create("install");
 
-	tcase_add_unchecked_fixture(n, line_up, line_down);
+	tcase_add_unchecked_fixture(n, line_up, d_suite_down);
 	tcase_set_timeout(n, 60);
 	tcase_add_test(n, ready_reload_stop_protocol);
 	tcase_add_test(n, watchdog_follows_the_watcher);
 	suite_add_tcase(s, n);
 
-	tcase_add_unchecked_fixture(p, line_up, line_down);
+	tcase_add_unchecked_fixture(p, line_up, d_suite_down);
 	tcase_set_timeout(p, 60);
 	tcase_add_test(p, pin_from_credential);
 	tcase_add_test(p, pin_from_keyring);

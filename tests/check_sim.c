@@ -625,6 +625,73 @@ START_TEST(real_clients)
 }
 END_TEST
 
+/* A port in use: sim/line says so, and starts nothing. */
+START_TEST(taken_port_is_refused)
+{
+	char *out, *port;
+	int fd;
+
+	/* Listen on the port just above this suite's line. */
+	port = tl_read("sed -n 's/^SIM_LINE_PORT=//p' %s/env", tl_dir);
+	fd = atoi(port) + 8;
+	free(port);
+	tl_sh("python3 -c 'import socket, time, os\n"
+	    "s = socket.socket(); s.bind((\"127.0.0.1\", %d)); s.listen()\n"
+	    "open(\"%s/busy.pid\", \"w\").write(str(os.getpid()))\n"
+	    "time.sleep(30)' & sleep 0.5", fd, tl_dir);
+	out = tl_read(TOPDIR "/sim/line up --dir %s/taken --readers 2 "
+	    "--port %d 2>&1; echo \"exit $?\"", tl_dir, fd - 1);
+	ck_assert_msg(strstr(out, "port ") && strstr(out, "(reader 1) is "
+	    "already taken") && strstr(out, "exit 2"), "%s", out);
+	free(out);
+	ck_assert_int_ne(tl_sh_rc("test -e %s/taken/pcscd.pid", tl_dir), 0);
+	tl_sh("kill $(cat %s/busy.pid)", tl_dir);
+}
+END_TEST
+
+/* A second line beside the first: its own ports, its own pcscd. */
+START_TEST(lines_side_by_side)
+{
+	char *a, *b, *out;
+
+	tl_sh(TOPDIR "/sim/line up --dir %s/second --readers 2 >/dev/null",
+	    tl_dir);
+	a = tl_read("sed -n 's/^SIM_LINE_PORT=//p' %s/env", tl_dir);
+	b = tl_read("sed -n 's/^SIM_LINE_PORT=//p' %s/second/env", tl_dir);
+	ck_assert_str_ne(a, b);
+	out = tl_read("PCSCLITE_CSOCK_NAME=%s/second/run/pcscd.comm "
+	    TOPDIR "/sim/simpcsc readers", tl_dir);
+	ck_assert_str_eq(out, "Sim Line A 00 00\nSim Line A 00 01\n");
+	free(out);
+	tl_sh(TOPDIR "/sim/line down --dir %s/second >/dev/null", tl_dir);
+	ck_assert_int_ne(tl_sh_rc("kill -0 $(cat %s/second/pcscd.pid) "
+	    "2>/dev/null", tl_dir), 0);
+	free(a);
+	free(b);
+}
+END_TEST
+
+/* The host's /run/pcscd is as it was: our pcscd lives in the line dir. */
+START_TEST(system_pcscd_untouched)
+{
+	char *before = tl_read("ls -la /run/pcscd 2>&1 | sed 1d");
+	char *after;
+
+	tl_sh(TOPDIR "/sim/line up --dir %s/third --readers 2 >/dev/null",
+	    tl_dir);
+	after = tl_read("ls -la /run/pcscd 2>&1 | sed 1d");
+	ck_assert_str_eq(before, after);
+	ck_assert_int_eq(tl_sh_rc("test -S %s/third/run/pcscd.comm && "
+	    "test -s %s/third/run/pcscd.pid", tl_dir, tl_dir), 0);
+	tl_sh(TOPDIR "/sim/line down --dir %s/third >/dev/null", tl_dir);
+	free(after);
+	after = tl_read("ls -la /run/pcscd 2>&1 | sed 1d");
+	ck_assert_str_eq(before, after);
+	free(before);
+	free(after);
+}
+END_TEST
+
 static void
 line_up(void)
 {
@@ -637,6 +704,7 @@ sim_suite(void)
 	Suite *s = suite_create("sim");
 	TCase *b = tcase_create("batch card");
 	TCase *t = tcase_create("target card and middleware");
+	TCase *l = tcase_create("the line itself");
 
 	tcase_add_unchecked_fixture(b, line_up, tl_down);
 	tcase_set_timeout(b, 60);
@@ -663,6 +731,13 @@ sim_suite(void)
 	tcase_add_test(t, parallel_slots_keep_their_logins);
 	tcase_add_test(t, real_clients);
 	suite_add_tcase(s, t);
+
+	tcase_add_unchecked_fixture(l, line_up, tl_down);
+	tcase_set_timeout(l, 60);
+	tcase_add_test(l, taken_port_is_refused);
+	tcase_add_test(l, lines_side_by_side);
+	tcase_add_test(l, system_pcscd_untouched);
+	suite_add_tcase(s, l);
 	return s;
 }
 

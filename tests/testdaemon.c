@@ -76,11 +76,13 @@ d_wait_log(const char *what, int ms)
 }
 
 /*
- * Start cardlicd with extra environment (NAME=value, NULL-terminated),
- * and wait until it reaches pcscd unless told not to.
+ * Run argv (a cardlicd command line, maybe behind a wrapper) with extra
+ * environment (NAME=value, NULL-terminated) and stderr to d_log; record
+ * its PID so a suite's teardown can stop it; wait until it reaches pcscd
+ * unless told not to.
  */
 void
-d_start_env(char *const env[], int wait)
+d_spawn(char *const argv[], char *const env[], int wait)
 {
 	FILE *pf;
 	int i;
@@ -92,11 +94,9 @@ d_start_env(char *const env[], int wait)
 			_exit(127);
 		for (i = 0; env != NULL && env[i] != NULL; i++)
 			putenv(env[i]);
-		execl(CARDLICD, "cardlicd", "--allow-root", "-f", d_conf,
-		    (char *)NULL);
+		execvp(argv[0], argv);
 		_exit(127);
 	}
-	/* Recorded, so the suite's teardown can stop it if a test fails. */
 	pf = fopen(TOPDIR "/tests/.daemon.pids", "a");
 	if (pf != NULL) {
 		fprintf(pf, "%d\n", (int)d_pid);
@@ -106,10 +106,35 @@ d_start_env(char *const env[], int wait)
 		d_wait_log("connected to pcscd", 5000);
 }
 
+/* cardlicd -f d_conf (as root in the tests: --allow-root). */
+void
+d_start_env(char *const env[], int wait)
+{
+	char *argv[] = { CARDLICD, "--allow-root", "-f", d_conf, NULL };
+
+	d_spawn(argv, env, wait);
+}
+
 void
 d_start(void)
 {
 	d_start_env(NULL, 1);
+}
+
+/* A suite's line, with no daemon PIDs left from an earlier run. */
+void
+d_suite_up(int readers)
+{
+	tl_up(readers);
+	unlink(TOPDIR "/tests/.daemon.pids");
+}
+
+/* The end of a suite: its daemons, then its line. */
+void
+d_suite_down(void)
+{
+	d_kill_leftovers();
+	tl_down();
 }
 
 /* Any daemon a failed test left behind is stopped, by its PID. */

@@ -13,6 +13,7 @@ extern char	d_db[], d_conf[], d_log[];
 void	d_config(const char *, const char *, const char *);
 void	d_config_pin(const char *, const char *, const char *);
 void	d_start(void);
+void	d_spawn(char *const [], char *const [], int);
 void	d_start_env(char *const [], int);
 void	d_stop(void);
 int	d_log_has(const char *);
@@ -23,5 +24,7 @@ void	wait_n(const char *, long, int);
 char	*card_state(const char *, const char *);
 void	feed(const char *, const char *, int, const char *);
 void	d_kill_leftovers(void);
+void	d_suite_up(int);
+void	d_suite_down(void);
 
 #endif

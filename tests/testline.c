@@ -24,6 +24,16 @@ tl_vfmt(const char *fmt, va_list ap)
 	return s;
 }
 
+static int
+tl_vsh(const char *fmt, va_list ap, char **cmd)
+{
+	int rc;
+
+	*cmd = tl_vfmt(fmt, ap);
+	rc = system(*cmd);
+	return rc == -1 ? -1 : WEXITSTATUS(rc);
+}
+
 int
 tl_sh_rc(const char *fmt, ...)
 {
@@ -32,13 +42,13 @@ tl_sh_rc(const char *fmt, ...)
 	int rc;
 
 	va_start(ap, fmt);
-	cmd = tl_vfmt(fmt, ap);
+	rc = tl_vsh(fmt, ap, &cmd);
 	va_end(ap);
-	rc = system(cmd);
 	free(cmd);
-	return rc == -1 ? -1 : WEXITSTATUS(rc);
+	return rc;
 }
 
+/* A shell command that must succeed. */
 void
 tl_sh(const char *fmt, ...)
 {
@@ -47,9 +57,8 @@ tl_sh(const char *fmt, ...)
 	int rc;
 
 	va_start(ap, fmt);
-	cmd = tl_vfmt(fmt, ap);
+	rc = tl_vsh(fmt, ap, &cmd);
 	va_end(ap);
-	rc = system(cmd);
 	ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
 	free(cmd);
 }
@@ -68,6 +77,11 @@ tl_up(int readers)
 		fprintf(stderr, "cannot bring the simulated line up\n");
 		exit(1);
 	}
+	/*
+	 * One fixed day for every card and daemon of the suite, so that
+	 * dates in the expectations hold whatever day the tests run.
+	 */
+	setenv("CARDLIC_TODAY", "20261124", 1);
 	/* Every PC/SC client of the suite, forks included, uses this line. */
 	snprintf(sock, sizeof(sock), "%s/run/pcscd.comm", tl_dir);
 	setenv("PCSCLITE_CSOCK_NAME", sock, 1);
