@@ -404,6 +404,48 @@ START_TEST(renewal_window)
 }
 END_TEST
 
+/*
+ * Invariant 1 with a full disk: the database on a small tmpfs, filled up.
+ * The card costs no credit and is told why; with room again, it is done.
+ */
+START_TEST(full_disk_spends_no_credit)
+{
+	char *s;
+
+	tl_insert(0, "full-batch", "--type batch --credits 5");
+	tl_sh("mkdir -p %s/full && mount -t tmpfs -o size=1m cardlictest "
+	    "%s/full", tl_dir, tl_dir);
+	d_config("fullcfg", "1234", NULL);
+	tl_sh("sed -i 's|^database = .*|database = %s/full/audit.db|' %s",
+	    tl_dir, d_conf);
+	snprintf(d_db, 300, "%s/full/audit.db", tl_dir);
+	d_start();
+	tl_sh("dd if=/dev/zero of=%s/full/filler bs=4k 2>/dev/null; true",
+	    tl_dir);
+	tl_insert(1, "FULL1", "--type target --serial FULL1");
+	d_wait_log("FULL1: FAILED: cannot write to the audit database; no "
+	    "credit spent", 5000);
+	s = card_state("full-batch", "credits");
+	ck_assert_str_eq(s, "5");
+	free(s);
+	s = tl_read("grep -c -e generate %s/cards/full-batch.events || true",
+	    tl_dir);
+	ck_assert_str_eq(s, "0\n");
+	free(s);
+	/* Room again: the same card, inserted again, is licensed. */
+	tl_sh("rm %s/full/filler", tl_dir);
+	tl_remove(1);
+	tl_insert(1, "FULL1", "%s", "");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1, 5000);
+	d_stop();
+	s = card_state("full-batch", "credits");
+	ck_assert_str_eq(s, "4");
+	free(s);
+	tl_remove(1);
+	tl_sh("umount %s/full", tl_dir);
+}
+END_TEST
+
 /* Bad configurations: file:line, exit status 2, nothing started. */
 static void
 bad_conf(const char *body, const char *want)
@@ -494,6 +536,14 @@ line_up(void)
 	d_suite_up(6);
 }
 
+/* The full-disk test's tmpfs goes, even when the test failed. */
+static void
+line_down(void)
+{
+	tl_sh_rc("umount %s/full 2>/dev/null", tl_dir);
+	d_suite_down();
+}
+
 static Suite *
 daemon_suite(void)
 {
@@ -501,7 +551,7 @@ daemon_suite(void)
 	TCase *t = tcase_create("on the line");
 	TCase *c = tcase_create("configuration");
 
-	tcase_add_unchecked_fixture(t, line_up, d_suite_down);
+	tcase_add_unchecked_fixture(t, line_up, line_down);
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, fifty_cards_one_after_another);
 	tcase_add_test(t, pulled_after_generate_keeps_its_license);
@@ -515,9 +565,10 @@ daemon_suite(void)
 	tcase_add_test(t, audit_rows_cannot_change);
 	tcase_add_test(t, classify_rules_and_unknown_cards);
 	tcase_add_test(t, renewal_window);
+	tcase_add_test(t, full_disk_spends_no_credit);
 	suite_add_tcase(s, t);
 
-	tcase_add_unchecked_fixture(c, line_up, d_suite_down);
+	tcase_add_unchecked_fixture(c, line_up, line_down);
 	tcase_add_test(c, bad_config_names_file_and_line);
 	tcase_add_test(c, config_check_prints_normalized_masked);
 	suite_add_tcase(s, c);
