@@ -169,6 +169,13 @@ check-sanitize: deps sim
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(MAKE) check; \
 	    rc=$$?; rm -f daemon/cardlicd ctl/cardlicctl; exit $$rc
 
+bench/apdufloor: bench/apdufloor.c
+	$(CC) $(SIM_CFLAGS) -o $@ bench/apdufloor.c $(SIM_LIBS)
+
+# Figures, printed: per-card latency against the bare APDU floor.
+bench: deps all bench/apdufloor
+	bench/run
+
 # The simulated production line, end to end (see README.md).
 demo: deps all
 	demo/run
@@ -190,8 +197,8 @@ deps:
 	fi
 
 clean:
-	rm -f daemon/cardlicd ctl/cardlicctl $(SIM_BINS) $(CHECKS) sim/*.o
+	rm -f daemon/cardlicd ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
 	rm -rf build
 
-.PHONY: all sim deps check check-sanitize demo clean install uninstall \
+.PHONY: all sim deps check check-sanitize demo bench clean install uninstall \
 	lint-man lint-unit
