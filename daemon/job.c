@@ -45,6 +45,12 @@ struct job {
 };
 
 static pthread_mutex_t	job_lock = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * Until a configuration's PIN has been accepted once, logins take turns:
+ * two cards inserted together must not both meet a wrong PIN.  Guards
+ * conf->pin_state.
+ */
+static pthread_mutex_t	job_pin_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t	job_cond = PTHREAD_COND_INITIALIZER;
 static int		job_count;
 
@@ -364,6 +370,39 @@ job_load(struct job *j, const struct db_pending *lic)
 	job_report(j, "REJECTED", reason);
 }
 
+/*
+ * Log in, at most once per card.  CKR_FUNCTION_CANCELED (never sent to
+ * the card) when this configuration's PIN has already been refused.
+ */
+static unsigned long
+job_login(struct job *j)
+{
+	struct conf *c = j->c.conf;
+	unsigned long rv;
+	int turn;
+
+	pthread_mutex_lock(&job_pin_lock);
+	if (c->pin_state < 0) {
+		pthread_mutex_unlock(&job_pin_lock);
+		return CKR_FUNCTION_CANCELED;
+	}
+	turn = c->pin_state == 0;
+	if (!turn)
+		pthread_mutex_unlock(&job_pin_lock);
+	rv = p11_login(j->session, c->pin, c->pin_len);
+	job_time(j, "login");
+	if (!turn && rv == CKR_PIN_INCORRECT)
+		pthread_mutex_lock(&job_pin_lock);
+	if (turn || rv == CKR_PIN_INCORRECT) {
+		if (rv == CKR_PIN_INCORRECT)
+			c->pin_state = -1;
+		else if (rv == CKR_OK)
+			c->pin_state = 1;
+		pthread_mutex_unlock(&job_pin_lock);
+	}
+	return rv;
+}
+
 static void
 job_issue(struct job *j)
 {
@@ -439,8 +478,12 @@ job_issue(struct job *j)
 		    "credit; insert one");
 		return;
 	}
-	rv = p11_login(j->session, j->c.conf->pin, j->c.conf->pin_len);
-	job_time(j, "login");
+	if ((rv = job_login(j)) == CKR_FUNCTION_CANCELED) {
+		j->res.paused = 1;
+		job_fail(j, NULL, "issuance is paused: the configured PIN was "
+		    "refused; fix the configuration and reload");
+		return;
+	}
 	if (rv == CKR_PIN_INCORRECT) {
 		j->res.pause_pin = 1;
 		log_alert("the configured PIN was refused by card %s in %s; "

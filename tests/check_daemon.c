@@ -174,6 +174,33 @@ START_TEST(wrong_pin_pauses_until_fixed)
 }
 END_TEST
 
+/* Three cards at once, a wrong PIN: only one of them loses a try. */
+START_TEST(wrong_pin_tried_on_one_card_only)
+{
+	char *s;
+
+	tl_insert(0, "pin3-batch", "--type batch --credits 10");
+	tl_insert(1, "PIN3A", "--type target --serial PIN3A");
+	tl_insert(2, "PIN3B", "--type target --serial PIN3B");
+	tl_insert(3, "PIN3C", "--type target --serial PIN3C");
+	d_config("pin3", "9999", NULL);
+	/* Already in their readers: their three jobs start together. */
+	d_start();
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 3, 5000);
+	d_stop();
+	s = tl_read("sed -n 's/^tries=//p' %s/cards/PIN3A.state "
+	    "%s/cards/PIN3B.state %s/cards/PIN3C.state | sort | tr '\\n' ' '",
+	    tl_dir, tl_dir, tl_dir);
+	ck_assert_str_eq(s, "2 3 3 ");
+	free(s);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE reason LIKE "
+	    "'issuance is paused: the configured PIN was refused%'"), 2);
+	tl_remove(1);
+	tl_remove(2);
+	tl_remove(3);
+}
+END_TEST
+
 START_TEST(locked_and_last_try_untouched)
 {
 	char *s;
@@ -557,6 +584,7 @@ daemon_suite(void)
 	tcase_add_test(t, pulled_after_generate_keeps_its_license);
 	tcase_add_test(t, acceptable_cards_spend_nothing);
 	tcase_add_test(t, wrong_pin_pauses_until_fixed);
+	tcase_add_test(t, wrong_pin_tried_on_one_card_only);
 	tcase_add_test(t, locked_and_last_try_untouched);
 	tcase_add_test(t, exhausted_batch_then_second_then_pause);
 	tcase_add_test(t, rejected_license_is_not_regenerated);
