@@ -912,8 +912,8 @@ C_FindObjectsFinal(CK_SESSION_HANDLE h)
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #define P11_UNSUPPORTED(name, args) \
 	CK_RV name args { return CKR_FUNCTION_NOT_SUPPORTED; }
-P11_UNSUPPORTED(C_WaitForSlotEvent, (CK_FLAGS flags, CK_SLOT_ID
-	*slot, void *reserved))
+P11_UNSUPPORTED(C_WaitForSlotEvent, (CK_FLAGS flags, CK_SLOT_ID *slot,
+	void *reserved))
 P11_UNSUPPORTED(C_InitToken, (CK_SLOT_ID slot_id, unsigned char *pin,
 	unsigned long pin_len, unsigned char *label))
 P11_UNSUPPORTED(C_InitPIN, (CK_SESSION_HANDLE session, unsigned char
@@ -925,17 +925,18 @@ P11_UNSUPPORTED(C_GetOperationState, (CK_SESSION_HANDLE session,
 	unsigned char *operation_state, unsigned long *operation_state_len))
 P11_UNSUPPORTED(C_SetOperationState, (CK_SESSION_HANDLE session,
 	unsigned char *operation_state, unsigned long operation_state_len,
-	CK_OBJECT_HANDLE encryption_key, CK_OBJECT_HANDLE
-	authentiation_key))
-P11_UNSUPPORTED(C_CreateObject, (CK_SESSION_HANDLE session, CK_ATTRIBUTE *templ, unsigned long count, CK_OBJECT_HANDLE *object))
+	CK_OBJECT_HANDLE encryption_key, CK_OBJECT_HANDLE authentiation_key))
+P11_UNSUPPORTED(C_CreateObject, (CK_SESSION_HANDLE session, CK_ATTRIBUTE
+	*templ, unsigned long count, CK_OBJECT_HANDLE *object))
 P11_UNSUPPORTED(C_CopyObject, (CK_SESSION_HANDLE session,
-	CK_OBJECT_HANDLE object, CK_ATTRIBUTE *templ, unsigned long
-	count, CK_OBJECT_HANDLE *new_object))
+	CK_OBJECT_HANDLE object, CK_ATTRIBUTE *templ, unsigned long count,
+	CK_OBJECT_HANDLE *new_object))
 P11_UNSUPPORTED(C_DestroyObject, (CK_SESSION_HANDLE session,
 	CK_OBJECT_HANDLE object))
 P11_UNSUPPORTED(C_GetObjectSize, (CK_SESSION_HANDLE session,
 	CK_OBJECT_HANDLE object, unsigned long *size))
-P11_UNSUPPORTED(C_EncryptInit, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key))
+P11_UNSUPPORTED(C_EncryptInit, (CK_SESSION_HANDLE session, CK_MECHANISM
+	*mechanism, CK_OBJECT_HANDLE key))
 P11_UNSUPPORTED(C_Encrypt, (CK_SESSION_HANDLE session, unsigned char
 	*data, unsigned long data_len, unsigned char *encrypted_data, unsigned
 	long *encrypted_data_len))
@@ -944,7 +945,8 @@ P11_UNSUPPORTED(C_EncryptUpdate, (CK_SESSION_HANDLE session, unsigned
 	unsigned long *encrypted_part_len))
 P11_UNSUPPORTED(C_EncryptFinal, (CK_SESSION_HANDLE session, unsigned
 	char *last_encrypted_part, unsigned long *last_encrypted_part_len))
-P11_UNSUPPORTED(C_DecryptInit, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key))
+P11_UNSUPPORTED(C_DecryptInit, (CK_SESSION_HANDLE session, CK_MECHANISM
+	*mechanism, CK_OBJECT_HANDLE key))
 P11_UNSUPPORTED(C_Decrypt, (CK_SESSION_HANDLE session, unsigned char
 	*encrypted_data, unsigned long encrypted_data_len, unsigned char *data,
 	unsigned long *data_len))
@@ -953,7 +955,8 @@ P11_UNSUPPORTED(C_DecryptUpdate, (CK_SESSION_HANDLE session, unsigned
 	*part, unsigned long *part_len))
 P11_UNSUPPORTED(C_DecryptFinal, (CK_SESSION_HANDLE session, unsigned
 	char *last_part, unsigned long *last_part_len))
-P11_UNSUPPORTED(C_DigestInit, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism))
+P11_UNSUPPORTED(C_DigestInit, (CK_SESSION_HANDLE session, CK_MECHANISM
+	*mechanism))
 P11_UNSUPPORTED(C_Digest, (CK_SESSION_HANDLE session, unsigned char
 	*data, unsigned long data_len, unsigned char *digest, unsigned long
 	*digest_len))
@@ -961,28 +964,31 @@ P11_UNSUPPORTED(C_DigestUpdate, (CK_SESSION_HANDLE session, unsigned
 	char *part, unsigned long part_len))
 P11_UNSUPPORTED(C_DigestKey, (CK_SESSION_HANDLE session,
 	CK_OBJECT_HANDLE key))
-P11_UNSUPPORTED(C_DigestFinal, (CK_SESSION_HANDLE session, unsigned
-	char *digest, unsigned long *digest_len))
-P11_UNSUPPORTED(C_SignInit, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key))
-P11_UNSUPPORTED(C_Sign, (CK_SESSION_HANDLE session, unsigned char
-	*data, unsigned long data_len, unsigned char *signature, unsigned long
+P11_UNSUPPORTED(C_DigestFinal, (CK_SESSION_HANDLE session, unsigned char
+	*digest, unsigned long *digest_len))
+P11_UNSUPPORTED(C_SignInit, (CK_SESSION_HANDLE session, CK_MECHANISM
+	*mechanism, CK_OBJECT_HANDLE key))
+P11_UNSUPPORTED(C_Sign, (CK_SESSION_HANDLE session, unsigned char *data,
+	unsigned long data_len, unsigned char *signature, unsigned long
 	*signature_len))
-P11_UNSUPPORTED(C_SignUpdate, (CK_SESSION_HANDLE session, unsigned
-	char *part, unsigned long part_len))
+P11_UNSUPPORTED(C_SignUpdate, (CK_SESSION_HANDLE session, unsigned char
+	*part, unsigned long part_len))
 P11_UNSUPPORTED(C_SignFinal, (CK_SESSION_HANDLE session, unsigned char
 	*signature, unsigned long *signature_len))
-P11_UNSUPPORTED(C_SignRecoverInit, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key))
-P11_UNSUPPORTED(C_SignRecover, (CK_SESSION_HANDLE session, unsigned
-	char *data, unsigned long data_len, unsigned char *signature, unsigned
-	long *signature_len))
-P11_UNSUPPORTED(C_VerifyInit, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key))
+P11_UNSUPPORTED(C_SignRecoverInit, (CK_SESSION_HANDLE session,
+	CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key))
+P11_UNSUPPORTED(C_SignRecover, (CK_SESSION_HANDLE session, unsigned char
+	*data, unsigned long data_len, unsigned char *signature, unsigned long
+	*signature_len))
+P11_UNSUPPORTED(C_VerifyInit, (CK_SESSION_HANDLE session, CK_MECHANISM
+	*mechanism, CK_OBJECT_HANDLE key))
 P11_UNSUPPORTED(C_Verify, (CK_SESSION_HANDLE session, unsigned char
 	*data, unsigned long data_len, unsigned char *signature, unsigned long
 	signature_len))
 P11_UNSUPPORTED(C_VerifyUpdate, (CK_SESSION_HANDLE session, unsigned
 	char *part, unsigned long part_len))
-P11_UNSUPPORTED(C_VerifyFinal, (CK_SESSION_HANDLE session, unsigned
-	char *signature, unsigned long signature_len))
+P11_UNSUPPORTED(C_VerifyFinal, (CK_SESSION_HANDLE session, unsigned char
+	*signature, unsigned long signature_len))
 P11_UNSUPPORTED(C_VerifyRecoverInit, (CK_SESSION_HANDLE session,
 	CK_MECHANISM *mechanism, CK_OBJECT_HANDLE key))
 P11_UNSUPPORTED(C_VerifyRecover, (CK_SESSION_HANDLE session, unsigned
@@ -1000,22 +1006,26 @@ P11_UNSUPPORTED(C_SignEncryptUpdate, (CK_SESSION_HANDLE session,
 P11_UNSUPPORTED(C_DecryptVerifyUpdate, (CK_SESSION_HANDLE session,
 	unsigned char *encrypted_part, unsigned long encrypted_part_len,
 	unsigned char *part, unsigned long *part_len))
-P11_UNSUPPORTED(C_GenerateKey, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_ATTRIBUTE *templ, unsigned long
-	count, CK_OBJECT_HANDLE *key))
-P11_UNSUPPORTED(C_GenerateKeyPair, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_ATTRIBUTE *public_key_template,
-	unsigned long public_key_attribute_count, CK_ATTRIBUTE
-	*private_key_template, unsigned long private_key_attribute_count,
-	CK_OBJECT_HANDLE *public_key, CK_OBJECT_HANDLE *private_key))
-P11_UNSUPPORTED(C_WrapKey, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE wrapping_key,
-	CK_OBJECT_HANDLE key, unsigned char *wrapped_key, unsigned long
-	*wrapped_key_len))
-P11_UNSUPPORTED(C_UnwrapKey, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE unwrapping_key, unsigned
-	char *wrapped_key, unsigned long wrapped_key_len, CK_ATTRIBUTE
-	*templ, unsigned long attribute_count, CK_OBJECT_HANDLE *key))
-P11_UNSUPPORTED(C_DeriveKey, (CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE base_key, CK_ATTRIBUTE *templ, unsigned long attribute_count, CK_OBJECT_HANDLE
+P11_UNSUPPORTED(C_GenerateKey, (CK_SESSION_HANDLE session, CK_MECHANISM
+	*mechanism, CK_ATTRIBUTE *templ, unsigned long count, CK_OBJECT_HANDLE
 	*key))
-P11_UNSUPPORTED(C_SeedRandom, (CK_SESSION_HANDLE session, unsigned
-	char *seed, unsigned long seed_len))
+P11_UNSUPPORTED(C_GenerateKeyPair, (CK_SESSION_HANDLE session,
+	CK_MECHANISM *mechanism, CK_ATTRIBUTE *public_key_template, unsigned
+	long public_key_attribute_count, CK_ATTRIBUTE *private_key_template,
+	unsigned long private_key_attribute_count, CK_OBJECT_HANDLE *public_key,
+	CK_OBJECT_HANDLE *private_key))
+P11_UNSUPPORTED(C_WrapKey, (CK_SESSION_HANDLE session, CK_MECHANISM
+	*mechanism, CK_OBJECT_HANDLE wrapping_key, CK_OBJECT_HANDLE key,
+	unsigned char *wrapped_key, unsigned long *wrapped_key_len))
+P11_UNSUPPORTED(C_UnwrapKey, (CK_SESSION_HANDLE session, CK_MECHANISM
+	*mechanism, CK_OBJECT_HANDLE unwrapping_key, unsigned char *wrapped_key,
+	unsigned long wrapped_key_len, CK_ATTRIBUTE *templ, unsigned long
+	attribute_count, CK_OBJECT_HANDLE *key))
+P11_UNSUPPORTED(C_DeriveKey, (CK_SESSION_HANDLE session, CK_MECHANISM
+	*mechanism, CK_OBJECT_HANDLE base_key, CK_ATTRIBUTE *templ, unsigned
+	long attribute_count, CK_OBJECT_HANDLE *key))
+P11_UNSUPPORTED(C_SeedRandom, (CK_SESSION_HANDLE session, unsigned char
+	*seed, unsigned long seed_len))
 P11_UNSUPPORTED(C_GenerateRandom, (CK_SESSION_HANDLE session, unsigned
 	char *random_data, unsigned long random_len))
 P11_UNSUPPORTED(C_GetFunctionStatus, (CK_SESSION_HANDLE session))
