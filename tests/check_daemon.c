@@ -473,6 +473,40 @@ START_TEST(full_disk_spends_no_credit)
 }
 END_TEST
 
+/*
+ * The batch card leaves after GENERATE spent the credit, before GET
+ * RESPONSE: the license is lost with it.  Nothing can save that credit,
+ * but it is recorded against the batch card, and reconcile flags it.
+ */
+START_TEST(credit_lost_in_flight_is_flagged)
+{
+	char *s;
+
+	tl_insert(0, "lost-batch", "--type batch --credits 5 --vanish-on C0");
+	d_config("lost", "1234", NULL);
+	d_start();
+	tl_insert(1, "LOST1", "--type target --serial LOST1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 1, 5000);
+	d_stop();
+	s = card_state("lost-batch", "credits");
+	ck_assert_str_eq(s, "4");
+	free(s);
+	s = q("SELECT batch_reader || ' | ' || reason FROM audit WHERE state "
+	    "= 'failed'");
+	ck_assert_str_eq(s, "Sim Line A 00 00 | batch card in Sim Line A 00 "
+	    "00 stopped answering during GENERATE; a credit may be spent");
+	free(s);
+	s = tl_read(TOPDIR "/ctl/cardlicctl -d %s reconcile; echo \"exit $?\"",
+	    d_db);
+	ck_assert_msg(strstr(s, "card LOST1, batch card in Sim Line A 00 00: "
+	    "batch card in Sim Line A 00 00 stopped answering during "
+	    "GENERATE; a credit may be spent") && strstr(s, "exit 1"), "%s",
+	    s);
+	free(s);
+	tl_remove(1);
+}
+END_TEST
+
 /* Bad configurations: file:line, exit status 2, nothing started. */
 static void
 bad_conf(const char *body, const char *want)
@@ -594,6 +628,7 @@ daemon_suite(void)
 	tcase_add_test(t, classify_rules_and_unknown_cards);
 	tcase_add_test(t, renewal_window);
 	tcase_add_test(t, full_disk_spends_no_credit);
+	tcase_add_test(t, credit_lost_in_flight_is_flagged);
 	suite_add_tcase(s, t);
 
 	tcase_add_unchecked_fixture(c, line_up, line_down);
