@@ -27,7 +27,6 @@
 /* log.c */
 enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 void	log_init(int, int);
-void	log_set_verbose(int);
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -223,7 +222,6 @@ void	watch_stop(void);
 /* job.c */
 struct job_result {
 	char		reader[READER_MAX];
-	unsigned	counter;
 	enum card_kind	kind;
 	int		issued;		/* a license was verified on the card */
 	int		skipped;
@@ -238,7 +236,6 @@ struct job_ctx {
 	char		reader[READER_MAX];
 	uint8_t		atr[ATR_MAX];
 	size_t		atr_len;
-	unsigned	counter;
 	int		paused_pin;
 	int		paused_credit;
 	int		notify_fd;

@@ -592,7 +592,6 @@ job_start(struct job_ctx *c)
 	conf_ref(j->c.conf);
 	j->t0 = j->tstep = job_now_ms();
 	snprintf(j->res.reader, sizeof(j->res.reader), "%s", c->reader);
-	j->res.counter = c->counter;
 	pthread_mutex_lock(&job_lock);
 	job_count++;
 	pthread_mutex_unlock(&job_lock);

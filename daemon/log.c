@@ -42,12 +42,6 @@ log_init(int foreground, int verbose)
 	log_verbose = verbose;
 }
 
-void
-log_set_verbose(int verbose)
-{
-	log_verbose = verbose;
-}
-
 static void
 log_v(int prio, const char *fmt, va_list ap)
 {

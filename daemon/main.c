@@ -31,7 +31,6 @@ struct main_reader {
 	int		 used;
 	char		 name[READER_MAX];
 	int		 present;
-	unsigned	 counter;
 	uint8_t		 atr[ATR_MAX];
 	size_t		 atr_len;
 	int		 busy;		/* a job runs on it */
@@ -126,7 +125,6 @@ main_start_job(struct main_reader *r)
 	snprintf(c.reader, sizeof(c.reader), "%s", r->name);
 	memcpy(c.atr, r->atr, r->atr_len);
 	c.atr_len = r->atr_len;
-	c.counter = r->counter;
 	c.paused_pin = main_refused != NULL;
 	c.paused_credit = main_paused_credit;
 	c.notify_fd = main_job_pipe[1];
@@ -254,7 +252,8 @@ main_on_watch(evutil_socket_t fd, short what, void *arg)
 				break;
 			}
 			r->present = 1;
-			r->counter = m.counter;
+			log_debug("%s: card inserted (event %u)", m.reader,
+			    m.counter);
 			memcpy(r->atr, m.atr, m.atr_len);
 			r->atr_len = m.atr_len;
 			main_start_job(r);
