@@ -208,9 +208,20 @@ main_on_job(evutil_socket_t fd, short what, void *arg)
 			used = NULL;
 		}
 		if (res.pause_credit && !main_paused_credit) {
-			main_paused_credit = 1;
-			log_alert("issuance paused: no batch card with credit; "
-			    "insert one to resume");
+			if (batch_available() > 0) {
+				/*
+				 * A batch card arrived while this job looked:
+				 * its probe finished after the job's look at
+				 * the pool.  Try the card again, no pause.
+				 */
+				log_info("%s: a batch card arrived meanwhile; "
+				    "trying the card again", r->name);
+				r->queued = 1;
+			} else {
+				main_paused_credit = 1;
+				log_alert("issuance paused: no batch card with "
+				    "credit; insert one to resume");
+			}
 		}
 		conf_unref(used);
 		if (r->queued && r->present)

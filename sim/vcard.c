@@ -63,6 +63,7 @@ struct vc_faults {
 	enum vc_garbage	garbage;
 	long		garbage_from;	/* first APDU (0-based) answered badly */
 	long		slow_ms;
+	long		slow_from;	/* first APDU (0-based) answered slowly */
 	int		reject_license;	/* the stored license is damaged */
 };
 
@@ -77,7 +78,7 @@ struct vc_session {
 };
 
 static struct vc_state		vc_st;
-static struct vc_faults		vc_fault = { -1, -1, VC_GARB_NONE, 0, 0, 0 };
+static struct vc_faults		vc_fault = { -1, -1, VC_GARB_NONE, 0, 0, 0, 0 };
 static struct vc_session	vc_sess;
 static const char		*vc_state_path;
 static FILE			*vc_events;
@@ -662,7 +663,8 @@ vc_serve(int fd)
 		    vc_sess.apdus >= vc_fault.garbage_from)
 			rn = vc_spoil(resp, rn);
 		vc_sess.apdus++;
-		if (vc_fault.slow_ms > 0) {
+		if (vc_fault.slow_ms > 0 &&
+		    vc_sess.apdus > vc_fault.slow_from) {
 			ts.tv_sec = vc_fault.slow_ms / 1000;
 			ts.tv_nsec = (vc_fault.slow_ms % 1000) * 1000000;
 			while (nanosleep(&ts, &ts) != 0 && errno == EINTR &&
@@ -688,7 +690,7 @@ vc_usage(void)
 "  faults (this insertion only):\n"
 "    --vanish-after N  --vanish-on INS (hex)\n"
 "    --garbage sw|short|long  --garbage-from N\n"
-"    --slow MS  --reject-license\n");
+"    --slow MS  --slow-from N  --reject-license\n");
 	exit(2);
 }
 
@@ -716,6 +718,7 @@ main(int argc, char **argv)
 		{ "garbage", required_argument, NULL, 'G' },
 		{ "garbage-from", required_argument, NULL, 'F' },
 		{ "slow", required_argument, NULL, 'S' },
+		{ "slow-from", required_argument, NULL, 'w' },
 		{ "reject-license", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -761,6 +764,8 @@ main(int argc, char **argv)
 		case 'F': vc_fault.garbage_from = strtol(optarg, NULL, 10);
 			break;
 		case 'S': vc_fault.slow_ms = strtol(optarg, NULL, 10); break;
+		case 'w': vc_fault.slow_from = strtol(optarg, NULL, 10);
+			break;
 		case 'R': vc_fault.reject_license = 1; break;
 		default: vc_usage();
 		}

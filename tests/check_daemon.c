@@ -507,6 +507,32 @@ START_TEST(credit_lost_in_flight_is_flagged)
 }
 END_TEST
 
+/*
+ * A batch card and a target card arrive together.  The batch card is slow
+ * (its probe ends after 0.5 s), so the target's job finds the pool empty;
+ * the target card is slow only after its login (8 APDUs: probe, select,
+ * info, status, verify and their selects), so that job reports 1.4 s
+ * later, after the batch card is in.  That is no reason to pause: the
+ * card is tried again (slowly: 14 APDUs at 0.7 s, 3 at 0.5 s).
+ */
+START_TEST(batch_card_arriving_meanwhile)
+{
+	d_config("race", "1234", NULL);
+	d_start();
+	tl_insert(0, "race-batch", "--type batch --credits 5 --slow 500");
+	tl_insert(1, "RACE1", "--type target --serial RACE1 --slow 700 "
+	    "--slow-from 8");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    30000);
+	ck_assert(d_log_has("Sim Line A 00 01: a batch card arrived "
+	    "meanwhile; trying the card again"));
+	ck_assert(!d_log_has("ALERT: issuance paused"));
+	d_stop();
+	tl_remove(0);
+	tl_remove(1);
+}
+END_TEST
+
 /* Bad configurations: file:line, exit status 2, nothing started. */
 static void
 bad_conf(const char *body, const char *want)
@@ -629,6 +655,7 @@ daemon_suite(void)
 	tcase_add_test(t, renewal_window);
 	tcase_add_test(t, full_disk_spends_no_credit);
 	tcase_add_test(t, credit_lost_in_flight_is_flagged);
+	tcase_add_test(t, batch_card_arriving_meanwhile);
 	suite_add_tcase(s, t);
 
 	tcase_add_unchecked_fixture(c, line_up, line_down);
