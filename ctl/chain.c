@@ -16,16 +16,6 @@
 	" serial, start_date, end_date, license_seq, license, batch_reader," \
 	" batch_atr, batch_count, sw, ckr, status, timings, hash"
 
-static void
-chain_hex(const uint8_t *p, size_t n, char *out)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", p[i]);
-	out[2 * n] = '\0';
-}
-
 /*
  * Walk one station's chain.  0 when intact; -1 with msg naming the first
  * row that was altered, removed or put out of order.  rows, last_seq and
@@ -117,7 +107,7 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total)
 			    "before it\n", name, s, msg, rows);
 			bad = 1;
 		} else if (!quiet) {
-			chain_hex(head, 32, hex);
+			dbhash_hex(head, 32, 0, hex);
 			printf("%s: station %s: %ld rows, chain intact, head "
 			    "%s\n", name, s, rows, hex);
 		}
@@ -338,7 +328,7 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 			    s, msg);
 			rc = -1;
 		}
-		chain_hex(head, 32, hex);
+		dbhash_hex(head, 32, 0, hex);
 		sqlite3_prepare_v2(out, "INSERT INTO merges VALUES (?1, ?2, ?3,"
 		    " ?4, ?5)", -1, &hs, NULL);
 		sqlite3_bind_text(hs, 1, now, -1, SQLITE_TRANSIENT);

@@ -13,6 +13,7 @@
 #include <PCSC/pcsclite.h>
 
 #include "cardlicd.h"
+#include "dbhash.h"
 
 #define BATCH_MAX	16
 
@@ -42,16 +43,6 @@ batch_init(void)
 	memset(batch_pool, 0, sizeof(batch_pool));
 }
 
-static void
-batch_hex(char *out, const uint8_t *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02X", p[i]);
-	out[2 * n] = '\0';
-}
-
 /* A batch card was inserted: a new card, or one that may have credit. */
 void
 batch_add(const char *reader, const uint8_t *atr, size_t atr_len)
@@ -71,7 +62,7 @@ batch_add(const char *reader, const uint8_t *atr, size_t atr_len)
 		memset(b, 0, sizeof(*b));
 		b->used = 1;
 		snprintf(b->reader, sizeof(b->reader), "%s", reader);
-		batch_hex(b->atr, atr, atr_len);
+		dbhash_hex(atr, atr_len, 1, b->atr);
 	}
 	pthread_mutex_unlock(&batch_lock);
 	if (b == NULL)

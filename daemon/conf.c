@@ -19,6 +19,7 @@
 #include <ini.h>
 
 #include "cardlicd.h"
+#include "dbhash.h"
 
 struct conf_parse {
 	struct conf	*c;
@@ -575,15 +576,6 @@ conf_start_date(const struct conf *c, long today)
 	}
 }
 
-static void
-conf_print_hex(FILE *f, const uint8_t *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		fprintf(f, "%02X", p[i]);
-}
-
 /* cardlicd -n: the configuration as the daemon understood it. */
 void
 conf_print(const struct conf *c, FILE *f)
@@ -591,6 +583,7 @@ conf_print(const struct conf *c, FILE *f)
 	static const char *const kinds[] = { "?", "batch", "target",
 	    "ignore" };
 	char d[DATE_LEN + 1], s[DATE_LEN + 1];
+	char atr[2 * ATR_MAX + 1], mask[2 * ATR_MAX + 1];
 	long today = date_today(NULL);
 	int i;
 
@@ -620,12 +613,11 @@ conf_print(const struct conf *c, FILE *f)
 		fprintf(f, "%s-%s = ", kinds[c->rules[i].kind],
 		    c->rules[i].by_atr ? "atr" : "reader");
 		if (c->rules[i].by_atr) {
-			conf_print_hex(f, c->rules[i].atr,
-			    c->rules[i].atr_len);
-			fputc('/', f);
-			conf_print_hex(f, c->rules[i].mask,
-			    c->rules[i].atr_len);
-			fputc('\n', f);
+			dbhash_hex(c->rules[i].atr, c->rules[i].atr_len, 1,
+			    atr);
+			dbhash_hex(c->rules[i].mask, c->rules[i].atr_len, 1,
+			    mask);
+			fprintf(f, "%s/%s\n", atr, mask);
 		} else
 			fprintf(f, "%s\n", c->rules[i].pattern);
 	}

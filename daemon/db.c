@@ -142,11 +142,8 @@ db_next_job(void)
 void
 db_chain_head(char out[65])
 {
-	int i;
-
 	pthread_mutex_lock(&db_lock);
-	for (i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", db_head[i]);
+	dbhash_hex(db_head, 32, 0, out);
 	pthread_mutex_unlock(&db_lock);
 }
 

@@ -13,6 +13,23 @@
 
 #include "dbhash.h"
 
+/*
+ * Bytes as hex, NUL-terminated (out holds 2n + 1): lower case for hashes,
+ * upper case for ATRs and license data, as they are shown and stored.
+ */
+void
+dbhash_hex(const uint8_t *p, size_t n, int upper, char *out)
+{
+	const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 0x0F];
+	}
+	out[2 * n] = '\0';
+}
+
 void
 dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
 {

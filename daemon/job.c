@@ -24,6 +24,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "cardlicd.h"
+#include "dbhash.h"
 
 #define JOB_DB_RETRIES	3
 
@@ -285,15 +286,13 @@ job_license(struct job *j, long today, struct db_pending *lic)
 	job_time(j, "record");
 	if (seq < 0) {
 		char hex[2 * LICENSE_LEN + 1];
-		int i;
 
 		/*
 		 * The credit is spent and the row could not be written:
 		 * the license is not loaded (invariant 1), and the journal
 		 * keeps it, so that it can be recovered by hand.
 		 */
-		for (i = 0; i < LICENSE_LEN; i++)
-			snprintf(hex + 2 * i, 3, "%02X", bl.license[i]);
+		dbhash_hex(bl.license, LICENSE_LEN, 1, hex);
 		log_alert("%s: %s: license generated (start %s, end %s) but "
 		    "NOT recorded, so NOT loaded; license data %s",
 		    j->c.reader, j->serial, start, bl.end_date, hex);
@@ -511,12 +510,9 @@ job_classify_and_run(struct job *j)
 	enum card_kind kind;
 	unsigned long rv;
 	char atr[2 * ATR_MAX + 1];
-	size_t i;
 	int probe;
 
-	for (i = 0; i < j->c.atr_len; i++)
-		snprintf(atr + 2 * i, 3, "%02X", j->c.atr[i]);
-	atr[2 * j->c.atr_len] = '\0';
+	dbhash_hex(j->c.atr, j->c.atr_len, 1, atr);
 	kind = conf_classify(j->c.conf, j->c.reader, j->c.atr, j->c.atr_len);
 	if (kind == KIND_IGNORE) {
 		log_info("%s: card %s ignored by a [classify] rule",
