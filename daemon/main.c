@@ -75,18 +75,28 @@ main_now_ms(void)
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Why issuance is paused, or NULL while it runs. */
+static const char *
+main_pause_reason(void)
+{
+	if (main_refused != NULL)
+		return "the PIN was refused; fix the configuration and reload";
+	if (main_paused_credit)
+		return "no batch card with credit";
+	return NULL;
+}
+
 static void
 main_status(void)
 {
+	const char *why = main_pause_reason();
 	char batch[96];
 
 	batch_status(batch, sizeof(batch));
-	sd_notifyf(0, "STATUS=%s: issued %ld, skipped %ld, failed %ld, "
-	    "credits used %ld; %s", main_refused != NULL ?
-	    "PAUSED (PIN refused: fix the configuration and reload)" :
-	    main_paused_credit ? "PAUSED (no batch card with credit)" :
-	    "running", main_issued, main_skipped, main_failed, main_credits,
-	    batch);
+	sd_notifyf(0, "STATUS=%s%s%s: issued %ld, skipped %ld, failed %ld, "
+	    "credits used %ld; %s", why != NULL ? "PAUSED (" : "running",
+	    why != NULL ? why : "", why != NULL ? ")" : "", main_issued,
+	    main_skipped, main_failed, main_credits, batch);
 }
 
 static struct main_reader *
@@ -158,6 +168,7 @@ main_resume(const char *why)
 static void
 main_control_fill(char *buf, size_t len)
 {
+	const char *why = main_pause_reason();
 	size_t n;
 	int i, readers = 0, busy = 0;
 
@@ -165,13 +176,12 @@ main_control_fill(char *buf, size_t len)
 		readers += main_readers[i].used;
 		busy += main_readers[i].used && main_readers[i].busy;
 	}
-	n = (size_t)snprintf(buf, len, "station: %s\nstate: %s\n"
+	n = (size_t)snprintf(buf, len, "station: %s\nstate: %s%s\n"
 	    "issued: %ld\nskipped: %ld\nfailed: %ld\ncredits-used: %ld\n"
 	    "readers: %d\njobs-running: %d\n", main_conf->station,
-	    main_refused != NULL ? "paused: the PIN was refused; fix the "
-	    "configuration and reload" : main_paused_credit ? "paused: no "
-	    "batch card with credit" : "running", main_issued, main_skipped,
-	    main_failed, main_credits, readers, busy);
+	    why != NULL ? "paused: " : "running", why != NULL ? why : "",
+	    main_issued, main_skipped, main_failed, main_credits, readers,
+	    busy);
 	if (n < len)
 		batch_list(buf + n, len - n);
 }
