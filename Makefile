@@ -77,27 +77,19 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
 	$(CC) $(TEST_CFLAGS) -o $@ tests/check_sim.c tests/testline.c \
 	    $(TEST_LIBS)
 
-tests/check_daemon: tests/check_daemon.c tests/testline.c tests/testline.h \
-    tests/testdaemon.c tests/testdaemon.h
-	$(CC) $(TEST_CFLAGS) -o $@ tests/check_daemon.c tests/testline.c \
-	    tests/testdaemon.c \
+# The suites that run cardlicd share the helpers of tests/testdaemon.c.
+D_CHECKS = tests/check_daemon tests/check_service tests/check_ctl
+$(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
+    tests/testdaemon.h
+	$(CC) $(TEST_CFLAGS) -o $@ $@.c tests/testline.c tests/testdaemon.c \
 	    $(TEST_LIBS)
-
-tests/check_service: tests/check_service.c tests/testline.c \
-    tests/testline.h tests/testdaemon.c tests/testdaemon.h
-	$(CC) $(TEST_CFLAGS) -o $@ tests/check_service.c tests/testline.c \
-	    tests/testdaemon.c $(TEST_LIBS)
-
-tests/check_ctl: tests/check_ctl.c tests/testline.c tests/testline.h \
-    tests/testdaemon.c tests/testdaemon.h
-	$(CC) $(TEST_CFLAGS) -o $@ tests/check_ctl.c tests/testline.c \
-	    tests/testdaemon.c $(TEST_LIBS)
 
 # Every suite runs even when one fails; the summary lines come last.
 check: deps all $(CHECKS) lint-man lint-unit
 	@rc=0; for t in $(CHECKS); do ./$$t || rc=1; done; exit $$rc
 
-UNIT_SED = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+# The unit with its paths filled in; $(1) is where cardlicd lives.
+unit_sed = sed -e 's|@SBINDIR@|$(1)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
 
 MANPAGES = man/cardlicd.8 man/cardlicd.conf.5 man/cardlicctl.1
 
@@ -109,7 +101,7 @@ install: daemon/cardlicd ctl/cardlicctl
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/cardlicd
 	install -m 0755 daemon/cardlicd $(DESTDIR)$(SBINDIR)/cardlicd
 	install -m 0755 ctl/cardlicctl $(DESTDIR)$(BINDIR)/cardlicctl
-	$(UNIT_SED) systemd/cardlicd.service.in > \
+	$(call unit_sed,$(SBINDIR)) systemd/cardlicd.service.in > \
 	    $(DESTDIR)$(UNITDIR)/cardlicd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cardlicd.service
 	install -m 0644 systemd/cardlicd.sysusers \
@@ -151,8 +143,7 @@ lint-man: $(MANPAGES)
 lint-unit: systemd/cardlicd.service.in daemon/cardlicd
 	@if command -v systemd-analyze >/dev/null; then \
 	    mkdir -p build/verify && \
-	    sed -e 's|@SBINDIR@|$(CURDIR)/daemon|g' \
-	    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    $(call unit_sed,$(CURDIR)/daemon) \
 	    systemd/cardlicd.service.in > build/verify/cardlicd.service && \
 	    systemd-analyze verify --man=no build/verify/cardlicd.service && \
 	    echo "systemd-analyze verify: clean"; \
