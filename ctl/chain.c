@@ -248,7 +248,7 @@ chain_create_merged(sqlite3 *db, char *err, size_t len)
 static int
 chain_merge_one(sqlite3 *out, const char *in, long *added)
 {
-	char sql[4400], msg[256], err[512], hex[65], now[32];
+	char sql[4400], msg[256], hex[65], now[32];
 	sqlite3_stmt *st, *hs;
 	struct tm tm;
 	time_t t = time(NULL);
@@ -290,13 +290,12 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
 		const char *s = (const char *)sqlite3_column_text(st, 0);
 
-		snprintf(sql, sizeof(sql), "SELECT coalesce(max(seq), 0), "
-		    "(SELECT hash FROM main.audit WHERE station = ?1 AND seq = "
-		    "(SELECT max(seq) FROM main.audit WHERE station = ?1)) = "
-		    "(SELECT hash FROM src.audit WHERE station = ?1 AND seq = "
-		    "(SELECT max(seq) FROM main.audit WHERE station = ?1)) "
-		    "FROM main.audit WHERE station = ?1");
-		sqlite3_prepare_v2(out, sql, -1, &hs, NULL);
+		/* OUT's last row of the station, and whether IN has it too. */
+		sqlite3_prepare_v2(out, "SELECT m.n, (SELECT hash FROM "
+		    "main.audit WHERE station = ?1 AND seq = m.n) = (SELECT hash "
+		    "FROM src.audit WHERE station = ?1 AND seq = m.n) FROM "
+		    "(SELECT coalesce(max(seq), 0) AS n FROM main.audit WHERE "
+		    "station = ?1) AS m", -1, &hs, NULL);
 		sqlite3_bind_text(hs, 1, s, -1, SQLITE_TRANSIENT);
 		sqlite3_step(hs);
 		omax = (long)sqlite3_column_int64(hs, 0);
@@ -345,8 +344,7 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 	}
 	sqlite3_finalize(st);
 done:
-	snprintf(err, sizeof(err), "%s", rc == 0 ? "COMMIT" : "ROLLBACK");
-	sqlite3_exec(out, err, NULL, NULL, NULL);
+	sqlite3_exec(out, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_exec(out, "DETACH src", NULL, NULL, NULL);
 	return rc;
 }
