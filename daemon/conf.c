@@ -255,6 +255,63 @@ conf_pin(struct conf_parse *p, enum pin_source src, const char *v)
 	}
 }
 
+/*
+ * [readers] map = READER -> slot-id N
+ *         | map = READER -> description TEXT
+ * for a reader whose PKCS#11 slot cannot be told by its name: a name over
+ * 64 bytes is cut in slotDescription, and several may look alike.
+ */
+static int
+conf_map(struct conf_parse *p, const char *v)
+{
+	struct conf *c = p->c;
+	struct reader_map *m;
+	const char *arrow = strstr(v, " -> "), *t;
+	size_t n;
+	char *end;
+	int i;
+
+	if (arrow == NULL)
+		return conf_fail(p, "map: \"%s\": want READER -> slot-id N, "
+		    "or READER -> description TEXT", v);
+	if (c->n_maps == CONF_MAX_MAPS)
+		return conf_fail(p, "map: at most %d", CONF_MAX_MAPS);
+	m = &c->maps[c->n_maps];
+	memset(m, 0, sizeof(*m));
+	n = (size_t)(arrow - v);
+	while (n > 0 && isspace((unsigned char)v[n - 1]))
+		n--;
+	if (n == 0 || n >= sizeof(m->reader))
+		return conf_fail(p, "map: the reader name must have 1 to %zu "
+		    "bytes", sizeof(m->reader) - 1);
+	memcpy(m->reader, v, n);
+	for (i = 0; i < c->n_maps; i++)
+		if (strcmp(c->maps[i].reader, m->reader) == 0)
+			return conf_fail(p, "map: reader \"%s\" is mapped "
+			    "twice", m->reader);
+	t = arrow + 4;
+	t += strspn(t, " \t");
+	if (strncmp(t, "slot-id ", 8) == 0) {
+		errno = 0;
+		m->slot = strtoul(t + 8, &end, 10);
+		if (errno != 0 || end == t + 8 || *end != '\0' ||
+		    !isdigit((unsigned char)t[8]))
+			return conf_fail(p, "map: slot-id \"%s\": want a "
+			    "number", t + 8);
+		m->by_slot = 1;
+	} else if (strncmp(t, "description ", 12) == 0) {
+		t += 12;
+		if (strlen(t) == 0 || strlen(t) > 64)
+			return conf_fail(p, "map: a slot description has 1 to "
+			    "64 bytes");
+		snprintf(m->desc, sizeof(m->desc), "%s", t);
+	} else
+		return conf_fail(p, "map: \"%s\": want slot-id N or "
+		    "description TEXT after ->", t);
+	c->n_maps++;
+	return 1;
+}
+
 static int
 conf_handler(void *arg, const char *section, const char *key,
     const char *v)
@@ -313,6 +370,8 @@ conf_handler(void *arg, const char *section, const char *key,
 			return conf_copy(p, c->exclude[c->n_exclude++],
 			    READER_MAX, key, v);
 		}
+		if (strcmp(key, "map") == 0)
+			return conf_map(p, v);
 	} else if (strcmp(section, "classify") == 0) {
 		static const char *const keys[] = { "batch-atr", "target-atr",
 		    "ignore-atr", "batch-reader", "target-reader",

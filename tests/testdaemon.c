@@ -66,7 +66,7 @@ d_wait_log(const char *what, int ms)
 
 	while (!d_log_has(what)) {
 		if (tl_now_ms() > end) {
-			char *s = tl_read("cat %s", d_log);
+			char *s = tl_read("tail -c 3000 %s", d_log);
 
 			ck_abort_msg("no \"%s\" in the daemon's log:\n%s",
 			    what, s);
@@ -193,8 +193,10 @@ wait_n(const char *sql, long n, int ms)
 
 	while ((v = qn(sql)) != n) {
 		if (tl_now_ms() > end) {
-			char *s = tl_read("cat %s; sqlite3 %s 'SELECT seq, "
-			    "state, reason FROM audit'", d_log, d_db);
+			/* Check carries at most a few KiB of message. */
+			char *s = tl_read("tail -c 1500 %s; sqlite3 %s 'SELECT "
+			    "seq, state, reason FROM audit' | tail -c 1500",
+			    d_log, d_db);
 
 			ck_abort_msg("%s gave %ld, not %ld\n%s", sql, v, n, s);
 		}
