@@ -5,6 +5,8 @@
 #ifndef CARDLICD_H
 #define CARDLICD_H
 
+#include <sys/types.h>
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,6 +103,7 @@ struct conf {
 	struct rule	rules[CONF_MAX_RULES];
 	int		n_rules;
 	int		refs;
+	int		database_line, module_line, pin_line;	/* 0: default */
 };
 
 #define CONF_CHECK_ONLY	0x1	/* -n: do not fetch credential or key */
@@ -155,10 +158,14 @@ void	db_chain_head(char [65]);
 /* pin.c */
 int	pin_alloc(char **);
 void	pin_free(char *);
-int	pin_read_file(const char *, char *, size_t *, char *, size_t);
+struct stat;
+int	pin_open_file(const char *, off_t, struct stat *, char *, size_t);
+int	pin_check_stat(const struct stat *, uid_t, gid_t, const char *, char *,
+	    size_t);
+int	pin_read_file(const char *, uid_t, gid_t, char *, size_t *, char *,
+	    size_t);
 int	pin_read_credential(const char *, char *, size_t *, char *, size_t);
 int	pin_read_keyring(const char *, char *, size_t *, char *, size_t);
-int	pin_check_perms(const char *, const char *, char *, size_t);
 
 /* pkcs11.c */
 struct token {
