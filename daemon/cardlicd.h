@@ -116,6 +116,8 @@ enum card_kind	 conf_classify(const struct conf *, const char *,
 		    const uint8_t *, size_t);
 long		 conf_start_date(const struct conf *, long);
 const char	*conf_policy_name(enum start_policy);
+int		 conf_check_module(const struct conf *, FILE *, char *, size_t);
+int		 conf_check_unit(const struct conf *);
 
 /* db.c */
 struct db_row {

@@ -13,6 +13,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
 #include <pwd.h>
@@ -22,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/pkcs11.h>
 
 #include "cardlicd.h"
 #include "dbhash.h"
@@ -917,4 +921,271 @@ conf_print(const struct conf *c, FILE *f)
 	date_format(conf_start_date(c, today), s);
 	fprintf(f, "# a card issued today (%s) gets a license starting %s\n",
 	    d, s);
+}
+
+/* "file:line", or "file" for a key left at its default. */
+static const char *
+conf_at(const struct conf *c, int line, char *buf, size_t len)
+{
+	if (line > 0)
+		snprintf(buf, len, "%s:%d", c->path, line);
+	else
+		snprintf(buf, len, "%s", c->path);
+	return buf;
+}
+
+/* Text from a module or card, made printable (invariant 9). */
+static void
+conf_print_field(FILE *out, const unsigned char *s, size_t n)
+{
+	size_t i;
+
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\0'))
+		n--;
+	for (i = 0; i < n; i++)
+		fputc(s[i] >= 0x20 && s[i] < 0x7F ? s[i] : '?', out);
+}
+
+/*
+ * cardlicd -n: load the module as the daemon does (through p11-kit,
+ * unmanaged) and list its slots, so that a wrong path, a library that is
+ * not PKCS#11 or a module that cannot initialize is caught here, at the
+ * module key's line, and not at the first card.
+ */
+int
+conf_check_module(const struct conf *c, FILE *out, char *err, size_t errlen)
+{
+	CK_FUNCTION_LIST *m;
+	CK_C_INITIALIZE_ARGS args;
+	CK_SLOT_ID ids[64];
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+	CK_INFO info;
+	CK_ULONG n = 64, i;
+	CK_RV rv;
+	char at[4200];
+	const char *why;
+
+	conf_at(c, c->module_line, at, sizeof(at));
+	if ((m = p11_kit_module_load(c->module,
+	    P11_KIT_MODULE_UNMANAGED)) == NULL) {
+		why = p11_kit_message();
+		snprintf(err, errlen, "%s: module %s: cannot be loaded as a "
+		    "PKCS#11 module: %s", at, c->module, why != NULL ? why :
+		    "unknown error");
+		return -1;
+	}
+	memset(&args, 0, sizeof(args));
+	args.flags = CKF_OS_LOCKING_OK;
+	rv = m->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		snprintf(err, errlen, "%s: module %s: C_Initialize failed: %s",
+		    at, c->module, p11_rv_name(rv));
+		p11_kit_module_release(m);
+		return -1;
+	}
+	fprintf(out, "\n# module %s: ", c->module);
+	if (m->C_GetInfo(&info) == CKR_OK) {
+		conf_print_field(out, info.libraryDescription,
+		    sizeof(info.libraryDescription));
+		fprintf(out, " (");
+		conf_print_field(out, info.manufacturerID,
+		    sizeof(info.manufacturerID));
+		fprintf(out, "), Cryptoki %u.%u\n",
+		    (unsigned)info.cryptokiVersion.major,
+		    (unsigned)info.cryptokiVersion.minor);
+	} else
+		fprintf(out, "no C_GetInfo\n");
+	if ((rv = m->C_GetSlotList(CK_FALSE, ids, &n)) != CKR_OK) {
+		snprintf(err, errlen, "%s: module %s: C_GetSlotList failed: %s",
+		    at, c->module, p11_rv_name(rv));
+		m->C_Finalize(NULL);
+		p11_kit_module_release(m);
+		return -1;
+	}
+	fprintf(out, "# %lu slot%s now\n", (unsigned long)n, n == 1 ? "" :
+	    "s");
+	for (i = 0; i < n; i++) {
+		fprintf(out, "# slot %lu: ", (unsigned long)ids[i]);
+		if (m->C_GetSlotInfo(ids[i], &si) != CKR_OK) {
+			fprintf(out, "(no slot info)\n");
+			continue;
+		}
+		fputc('"', out);
+		conf_print_field(out, si.slotDescription,
+		    sizeof(si.slotDescription));
+		fputc('"', out);
+		if ((si.flags & CKF_TOKEN_PRESENT) &&
+		    m->C_GetTokenInfo(ids[i], &ti) == CKR_OK) {
+			fprintf(out, ", token ");
+			conf_print_field(out, ti.model, sizeof(ti.model));
+			fputc(' ', out);
+			conf_print_field(out, ti.serialNumber,
+			    sizeof(ti.serialNumber));
+		} else
+			fprintf(out, ", no token");
+		fputc('\n', out);
+	}
+	m->C_Finalize(NULL);
+	p11_kit_module_release(m);
+	return 0;
+}
+
+/*
+ * access(2) for each path as the service user, in a child that becomes
+ * that user: the kernel's answer, with groups, directories on the way
+ * and ACLs, not a guess from mode bits.  errs[i] is 0 or an errno.
+ */
+static int
+conf_access_as(const struct passwd *pw, const char *const paths[],
+    const int modes[], int n, int errs[])
+{
+	ssize_t r;
+	pid_t pid;
+	int fd[2], i, st;
+
+	if (pipe2(fd, O_CLOEXEC) != 0)
+		return -1;
+	if ((pid = fork()) < 0) {
+		close(fd[0]);
+		close(fd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(fd[0]);
+		if (initgroups(pw->pw_name, pw->pw_gid) != 0 ||
+		    setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+			_exit(1);
+		for (i = 0; i < n; i++)
+			errs[i] = access(paths[i], modes[i]) == 0 ? 0 : errno;
+		r = write(fd[1], errs, (size_t)n * sizeof(int));
+		_exit(r == (ssize_t)((size_t)n * sizeof(int)) ? 0 : 1);
+	}
+	close(fd[1]);
+	do
+		r = read(fd[0], errs, (size_t)n * sizeof(int));
+	while (r < 0 && errno == EINTR);
+	close(fd[0]);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return r == (ssize_t)((size_t)n * sizeof(int)) ? 0 : -1;
+}
+
+/* "root:root 0600", for messages about a file the user cannot use. */
+static void
+conf_owner(const char *path, char *buf, size_t len)
+{
+	struct stat st;
+	struct passwd *pw;
+	struct group *gr;
+	char u[32], g[32];
+
+	if (stat(path, &st) != 0) {
+		snprintf(buf, len, "%s", strerror(errno));
+		return;
+	}
+	if ((pw = getpwuid(st.st_uid)) != NULL)
+		snprintf(u, sizeof(u), "%s", pw->pw_name);
+	else
+		snprintf(u, sizeof(u), "%u", (unsigned)st.st_uid);
+	if ((gr = getgrgid(st.st_gid)) != NULL)
+		snprintf(g, sizeof(g), "%s", gr->gr_name);
+	else
+		snprintf(g, sizeof(g), "%u", (unsigned)st.st_gid);
+	snprintf(buf, len, "%s:%s %04o", u, g,
+	    (unsigned)(st.st_mode & 07777));
+}
+
+/*
+ * cardlicd -n run as root, for the unit: the service runs as [station]
+ * user, under ProtectSystem=strict with StateDirectory=cardlicd.  Every
+ * problem is printed; the count is returned.  -n --allow-root skips this
+ * (a daemon that stays root, outside the unit: the tests, the demo).
+ */
+int
+conf_check_unit(const struct conf *c)
+{
+	struct passwd *pw;
+	struct group *gr;
+	const char *paths[4], *what[4];
+	char at[4200], own[128], grp[32], dir[4096], *slash;
+	int modes[4], errs[4], lines[4], n = 0, bad = 0, outside, i;
+
+	if ((pw = getpwnam(c->user)) == NULL) {
+		fprintf(stderr, "cardlicd: %s: [station] user \"%s\" does not "
+		    "exist: create it (systemd-sysusers), or check a daemon "
+		    "that stays root with -n --allow-root\n", c->path,
+		    c->user);
+		return 1;
+	}
+	if ((gr = getgrgid(pw->pw_gid)) != NULL)
+		snprintf(grp, sizeof(grp), "%s", gr->gr_name);
+	else
+		snprintf(grp, sizeof(grp), "%u", (unsigned)pw->pw_gid);
+	outside = strncmp(c->database, CONF_STATE_DIR "/",
+	    sizeof(CONF_STATE_DIR)) != 0 || strstr(c->database, "/..") != NULL;
+	if (outside) {
+		fprintf(stderr, "cardlicd: %s: database %s: outside "
+		    CONF_STATE_DIR ", the unit's StateDirectory; "
+		    "ProtectSystem=strict makes every other path read-only "
+		    "to the daemon: put the database under " CONF_STATE_DIR
+		    "/\n", conf_at(c, c->database_line, at, sizeof(at)),
+		    c->database);
+		bad++;
+	}
+	paths[n] = c->path;
+	what[n] = NULL;
+	lines[n] = 0;
+	modes[n++] = R_OK;
+	if (c->pin_source == PIN_FILE) {
+		paths[n] = c->pin_where;
+		what[n] = "pin-file";
+		lines[n] = c->pin_line;
+		modes[n++] = R_OK;
+	}
+	snprintf(dir, sizeof(dir), "%s", c->database);
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if (!outside && access(dir, F_OK) == 0) {
+		paths[n] = dir;
+		what[n] = "database";
+		lines[n] = c->database_line;
+		modes[n++] = W_OK | X_OK;
+	}
+	if (conf_access_as(pw, paths, modes, n, errs) != 0) {
+		fprintf(stderr, "cardlicd: %s: cannot check what user %s may "
+		    "read: %s\n", c->path, c->user, strerror(errno));
+		return bad + 1;
+	}
+	for (i = 0; i < n; i++) {
+		if (errs[i] == 0)
+			continue;
+		conf_owner(paths[i], own, sizeof(own));
+		conf_at(c, lines[i], at, sizeof(at));
+		if (what[i] == NULL)
+			fprintf(stderr, "cardlicd: %s: the service user %s "
+			    "cannot read this file (%s: %s); run: chown "
+			    "root:%s %s && chmod 0640 %s\n", c->path, c->user,
+			    own, strerror(errs[i]), grp, c->path, c->path);
+		else if (modes[i] == R_OK)
+			fprintf(stderr, "cardlicd: %s: %s %s: the service "
+			    "user %s cannot read it (%s: %s); run: chown "
+			    "root:%s %s && chmod 0640 %s\n", at, what[i],
+			    paths[i], c->user, own, strerror(errs[i]), grp,
+			    paths[i], paths[i]);
+		else {
+			/* StateDirectory= hands it to the user at start. */
+			fprintf(stderr, "cardlicd: %s: warning: %s %s: the "
+			    "service user %s cannot write its directory %s "
+			    "(%s: %s); the unit's StateDirectory= gives "
+			    CONF_STATE_DIR " to it at start; outside the unit, "
+			    "run: chown %s:%s %s && chmod 0750 %s\n", at,
+			    what[i], c->database, c->user, paths[i], own,
+			    strerror(errs[i]), c->user, grp, paths[i],
+			    paths[i]);
+			continue;
+		}
+		bad++;
+	}
+	return bad;
 }
