@@ -679,23 +679,41 @@ conf_fetch_pin(struct conf_parse *p, char *err, size_t errlen)
 	return 0;
 }
 
-/* Keys that the chosen start policy does not read. */
+/* "file:line", or "file" for a key left at its default. */
+static const char *
+conf_at(const struct conf *c, int line, char *buf, size_t len)
+{
+	if (line > 0)
+		snprintf(buf, len, "%s:%d", c->path, line);
+	else
+		snprintf(buf, len, "%s", c->path);
+	return buf;
+}
+
+/* Keys that the chosen start policy does not read, in line order. */
 static void
 conf_policy_warnings(struct conf_parse *p)
 {
 	struct conf *c = p->c;
 	const char *pol = conf_policies[c->policy];
 	char at[64] = " (the default)";
+	int pass;
 
 	if (p->seen_policy)
 		snprintf(at, sizeof(at), " (line %d)", p->policy_line);
-	if (p->offset_line != 0 && c->policy != START_TODAY_PLUS)
-		conf_warn(p, p->offset_line, "start-offset-days is ignored: "
-		    "start-policy is %s%s, not today-plus", pol, at);
-	if (p->date_line != 0 && c->policy != START_FIXED &&
-	    c->policy != START_LATER_OF)
-		conf_warn(p, p->date_line, "start-date is ignored: "
-		    "start-policy is %s%s, not fixed or later-of", pol, at);
+	for (pass = 0; pass < 2; pass++) {
+		if ((pass == 0) == (p->offset_line < p->date_line) &&
+		    p->offset_line != 0 && c->policy != START_TODAY_PLUS)
+			conf_warn(p, p->offset_line, "start-offset-days is "
+			    "ignored: start-policy is %s%s, not today-plus",
+			    pol, at);
+		if ((pass == 0) == (p->date_line < p->offset_line) &&
+		    p->date_line != 0 && c->policy != START_FIXED &&
+		    c->policy != START_LATER_OF)
+			conf_warn(p, p->date_line, "start-date is ignored: "
+			    "start-policy is %s%s, not fixed or later-of", pol,
+			    at);
+	}
 }
 
 /*
@@ -709,14 +727,17 @@ conf_finish(struct conf_parse *p, char *err, size_t errlen)
 	struct conf *c = p->c;
 	const char *pol = conf_policies[c->policy];
 
+	char at[4200];
+
+	/* At the [pkcs11] line when there is one. */
+	conf_at(c, p->section_lines[1], at, sizeof(at));
 	if (c->module[0] == '\0') {
-		snprintf(err, errlen, "%s: [pkcs11] module is required",
-		    c->path);
+		snprintf(err, errlen, "%s: [pkcs11] module is required", at);
 		return -1;
 	}
 	if (c->pin_source == PIN_NONE) {
 		snprintf(err, errlen, "%s: [pkcs11] needs a PIN source: pin, "
-		    "pin-file, pin-credential or pin-keyring", c->path);
+		    "pin-file, pin-credential or pin-keyring", at);
 		return -1;
 	}
 	if ((c->policy == START_FIXED || c->policy == START_LATER_OF) &&
@@ -923,17 +944,6 @@ conf_print(const struct conf *c, FILE *f)
 	    d, s);
 }
 
-/* "file:line", or "file" for a key left at its default. */
-static const char *
-conf_at(const struct conf *c, int line, char *buf, size_t len)
-{
-	if (line > 0)
-		snprintf(buf, len, "%s:%d", c->path, line);
-	else
-		snprintf(buf, len, "%s", c->path);
-	return buf;
-}
-
 /* Text from a module or card, made printable (invariant 9). */
 static void
 conf_print_field(FILE *out, const unsigned char *s, size_t n)
@@ -967,6 +977,11 @@ conf_check_module(const struct conf *c, FILE *out, char *err, size_t errlen)
 	const char *why;
 
 	conf_at(c, c->module_line, at, sizeof(at));
+	if (access(c->module, R_OK) != 0) {
+		snprintf(err, errlen, "%s: module %s: %s", at, c->module,
+		    strerror(errno));
+		return -1;
+	}
 	if ((m = p11_kit_module_load(c->module,
 	    P11_KIT_MODULE_UNMANAGED)) == NULL) {
 		why = p11_kit_message();
