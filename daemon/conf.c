@@ -697,23 +697,24 @@ conf_policy_warnings(struct conf_parse *p)
 	struct conf *c = p->c;
 	const char *pol = conf_policies[c->policy];
 	char at[64] = " (the default)";
-	int pass;
+	int off, date;
 
 	if (p->seen_policy)
 		snprintf(at, sizeof(at), " (line %d)", p->policy_line);
-	for (pass = 0; pass < 2; pass++) {
-		if ((pass == 0) == (p->offset_line < p->date_line) &&
-		    p->offset_line != 0 && c->policy != START_TODAY_PLUS)
-			conf_warn(p, p->offset_line, "start-offset-days is "
-			    "ignored: start-policy is %s%s, not today-plus",
-			    pol, at);
-		if ((pass == 0) == (p->date_line < p->offset_line) &&
-		    p->date_line != 0 && c->policy != START_FIXED &&
-		    c->policy != START_LATER_OF)
-			conf_warn(p, p->date_line, "start-date is ignored: "
-			    "start-policy is %s%s, not fixed or later-of", pol,
-			    at);
+	off = p->offset_line != 0 && c->policy != START_TODAY_PLUS;
+	date = p->date_line != 0 && c->policy != START_FIXED &&
+	    c->policy != START_LATER_OF;
+	if (date && (!off || p->date_line < p->offset_line)) {
+		conf_warn(p, p->date_line, "start-date is ignored: "
+		    "start-policy is %s%s, not fixed or later-of", pol, at);
+		date = 0;
 	}
+	if (off)
+		conf_warn(p, p->offset_line, "start-offset-days is ignored: "
+		    "start-policy is %s%s, not today-plus", pol, at);
+	if (date)
+		conf_warn(p, p->date_line, "start-date is ignored: "
+		    "start-policy is %s%s, not fixed or later-of", pol, at);
 }
 
 /*
