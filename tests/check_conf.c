@@ -408,6 +408,19 @@ START_TEST(nul_byte_is_an_error)
 }
 END_TEST
 
+/* A FIFO is refused at once: open(2) must not wait for a writer. */
+START_TEST(fifo_is_refused_without_waiting)
+{
+	char path[128], err[1024];
+
+	snprintf(path, sizeof(path), "%s/fifo.conf", cc_dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_ptr_null(conf_load(path, CONF_CHECK_ONLY, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "fifo.conf: refused: a FIFO, not a regular "
+	    "file") != NULL, "%s", err);
+}
+END_TEST
+
 static struct conf *
 cc_policy(enum start_policy pol, const char *start, long offset)
 {
@@ -519,6 +532,7 @@ conf_suite(void)
 	tcase_add_test(tc, lists_stay_lists_and_lines_are_long);
 	tcase_add_test(tc, parser_mistakes_at_their_line);
 	tcase_add_test(tc, nul_byte_is_an_error);
+	tcase_add_test(tc, fifo_is_refused_without_waiting);
 	tcase_add_test(tc, start_dates_per_policy);
 	tcase_add_test(tc, pin_file_permissions);
 	tcase_add_test(tc, golden_broken_configurations);
