@@ -26,7 +26,8 @@
 
 #define CARDLICD	TOPDIR "/daemon/cardlicd"
 #define GOLDEN		TOPDIR "/tests/conf"
-#define SIM_MODULE	TOPDIR "/sim/cardlic-sim-p11.so"
+#define SIM_AT		"@TOP@/sim/cardlic-sim-p11.so"
+#define EXAMPLE_MODULE	"/usr/lib/x86_64-linux-gnu/pkcs11/vendor-middleware.so"
 
 static char	cc_dir[64];
 
@@ -185,10 +186,8 @@ cc_golden(const char *name)
 			free(text);
 			text = cc_read(TOPDIR "/conf/cardlicd.conf", &len);
 			ck_assert_ptr_nonnull(text);
-			text = cc_replace(text, &len, "/usr/lib/x86_64-linux-gnu/"
-			    "pkcs11/vendor-middleware.so", "@TOP@/sim/"
-			    "cardlic-sim-p11.so", strlen("@TOP@/sim/"
-			    "cardlic-sim-p11.so"));
+			text = cc_replace(text, &len, EXAMPLE_MODULE, SIM_AT,
+			    strlen(SIM_AT));
 			text = cc_replace(text, &len, "/etc/cardlicd/pin",
 			    "@DIR@/pin", 9);
 		} else
