@@ -31,8 +31,8 @@ SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
 TEST_CFLAGS = $(WARN) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
-CHECKS	= tests/check_sim tests/check_daemon tests/check_credit \
-	  tests/check_service tests/check_ctl
+CHECKS	= tests/check_conf tests/check_sim tests/check_daemon \
+	  tests/check_credit tests/check_service tests/check_ctl
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto
 D_CFLAGS = $(WARN) $(CFLAGS) -pthread $(shell $(PKG) --cflags $(D_PKGS))
@@ -84,6 +84,16 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
     sim/simproto.h
 	$(CC) $(TEST_CFLAGS) -o $@ tests/check_sim.c tests/testline.c \
 	    $(TEST_LIBS)
+
+# The configuration, without a line: conf.c included, the golden table of
+# tests/conf/ run through cardlicd -n.
+tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
+    daemon/dbhash.c daemon/pkcs11.c $(D_HDRS) daemon/cardlicd \
+    sim/cardlic-sim-p11.so
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto) -o $@ \
+	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
+	    daemon/pkcs11.c $(TEST_LIBS) $(shell $(PKG) --libs libcrypto) \
+	    -lkeyutils
 
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \

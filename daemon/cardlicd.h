@@ -5,6 +5,8 @@
 #ifndef CARDLICD_H
 #define CARDLICD_H
 
+#include <sys/types.h>
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -115,6 +117,7 @@ struct conf {
 	struct reader_map maps[CONF_MAX_MAPS];
 	int		n_maps;
 	int		refs;
+	int		database_line, module_line, pin_line;	/* 0: default */
 };
 
 #define CONF_CHECK_ONLY	0x1	/* -n: do not fetch credential or key */
@@ -127,6 +130,8 @@ enum card_kind	 conf_classify(const struct conf *, const char *,
 		    const uint8_t *, size_t);
 long		 conf_start_date(const struct conf *, long);
 const char	*conf_policy_name(enum start_policy);
+int		 conf_check_module(const struct conf *, FILE *, char *, size_t);
+int		 conf_check_unit(const struct conf *);
 
 /* db.c */
 struct db_row {
@@ -190,10 +195,14 @@ int	spill_recover(int (*)(long, const struct spill_license *));
 /* pin.c */
 int	pin_alloc(char **);
 void	pin_free(char *);
-int	pin_read_file(const char *, char *, size_t *, char *, size_t);
+struct stat;
+int	pin_open_file(const char *, off_t, struct stat *, char *, size_t);
+int	pin_check_stat(const struct stat *, uid_t, gid_t, const char *, char *,
+	    size_t);
+int	pin_read_file(const char *, uid_t, gid_t, char *, size_t *, char *,
+	    size_t);
 int	pin_read_credential(const char *, char *, size_t *, char *, size_t);
 int	pin_read_keyring(const char *, char *, size_t *, char *, size_t);
-int	pin_check_perms(const char *, const char *, char *, size_t);
 
 /* pkcs11.c */
 struct token {

@@ -62,15 +62,22 @@ static void	main_pin_refusal_save(const struct conf *);
 static void	main_pin_refusal_clear(void);
 static void	main_tz_settle(void);
 
+/* --help: on stdout, status 0; a wrong command line: on stderr, 2. */
 static void
-main_usage(void)
+main_usage(FILE *f, int rc)
 {
-	fprintf(stderr, "usage: cardlicd [-nv] [-f file] [--allow-root]\n"
+	fprintf(f, "usage: cardlicd [-nv] [-f file] [--allow-root]\n"
+	    "       cardlicd --help | --version\n"
 	    "  -f file       configuration (default " CONF_DEFAULT_PATH ")\n"
-	    "  -n            check the configuration, print it normalized\n"
+	    "  -n            check the configuration, print it normalized,\n"
+	    "                load the PKCS#11 module and list its slots; as\n"
+	    "                root, also check what [station] user may read\n"
 	    "  -v            verbose: debug messages\n"
-	    "  --allow-root  stay root instead of dropping to [station] user\n");
-	exit(2);
+	    "  --allow-root  stay root instead of dropping to [station] user\n"
+	    "                (with -n: check for a daemon that stays root)\n"
+	    "  --help        this text\n"
+	    "  --version     print the version\n");
+	exit(rc);
 }
 
 static long
@@ -632,11 +639,12 @@ main(int argc, char **argv)
 		case 'v': verbose = 1; break;
 		case 'R': allow_root = 1; break;
 		case 'V': printf("cardlicd %s\n", CARDLICD_VERSION); return 0;
-		default: main_usage();
+		case 'h': main_usage(stdout, 0); break;
+		default: main_usage(stderr, 2);
 		}
 	}
 	if (optind != argc)
-		main_usage();
+		main_usage(stderr, 2);
 	/* Invariant 7: no core dump may carry the PIN. */
 	prctl(PR_SET_DUMPABLE, 0);
 	setrlimit(RLIMIT_CORE, &nocore);
@@ -648,9 +656,23 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (check) {
+		/*
+		 * The file as read, then what the unit will meet (as root:
+		 * before the module, whose threads must not see a fork),
+		 * then the module and its slots.  Every problem is shown.
+		 */
 		conf_print(main_conf, stdout);
+		fflush(stdout);
+		i = 0;
+		if (geteuid() == 0 && !allow_root)
+			i += conf_check_unit(main_conf);
+		if (conf_check_module(main_conf, stdout, err, sizeof(err)) !=
+		    0) {
+			fprintf(stderr, "cardlicd: %s\n", err);
+			i++;
+		}
 		conf_unref(main_conf);
-		return 0;
+		return i > 0 ? 2 : 0;
 	}
 	main_drop_privileges(main_conf, allow_root);
 	main_apply_tz(main_conf);
