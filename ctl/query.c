@@ -256,7 +256,8 @@ cmd_show(struct ctl *c, int argc, char **argv)
 	" hex(model) AS model_hex, hex(serial) AS serial_hex, start_date," \
 	" end_date, license_seq, nullif(hex(license), '') AS license_hex," \
 	" batch_reader," \
-	" batch_atr, batch_count, sw, ckr, nullif(hex(status), '') AS status_hex," \
+	" batch_atr, batch_count, sw, ckr," \
+	" nullif(hex(status), '') AS status_hex," \
 	" timings, hex(hash) AS hash"
 
 /*
