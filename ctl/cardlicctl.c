@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,7 @@ static const char *const ctl_help =
  * One UTF-8 sequence at p: its length (1 to 4) and code point, or 0 when
  * the bytes are not valid UTF-8 (overlong forms and surrogates included).
  */
-size_t
+static size_t
 ctl_utf8(const unsigned char *p, size_t n, uint32_t *cp)
 {
 	static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };

@@ -3,7 +3,6 @@
 #define CARDLICCTL_H
 
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 
 #include <sqlite3.h>
@@ -32,7 +31,6 @@ int	 ctl_usage(const char *);
 const char *ctl_time(const struct ctl *, const char *);
 sqlite3_stmt *ctl_prepare(struct ctl *, const char *);
 int	 ctl_has_opt(int, char **, const char *);
-size_t	 ctl_utf8(const unsigned char *, size_t, uint32_t *);
 const char *ctl_esc(const void *, size_t);
 void	 ctl_put(const char *, size_t, int);
 size_t	 ctl_unescape(const char *, char *);

@@ -97,8 +97,8 @@ static const char *const list_help =
 "YYYY-MM-DD or YYYYMMDD (UTC day of the last change); --batch matches the\n"
 "batch card's reader or ATR; O is generated, loaded, verified, rejected,\n"
 "failed or skipped.  Bytes that cannot be shown are printed as \\xNN (and\n"
-"a backslash as \\\\); S and M may be given in that form.  Exit 1 when\n"
-"nothing matches.\n";
+"a backslash as \\\\); S, M, B and ID may be given in that form.  Exit 1\n"
+"when nothing matches.\n";
 
 int
 cmd_list(struct ctl *c, int argc, char **argv)
@@ -119,7 +119,8 @@ cmd_list(struct ctl *c, int argc, char **argv)
 	static const int widths[7] = { 20, 10, 16, 16, 9, 8, 8 };
 	const char *since = NULL, *until = NULL, *serial = NULL, *model = NULL;
 	const char *batch = NULL, *outcome = NULL, *station = NULL;
-	char sql[2048], d1[11], d2[11], *b_serial, *b_model;
+	char sql[2048], d1[11], d2[11], *b_serial, *b_model, *b_batch;
+	char *b_station;
 	sqlite3_stmt *st;
 	int ch, n = 0, i;
 
@@ -169,9 +170,9 @@ cmd_list(struct ctl *c, int argc, char **argv)
 	sqlite3_bind_text(st, 2, until != NULL ? d2 : NULL, -1, SQLITE_STATIC);
 	q_bind_bytes(st, 3, serial, &b_serial);
 	q_bind_bytes(st, 4, model, &b_model);
-	sqlite3_bind_text(st, 5, batch, -1, SQLITE_STATIC);
+	q_bind_bytes(st, 5, batch, &b_batch);
 	sqlite3_bind_text(st, 6, outcome, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, station, -1, SQLITE_STATIC);
+	q_bind_bytes(st, 7, station, &b_station);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == 0)
 			printf("%-20s  %-10s  %-16s  %-16s  %-9s  %-8s  %-8s  "
@@ -187,6 +188,8 @@ cmd_list(struct ctl *c, int argc, char **argv)
 	sqlite3_finalize(st);
 	free(b_serial);
 	free(b_model);
+	free(b_batch);
+	free(b_station);
 	return n > 0 ? CTL_OK : CTL_NOTHING;
 }
 

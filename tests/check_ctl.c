@@ -501,6 +501,34 @@ START_TEST(export_json_valid_whatever_the_bytes)
 }
 END_TEST
 
+/*
+ * The edges of UTF-8: an overlong '/', a surrogate, a code point past
+ * U+10FFFF and a sequence cut short are not UTF-8; an emoji is.
+ */
+START_TEST(utf8_edges)
+{
+	char *out, path[400];
+
+	snprintf(path, sizeof(path), "%s/utf8.db", tl_dir);
+	tl_sh("sqlite3 %s \"VACUUM INTO '%s'\" && sqlite3 %s \"INSERT INTO "
+	    "audit (seq, utc, station, job, reader, state, reason, serial, "
+	    "hash) SELECT max(seq) + 1, '2026-11-24T11:00:00.000Z', 'u8', 901,"
+	    " 'r', 'failed', CAST(X'753AC0AFEDA080F09F9880F4908080E282' AS "
+	    "TEXT), X'5538', X'00' FROM audit\"", known, path, path);
+	out = tl_read(CTL " -d %s show U8 | sed -n 3p", path);
+	ck_assert_str_eq(out, "    u:\\xc0\\xaf\\xed\\xa0\\x80\xf0\x9f\x98"
+	    "\x80\\xf4\\x90\\x80\\x80\\xe2\\x82\n");
+	free(out);
+	out = tl_read(CTL " -d %s export --format jsonl | grep '\"u8\"' | "
+	    "/usr/bin/python3 -c 'import json, sys\n"
+	    "print(ascii(json.loads(sys.stdin.buffer.read().decode(\"utf-8\"))"
+	    "[\"reason\"]))'", path);
+	ck_assert_str_eq(out, "'u:\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd"
+	    "\\U0001f600\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd'\n");
+	free(out);
+}
+END_TEST
+
 START_TEST(export_csv_one_record_per_line)
 {
 	const char *db = evil_db("evil");
@@ -750,6 +778,7 @@ ctl_suite(void)
 	tcase_add_test(t, list_show_escape_card_bytes);
 	tcase_add_test(t, export_json_valid_whatever_the_bytes);
 	tcase_add_test(t, export_csv_one_record_per_line);
+	tcase_add_test(t, utf8_edges);
 	tcase_add_test(t, watch_escapes_card_bytes);
 	tcase_add_test(t, status_json_from_a_fake_daemon);
 	tcase_add_test(t, dates_must_be_real);
