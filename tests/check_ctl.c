@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <check.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -759,6 +760,50 @@ START_TEST(backup_copies_and_verifies)
 }
 END_TEST
 
+/*
+ * A backup while another connection holds the write lock, as cardlicd
+ * does while it records a card: the copy is made all the same, and holds
+ * what was committed, not the row being written.
+ */
+START_TEST(backup_beside_a_writer)
+{
+	char *out, fifo[400];
+	long end;
+	int w;
+
+	snprintf(fifo, sizeof(fifo), "%s/hold.fifo", tl_dir);
+	tl_sh("sqlite3 %s \"VACUUM INTO '%s/busy.db'\" && sqlite3 %s/busy.db "
+	    "'PRAGMA journal_mode = WAL' >/dev/null && mkfifo %s", known,
+	    tl_dir, tl_dir, fifo);
+	/* The writer holds its transaction until the fifo closes. */
+	tl_sh("/usr/bin/python3 -c 'import sqlite3, sys\n"
+	    "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+	    "db.execute(\"BEGIN IMMEDIATE\")\n"
+	    "db.execute(\"INSERT INTO audit (seq, utc, station, job, reader, "
+	    "state, reason, hash) SELECT max(seq) + 1, 1, 2, 3, 4, ?, 6, "
+	    "zeroblob(1) FROM audit\", (\"failed\",))\n"
+	    "open(sys.argv[2], \"w\").close()\n"
+	    "sys.stdin.read()\n"
+	    "db.execute(\"ROLLBACK\")' %s/busy.db %s/held < %s &", tl_dir,
+	    tl_dir, fifo);
+	w = open(fifo, O_WRONLY);
+	ck_assert_int_ge(w, 0);
+	end = tl_now_ms() + 10000;
+	while (tl_sh_rc("test -e %s/held", tl_dir) != 0 && tl_now_ms() < end)
+		usleep(10000);
+	ck_assert_msg(tl_sh_rc("test -e %s/held", tl_dir) == 0, "no writer");
+	out = tl_read(CTL " -d %s/busy.db backup %s/busy-copy.db 2>&1; echo "
+	    "\"exit $?\"; sqlite3 %s/busy.db 'BEGIN IMMEDIATE' 2>&1", tl_dir,
+	    tl_dir, tl_dir);
+	close(w);
+	expect(out, "busy-copy.db: 24 rows copied, the copy verifies\n"
+	    "exit 0\n");
+	/* The lock was held all along. */
+	expect(out, "database is locked");
+	free(out);
+}
+END_TEST
+
 static Suite *
 ctl_suite(void)
 {
@@ -784,6 +829,7 @@ ctl_suite(void)
 	tcase_add_test(t, dates_must_be_real);
 	tcase_add_test(t, help_and_version);
 	tcase_add_test(t, backup_copies_and_verifies);
+	tcase_add_test(t, backup_beside_a_writer);
 	suite_add_tcase(s, t);
 	return s;
 }
