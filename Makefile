@@ -95,6 +95,13 @@ tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
 	    daemon/pkcs11.c $(TEST_LIBS) $(shell $(PKG) --libs libcrypto) \
 	    -lkeyutils
 
+# A hostile middleware for the tests, over the simulated one.
+tests/p11shim.so: tests/p11shim.c
+	$(CC) $(SIM_CFLAGS) -fPIC -shared -fvisibility=hidden -o $@ \
+	    tests/p11shim.c -ldl
+
+tests/check_credit: tests/p11shim.so
+
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
 	   tests/check_ctl

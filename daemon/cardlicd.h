@@ -217,7 +217,8 @@ unsigned long	 p11_find_token(const struct conf *, const char *,
 		    struct token *, char *, size_t);
 unsigned long	 p11_open(unsigned long, unsigned long *);
 void		 p11_close(unsigned long);
-unsigned long	 p11_status(unsigned long, uint8_t [STATUS_LEN]);
+unsigned long	 p11_status(unsigned long, uint8_t [STATUS_LEN],
+		    unsigned long *);
 unsigned long	 p11_login(unsigned long, const char *, size_t);
 unsigned long	 p11_logout(unsigned long);
 unsigned long	 p11_load_license(unsigned long, const uint8_t *);

@@ -500,13 +500,45 @@ job_license(struct job *j, long today, struct db_pending *lic)
 	return 0;
 }
 
-/* Only both flags and the expected dates count (invariant 5). */
+/*
+ * The flags are C chars: true is any non-zero byte.  Only both flags and
+ * the expected dates count (invariant 5).
+ */
+static int
+job_status_valid(const uint8_t *st)
+{
+	return st[1] != 0 && st[2] != 0;
+}
+
 static int
 job_status_matches(const uint8_t *st, const struct db_pending *lic)
 {
-	return st[1] == 1 && st[2] == 1 &&
+	return job_status_valid(st) &&
 	    memcmp(st + 3, lic->start_date, DATE_LEN) == 0 &&
 	    memcmp(st + 11, lic->end_date, DATE_LEN) == 0;
+}
+
+/* A status date: YYYYMMDD, or 00000000 for no limit. */
+static int
+job_status_date_ok(const uint8_t *d)
+{
+	long days;
+
+	return memcmp(d, "00000000", DATE_LEN) == 0 ||
+	    date_parse((const char *)d, DATE_LEN, &days) == 0;
+}
+
+/* ", 18 bytes instead of 19", for a status of the wrong size. */
+static const char *
+job_status_len(unsigned long rv, unsigned long len)
+{
+	static __thread char out[64];
+
+	out[0] = '\0';
+	if (rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_BUFFER_TOO_SMALL)
+		snprintf(out, sizeof(out), ": %lu bytes instead of %d", len,
+		    STATUS_LEN);
+	return out;
 }
 
 /* Load, read back, record.  The job's last steps for a target card. */
@@ -516,7 +548,7 @@ job_load(struct job *j, const struct db_pending *lic)
 	struct db_row r;
 	uint8_t st[STATUS_LEN];
 	char reason[400];
-	unsigned long rv;
+	unsigned long rv, stlen;
 
 	j->end_date = lic->end_date;
 	fault_point("load");
@@ -536,12 +568,12 @@ job_load(struct job *j, const struct db_pending *lic)
 	r.ckr = "CKR_OK";
 	job_record_forever(j, &r);
 	fault_point("readback");
-	rv = p11_status(j->session, st);
+	rv = p11_status(j->session, st, &stlen);
 	job_time(j, "readback");
 	if (rv != CKR_OK) {
 		job_fail(j, p11_rv_name(rv), "reading the status back failed "
-		    "(%s); the license stays pending and will be reused",
-		    p11_rv_name(rv));
+		    "(%s%s); the license stays pending and will be reused",
+		    p11_rv_name(rv), job_status_len(rv, stlen));
 		return;
 	}
 	job_row_init(j, &r, "verified");
@@ -618,7 +650,7 @@ job_issue(struct job *j)
 	struct db_row r;
 	uint8_t st[STATUS_LEN];
 	char reason[300], end[4 * DATE_LEN + 1];
-	unsigned long rv;
+	unsigned long rv, stlen;
 	long today, rejected;
 
 	j->id = db_next_job();
@@ -628,11 +660,32 @@ job_issue(struct job *j)
 		return;
 	}
 	j->has_session = 1;
-	rv = p11_status(j->session, st);
+	fault_point("status");
+	rv = p11_status(j->session, st, &stlen);
 	job_time(j, "status");
 	if (rv != CKR_OK) {
 		job_fail(j, p11_rv_name(rv), "cannot read the license status "
-		    "(%s)", p11_rv_name(rv));
+		    "(%s%s); no credit spent", p11_rv_name(rv),
+		    job_status_len(rv, stlen));
+		return;
+	}
+	if (job_status_valid(st) && (!job_status_date_ok(st + 3) ||
+	    !job_status_date_ok(st + 11))) {
+		char sd[4 * DATE_LEN + 1], ed[4 * DATE_LEN + 1];
+
+		dbhash_text(st + 3, DATE_LEN, sd, sizeof(sd));
+		dbhash_text(st + 11, DATE_LEN, ed, sizeof(ed));
+		job_row_init(j, &r, "failed");
+		snprintf(reason, sizeof(reason), "the middleware calls the "
+		    "card's license valid, with dates that are not YYYYMMDD "
+		    "(start %s, end %s); card left alone, no credit spent",
+		    sd, ed);
+		r.reason = reason;
+		r.status = st;
+		r.ckr = "CKR_OK";
+		job_record(j, &r);
+		j->res.failed = 1;
+		job_report(j, "FAILED", reason);
 		return;
 	}
 	today = j->c.today;
@@ -640,7 +693,7 @@ job_issue(struct job *j)
 	 * The card already shows the license that is pending for it: the
 	 * load had worked, and only its answer or the read-back was lost.
 	 */
-	if (st[1] == 1 && st[2] == 1 && db_find_pending(j->tok.model,
+	if (job_status_valid(st) && db_find_pending(j->tok.model,
 	    j->tok.serial, today, &lic) == 1 && job_status_matches(st, &lic)) {
 		job_row_init(j, &r, "verified");
 		snprintf(reason, sizeof(reason), "the card shows its pending "
@@ -659,7 +712,7 @@ job_issue(struct job *j)
 		return;
 	}
 	/* Invariant 3: an acceptable card costs nothing. */
-	if (st[1] == 1 && st[2] == 1 && !job_renewal_due(j, st, today)) {
+	if (job_status_valid(st) && !job_renewal_due(j, st, today)) {
 		job_row_init(j, &r, "skipped");
 		dbhash_text(st + 11, DATE_LEN, end, sizeof(end));
 		if (st[0])
@@ -687,6 +740,7 @@ job_issue(struct job *j)
 		job_fail(j, NULL, "the card's PIN is locked; card not touched");
 		return;
 	}
+	fault_point("login");
 	if (p11_pin_final_try(j->tok.flags)) {
 		job_fail(j, NULL, "only one PIN try left on the card; card not "
 		    "touched");
@@ -732,6 +786,22 @@ job_issue(struct job *j)
 	job_load(j, &lic);
 }
 
+/* Recorded with no model or serial: the token could not be read. */
+static void
+job_token_failed(struct job *j, unsigned long rv, const char *why)
+{
+	struct db_row r;
+
+	j->id = db_next_job();
+	job_row_init(j, &r, "failed");
+	r.model = r.serial = NULL;
+	r.reason = why;
+	r.ckr = p11_rv_name(rv);
+	job_record(j, &r);
+	j->res.failed = 1;
+	job_report(j, "FAILED", why);
+}
+
 static void
 job_classify_and_run(struct job *j)
 {
@@ -754,6 +824,7 @@ job_classify_and_run(struct job *j)
 		fault_point("probe");
 		probe = kind == KIND_BATCH ? 1 : batch_probe(j->c.reader);
 		if (probe == 1) {
+			fault_point("probed");
 			/* The loop adds it to the pool: it owns the pool. */
 			log_info("%s: batch card inserted (ATR %s)",
 			    j->c.reader, atr);
@@ -788,8 +859,10 @@ job_classify_and_run(struct job *j)
 			    "a batch card, no token of the middleware; left "
 			    "alone", atr);
 			job_report(j, "UNKNOWN", err);
-		} else
-			job_report(j, "FAILED", err);
+			return;
+		}
+		/* A card we could not read, or a slot we could not tell. */
+		job_token_failed(j, rv, err);
 		return;
 	}
 	j->res.kind = KIND_TARGET;

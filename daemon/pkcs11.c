@@ -232,16 +232,28 @@ p11_close(unsigned long h)
 	p11->C_CloseSession(h);
 }
 
+/*
+ * The 19-byte license status.  The buffer has room to spare, so that a
+ * module that writes past the length it was given does not reach our
+ * stack; a status of any other length is refused, with its length in
+ * *len for the reason.
+ */
 unsigned long
-p11_status(unsigned long h, uint8_t st[STATUS_LEN])
+p11_status(unsigned long h, uint8_t st[STATUS_LEN], unsigned long *len)
 {
-	CK_ATTRIBUTE a = { LICENSE_ATTR, st, STATUS_LEN };
+	uint8_t buf[256];
+	CK_ATTRIBUTE a = { LICENSE_ATTR, buf, STATUS_LEN };
 	CK_RV rv;
 
+	memset(buf, 0, sizeof(buf));
 	rv = p11->C_GetAttributeValue(h, 0, &a, 1);
-	if (rv == CKR_OK && a.ulValueLen != STATUS_LEN)
-		return CKR_DEVICE_ERROR;
-	return rv;
+	*len = a.ulValueLen;
+	if (rv != CKR_OK)
+		return rv;
+	if (a.ulValueLen != STATUS_LEN)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	memcpy(st, buf, STATUS_LEN);
+	return CKR_OK;
 }
 
 unsigned long
