@@ -327,6 +327,7 @@ START_TEST(make_install_lists_its_files)
 	    root);
 	ck_assert_str_eq(out,
 	    "640 ./etc/cardlicd/cardlicd.conf\n"
+	    "644 ./usr/lib/systemd/catalog/cardlicd.catalog\n"
 	    "644 ./usr/lib/systemd/system/cardlicd.service\n"
 	    "644 ./usr/lib/sysusers.d/cardlicd.conf\n"
 	    "644 ./usr/lib/tmpfiles.d/cardlicd.conf\n"
