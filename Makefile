@@ -62,7 +62,8 @@ SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
 TEST_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
-CHECKS	= tests/check_sim tests/check_daemon tests/check_service tests/check_ctl
+CHECKS	= tests/check_conf tests/check_sim tests/check_daemon \
+	  tests/check_credit tests/check_service tests/check_ctl
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
 	  libkeyutils
@@ -71,16 +72,17 @@ D_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) -pthread \
 D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS))
 D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
-	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c
+	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
+	  daemon/fault.c daemon/spill.c
 D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
-C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c \
+C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	  daemon/dbhash.c
 C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h
 C_PKGS	= sqlite3 inih libcrypto
 
-all: daemon/cardlicd ctl/cardlicctl sim
+all: daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl sim
 
 ctl/cardlicctl: $(C_SRCS) $(C_HDRS) build/sqlmig.c
 	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(PIE) \
@@ -94,6 +96,12 @@ build/sqlmig.c: $(SQL) sql/sql2c.sh
 daemon/cardlicd: $(D_SRCS) $(D_HDRS) build/sqlmig.c
 	$(CC) $(D_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $(D_SRCS) build/sqlmig.c \
 	    $(D_LIBS)
+
+# The same daemon with its fault points live (daemon/fault.c): for the
+# tests only, never installed.
+daemon/cardlicd-faults: $(D_SRCS) $(D_HDRS) build/sqlmig.c
+	$(CC) $(D_CFLAGS) -DCARDLICD_FAULTS $(PIE) $(LDFLAGS) -o $@ $(D_SRCS) \
+	    build/sqlmig.c $(D_LIBS)
 
 sim: $(SIM_BINS)
 
@@ -113,8 +121,20 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ tests/check_sim.c \
 	    tests/testline.c $(TEST_LIBS)
 
+# The configuration, without a line: conf.c included, the golden table of
+# tests/conf/ run through cardlicd -n.
+tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
+    daemon/dbhash.c daemon/pkcs11.c $(D_HDRS) daemon/cardlicd \
+    sim/cardlic-sim-p11.so
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto libkeyutils) \
+	    $(PIE) $(LDFLAGS) -o $@ \
+	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
+	    daemon/pkcs11.c $(TEST_LIBS) \
+	    $(shell $(PKG) --libs libcrypto libkeyutils)
+
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
-D_CHECKS = tests/check_daemon tests/check_service tests/check_ctl
+D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
+	   tests/check_ctl
 $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
     tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $@.c tests/testline.c \
@@ -290,7 +310,7 @@ deps:
 	fi
 
 clean:
-	rm -f daemon/cardlicd ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
+	rm -f daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
 	rm -rf build
 
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \

@@ -44,6 +44,7 @@ static const char *const ctl_help =
 "  stats                 per day, per batch card, per outcome\n"
 "  verify [--head HASH]  walk the hash chain and the sequence numbers\n"
 "  reconcile             credits spent against cards licensed, per batch\n"
+"  resolve SEQ spent|unspent REASON   decide on a credit in doubt (admins)\n"
 "  watch                 follow new cards live\n"
 "  status                the running daemon's state\n"
 "  merge OUT.db IN.db... consolidate several stations' databases\n"
@@ -177,7 +178,7 @@ main(int argc, char **argv)
 		{ "export", cmd_export, 1 }, { "stats", cmd_stats, 1 },
 		{ "verify", cmd_verify, 1 }, { "reconcile", cmd_reconcile, 1 },
 		{ "watch", cmd_watch, 1 }, { "status", cmd_status, 0 },
-		{ "merge", cmd_merge, 0 }
+		{ "merge", cmd_merge, 0 }, { "resolve", cmd_resolve, 0 }
 	};
 	const char *conf = CTL_CONF_DEFAULT, *db = NULL;
 	struct ctl c;

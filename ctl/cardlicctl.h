@@ -42,6 +42,9 @@ int	cmd_reconcile(struct ctl *, int, char **);
 int	cmd_verify(struct ctl *, int, char **);
 int	cmd_merge(struct ctl *, int, char **);
 
+/* resolve.c */
+int	cmd_resolve(struct ctl *, int, char **);
+
 /* follow.c */
 int	cmd_watch(struct ctl *, int, char **);
 int	cmd_status(struct ctl *, int, char **);

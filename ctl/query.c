@@ -358,10 +358,13 @@ cmd_stats(struct ctl *c, int argc, char **argv)
 
 static const char *const reconcile_help =
 "usage: cardlicctl reconcile\n"
-"For each batch card: credits spent (licenses generated) against licenses\n"
-"verified, still pending and rejected, and credits that may have been\n"
-"spent without a license (the exchange broke).  Every credit with no card\n"
-"to show for it is listed; then the exit status is 1.\n";
+"For each batch card: credits spent against what became of them.  SPENT\n"
+"counts the licenses generated, the credits in doubt nobody has decided on,\n"
+"and those an admin resolved as spent; a batch card's own counter should\n"
+"say the same.  Then every credit with no card to show for it is listed: a\n"
+"license still pending (its card has not come back), and a credit in doubt\n"
+"(decide with cardlicctl resolve).  The exit status is 1 while any is\n"
+"listed.\n";
 
 int
 cmd_reconcile(struct ctl *c, int argc, char **argv)
@@ -377,20 +380,26 @@ cmd_reconcile(struct ctl *c, int argc, char **argv)
 		return ctl_usage(reconcile_help);
 	}
 	st = ctl_prepare(c, "SELECT station, batch_reader, batch_atr, "
-	    "count(*), sum(state = 'verified'), sum(state IN ('generated', "
-	    "'loaded', 'failed')), sum(state = 'rejected') FROM issuance WHERE "
-	    "license_seq IS NOT NULL GROUP BY station, batch_reader, batch_atr "
+	    "sum(state IN ('generated', 'loaded', 'failed', 'verified', "
+	    "'rejected')) + sum(state = 'in-doubt') + sum(state = 'resolved' "
+	    "AND last_reason LIKE 'spent:%'), sum(state = 'verified'), "
+	    "sum(state IN ('generated', 'loaded', 'failed')), "
+	    "sum(state = 'rejected'), sum(state = 'in-doubt'), "
+	    "sum(state = 'resolved' AND last_reason LIKE 'spent:%') FROM "
+	    "issuance WHERE license_seq IS NOT NULL OR state IN ('in-doubt', "
+	    "'resolved') GROUP BY station, batch_reader, batch_atr "
 	    "ORDER BY 1, 2, 3");
 	if (st == NULL)
 		return CTL_USAGE;
-	printf("%-10s  %-20s  %-28s  %7s  %8s  %7s  %8s\n", "STATION",
-	    "BATCH READER", "BATCH ATR", "SPENT", "VERIFIED", "PENDING",
-	    "REJECTED");
+	printf("%-10s  %-20s  %-28s  %5s  %8s  %7s  %8s  %8s  %4s\n",
+	    "STATION", "BATCH READER", "BATCH ATR", "SPENT", "VERIFIED",
+	    "PENDING", "REJECTED", "IN-DOUBT", "LOST");
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		printf("%-10s  %-20s  %-28s  %7lld  %8lld  %7lld  %8lld\n",
-		    q_text(st, 0), q_text(st, 1), q_text(st, 2),
+		printf("%-10s  %-20s  %-28s  %5lld  %8lld  %7lld  %8lld  %8lld"
+		    "  %4lld\n", q_text(st, 0), q_text(st, 1), q_text(st, 2),
 		    sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
-		    sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6));
+		    sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6),
+		    sqlite3_column_int64(st, 7), sqlite3_column_int64(st, 8));
 	}
 	sqlite3_finalize(st);
 	st = ctl_prepare(c, "SELECT station, license_seq, serial_text, "
@@ -407,21 +416,21 @@ cmd_reconcile(struct ctl *c, int argc, char **argv)
 		    q_text(st, 4));
 	}
 	sqlite3_finalize(st);
-	st = ctl_prepare(c, "SELECT f.station, f.seq, rtrim(CAST(f.serial AS "
-	    "TEXT), ' '), f.batch_reader, f.reason FROM audit f WHERE "
-	    "f.state = 'failed' AND f.reason LIKE '%may be spent%' ORDER BY "
-	    "f.station, f.seq");
+	st = ctl_prepare(c, "SELECT station, seq, serial_text, batch_reader, "
+	    "reason FROM in_doubt WHERE resolved_seq IS NULL ORDER BY "
+	    "station, seq");
 	if (st == NULL)
 		return CTL_USAGE;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (flags++ == 0)
 			printf("\ncredits with no card to show for them:\n");
-		printf("  %s #%s: card %s, batch card in %s: %s\n",
-		    q_text(st, 0), q_text(st, 1), q_text(st, 2), q_text(st, 3),
-		    q_text(st, 4));
+		printf("  %s #%s: credit in doubt for card %s, batch card in "
+		    "%s: %s\n    decide: cardlicctl resolve %s spent|unspent "
+		    "REASON\n", q_text(st, 0), q_text(st, 1), q_text(st, 2),
+		    q_text(st, 3), q_text(st, 4), q_text(st, 1));
 	}
 	sqlite3_finalize(st);
 	if (flags == 0)
-		printf("\nevery credit spent is accounted for by a card\n");
+		printf("\nevery credit spent is accounted for\n");
 	return flags == 0 ? CTL_OK : CTL_NOTHING;
 }
