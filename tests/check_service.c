@@ -104,14 +104,14 @@ START_TEST(ready_reload_stop_protocol)
 	/* pcscd is not there yet: no READY, even with the database open. */
 	d_start_env(env, 0);
 	ck_assert(!notify_wait("READY=1", 1500, seen, sizeof(seen)));
-	ck_assert_int_eq(qn("PRAGMA user_version"), 2);
+	ck_assert_int_eq(qn("PRAGMA user_version"), 3);
 	tl_sh(TOPDIR "/sim/line up --dir %s --readers 2 >/dev/null", second);
 	ck_assert_msg(notify_wait("READY=1", 8000, seen, sizeof(seen)),
 	    "no READY=1 once pcscd is up: %s", seen);
 	ck_assert(d_log_has("connected to pcscd"));
 	ck_assert(notify_wait("STATUS=running: issued 0, skipped 0, failed 0,"
-	    " credits used 0; 0 batch cards, 0 exhausted", 2000, seen,
-	    sizeof(seen)));
+	    " credits used 0, in doubt 0; 0 batch cards, 0 exhausted", 2000,
+	    seen, sizeof(seen)));
 	/* SIGHUP: RELOADING=1 (with MONOTONIC_USEC), then READY=1. */
 	seen[0] = '\0';
 	kill(d_pid, SIGHUP);
