@@ -104,14 +104,14 @@ START_TEST(ready_reload_stop_protocol)
 	/* pcscd is not there yet: no READY, even with the database open. */
 	d_start_env(env, 0);
 	ck_assert(!notify_wait("READY=1", 1500, seen, sizeof(seen)));
-	ck_assert_int_eq(qn("PRAGMA user_version"), 2);
+	ck_assert_int_eq(qn("PRAGMA user_version"), 3);
 	tl_sh(TOPDIR "/sim/line up --dir %s --readers 2 >/dev/null", second);
 	ck_assert_msg(notify_wait("READY=1", 8000, seen, sizeof(seen)),
 	    "no READY=1 once pcscd is up: %s", seen);
 	ck_assert(d_log_has("connected to pcscd"));
 	ck_assert(notify_wait("STATUS=running: issued 0, skipped 0, failed 0,"
-	    " credits used 0; 0 batch cards, 0 exhausted", 2000, seen,
-	    sizeof(seen)));
+	    " credits used 0, in doubt 0; 0 batch cards, 0 exhausted", 2000,
+	    seen, sizeof(seen)));
 	/* SIGHUP: RELOADING=1 (with MONOTONIC_USEC), then READY=1. */
 	seen[0] = '\0';
 	kill(d_pid, SIGHUP);
@@ -327,11 +327,13 @@ START_TEST(make_install_lists_its_files)
 	    root);
 	ck_assert_str_eq(out,
 	    "640 ./etc/cardlicd/cardlicd.conf\n"
+	    "644 ./usr/lib/systemd/catalog/cardlicd.catalog\n"
 	    "644 ./usr/lib/systemd/system/cardlicd.service\n"
 	    "644 ./usr/lib/sysusers.d/cardlicd.conf\n"
 	    "644 ./usr/lib/tmpfiles.d/cardlicd.conf\n"
 	    "644 ./usr/share/cardlicd/sql/001-audit.sql\n"
 	    "644 ./usr/share/cardlicd/sql/002-views.sql\n"
+	    "644 ./usr/share/cardlicd/sql/003-in-doubt.sql\n"
 	    "644 ./usr/share/man/man1/cardlicctl.1\n"
 	    "644 ./usr/share/man/man5/cardlicd.conf.5\n"
 	    "644 ./usr/share/man/man8/cardlicd.8\n"
