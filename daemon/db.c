@@ -96,6 +96,17 @@ db_open(const char *path, const char *station, char *err, size_t len)
 	}
 	sqlite3_busy_timeout(db, 5000);
 	sqlite3_extended_result_codes(db, 1);
+	/*
+	 * Keep -wal and -shm when the daemon stops: an auditor who may only
+	 * read the directory (cardlicd-audit) cannot create them, and SQLite
+	 * needs them to read a WAL database.
+	 */
+	{
+		int on = 1;
+
+		sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL,
+		    &on);
+	}
 	if (db_exec("PRAGMA journal_mode = WAL", msg, sizeof(msg)) != 0 ||
 	    db_exec("PRAGMA synchronous = FULL", msg, sizeof(msg)) != 0 ||
 	    db_exec("PRAGMA foreign_keys = ON", msg, sizeof(msg)) != 0) {
