@@ -171,6 +171,7 @@ long	db_batch_count(const char *, const char *);
 long	db_find_doubt(const uint8_t *, const uint8_t *);
 int	db_recover(char *, size_t);
 long	db_resolve(long, int, const char *, char *, size_t);
+int	db_totals(long *, long *, long *, long *, long *);
 long	db_next_job(void);
 void	db_chain_head(char [65]);
 

@@ -622,3 +622,38 @@ db_resolve(long seq, int spent, const char *why, char *err, size_t len)
 	r.batch_count = -1;
 	return db_append(&r, err, len);
 }
+
+/*
+ * The station's totals as the audit rows tell them, so that STATUS= and
+ * cardlicctl status do not start again from 0 with the daemon: cards
+ * verified, skipped, failed (or rejected), credits spent (licenses and
+ * credits in doubt), and credits in doubt that nobody has decided on.
+ */
+int
+db_totals(long *issued, long *skipped, long *failed, long *credits,
+    long *doubts)
+{
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	pthread_mutex_lock(&db_lock);
+	if (sqlite3_prepare_v2(db, "SELECT sum(state = 'verified'),"
+	    " sum(state = 'skipped'), sum(state IN ('failed', 'rejected')),"
+	    " sum(state IN ('generated', 'in-doubt')), sum(state = 'in-doubt'"
+	    " AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.state ="
+	    " 'resolved' AND r.license_seq = audit.seq)) FROM audit WHERE"
+	    " station = ?1", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			*issued = (long)sqlite3_column_int64(st, 0);
+			*skipped = (long)sqlite3_column_int64(st, 1);
+			*failed = (long)sqlite3_column_int64(st, 2);
+			*credits = (long)sqlite3_column_int64(st, 3);
+			*doubts = (long)sqlite3_column_int64(st, 4);
+			rc = 0;
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&db_lock);
+	return rc;
+}

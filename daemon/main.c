@@ -684,6 +684,11 @@ main(int argc, char **argv)
 	if (db_recover(err, sizeof(err)) < 0)
 		fatalx("%s: %s", main_conf->database, err);
 	main_pin_refusal_load();
+	/* The counts go on from what the audit rows say, across restarts. */
+	if (db_totals(&main_issued, &main_skipped, &main_failed, &main_credits,
+	    &main_doubts) != 0)
+		log_warnx("%s: cannot count the audit rows; the counts start "
+		    "from 0", main_conf->database);
 	if (p11_load(main_conf->module, err, sizeof(err)) != 0)
 		fatalx("%s", err);
 	batch_init();

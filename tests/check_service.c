@@ -154,6 +154,36 @@ START_TEST(watchdog_follows_the_watcher)
 }
 END_TEST
 
+/*
+ * The counts in STATUS= come from the audit rows at start-up: a restart
+ * does not show "issued 0" on a line that issued all day.
+ */
+START_TEST(totals_survive_a_restart)
+{
+	char *env[2], seen[8192] = "";
+
+	notify_open();
+	env[0] = n_env;
+	env[1] = NULL;
+	d_config("tot", "1234", NULL);
+	tl_insert(0, "tot-batch", "--type batch --credits 10");
+	d_start_env(env, 1);
+	tl_insert(1, "TOT1", "--type target --serial TOT1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1, 5000);
+	tl_insert(1, "TOT2", "--type target --serial TOT2 --preload "
+	    "20260101:20301231");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'skipped'", 1, 5000);
+	tl_remove(1);
+	d_stop();
+	d_start_env(env, 1);
+	ck_assert_msg(notify_wait("STATUS=running: issued 1, skipped 1, failed "
+	    "0, credits used 1, in doubt 0; 1 batch card, 0 exhausted", 5000,
+	    seen, sizeof(seen)), "%s", seen);
+	d_stop();
+	tl_remove(0);
+}
+END_TEST
+
 /* One card through the daemon with the PIN from the configured source. */
 static void
 one_card(const char *card)
@@ -380,6 +410,7 @@ service_suite(void)
 	tcase_set_timeout(n, 60);
 	tcase_add_test(n, ready_reload_stop_protocol);
 	tcase_add_test(n, watchdog_follows_the_watcher);
+	tcase_add_test(n, totals_survive_a_restart);
 	suite_add_tcase(s, n);
 
 	tcase_add_unchecked_fixture(p, line_up, d_suite_down);
