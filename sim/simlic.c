@@ -18,7 +18,7 @@
 #include <openssl/hmac.h>
 
 #include "simproto.h"
-#include "../daemon/date.h"
+#include "simdate.h"
 
 #define SIMLIC_MAC_OFF	96
 
@@ -55,11 +55,11 @@ simlic_in_range(const uint8_t *start, const uint8_t *end, long today)
 	long s, e;
 
 	if (memcmp(start, "00000000", 8) != 0) {
-		if (date_parse((const char *)start, 8, &s) != 0 || today < s)
+		if (simdate_parse((const char *)start, &s) != 0 || today < s)
 			return 0;
 	}
 	if (memcmp(end, "00000000", 8) != 0) {
-		if (date_parse((const char *)end, 8, &e) != 0 || today > e)
+		if (simdate_parse((const char *)end, &e) != 0 || today > e)
 			return 0;
 	}
 	return 1;

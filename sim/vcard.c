@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "simproto.h"
-#include "../daemon/date.h"
+#include "simdate.h"
 
 #define VC_MAX_MSG	512
 #define VC_ATR_MAX	33
@@ -364,7 +364,7 @@ vc_get_response(const struct vc_apdu *a, uint8_t *r)
 	if (vc_sess.pending_len == 0)
 		return vc_sw(r, 0, 0x6F00);
 	if (a->p1 != 0 || a->p2 != 0)
-		return vc_sw(r, 0, 0x6A86);
+		return vc_sw(r, 0, BATCH_SW_WRONG_P1P2);
 	rest = vc_sess.pending_len - vc_sess.pending_off;
 	n = a->has_le ? a->le : 256;
 	if (vc_st.chunk > 0 && n > (size_t)vc_st.chunk)
@@ -376,7 +376,7 @@ vc_get_response(const struct vc_apdu *a, uint8_t *r)
 	rest -= n;
 	if (rest == 0) {
 		vc_sess.pending_len = vc_sess.pending_off = 0;
-		return vc_sw(r, n, 0x9000);
+		return vc_sw(r, n, BATCH_SW_OK);
 	}
 	return vc_sw(r, n, (uint16_t)(0x6100 | (rest > 255 ? 0 : rest)));
 }
@@ -384,38 +384,38 @@ vc_get_response(const struct vc_apdu *a, uint8_t *r)
 static size_t
 vc_generate(const struct vc_apdu *a, uint8_t *r)
 {
-	char start[DATE_LEN + 1], end[DATE_LEN + 1];
+	char start[SIMDATE_LEN + 1], end[SIMDATE_LEN + 1];
 	long sd;
 	uint8_t *out = vc_sess.pending;
 
 	if (a->p1 != 0 || a->p2 != 0)
-		return vc_sw(r, 0, 0x6A86);
+		return vc_sw(r, 0, BATCH_SW_WRONG_P1P2);
 	if (a->lc != LIC_INPUT_LEN)
-		return vc_sw(r, 0, 0x6700);
-	if (date_parse((const char *)a->data + 32, DATE_LEN, &sd) != 0)
-		return vc_sw(r, 0, 0x6A80);
+		return vc_sw(r, 0, BATCH_SW_WRONG_LENGTH);
+	if (simdate_parse((const char *)a->data + 32, &sd) != 0)
+		return vc_sw(r, 0, BATCH_SW_BAD_DATE);
 	if (vc_st.credits <= 0) {
 		vc_event("batch no-credit");
-		return vc_sw(r, 0, 0x6985);
+		return vc_sw(r, 0, BATCH_SW_NO_CREDIT);
 	}
-	memcpy(start, a->data + 32, DATE_LEN);
-	start[DATE_LEN] = '\0';
+	memcpy(start, a->data + 32, SIMDATE_LEN);
+	start[SIMDATE_LEN] = '\0';
 	if (vc_st.validity_days == 0)
-		memcpy(end, "00000000", DATE_LEN + 1);
+		memcpy(end, "00000000", SIMDATE_LEN + 1);
 	else
-		date_format(sd + vc_st.validity_days - 1, end);
+		simdate_format(sd + vc_st.validity_days - 1, end);
 	vc_st.credits--;
 	vc_st.issued++;
 	/* The credit is spent once the counter is saved, as on a real card. */
 	vc_save();
-	memcpy(out, end, DATE_LEN);
+	memcpy(out, end, SIMDATE_LEN);
 	simlic_make(a->data, a->data + 16, start, end, (uint32_t)vc_st.issued,
-	    out + DATE_LEN);
+	    out + SIMDATE_LEN);
 	vc_event("generate %.16s %.16s %s %s credits=%ld", a->data,
 	    a->data + 16, start, end, vc_st.credits);
 	if (vc_st.direct) {
 		memcpy(r, out, LIC_RESPONSE_LEN);
-		return vc_sw(r, LIC_RESPONSE_LEN, 0x9000);
+		return vc_sw(r, LIC_RESPONSE_LEN, BATCH_SW_OK);
 	}
 	vc_sess.pending_len = LIC_RESPONSE_LEN;
 	vc_sess.pending_off = 0;
@@ -425,26 +425,26 @@ vc_generate(const struct vc_apdu *a, uint8_t *r)
 static size_t
 vc_batch(const struct vc_apdu *a, uint8_t *r)
 {
-	if (a->ins != 0xC0)
+	if (a->ins != BATCH_INS_GET_RESPONSE)
 		vc_sess.pending_len = vc_sess.pending_off = 0;
-	if (a->cla != 0x00)
-		return vc_sw(r, 0, 0x6E00);
+	if (a->cla != BATCH_CLA)
+		return vc_sw(r, 0, BATCH_SW_WRONG_CLA);
 	switch (a->ins) {
-	case 0xA4:
-		if (a->p1 != 0x04 || a->p2 != 0x0C)
-			return vc_sw(r, 0, 0x6A86);
+	case BATCH_INS_SELECT:
+		if (a->p1 != BATCH_SELECT_P1 || a->p2 != BATCH_SELECT_P2)
+			return vc_sw(r, 0, BATCH_SW_WRONG_P1P2);
 		if (a->lc != BATCH_AID_LEN ||
 		    memcmp(a->data, BATCH_AID, BATCH_AID_LEN) != 0) {
 			vc_sess.selected = 0;
-			return vc_sw(r, 0, 0x6999);
+			return vc_sw(r, 0, BATCH_SW_WRONG_AID);
 		}
 		vc_sess.selected = 1;
-		return vc_sw(r, 0, 0x9000);
-	case 0xF8:
+		return vc_sw(r, 0, BATCH_SW_OK);
+	case BATCH_INS_GENERATE:
 		if (!vc_sess.selected)
 			return vc_sw(r, 0, 0x6D00);
 		return vc_generate(a, r);
-	case 0xC0:
+	case BATCH_INS_GET_RESPONSE:
 		return vc_get_response(a, r);
 	default:
 		return vc_sw(r, 0, 0x6D00);
@@ -531,7 +531,7 @@ vc_target(const struct vc_apdu *a, uint8_t *r)
 		return vc_sw(r, 0, 0x9000);
 	case TGT_INS_GET_STATUS:
 		simlic_status(vc_st.license, vc_st.has_license, vc_st.model,
-		    vc_st.serial, vc_st.global, date_today(NULL), st);
+		    vc_st.serial, vc_st.global, simdate_today(), st);
 		memcpy(r, st, LIC_STATUS_LEN);
 		vc_event("status %d%d%d %.8s %.8s", st[0], st[1], st[2],
 		    st + 3, st + 11);
@@ -837,7 +837,7 @@ main(int argc, char **argv)
 	if (vc_st.type == VC_TARGET) {
 		/* What this card would tell the middleware from now on. */
 		simlic_status(vc_st.license, vc_st.has_license, vc_st.model,
-		    vc_st.serial, vc_st.global, date_today(NULL), st);
+		    vc_st.serial, vc_st.global, simdate_today(), st);
 		vc_event("final %d%d%d %.8s %.8s loads=%ld", st[0], st[1],
 		    st[2], st + 3, st + 11, vc_st.loads);
 	}

@@ -13,7 +13,6 @@
 
 #include "testline.h"
 #include "../sim/simproto.h"
-#include "../daemon/date.h"
 
 #define MODULE	TOPDIR "/sim/cardlic-sim-p11.so"
 #define R_BATCH	0
@@ -280,6 +279,182 @@ START_TEST(slow_card_is_slow)
 	/* A lower bound only: the card must wait at least that long. */
 	ck_assert_int_ge(tl_now_ms() - t0, 300);
 	batch_teardown();
+}
+END_TEST
+
+/* ---- the simulator's vendor constants against the vendor text ------- */
+
+#define SPEC	TOPDIR "/../shared/spec/"
+
+/*
+ * The first line at or after from that starts with prefix and contains
+ * what (NULL: anything); the line's text after prefix.  NULL if none.
+ */
+static const char *
+spec_line(const char *text, const char *from, const char *prefix,
+    const char *what)
+{
+	const char *p = from != NULL ? from : text, *eol;
+	size_t n = strlen(prefix);
+
+	for (; *p != '\0'; p = eol + (*eol != '\0')) {
+		eol = strchr(p, '\n');
+		if (eol == NULL)
+			eol = p + strlen(p);
+		if ((p != text && p[-1] != '\n') || strncmp(p, prefix, n) != 0)
+			continue;
+		if (what == NULL || (memmem(p, (size_t)(eol - p), what,
+		    strlen(what)) != NULL))
+			return p + n;
+	}
+	return NULL;
+}
+
+/* The hex number (2 or 4 digits, no prefix) at the start of s. */
+static unsigned
+spec_hex(const char *s, int digits)
+{
+	char buf[8];
+	char *end;
+	unsigned long v;
+
+	ck_assert_msg(s != NULL, "not found in the vendor text");
+	memcpy(buf, s, (size_t)digits);
+	buf[digits] = '\0';
+	v = strtoul(buf, &end, 16);
+	ck_assert_msg(*end == '\0', "\"%.*s\" is not hex", digits, s);
+	return (unsigned)v;
+}
+
+/*
+ * Every vendor constant the simulator uses, read from the vendor text and
+ * our reading notes at test time: if either changes, or the simulator's
+ * copy drifts, this fails (the simulator keeps its own copies on purpose,
+ * apart from the daemon's).
+ */
+START_TEST(vendor_constants_match_the_text)
+{
+	static const struct {
+		const char	*meaning;
+		unsigned	sw;
+	} sws[] = {
+		{ "Wrong application AID", BATCH_SW_WRONG_AID },
+		{ "Wrong CLA", BATCH_SW_WRONG_CLA },
+		{ "Incorrect P1-P2", BATCH_SW_WRONG_P1P2 },
+		{ "Invalid input data length", BATCH_SW_WRONG_LENGTH },
+		{ "No more credit", BATCH_SW_NO_CREDIT },
+		{ "date incorrectly formatted", BATCH_SW_BAD_DATE },
+		{ "Success", BATCH_SW_OK },
+	};
+	char *txt = tl_read("cat " SPEC "license-management.txt");
+	char *notes = tl_read("cat " SPEC "NOTES.md");
+	const char *p, *gen, *q;
+	uint8_t aid[32];
+	char hex[64];
+	size_t i, n;
+	unsigned found;
+
+	ck_assert_msg(strlen(txt) > 1000 && strlen(notes) > 1000,
+	    "vendor text missing under " SPEC);
+	/* SELECT: the AID, Lc, INS, P1, P2, CLA. */
+	p = strstr(txt, "AID of application:");
+	ck_assert_ptr_nonnull(p);
+	p += strlen("AID of application:");
+	while (*p != '\0' && strchr("0123456789ABCDEF", *p) == NULL)
+		p++;
+	for (n = 0; n < sizeof(hex) - 1 && p[n] != '\0' &&
+	    strchr("0123456789ABCDEF", p[n]) != NULL; n++)
+		hex[n] = p[n];
+	hex[n] = '\0';
+	n = tl_hex(hex, aid, sizeof(aid));
+	ck_assert_uint_eq(n, BATCH_AID_LEN);
+	ck_assert_int_eq(memcmp(aid, BATCH_AID, BATCH_AID_LEN), 0);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, NULL, "INS ", "Select"), 2),
+	    BATCH_INS_SELECT);
+	q = spec_line(txt, NULL, "INS ", "Select");
+	ck_assert_uint_eq(spec_hex(spec_line(txt, q, "Lc ", "Length of data"),
+	    2), BATCH_AID_LEN);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, q, "P1 ", NULL), 2),
+	    BATCH_SELECT_P1);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, q, "P2 ", "No FCI"), 2),
+	    BATCH_SELECT_P2);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, NULL, "CLA ", NULL), 2),
+	    BATCH_CLA);
+	/* GENERATE: INS, Lc, Le, and the fields of its data. */
+	gen = spec_line(txt, NULL, "INS ", "Generate license");
+	ck_assert_uint_eq(spec_hex(gen, 2), BATCH_INS_GENERATE);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, gen, "Lc ", NULL), 2),
+	    LIC_INPUT_LEN);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, gen, "Le ", NULL), 2),
+	    LIC_RESPONSE_LEN);
+	ck_assert_ptr_nonnull(strstr(txt, "The model indication (16 bytes)"));
+	ck_assert_ptr_nonnull(strstr(txt, "The serial number (16 bytes)"));
+	ck_assert_ptr_nonnull(strstr(txt, "start date (8 bytes)"));
+	ck_assert_uint_eq(2 * LIC_FIELD_LEN + LIC_DATE_LEN, LIC_INPUT_LEN);
+	ck_assert_uint_eq(LIC_DATE_LEN + LIC_BLOB_LEN, LIC_RESPONSE_LEN);
+	/* The license and the status, in the loading chapter. */
+	ck_assert_ptr_nonnull(strstr(txt, "license data (128 bytes)"));
+	ck_assert_uint_eq(LIC_BLOB_LEN, 128);
+	ck_assert_ptr_nonnull(strstr(txt, "at least 19 bytes long"));
+	ck_assert_ptr_nonnull(strstr(txt, "length must be set to 19"));
+	ck_assert_uint_eq(LIC_STATUS_LEN, 19);
+	ck_assert_uint_eq(3 + 2 * LIC_DATE_LEN, LIC_STATUS_LEN);
+	p = strstr(txt, "vendor-specific constant 0x");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq(strtoul(p + strlen("vendor-specific constant "),
+	    NULL, 16), LIC_ATTRIBUTE);
+	/* Every status word, found by its meaning in a status table. */
+	for (i = 0; i < sizeof(sws) / sizeof(sws[0]); i++) {
+		found = 0;
+		for (p = txt; (p = strstr(p, sws[i].meaning)) != NULL; p++) {
+			q = p;
+			while (q > txt && q[-1] != '\n')
+				q--;
+			if (p - q >= 5 && q[4] == ' ' &&
+			    strspn(q, "0123456789ABCDEF") == 4) {
+				found = spec_hex(q, 4);
+				break;
+			}
+		}
+		ck_assert_msg(found == sws[i].sw, "%s: text %04X, sim %04X",
+		    sws[i].meaning, found, sws[i].sw);
+	}
+	/* Our reading notes say the same. */
+	ck_assert_ptr_nonnull(spec_line(notes, NULL, "| SELECT Lc | 09 | 9 | "
+	    "AID A0 00 00 03 63 4D 57 4C 01 |", NULL));
+	snprintf(hex, sizeof(hex), "| GENERATE Lc | %02X | %d |",
+	    LIC_INPUT_LEN, LIC_INPUT_LEN);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	snprintf(hex, sizeof(hex), "| GENERATE Le | %02X | %d |",
+	    LIC_RESPONSE_LEN, LIC_RESPONSE_LEN);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	snprintf(hex, sizeof(hex), "| 0x%02X | %d |", LIC_BLOB_LEN,
+	    LIC_BLOB_LEN);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	snprintf(hex, sizeof(hex), "| license status | - | %d |",
+	    LIC_STATUS_LEN);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	snprintf(hex, sizeof(hex), "{0x%lX, ", LIC_ATTRIBUTE);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	snprintf(hex, sizeof(hex), "`00 %02X 00 00 %02X <model 16><serial 16>"
+	    "<YYYYMMDD> %02X`", BATCH_INS_GENERATE, LIC_INPUT_LEN,
+	    LIC_RESPONSE_LEN);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	p = strstr(notes, "status words are listed in the text");
+	ck_assert_ptr_nonnull(p);
+	for (i = 0; i + 1 < sizeof(sws) / sizeof(sws[0]); i++) {
+		snprintf(hex, sizeof(hex), "%04X", sws[i].sw);
+		q = strstr(p, hex);
+		ck_assert_msg(q != NULL && q - p < 300, "NOTES.md lacks %s",
+		    hex);
+	}
+	free(txt);
+	free(notes);
+	/* And the simulator takes none of them from the daemon. */
+	ck_assert_int_ne(tl_sh_rc("grep -n 'daemon/' " TOPDIR "/sim/*.[ch] "
+	    ">&2"), 0);
+	ck_assert_int_ne(tl_sh_rc("sed -n '/^sim\\/[a-z0-9.-]*:/,/^$/p' "
+	    TOPDIR "/Makefile | grep -n 'daemon/' >&2"), 0);
 }
 END_TEST
 
@@ -715,6 +890,7 @@ sim_suite(void)
 	tcase_add_test(b, credits_run_out_and_stay_out);
 	tcase_add_test(b, unknown_card_and_garbage);
 	tcase_add_test(b, slow_card_is_slow);
+	tcase_add_test(b, vendor_constants_match_the_text);
 	suite_add_tcase(s, b);
 
 	tcase_add_unchecked_fixture(t, line_up, tl_down);
