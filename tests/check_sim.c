@@ -665,6 +665,38 @@ START_TEST(license_of_another_serial_rejected)
 }
 END_TEST
 
+/*
+ * A license that is not one of ours reads back as present, not valid,
+ * with 00000000 dates: never the bytes that happen to sit where our own
+ * layout keeps its dates (see sim/README.md).
+ */
+START_TEST(foreign_license_has_no_dates)
+{
+	uint8_t blob[128], st[19];
+	CK_SESSION_HANDLE h;
+	int i;
+
+	tl_insert(R_TGT, "t-foreign", "--type target --serial T0001");
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	/* Our layout and this card's names, but no valid MAC. */
+	memset(blob, 0, sizeof(blob));
+	memcpy(blob, SIMLIC_MAGIC "SIM-MODEL-1     T0001           "
+	    "2026010120301231", 56);
+	ck_assert_uint_eq(set_license(h, blob, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\1\0\0" "00000000" "00000000", 19), 0);
+	/* Bytes of another vendor's format: not dates either. */
+	for (i = 0; i < 128; i++)
+		blob[i] = (uint8_t)(0xFF - i);
+	ck_assert_uint_eq(set_license(h, blob, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\1\0\0" "00000000" "00000000", 19), 0);
+	p11_down();
+}
+END_TEST
+
 START_TEST(expired_license_has_bad_date)
 {
 	uint8_t lic[136], st[19];
@@ -901,6 +933,7 @@ sim_suite(void)
 	tcase_add_test(t, load_then_status);
 	tcase_add_test(t, license_of_another_serial_rejected);
 	tcase_add_test(t, expired_license_has_bad_date);
+	tcase_add_test(t, foreign_license_has_no_dates);
 	tcase_add_test(t, global_license_card);
 	tcase_add_test(t, bad_calls_get_the_right_ckr);
 	tcase_add_test(t, card_pulled_mid_apdu);
