@@ -4,6 +4,7 @@
  * p11-kit, and the faults the daemon's tests rely on.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -805,6 +806,223 @@ START_TEST(parallel_slots_keep_their_logins)
 }
 END_TEST
 
+/* The 16-byte serial of the token in reader k, or "" with the CKR. */
+static CK_RV
+token_serial(int k, char out[17])
+{
+	CK_TOKEN_INFO ti;
+	CK_RV rv;
+
+	out[0] = '\0';
+	rv = p11->C_GetTokenInfo(slot_of(k), &ti);
+	if (rv == CKR_OK) {
+		memcpy(out, ti.serialNumber, 16);
+		out[16] = '\0';
+	}
+	return rv;
+}
+
+/*
+ * A garbage answer to the token info, then another card in that reader:
+ * the new card is seen, not "no token" through a stale PC/SC handle.
+ */
+START_TEST(garbage_token_info_then_next_card)
+{
+	char serial[17];
+
+	/* APDU 0 is the probe's SELECT, 1 and 2 the SELECT and the info. */
+	tl_insert(R_TGT, "t-garb-info", "--type target --serial GARB01 "
+	    "--garbage sw --garbage-from 2");
+	p11_up();
+	ck_assert_uint_eq(token_serial(R_TGT, serial), CKR_DEVICE_ERROR);
+	tl_insert(R_TGT, "t-after-garb", "--type target --serial AFTER01");
+	ck_assert_uint_eq(token_serial(R_TGT, serial), CKR_OK);
+	ck_assert_str_eq(serial, "AFTER01         ");
+	p11_down();
+}
+END_TEST
+
+/* A card swapped between two calls: the slot follows the reader. */
+START_TEST(card_swapped_between_calls)
+{
+	char serial[17];
+	CK_SESSION_HANDLE h;
+	uint8_t st[19];
+
+	tl_insert(R_TGT, "t-swap-a", "--type target --serial SWAPA");
+	p11_up();
+	ck_assert_uint_eq(token_serial(R_TGT, serial), CKR_OK);
+	ck_assert_str_eq(serial, "SWAPA           ");
+	tl_insert(R_TGT, "t-swap-b", "--type target --serial SWAPB");
+	ck_assert_uint_eq(token_serial(R_TGT, serial), CKR_OK);
+	ck_assert_str_eq(serial, "SWAPB           ");
+	/* And a session opened after a swap works on the new card. */
+	tl_insert(R_TGT, "t-swap-c", "--type target --serial SWAPC");
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(st[0], 0);
+	ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
+	ck_assert_str_eq(tl_read("grep -c 'login ok' %s/cards/t-swap-c.events",
+	    tl_dir), "1\n");
+	p11_down();
+}
+END_TEST
+
+/*
+ * CKF_TOKEN_PRESENT in C_GetSlotInfo says exactly what C_OpenSession and
+ * C_GetTokenInfo find: a batch card, an unknown card or an empty reader
+ * holds no token of ours.
+ */
+START_TEST(slot_info_agrees_with_open_session)
+{
+	static const int want[4] = { 0, 1, 0, 0 };
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+	int k, round;
+	char *out;
+
+	tl_insert(R_BATCH, "b-slotinfo", "--type batch");
+	tl_insert(R_TGT, "t-slotinfo", "--type target --serial SLOT01");
+	tl_insert(R_TGT2, "u-slotinfo", "--type unknown");
+	tl_remove(3);
+	p11_up();
+	/* Twice: the second answer comes from what the first one learnt. */
+	for (round = 0; round < 2; round++) {
+		for (k = 0; k < 4; k++) {
+			ck_assert_uint_eq(p11->C_GetSlotInfo(slot_of(k), &si),
+			    CKR_OK);
+			ck_assert_msg(!!(si.flags & CKF_TOKEN_PRESENT) ==
+			    want[k], "reader %d: flags 0x%lx", k, si.flags);
+			rv = p11->C_OpenSession(slot_of(k), CKF_SERIAL_SESSION,
+			    NULL, NULL, &h);
+			ck_assert_msg((rv == CKR_OK) == want[k],
+			    "reader %d: C_OpenSession 0x%lx", k, rv);
+			if (rv == CKR_OK)
+				p11->C_CloseSession(h);
+			else
+				ck_assert_uint_eq(rv, CKR_TOKEN_NOT_PRESENT);
+			rv = p11->C_GetTokenInfo(slot_of(k), &ti);
+			ck_assert_msg((rv == CKR_OK) == want[k],
+			    "reader %d: C_GetTokenInfo 0x%lx", k, rv);
+		}
+	}
+	/* The batch card's state is as it was: nothing reached it. */
+	ck_assert_int_ne(tl_sh_rc("grep -q generate %s/cards/b-slotinfo.events",
+	    tl_dir), 0);
+	p11_down();
+	/* sim/README's example, batch card in reader 0 and all. */
+	tl_remove(R_TGT2);
+	out = tl_read("pkcs11-tool --module %s --login --pin 1234 -O 2>&1; "
+	    "echo \"exit $?\"", MODULE);
+	ck_assert_msg(strstr(out, "exit 0\n") != NULL, "%s", out);
+	free(out);
+	out = tl_read("pkcs11-tool --module %s -L 2>&1", MODULE);
+	ck_assert_msg(strstr(out, "serial num         : SLOT01") != NULL,
+	    "%s", out);
+	free(out);
+}
+END_TEST
+
+/* ---- many threads, many cards: the slot table under load ------------ */
+
+static volatile int	churn_stop;
+static long		churn_lists;
+
+/* What a second client thread does all along: refresh the slot list. */
+static void *
+churn_slot_lists(void *arg)
+{
+	CK_SLOT_ID ids[32];
+	CK_ULONG n;
+
+	(void)arg;
+	while (!churn_stop) {
+		n = 32;
+		ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, ids, &n),
+		    CKR_OK);
+		churn_lists++;
+	}
+	return NULL;
+}
+
+/*
+ * While another thread refreshes the slot list without a pause, a token
+ * that is in its reader is never reported missing (p11_refresh used to
+ * clear every slot's flag for a moment).  Bounded by count and by time;
+ * the verdict depends on neither.
+ */
+START_TEST(refresh_never_hides_a_present_token)
+{
+	CK_TOKEN_INFO ti;
+	CK_SLOT_ID slot;
+	pthread_t th;
+	long i, bad = 0, t0;
+	CK_RV rv, first = CKR_OK;
+
+	tl_insert(R_TGT, "t-churn", "--type target --serial CHURN01");
+	p11_up();
+	slot = slot_of(R_TGT);
+	churn_stop = 0;
+	ck_assert_int_eq(pthread_create(&th, NULL, churn_slot_lists, NULL), 0);
+	t0 = tl_now_ms();
+	for (i = 0; i < 4000 && tl_now_ms() - t0 < 8000; i++) {
+		rv = p11->C_GetTokenInfo(slot, &ti);
+		if (rv != CKR_OK && bad++ == 0)
+			first = rv;
+	}
+	churn_stop = 1;
+	pthread_join(th, NULL);
+	ck_assert_msg(bad == 0, "%ld of %ld C_GetTokenInfo failed (first "
+	    "0x%lx) during %ld slot list refreshes", bad, i, first,
+	    churn_lists);
+	ck_assert_int_gt(churn_lists, 0);
+	p11_down();
+}
+END_TEST
+
+/*
+ * Fast turnover on three target readers while the slot list is refreshed
+ * all along: every card inserted is seen with its own serial, opens a
+ * session and answers its status.
+ */
+START_TEST(turnover_on_three_readers)
+{
+	static const int readers[3] = { 1, 2, 3 };
+	char name[16], serial[17], want[17];
+	CK_SESSION_HANDLE h;
+	uint8_t st[19];
+	pthread_t th;
+	int round, r;
+
+	p11_up();
+	churn_stop = 0;
+	ck_assert_int_eq(pthread_create(&th, NULL, churn_slot_lists, NULL), 0);
+	for (round = 0; round < 6; round++) {
+		for (r = 0; r < 3; r++) {
+			snprintf(name, sizeof(name), "TURN%d%02d", r, round);
+			tl_insert(readers[r], name, "--type target --serial "
+			    "%s", name);
+			snprintf(want, sizeof(want), "%-16s", name);
+			ck_assert_uint_eq(token_serial(readers[r], serial),
+			    CKR_OK);
+			ck_assert_str_eq(serial, want);
+			/* Every other card: a token info, then a pull. */
+			if (round % 2 == 1)
+				continue;
+			h = open_rw(readers[r]);
+			ck_assert_uint_eq(get_status(h, st), CKR_OK);
+			ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
+		}
+	}
+	churn_stop = 1;
+	pthread_join(th, NULL);
+	p11_down();
+}
+END_TEST
+
 START_TEST(real_clients)
 {
 	char *out;
@@ -939,6 +1157,11 @@ sim_suite(void)
 	tcase_add_test(t, card_pulled_mid_apdu);
 	tcase_add_test(t, parallel_slots_keep_their_logins);
 	tcase_add_test(t, real_clients);
+	tcase_add_test(t, garbage_token_info_then_next_card);
+	tcase_add_test(t, card_swapped_between_calls);
+	tcase_add_test(t, slot_info_agrees_with_open_session);
+	tcase_add_test(t, refresh_never_hides_a_present_token);
+	tcase_add_test(t, turnover_on_three_readers);
 	suite_add_tcase(s, t);
 
 	tcase_add_unchecked_fixture(l, line_up, tl_down);
