@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <PCSC/winscard.h>
 #include <p11-kit/p11-kit.h>
@@ -1117,6 +1118,118 @@ START_TEST(system_pcscd_untouched)
 }
 END_TEST
 
+/*
+ * --long-names: every reader's PC/SC name is over 64 bytes and all share
+ * their first 64, as real CCID readers with a serial number do.  The
+ * middleware cuts slotDescription at 64 bytes, as a real one would; the
+ * slot ID of reader k is k (line k + 1 of DIR/readers).
+ */
+START_TEST(long_reader_names)
+{
+	char *names, *out, *line[4], *p, sock[512], want[80];
+	CK_SLOT_ID ids[32];
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+	CK_ULONG n = 32, i;
+	int k;
+
+	tl_sh(TOPDIR "/sim/line up --dir %s/long --readers 4 --long-names "
+	    ">/dev/null", tl_dir);
+	names = tl_read("cat %s/long/readers", tl_dir);
+	for (k = 0, p = names; k < 4; k++) {
+		line[k] = p;
+		p = strchr(p, '\n');
+		ck_assert_ptr_nonnull(p);
+		*p++ = '\0';
+		ck_assert_msg(strlen(line[k]) > 64, "%s", line[k]);
+		ck_assert_uint_le(strlen(line[k]), 127);
+		ck_assert_int_eq(memcmp(line[k], line[0], 64), 0);
+	}
+	ck_assert_str_eq(p, "");
+	for (k = 1; k < 4; k++)
+		ck_assert_str_ne(line[k], line[k - 1]);
+	/* pcscd names them exactly so. */
+	out = tl_read("PCSCLITE_CSOCK_NAME=%s/long/run/pcscd.comm "
+	    TOPDIR "/sim/simpcsc readers", tl_dir);
+	snprintf(sock, sizeof(sock), "%s\n%s\n%s\n%s\n", line[0], line[1],
+	    line[2], line[3]);
+	ck_assert_str_eq(out, sock);
+	free(out);
+	tl_sh(TOPDIR "/sim/line insert --dir %s/long --reader 2 --card LN02 "
+	    "-- --type target --serial LN02", tl_dir);
+	snprintf(sock, sizeof(sock), "%s/long/run/pcscd.comm", tl_dir);
+	setenv("PCSCLITE_CSOCK_NAME", sock, 1);
+	p11_up();
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, ids, &n), CKR_OK);
+	ck_assert_uint_eq(n, 4);
+	for (i = 0; i < n; i++) {
+		ck_assert_uint_eq(ids[i], i);
+		ck_assert_uint_eq(p11->C_GetSlotInfo(ids[i], &si), CKR_OK);
+		ck_assert_int_eq(memcmp(si.slotDescription, line[i], 64), 0);
+		ck_assert_uint_eq(p11->C_GetTokenInfo(ids[i], &ti),
+		    i == 2 ? CKR_OK : CKR_TOKEN_NOT_PRESENT);
+	}
+	p11_down();
+	/* What sim/README tells a test to read: pkcs11-tool -L. */
+	out = tl_read("pkcs11-tool --module %s -L 2>&1", MODULE);
+	snprintf(want, sizeof(want), "Slot 2 (0x2): %.64s", line[2]);
+	ck_assert_msg(strstr(out, want) != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "serial num         : LN02") != NULL, "%s",
+	    out);
+	free(out);
+	free(names);
+	tl_sh(TOPDIR "/sim/line down --dir %s/long >/dev/null", tl_dir);
+}
+END_TEST
+
+/*
+ * restart-pcscd keeps the port lock while its pcscd is down, so that no
+ * other line can take its ports meanwhile.
+ */
+START_TEST(restart_holds_the_port_lock)
+{
+	char *pid, *out;
+	int i;
+
+	tl_sh(TOPDIR "/sim/line up --dir %s/rs --readers 2 >/dev/null",
+	    tl_dir);
+	pid = tl_read("cat %s/rs/pcscd.pid", tl_dir);
+	pid[strcspn(pid, "\n")] = '\0';
+	tl_sh("RESTART_GAP=3 " TOPDIR "/sim/line restart-pcscd --dir %s/rs "
+	    ">%s/rs.out 2>&1 & echo $! > %s/rs.restart", tl_dir, tl_dir,
+	    tl_dir);
+	/* Bounded wait for the old pcscd to be gone: inside the gap now. */
+	for (i = 0; i < 500 && tl_sh_rc("kill -0 %s 2>/dev/null", pid) == 0;
+	    i++)
+		usleep(10000);
+	ck_assert_int_ne(tl_sh_rc("kill -0 %s 2>/dev/null", pid), 0);
+	ck_assert_int_ne(tl_sh_rc("flock -n ${TMPDIR:-/tmp}/cardlicd-sim-"
+	    "ports.lock true"), 0);
+	tl_sh("while kill -0 $(cat %s/rs.restart) 2>/dev/null; do "
+	    "sleep 0.1; done", tl_dir);
+	out = tl_read("cat %s/rs.out", tl_dir);
+	ck_assert_msg(strstr(out, "pcscd restarted: ") != NULL, "%s", out);
+	free(out);
+	out = tl_read("PCSCLITE_CSOCK_NAME=%s/rs/run/pcscd.comm "
+	    TOPDIR "/sim/simpcsc readers", tl_dir);
+	ck_assert_str_eq(out, "Sim Line A 00 00\nSim Line A 00 01\n");
+	free(out);
+	free(pid);
+	tl_sh(TOPDIR "/sim/line down --dir %s/rs >/dev/null", tl_dir);
+}
+END_TEST
+
+/* A test that left the suite's line down does not fail the next ones. */
+START_TEST(line_down_then_next_insert)
+{
+	tl_sh(TOPDIR "/sim/line down --dir %s >/dev/null", tl_dir);
+	tl_insert(R_TGT, "t-again", "--type target --serial AGAIN01");
+	ck_assert_int_eq(tl_sh_rc(TOPDIR "/sim/simpcsc readers | wc -l | "
+	    "grep -qx 4"), 0);
+	tl_remove(R_TGT);
+}
+END_TEST
+
 static void
 line_up(void)
 {
@@ -1169,6 +1282,9 @@ sim_suite(void)
 	tcase_add_test(l, taken_port_is_refused);
 	tcase_add_test(l, lines_side_by_side);
 	tcase_add_test(l, system_pcscd_untouched);
+	tcase_add_test(l, long_reader_names);
+	tcase_add_test(l, restart_holds_the_port_lock);
+	tcase_add_test(l, line_down_then_next_insert);
 	suite_add_tcase(s, l);
 	return s;
 }
