@@ -284,6 +284,89 @@ START_TEST(slow_card_is_slow)
 }
 END_TEST
 
+/* A fresh batch card with the given fault options, selected. */
+static void
+hostile_card(const char *name, const char *opts)
+{
+	tl_insert(R_BATCH, name, "--type batch %s", opts);
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x9000);
+}
+
+static char *
+credits_of(const char *name)
+{
+	return tl_read("grep ^credits= %s/cards/%s.state", tl_dir, name);
+}
+
+/*
+ * The hostile answers the fault matrix needs, each at a chosen APDU
+ * (0 is the SELECT, 1 the GENERATE, 2 on the GET RESPONSE pieces).
+ */
+START_TEST(hostile_batch_answers)
+{
+	uint8_t out[300];
+	size_t n;
+	char *cmd = gen_cmd(SERIAL_HEX, "20261124");
+	static const size_t lens[] = { 0, 135, 137, 256 };
+	char opts[64];
+	unsigned i;
+
+	/* Any status word, after the credit is spent. */
+	hostile_card("b-h-sw", "--credits 5 --garbage sw=6A81 --garbage-at 1");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x6A81);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_str_eq(credits_of("b-h-sw"), "credits=4\n");
+	/* --garbage-at hits that APDU only: the next answers are good. */
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x6188);
+	batch_teardown();
+	/* 61XX announcing one byte too many, then the true 136 bytes. */
+	hostile_card("b-h-wl", "--garbage wronglen --garbage-at 1");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x6189);
+	ck_assert_uint_eq(tx("00C0000089", out, &n), 0x9000);
+	ck_assert_uint_eq(n, 136);
+	batch_teardown();
+	/* A GET RESPONSE piece whose 61XX lies: 50 bytes, then 61 28. */
+	hostile_card("b-h-wl2", "--chunk 50 --garbage wronglen=28 "
+	    "--garbage-at 2");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x6188);
+	ck_assert_uint_eq(tx("00C0000088", out, &n), 0x6128);
+	ck_assert_uint_eq(n, 50);
+	ck_assert_uint_eq(tx("00C0000056", out, &n), 0x6124);	/* the truth */
+	batch_teardown();
+	/* Answers of a given length, with 9000. */
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		snprintf(opts, sizeof(opts), "--garbage len=%zu --garbage-at 1",
+		    lens[i]);
+		hostile_card("b-h-len", opts);
+		ck_assert_uint_eq(tx(cmd, out, &n), 0x9000);
+		ck_assert_uint_eq(n, lens[i]);
+		if (lens[i] >= 8)	/* the real answer first: its expiry */
+			ck_assert_int_eq(memcmp(out, "20271123", 8), 0);
+		if (lens[i] > 136)
+			ck_assert_uint_eq(out[136], 0xA5);
+		batch_teardown();
+	}
+	/* An expiry that is no date, and one before the start. */
+	hostile_card("b-h-exp", "--direct --bad-expiry notdate");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x9000);
+	ck_assert_uint_eq(n, 136);
+	ck_assert_int_eq(memcmp(out, "20271332", 8), 0);
+	ck_assert_int_eq(memcmp(out + 8 + 40, "2026112420271332", 16), 0);
+	batch_teardown();
+	hostile_card("b-h-exp", "--direct --bad-expiry before");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x9000);
+	ck_assert_int_eq(memcmp(out, "20261123", 8), 0);
+	batch_teardown();
+	/* Bad option values are refused, not taken as something else. */
+	ck_assert_int_eq(tl_sh_rc(TOPDIR "/sim/vcard --port 1 --state "
+	    "/nonexistent --garbage len=301 2>/dev/null"), 2);
+	ck_assert_int_eq(tl_sh_rc(TOPDIR "/sim/vcard --port 1 --state "
+	    "/nonexistent --garbage sw=6F4 2>/dev/null"), 2);
+	free(cmd);
+}
+END_TEST
+
 /* ---- the simulator's vendor constants against the vendor text ------- */
 
 #define SPEC	TOPDIR "/../shared/spec/"
@@ -1254,6 +1337,7 @@ sim_suite(void)
 	tcase_add_test(b, unknown_card_and_garbage);
 	tcase_add_test(b, slow_card_is_slow);
 	tcase_add_test(b, vendor_constants_match_the_text);
+	tcase_add_test(b, hostile_batch_answers);
 	suite_add_tcase(s, b);
 
 	tcase_add_unchecked_fixture(t, line_up, tl_down);
