@@ -31,22 +31,24 @@ SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
 TEST_CFLAGS = $(WARN) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
-CHECKS	= tests/check_sim tests/check_daemon tests/check_service tests/check_ctl
+CHECKS	= tests/check_conf tests/check_sim tests/check_daemon \
+	  tests/check_credit tests/check_service tests/check_ctl
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto
 D_CFLAGS = $(WARN) $(CFLAGS) -pthread $(shell $(PKG) --cflags $(D_PKGS))
 D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS)) -lkeyutils
 D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
-	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c
-D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h
+	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
+	  daemon/fault.c daemon/spill.c
+D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/version.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
-C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c \
+C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	  daemon/dbhash.c
-C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h
+C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/version.h
 
-all: daemon/cardlicd ctl/cardlicctl sim
+all: daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl sim
 
 ctl/cardlicctl: $(C_SRCS) $(C_HDRS) build/sqlmig.c
 	$(CC) $(WARN) $(CFLAGS) $(shell $(PKG) --cflags sqlite3 inih libcrypto) \
@@ -59,6 +61,12 @@ build/sqlmig.c: $(SQL) sql/sql2c.sh
 
 daemon/cardlicd: $(D_SRCS) $(D_HDRS) build/sqlmig.c
 	$(CC) $(D_CFLAGS) -o $@ $(D_SRCS) build/sqlmig.c $(D_LIBS)
+
+# The same daemon with its fault points live (daemon/fault.c): for the
+# tests only, never installed.
+daemon/cardlicd-faults: $(D_SRCS) $(D_HDRS) build/sqlmig.c
+	$(CC) $(D_CFLAGS) -DCARDLICD_FAULTS -o $@ $(D_SRCS) build/sqlmig.c \
+	    $(D_LIBS)
 
 sim: $(SIM_BINS)
 
@@ -77,8 +85,19 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
 	$(CC) $(TEST_CFLAGS) -o $@ tests/check_sim.c tests/testline.c \
 	    $(TEST_LIBS)
 
+# The configuration, without a line: conf.c included, the golden table of
+# tests/conf/ run through cardlicd -n.
+tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
+    daemon/dbhash.c daemon/pkcs11.c $(D_HDRS) daemon/cardlicd \
+    sim/cardlic-sim-p11.so
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto) -o $@ \
+	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
+	    daemon/pkcs11.c $(TEST_LIBS) $(shell $(PKG) --libs libcrypto) \
+	    -lkeyutils
+
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
-D_CHECKS = tests/check_daemon tests/check_service tests/check_ctl
+D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
+	   tests/check_ctl
 $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
     tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) -o $@ $@.c tests/testline.c tests/testdaemon.c \
@@ -188,7 +207,7 @@ deps:
 	fi
 
 clean:
-	rm -f daemon/cardlicd ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
+	rm -f daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
 	rm -rf build
 
 .PHONY: all sim deps check check-sanitize demo bench clean install uninstall \

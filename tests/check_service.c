@@ -220,7 +220,7 @@ START_TEST(pin_sources_refused_clearly)
 	out = tl_read(CARDLICD " -n -f %s 2>&1; echo \"exit $?\"", d_conf);
 	ck_assert_msg(strstr(out, "perm.conf:7: ") && strstr(out, "perm.pin: "
 	    "this file holds the PIN but others may read it (mode 0644); run "
-	    "chmod 600 on it") && strstr(out, "exit 2"), "%s", out);
+	    "chmod 0640 on it") && strstr(out, "exit 2"), "%s", out);
 	free(out);
 	d_config_pin("nocred", "pin-credential = cardlicd-pin", NULL);
 	out = tl_read("env -u CREDENTIALS_DIRECTORY " CARDLICD " --allow-root "
