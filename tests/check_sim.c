@@ -782,6 +782,43 @@ START_TEST(foreign_license_has_no_dates)
 }
 END_TEST
 
+/*
+ * Licenses from a batch card with a bad expiry, loaded anyway: one whose
+ * end is no date does not parse (00000000 dates); one that ends before it
+ * starts is ours, with its dates, and never date-valid.
+ */
+START_TEST(bad_expiry_licenses_read_back)
+{
+	uint8_t lic[136], st[19];
+	CK_SESSION_HANDLE h;
+	size_t n;
+
+	tl_insert(R_TGT, "t-badexp", "--type target --serial T0001");
+	tl_insert(R_BATCH, "b-notdate", "--type batch --bad-expiry notdate");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(generate(SERIAL_HEX, "20261101", lic, &n), 0x9000);
+	batch_teardown();
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	ck_assert_uint_eq(set_license(h, lic + 8, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\1\0\0" "00000000" "00000000", 19), 0);
+	p11_down();
+	tl_insert(R_BATCH, "b-before", "--type batch --bad-expiry before");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(generate(SERIAL_HEX, "20261101", lic, &n), 0x9000);
+	batch_teardown();
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	ck_assert_uint_eq(set_license(h, lic + 8, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\1\1\0" "20261101" "20261031", 19), 0);
+	p11_down();
+}
+END_TEST
+
 START_TEST(expired_license_has_bad_date)
 {
 	uint8_t lic[136], st[19];
@@ -1349,6 +1386,7 @@ sim_suite(void)
 	tcase_add_test(t, license_of_another_serial_rejected);
 	tcase_add_test(t, expired_license_has_bad_date);
 	tcase_add_test(t, foreign_license_has_no_dates);
+	tcase_add_test(t, bad_expiry_licenses_read_back);
 	tcase_add_test(t, global_license_card);
 	tcase_add_test(t, bad_calls_get_the_right_ckr);
 	tcase_add_test(t, card_pulled_mid_apdu);
