@@ -73,7 +73,8 @@ D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS))
 D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
 	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
-	  daemon/fault.c daemon/spill.c
+	  daemon/fault.c daemon/spill.c daemon/issue.c \
+	  daemon/line.c daemon/classify.c
 D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/version.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
@@ -124,12 +125,12 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
 # The configuration, without a line: conf.c included, the golden table of
 # tests/conf/ run through cardlicd -n.
 tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
-    daemon/dbhash.c daemon/pkcs11.c $(D_HDRS) daemon/cardlicd \
+    daemon/dbhash.c daemon/pkcs11.c daemon/classify.c $(D_HDRS) daemon/cardlicd \
     sim/cardlic-sim-p11.so
 	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto libkeyutils) \
 	    $(PIE) $(LDFLAGS) -o $@ \
 	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
-	    daemon/pkcs11.c $(TEST_LIBS) \
+	    daemon/pkcs11.c daemon/classify.c $(TEST_LIBS) \
 	    $(shell $(PKG) --libs libcrypto libkeyutils)
 
 # A hostile middleware for the tests, over the simulated one.
