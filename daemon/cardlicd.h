@@ -103,7 +103,7 @@ struct conf {
 	char		pin_where[4096];	/* file, credential or key */
 	char		*pin;		/* locked memory, PIN_MAX + 1 */
 	size_t		pin_len;
-	int		pin_state;	/* issue.c: 0 untried, 1 good, -1 no */
+	unsigned long	generation;	/* which load this is: 1, 2, ... */
 	enum start_policy policy;
 	long		start_date;	/* days; -1 when unset */
 	long		start_offset;

@@ -71,6 +71,8 @@ static const char *const conf_pin_keys[] = {
 };
 
 static pthread_mutex_t	conf_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Loads so far: each configuration's number, for what keys on it. */
+static unsigned long	conf_generation;
 
 static const char *const conf_policies[] = {
 	"today", "fixed", "today-plus", "next-month", "later-of"
@@ -648,6 +650,7 @@ conf_new(void)
 	c->start_date = -1;
 	c->renew_days = 0;
 	c->refs = 1;
+	c->generation = ++conf_generation;
 	return c;
 }
 
