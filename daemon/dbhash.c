@@ -1,5 +1,6 @@
 /*
- * hash = SHA-256(previous hash || column 1 || ... || column 20), where a
+ * hash = SHA-256(previous hash || column 1 || ... || column 20), the
+ * columns of AUDITROW_HASHED_COLUMNS (auditrow.h) in their order, where a
  * column is its SQLite type (1 byte), its length (4 bytes, big endian) and
  * its bytes; an integer is written in decimal.  Typing every column keeps
  * NULL, '' and a zero-length blob apart, so no edit can hide in a
@@ -12,6 +13,13 @@
 #include <sqlite3.h>
 
 #include "dbhash.h"
+
+const struct auditrow_col auditrow_cols[AUDITROW_NCOLS] = {
+#define AUDITROW_COL(name, type, exp, at, hex_at) \
+	{ #name, #type, SQLITE_##type, exp, at, hex_at },
+	AUDITROW_COLUMNS(AUDITROW_COL)
+#undef AUDITROW_COL
+};
 
 /*
  * Bytes as hex, NUL-terminated (out holds 2n + 1): lower case for hashes,
@@ -43,7 +51,7 @@ dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
 
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
 	EVP_DigestUpdate(md, prev, 32);
-	for (i = 0; i < DBHASH_COLUMNS; i++) {
+	for (i = 0; i < AUDITROW_HASHED; i++) {
 		p = v[i].p;
 		len = v[i].len;
 		if (v[i].type == SQLITE_INTEGER) {
