@@ -448,12 +448,31 @@ cu_conf(const char *text, char *err, size_t len)
 START_TEST(classify_by_atr_and_reader)
 {
 	static const uint8_t batch[] = { 0x3B, 0x88, 0x80, 0x01 };
-	static const uint8_t batch_long[] = { 0x3B, 0x88, 0x80, 0x01, 0x00 };
 	static const uint8_t ign1[] = { 0x3B, 0x8F, 0x80, 0x01, 0x77 };
 	static const uint8_t ign2[] = { 0x3B, 0x8F, 0x81, 0x01, 0x12 };
 	static const uint8_t other[] = { 0x3B, 0x9F, 0x80, 0x01, 0x77 };
+	static const struct {
+		const char	*reader;
+		const uint8_t	*atr;
+		size_t		 len;
+		enum card_kind	 want;
+	} t[] = {
+		/* The first rule that matches wins: here the reader's. */
+		{ "Twin Reader 01 00", batch, 4, KIND_TARGET },
+		{ "Twin Reader 00 00", batch, 4, KIND_BATCH },
+		/* An ATR matches at its exact length only. */
+		{ "Twin Reader 00 00", ign1, 4, KIND_UNKNOWN },
+		{ "Twin Reader 00 00", batch, 3, KIND_UNKNOWN },
+		/* Under the mask: bit 0 of byte 2, the last byte are free. */
+		{ "Twin Reader 00 00", ign1, 5, KIND_IGNORE },
+		{ "Twin Reader 00 00", ign2, 5, KIND_IGNORE },
+		{ "Twin Reader 00 00", other, 5, KIND_UNKNOWN },
+		{ "My Batch Reader", other, 5, KIND_BATCH },
+		{ "Twin Reader 00 00", NULL, 0, KIND_UNKNOWN },
+	};
 	struct conf *c;
 	char err[512];
+	size_t i;
 
 	c = cu_conf(CU_BASE "[classify]\n"
 	    "target-reader = Twin Reader 01*\n"
@@ -462,25 +481,10 @@ START_TEST(classify_by_atr_and_reader)
 	    "batch-reader = *Batch*\n", err, sizeof(err));
 	ck_assert_msg(c != NULL, "%s", err);
 	ck_assert_int_eq(c->n_rules, 4);
-	/* The first rule that matches wins: here the reader's. */
-	ck_assert_int_eq(conf_classify(c, "Twin Reader 01 00", batch,
-	    sizeof(batch)), KIND_TARGET);
-	ck_assert_int_eq(conf_classify(c, "Twin Reader 00 00", batch,
-	    sizeof(batch)), KIND_BATCH);
-	/* An ATR matches at its exact length only. */
-	ck_assert_int_eq(conf_classify(c, "Twin Reader 00 00", batch_long,
-	    sizeof(batch_long)), KIND_UNKNOWN);
-	/* Under the mask: bit 0 of byte 2 and the last byte are free. */
-	ck_assert_int_eq(conf_classify(c, "Twin Reader 00 00", ign1,
-	    sizeof(ign1)), KIND_IGNORE);
-	ck_assert_int_eq(conf_classify(c, "Twin Reader 00 00", ign2,
-	    sizeof(ign2)), KIND_IGNORE);
-	ck_assert_int_eq(conf_classify(c, "Twin Reader 00 00", other,
-	    sizeof(other)), KIND_UNKNOWN);
-	ck_assert_int_eq(conf_classify(c, "My Batch Reader", other,
-	    sizeof(other)), KIND_BATCH);
-	ck_assert_int_eq(conf_classify(c, "Twin Reader 00 00", NULL, 0),
-	    KIND_UNKNOWN);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		ck_assert_msg(conf_classify(c, t[i].reader, t[i].atr,
+		    t[i].len) == t[i].want, "case %zu: want kind %d", i,
+		    t[i].want);
 	conf_unref(c);
 	/* No rule: every card is probed. */
 	c = cu_conf(CU_BASE, err, sizeof(err));
