@@ -106,9 +106,9 @@ daemon/cardlicd-faults: $(D_SRCS) $(D_HDRS) build/sqlmig.c
 
 sim: $(SIM_BINS)
 
-sim/vcard: sim/vcard.c sim/simlic.c daemon/date.c sim/simproto.h daemon/date.h
+sim/vcard: sim/vcard.c sim/simlic.c sim/simdate.c sim/simproto.h sim/simdate.h
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ sim/vcard.c sim/simlic.c \
-	    daemon/date.c $(CRYPTO_LIBS)
+	    sim/simdate.c $(CRYPTO_LIBS)
 
 sim/simpcsc: sim/simpcsc.c
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ sim/simpcsc.c $(SIM_LIBS)
