@@ -274,6 +274,16 @@ START_TEST(sql_text_trims_as_the_journal)
 	}
 	ck_assert_uint_eq(i, sizeof(cu_fields) / sizeof(cu_fields[0]));
 	sqlite3_finalize(st);
+	/* No bytes, no text. */
+	ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO audit (seq, utc, "
+	    "station, job, reader, state, reason, hash) VALUES (1000, 'u', "
+	    "'s', 1, 'r', 'failed', '', x'00')", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT typeof(model_text) || "
+	    "typeof(serial_text) FROM audit_text WHERE seq = 1000", -1, &st,
+	    NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "nullnull");
+	sqlite3_finalize(st);
 	sqlite3_close(db);
 }
 END_TEST
