@@ -74,6 +74,20 @@ dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
 }
 
 /*
+ * The length of a card's padded field (CK_TOKEN_INFO's model, serial and
+ * labels, the license's dates) without its padding: every trailing space
+ * and NUL dropped, nothing else.  The one rule in C; the view audit_text
+ * (sql/004-card-text.sql) is the same rule in SQL.
+ */
+size_t
+dbhash_trimmed(const uint8_t *p, size_t n)
+{
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0'))
+		n--;
+	return n;
+}
+
+/*
  * Bytes from a card as text for a log line, a journal field or a table:
  * the trailing spaces and NULs of a padded field dropped, and anything
  * but printable ASCII written as \xNN (a backslash as \\), so that a card
@@ -86,9 +100,7 @@ dbhash_text(const uint8_t *p, size_t n, char *out, size_t outlen)
 	static const char digits[] = "0123456789ABCDEF";
 	size_t k = 0;
 
-	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0'))
-		n--;
-	for (; n > 0 && k + 5 <= outlen; p++, n--) {
+	for (n = dbhash_trimmed(p, n); n > 0 && k + 5 <= outlen; p++, n--) {
 		if (*p >= 0x20 && *p < 0x7F && *p != '\\')
 			out[k++] = (char)*p;
 		else if (*p == '\\') {

@@ -226,6 +226,8 @@ START_TEST(journal_text_of_card_bytes)
 		ck_assert_msg(strcmp(out, cu_fields[i].journal) == 0,
 		    "field %zu: want \"%s\", got \"%s\"", i,
 		    cu_fields[i].journal, out);
+		ck_assert_uint_eq(dbhash_trimmed((const uint8_t *)
+		    cu_fields[i].in, cu_fields[i].len), cu_fields[i].kept);
 	}
 	/* Short of room: cut before an escape, never inside one. */
 	memset(small, 'Z', sizeof(small));
