@@ -339,9 +339,12 @@ START_TEST(unknown_status_word_is_in_doubt)
 {
 	char *s;
 
-	/* APDU 0 is the probe, 1 the SELECT, 2 GENERATE. */
+	/*
+	 * APDU 0 is the daemon's probe, 1 the middleware's look at a new
+	 * card in a slot (sim/README), 2 the SELECT, 3 GENERATE.
+	 */
 	tl_insert(0, "sw-batch", "--type batch --credits 5 --garbage sw "
-	    "--garbage-from 2");
+	    "--garbage-from 3");
 	d_config("sw", "1234", NULL);
 	d_start();
 	tl_insert(1, "SW1", "--type target --serial SW1");
@@ -375,14 +378,21 @@ START_TEST(batch_card_gone_before_generate_is_not_in_doubt)
 {
 	char *s;
 
-	/* It answers the probe, then leaves as the SELECT comes. */
-	tl_insert(0, "gb-batch", "--type batch --credits 5 --vanish-after 1");
+	/*
+	 * It answers the daemon's probe and the middleware's look (APDUs 0
+	 * and 1), then leaves as the SELECT comes.
+	 */
+	tl_insert(0, "gb-batch", "--type batch --credits 5 --vanish-after 2");
 	d_config("gb", "1234", NULL);
 	d_start();
 	d_wait_log("batch card inserted", 5000);
 	tl_insert(1, "GB1", "--type target --serial GB1");
 	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 1, 10000);
 	d_stop();
+	s = tl_read("grep -c 'vanish after 2 apdus' %s/cards/gb-batch.events",
+	    tl_dir);
+	ck_assert_str_eq(s, "1\n");
+	free(s);
 	ck_assert_int_eq(card_num("gb-batch", "issued"), 0);
 	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
 	    "'in-doubt'"), 0);

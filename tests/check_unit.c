@@ -1,7 +1,7 @@
 /*
  * Unit tests, without a line: the pieces of cardlicd and cardlicctl that
  * can be checked alone, each in well under a second.  The daemon's
- * objects are linked (daemon/conf.c, date.c, dbhash.c ...), and
+ * objects are linked (daemon/conf.c, classify.c, date.c, dbhash.c ...), and
  * ctl/cardlicctl.c is included here with its main() renamed, for ctl_esc.
  *
  * Covered here: the audit row's one definition against the SQL schema,
@@ -494,14 +494,14 @@ START_TEST(classify_by_atr_and_reader)
 	ck_assert_msg(c != NULL, "%s", err);
 	ck_assert_int_eq(c->n_rules, 4);
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		ck_assert_msg(conf_classify(c, t[i].reader, t[i].atr,
+		ck_assert_msg(classify_card(c, t[i].reader, t[i].atr,
 		    t[i].len) == t[i].want, "case %zu: want kind %d", i,
 		    t[i].want);
 	conf_unref(c);
 	/* No rule: every card is probed. */
 	c = cu_conf(CU_BASE, err, sizeof(err));
 	ck_assert_msg(c != NULL, "%s", err);
-	ck_assert_int_eq(conf_classify(c, "any", batch, sizeof(batch)),
+	ck_assert_int_eq(classify_card(c, "any", batch, sizeof(batch)),
 	    KIND_UNKNOWN);
 	conf_unref(c);
 }
@@ -545,17 +545,17 @@ START_TEST(readers_included_and_excluded)
 	c = cu_conf(CU_BASE "[readers]\ninclude = Gemalto*\ninclude = "
 	    "ACS ACR38U*\nexclude = *Contactless*\n", err, sizeof(err));
 	ck_assert_msg(c != NULL, "%s", err);
-	ck_assert(conf_reader_wanted(c, "Gemalto PC Twin Reader 00 00"));
-	ck_assert(conf_reader_wanted(c, "ACS ACR38U 01 00"));
-	ck_assert(!conf_reader_wanted(c, "Gemalto Contactless 00 00"));
-	ck_assert(!conf_reader_wanted(c, "Virtual PCD 00 00"));
-	ck_assert(!conf_reader_wanted(c, "gemalto PC Twin Reader 00 00"));
+	ck_assert(classify_reader_wanted(c, "Gemalto PC Twin Reader 00 00"));
+	ck_assert(classify_reader_wanted(c, "ACS ACR38U 01 00"));
+	ck_assert(!classify_reader_wanted(c, "Gemalto Contactless 00 00"));
+	ck_assert(!classify_reader_wanted(c, "Virtual PCD 00 00"));
+	ck_assert(!classify_reader_wanted(c, "gemalto PC Twin Reader 00 00"));
 	conf_unref(c);
 	c = cu_conf(CU_BASE "[readers]\nexclude = Virtual*\n", err,
 	    sizeof(err));
 	ck_assert_msg(c != NULL, "%s", err);
-	ck_assert(conf_reader_wanted(c, "Gemalto PC Twin Reader 00 00"));
-	ck_assert(!conf_reader_wanted(c, "Virtual PCD 00 00"));
+	ck_assert(classify_reader_wanted(c, "Gemalto PC Twin Reader 00 00"));
+	ck_assert(!classify_reader_wanted(c, "Virtual PCD 00 00"));
 	conf_unref(c);
 }
 END_TEST
