@@ -62,7 +62,7 @@ SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
 TEST_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
-CHECKS	= tests/check_conf tests/check_sim tests/check_daemon \
+CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
 	  tests/check_credit tests/check_service tests/check_ctl
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
@@ -75,12 +75,13 @@ D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
 	  daemon/fault.c daemon/spill.c daemon/issue.c \
 	  daemon/line.c daemon/classify.c
-D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/version.h
+D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/auditrow.h \
+	  daemon/version.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
 C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	  daemon/dbhash.c
-C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/version.h
+C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h
 C_PKGS	= sqlite3 inih libcrypto
 
 all: daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl sim
@@ -132,6 +133,17 @@ tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
 	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
 	    daemon/pkcs11.c daemon/classify.c $(TEST_LIBS) \
 	    $(shell $(PKG) --libs libcrypto libkeyutils)
+
+# Unit tests, without a line: the daemon's pieces linked, cardlicctl.c
+# included (its main renamed), the rest of cardlicctl linked.
+U_SRCS	= daemon/conf.c daemon/classify.c daemon/pin.c daemon/date.c \
+	  daemon/dbhash.c daemon/pkcs11.c $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
+	  build/sqlmig.c
+tests/check_unit: tests/check_unit.c $(U_SRCS) ctl/cardlicctl.c $(D_HDRS) \
+    $(C_HDRS)
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags $(D_PKGS) $(C_PKGS)) \
+	    $(PIE) $(LDFLAGS) -o $@ tests/check_unit.c $(U_SRCS) $(TEST_LIBS) \
+	    $(shell $(PKG) --libs $(D_PKGS) $(C_PKGS))
 
 # A hostile middleware for the tests, over the simulated one.
 tests/p11shim.so: tests/p11shim.c

@@ -917,9 +917,7 @@ conf_print_field(FILE *out, const unsigned char *s, size_t n)
 {
 	size_t i;
 
-	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\0'))
-		n--;
-	for (i = 0; i < n; i++)
+	for (i = 0, n = dbhash_trimmed(s, n); i < n; i++)
 		fputc(s[i] >= 0x20 && s[i] < 0x7F ? s[i] : '?', out);
 }
 

@@ -202,17 +202,12 @@ db_integer(struct dbhash_val *v, long n, int null)
 long
 db_append(const struct db_row *r, char *err, size_t len)
 {
-	static const char sql[] = "INSERT INTO audit (seq, utc, station, job,"
-	    " reader, state, reason, model, serial, start_date, end_date,"
-	    " license_seq, license, batch_reader, batch_atr, batch_count, sw,"
-	    " ckr, status, timings, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-	    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-	struct dbhash_val v[DBHASH_COLUMNS];
+	struct dbhash_val v[AUDITROW_HASHED];
 	sqlite3_stmt *st = NULL;
 	char utc[64], msg[512];
 	uint8_t hash[32];
 	long seq = -1;
-	int i, rc;
+	int i, bad, rc;
 
 	pthread_mutex_lock(&db_lock);
 	if (db == NULL) {
@@ -242,30 +237,45 @@ db_append(const struct db_row *r, char *err, size_t len)
 		st = NULL;
 	}
 	db_utc(utc);
-	db_integer(&v[0], seq, 0);
-	db_text(&v[1], utc);
-	db_text(&v[2], db_station);
-	db_integer(&v[3], r->job, 0);
-	db_text(&v[4], r->reader);
-	db_text(&v[5], r->state);
-	db_text(&v[6], r->reason != NULL ? r->reason : "");
-	db_blob(&v[7], r->model, FIELD_LEN);
-	db_blob(&v[8], r->serial, FIELD_LEN);
-	db_text(&v[9], r->start_date);
-	db_text(&v[10], r->end_date);
-	db_integer(&v[11], r->license_seq, r->license_seq <= 0);
-	db_blob(&v[12], r->license, LICENSE_LEN);
-	db_text(&v[13], r->batch_reader);
-	db_text(&v[14], r->batch_atr);
-	db_integer(&v[15], r->batch_count, r->batch_count < 0);
-	db_text(&v[16], r->sw);
-	db_text(&v[17], r->ckr);
-	db_blob(&v[18], r->status, STATUS_LEN);
-	db_text(&v[19], r->timings);
-	dbhash_row(db_head, v, hash);
-
-	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-	for (i = 0; rc == SQLITE_OK && i < DBHASH_COLUMNS; i++) {
+	/* By name: the columns' order is auditrow.h's alone. */
+	memset(v, 0, sizeof(v));
+	db_integer(&v[AUDITROW_seq], seq, 0);
+	db_text(&v[AUDITROW_utc], utc);
+	db_text(&v[AUDITROW_station], db_station);
+	db_integer(&v[AUDITROW_job], r->job, 0);
+	db_text(&v[AUDITROW_reader], r->reader);
+	db_text(&v[AUDITROW_state], r->state);
+	db_text(&v[AUDITROW_reason], r->reason != NULL ? r->reason : "");
+	db_blob(&v[AUDITROW_model], r->model, FIELD_LEN);
+	db_blob(&v[AUDITROW_serial], r->serial, FIELD_LEN);
+	db_text(&v[AUDITROW_start_date], r->start_date);
+	db_text(&v[AUDITROW_end_date], r->end_date);
+	db_integer(&v[AUDITROW_license_seq], r->license_seq,
+	    r->license_seq <= 0);
+	db_blob(&v[AUDITROW_license], r->license, LICENSE_LEN);
+	db_text(&v[AUDITROW_batch_reader], r->batch_reader);
+	db_text(&v[AUDITROW_batch_atr], r->batch_atr);
+	db_integer(&v[AUDITROW_batch_count], r->batch_count,
+	    r->batch_count < 0);
+	db_text(&v[AUDITROW_sw], r->sw);
+	db_text(&v[AUDITROW_ckr], r->ckr);
+	db_blob(&v[AUDITROW_status], r->status, STATUS_LEN);
+	db_text(&v[AUDITROW_timings], r->timings);
+	/* A column added to auditrow.h but not above, or mistyped. */
+	for (bad = 0; bad < AUDITROW_HASHED; bad++)
+		if (v[bad].type != SQLITE_NULL &&
+		    v[bad].type != auditrow_cols[bad].sqlite_type)
+			break;
+	if (bad < AUDITROW_HASHED) {
+		snprintf(msg, sizeof(msg), "daemon/db.c: column %s has no "
+		    "value of type %s", auditrow_cols[bad].name,
+		    auditrow_cols[bad].type);
+		rc = SQLITE_MISUSE;
+	} else {
+		dbhash_row(db_head, v, hash);
+		rc = sqlite3_prepare_v2(db, AUDITROW_INSERT, -1, &st, NULL);
+	}
+	for (i = 0; rc == SQLITE_OK && i < AUDITROW_HASHED; i++) {
 		switch (v[i].type) {
 		case SQLITE_NULL:
 			rc = sqlite3_bind_null(st, i + 1);
@@ -283,14 +293,14 @@ db_append(const struct db_row *r, char *err, size_t len)
 		}
 	}
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_blob(st, DBHASH_COLUMNS + 1, hash, 32,
+		rc = sqlite3_bind_blob(st, AUDITROW_hash + 1, hash, 32,
 		    SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
 	if (rc == SQLITE_OK)
 		rc = db_exec("COMMIT", msg, sizeof(msg)) == 0 ? SQLITE_OK :
 		    SQLITE_ERROR;
-	else
+	else if (bad == AUDITROW_HASHED)
 		snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db));
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK) {
