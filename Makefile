@@ -74,7 +74,7 @@ D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
 	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
 	  daemon/fault.c daemon/spill.c daemon/issue.c \
-	  daemon/line.c daemon/classify.c
+	  daemon/line.c daemon/classify.c daemon/pinturn.c
 D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/auditrow.h \
 	  daemon/version.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
@@ -136,8 +136,8 @@ tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
 
 # Unit tests, without a line: the daemon's pieces linked, cardlicctl.c
 # included (its main renamed), the rest of cardlicctl linked.
-U_SRCS	= daemon/conf.c daemon/classify.c daemon/pin.c daemon/date.c \
-	  daemon/dbhash.c daemon/pkcs11.c $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
+U_SRCS	= daemon/conf.c daemon/classify.c daemon/pinturn.c daemon/pin.c \
+	  daemon/date.c daemon/dbhash.c daemon/pkcs11.c $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
 	  build/sqlmig.c
 tests/check_unit: tests/check_unit.c $(U_SRCS) ctl/cardlicctl.c $(D_HDRS) \
     $(C_HDRS)

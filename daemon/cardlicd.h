@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "date.h"
 #include "version.h"
@@ -363,6 +364,11 @@ void		 line_on_watch(int, short, void *);
 const char	*line_watchdog_why(void);
 void		 line_watch_alive_now(void);
 void		 line_finish(void);
+
+/* pinturn.c */
+enum pinturn { PINTURN_REFUSED, PINTURN_ALONE, PINTURN_FREE };
+enum pinturn	pinturn_begin(unsigned long);
+void		pinturn_end(unsigned long, enum pinturn, int, int);
 
 /* issue.c */
 void	issue_card(struct job *);

@@ -37,35 +37,6 @@
 
 #define ISSUE_DB_RETRIES	3
 
-/*
- * Until a configuration's PIN has been accepted once, logins take turns:
- * two cards inserted together must not both meet a wrong PIN.  Guards
- * each configuration's PIN state: 0 untried, 1 accepted, -1 refused.  It
- * is kept here, by the configuration's generation, not in the
- * configuration, which stays as it was loaded.
- */
-#define ISSUE_PIN_GENS	16	/* configurations whose jobs may still run */
-
-static pthread_mutex_t	issue_pin_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-	unsigned long	gen;
-	int		state;
-} issue_pins[ISSUE_PIN_GENS];
-
-/* The PIN state of a configuration; under issue_pin_lock. */
-static int *
-issue_pin_state(const struct conf *c)
-{
-	int i = (int)(c->generation % ISSUE_PIN_GENS);
-
-	/* A configuration loaded 16 reloads later reuses the slot. */
-	if (issue_pins[i].gen != c->generation) {
-		issue_pins[i].gen = c->generation;
-		issue_pins[i].state = 0;
-	}
-	return &issue_pins[i].state;
-}
-
 /* Per-step timings, as JSON for the audit row: {"token":3,"status":2}. */
 void
 issue_time(struct job *j, const char *step)
@@ -538,30 +509,16 @@ static unsigned long
 issue_login(struct job *j)
 {
 	struct conf *c = j->c.conf;
+	enum pinturn how;
 	unsigned long rv;
-	int turn, *state;
 
-	pthread_mutex_lock(&issue_pin_lock);
-	state = issue_pin_state(c);
-	if (*state < 0) {
-		pthread_mutex_unlock(&issue_pin_lock);
+	/* Invariant 4: a refused PIN is not tried; an untried one alone. */
+	if ((how = pinturn_begin(c->generation)) == PINTURN_REFUSED)
 		return CKR_FUNCTION_CANCELED;
-	}
-	turn = *state == 0;
-	if (!turn)
-		pthread_mutex_unlock(&issue_pin_lock);
 	rv = p11_login(j->session, c->pin, c->pin_len);
 	issue_time(j, "login");
-	if (!turn && rv == CKR_PIN_INCORRECT)
-		pthread_mutex_lock(&issue_pin_lock);
-	if (turn || rv == CKR_PIN_INCORRECT) {
-		state = issue_pin_state(c);
-		if (rv == CKR_PIN_INCORRECT)
-			*state = -1;
-		else if (rv == CKR_OK)
-			*state = 1;
-		pthread_mutex_unlock(&issue_pin_lock);
-	}
+	pinturn_end(c->generation, how, rv == CKR_OK,
+	    rv == CKR_PIN_INCORRECT);
 	return rv;
 }
 

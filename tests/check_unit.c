@@ -6,7 +6,8 @@
  *
  * Covered here: the audit row's one definition against the SQL schema,
  * the hash of known rows, the text of a card's bytes (trimming and
- * escaping, in C and in SQL), dates, and the classification rules.  The
+ * escaping, in C and in SQL), dates, the classification rules, and the
+ * PIN's turn-taking (pinturn.c, with real threads).  The
  * configuration's ranges and start-date policies are in check_conf.c.
  */
 #include <check.h>
@@ -560,12 +561,93 @@ START_TEST(readers_included_and_excluded)
 }
 END_TEST
 
+/* The PIN's turns (invariant 4), with real threads. */
+struct pt_arg {
+	unsigned long	 gen;
+	volatile int	*done;		/* set by the first login's end */
+	int		 saw_done;
+	enum pinturn	 how;
+};
+
+static void *
+pt_second(void *arg)
+{
+	struct pt_arg *a = arg;
+
+	a->how = pinturn_begin(a->gen);
+	a->saw_done = *a->done;
+	pinturn_end(a->gen, a->how, 0, 0);
+	return NULL;
+}
+
+START_TEST(pin_turns_until_accepted)
+{
+	volatile int done = 0;
+	struct pt_arg a = { 101, &done, 0, PINTURN_FREE };
+	pthread_t t;
+
+	/* Untried: the first login goes alone; the second waits for it. */
+	ck_assert_int_eq(pinturn_begin(101), PINTURN_ALONE);
+	ck_assert_int_eq(pthread_create(&t, NULL, pt_second, &a), 0);
+	usleep(100000);
+	done = 1;
+	pinturn_end(101, PINTURN_ALONE, 1, 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(a.saw_done, 1);
+	/* Accepted: logins go side by side, none waits. */
+	ck_assert_int_eq(a.how, PINTURN_FREE);
+	ck_assert_int_eq(pinturn_begin(101), PINTURN_FREE);
+	ck_assert_int_eq(pinturn_begin(101), PINTURN_FREE);
+}
+END_TEST
+
+START_TEST(pin_refused_is_never_tried_again)
+{
+	volatile int done = 0;
+	struct pt_arg a = { 202, &done, 0, PINTURN_ALONE };
+	pthread_t t;
+
+	ck_assert_int_eq(pinturn_begin(202), PINTURN_ALONE);
+	ck_assert_int_eq(pthread_create(&t, NULL, pt_second, &a), 0);
+	usleep(100000);
+	done = 1;
+	pinturn_end(202, PINTURN_ALONE, 0, 1);
+	pthread_join(t, NULL);
+	/* The card waiting its turn is not tried with the refused PIN. */
+	ck_assert_int_eq(a.saw_done, 1);
+	ck_assert_int_eq(a.how, PINTURN_REFUSED);
+	ck_assert_int_eq(pinturn_begin(202), PINTURN_REFUSED);
+	/* A new configuration (reload) is untried; the old one stays no. */
+	ck_assert_int_eq(pinturn_begin(203), PINTURN_ALONE);
+	pinturn_end(203, PINTURN_ALONE, 1, 0);
+	ck_assert_int_eq(pinturn_begin(202), PINTURN_REFUSED);
+	ck_assert_int_eq(pinturn_begin(203), PINTURN_FREE);
+}
+END_TEST
+
+START_TEST(pin_refused_after_accepted)
+{
+	/* A card that refuses a PIN once known good: refused from then on. */
+	ck_assert_int_eq(pinturn_begin(303), PINTURN_ALONE);
+	pinturn_end(303, PINTURN_ALONE, 1, 0);
+	ck_assert_int_eq(pinturn_begin(303), PINTURN_FREE);
+	pinturn_end(303, PINTURN_FREE, 0, 1);
+	ck_assert_int_eq(pinturn_begin(303), PINTURN_REFUSED);
+	/* A login that failed otherwise (a pulled card) teaches nothing. */
+	ck_assert_int_eq(pinturn_begin(404), PINTURN_ALONE);
+	pinturn_end(404, PINTURN_ALONE, 0, 0);
+	ck_assert_int_eq(pinturn_begin(404), PINTURN_ALONE);
+	pinturn_end(404, PINTURN_ALONE, 0, 0);
+}
+END_TEST
+
 int
 main(void)
 {
 	Suite *s = suite_create("unit");
 	TCase *row = tcase_create("row"), *text = tcase_create("text");
 	TCase *date = tcase_create("date"), *conf = tcase_create("classify");
+	TCase *pin = tcase_create("pin turns");
 	SRunner *sr;
 	int failed;
 
@@ -587,6 +669,10 @@ main(void)
 	tcase_add_test(conf, classify_rules_refused);
 	tcase_add_test(conf, readers_included_and_excluded);
 	suite_add_tcase(s, conf);
+	tcase_add_test(pin, pin_turns_until_accepted);
+	tcase_add_test(pin, pin_refused_is_never_tried_again);
+	tcase_add_test(pin, pin_refused_after_accepted);
+	suite_add_tcase(s, pin);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
