@@ -32,7 +32,8 @@ TEST_CFLAGS = $(WARN) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
 CHECKS	= tests/check_conf tests/check_sim tests/check_daemon \
-	  tests/check_credit tests/check_service tests/check_ctl
+	  tests/check_credit tests/check_service tests/check_ctl \
+	  tests/check_batch
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto
 D_CFLAGS = $(WARN) $(CFLAGS) -pthread $(shell $(PKG) --cflags $(D_PKGS))
@@ -94,6 +95,14 @@ tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
 	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
 	    daemon/pkcs11.c $(TEST_LIBS) $(shell $(PKG) --libs libcrypto) \
 	    -lkeyutils
+
+# The batch card's answers, without a line: batch.c included, a scripted
+# card behind batch_exchange.
+tests/check_batch: tests/check_batch.c tests/fuzz/stubs.h daemon/batch.c \
+    daemon/date.c daemon/dbhash.c $(D_HDRS)
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto) -o $@ \
+	    tests/check_batch.c daemon/date.c daemon/dbhash.c $(TEST_LIBS) \
+	    $(shell $(PKG) --libs libcrypto) -pthread
 
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
