@@ -7,8 +7,17 @@
 #define FUZZ_STUBS_H
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+void	fault_point(const char *);
+void	log_warnx(const char *, ...);
+void	log_info(const char *, ...);
+void	log_debug(const char *, ...);
+void	log_alert(const char *, ...);
+void	fatalx(const char *, ...) __attribute__((noreturn));
 
 void
 fault_point(const char *step)
