@@ -188,10 +188,10 @@ check-sanitize: deps sim
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(MAKE) check; \
 	    rc=$$?; rm -f daemon/cardlicd ctl/cardlicctl; exit $$rc
 
-# libFuzzer harnesses (tests/fuzz/README in tests/README.md, "Fuzzing"):
-# make fuzz builds them with clang and runs each FUZZ_SECONDS from its
-# committed corpus tests/fuzz/corpus/NAME; new inputs and crashes go to
-# tests/fuzz/work/NAME.  FUZZERS="batch conf" runs only those.
+# libFuzzer harnesses (tests/README.md, "Fuzzing"): make fuzz builds
+# them with clang and runs each FUZZ_SECONDS from its committed corpus
+# tests/fuzz/corpus/NAME (and its regressions); new inputs and crashes
+# go to tests/fuzz/work/NAME.  FUZZERS="batch conf" runs only those.
 FUZZ_PKGS = clang libclang-rt-14-dev
 FUZZ_CC	= clang
 FUZZ_SECONDS ?= 60
@@ -249,6 +249,7 @@ fuzz_one = mkdir -p tests/fuzz/work/$(1); \
 	tests/fuzz/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) \
 	    -print_final_stats=1 -artifact_prefix=tests/fuzz/work/$(1)/ \
 	    $(FZ_OPTS_$(1)) tests/fuzz/work/$(1) tests/fuzz/corpus/$(1) \
+	    $(wildcard tests/fuzz/regress/$(1)) \
 	    2>tests/fuzz/work/$(1).log || { rc=1; \
 	    echo "fuzz_$(1) FAILED: see tests/fuzz/work/$(1).log"; }; \
 	grep -E '^(stat::|Done)' tests/fuzz/work/$(1).log;

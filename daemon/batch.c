@@ -384,7 +384,7 @@ batch_exchange(const struct batch_io *io, const uint8_t *model,
 		memcpy(all, resp, n);
 		total = n;
 	} else if (n > 0)
-		sw |= 0x10000;	/* a refusal carries no data: not the vendor's */
+		sw |= 0x10000;	/* a refusal with data is not the vendor's */
 	while ((sw & 0xFF00) == 0x6100 && total <= LIC_RESPONSE_LEN) {
 		/* A piece that carries nothing still counts against a bound. */
 		if (++pieces > LIC_RESPONSE_MAX) {

@@ -327,7 +327,7 @@ START_TEST(announced_length_is_not_trusted)
 	} t[] = {
 		{ 0x6188, 100, 0, BATCH_DOUBT },	/* fewer, then 9000 */
 		{ 0x6188, 135, 0, BATCH_DOUBT },
-		{ 0x6188, 137, 0, BATCH_DOUBT },	/* more than announced */
+		{ 0x6188, 137, 0, BATCH_DOUBT }, /* more than announced */
 		{ 0x6110, 136, 0, BATCH_OK },		/* announced 16 */
 		{ 0x6100, 136, 0, BATCH_OK },		/* announced 256 */
 		{ 0x61FF, 136, 0, BATCH_OK },
