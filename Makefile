@@ -213,6 +213,7 @@ FZ_SRCS_verify	= ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 FZ_PKGS_verify	= sqlite3 inih libcrypto
 FZ_OPTS_batch	= -max_len=4096
 FZ_OPTS_conf	= -dict=tests/fuzz/conf.dict
+FZ_OPTS_status	= -max_len=100
 FZ_OPTS_verify	= -close_fd_mask=2
 FZ_LIBS	= -lkeyutils -pthread
 FZ_DEPS	= tests/fuzz/stubs.h $(D_SRCS) $(D_HDRS) $(C_SRCS) $(C_HDRS) \
@@ -247,7 +248,8 @@ tests/fuzz/mkdb: tests/fuzz/mkdb.c daemon/db.c daemon/dbhash.c daemon/date.c \
 fuzz_one = mkdir -p tests/fuzz/work/$(1); \
 	echo "fuzz_$(1): $(FUZZ_SECONDS) s"; \
 	tests/fuzz/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) \
-	    -print_final_stats=1 -artifact_prefix=tests/fuzz/work/$(1)/ \
+	    -print_final_stats=1 -timeout=25 \
+	    -artifact_prefix=tests/fuzz/work/$(1)/ \
 	    $(FZ_OPTS_$(1)) tests/fuzz/work/$(1) tests/fuzz/corpus/$(1) \
 	    $(wildcard tests/fuzz/regress/$(1)) \
 	    2>tests/fuzz/work/$(1).log || { rc=1; \
