@@ -108,6 +108,16 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		const char *s = (const char *)sqlite3_column_text(st, 0);
 
+		/*
+		 * A corrupt file (or no memory) can still give NULL; its
+		 * index may even loop: stop there.
+		 */
+		if (s == NULL) {
+			printf("%s: BROKEN: a station is unreadable: %s\n", name,
+			    sqlite3_errmsg(db));
+			bad = 1;
+			break;
+		}
 		if (chain_walk(db, s, &rows, &last, head, msg,
 		    sizeof(msg)) != 0) {
 			printf("%s: station %s: BROKEN at %s; %ld rows checked "
