@@ -1,6 +1,6 @@
 /*
  * The ATR rules: a [classify] section from the input, parsed by conf.c,
- * then conf_classify on an ATR and a reader name from the input.  The
+ * then classify_card on an ATR and a reader name from the input.  The
  * result is checked against the rules as cardlicd.conf(5) states them,
  * matched here apart from conf.c: the first rule that matches decides;
  * an ATR rule matches an ATR of its length whose bits under the mask are
@@ -12,6 +12,8 @@
  */
 #include "../../daemon/conf.c"
 #include "stubs.h"
+
+#include <fnmatch.h>
 
 static const char fa_head[] = "[pkcs11]\nmodule = /fuzz/p11.so\n"
 	"pin = 1234\n[classify]\n";
@@ -87,7 +89,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		conf_unref(c);
 		return 0;
 	}
-	kind = conf_classify(c, reader, atr, alen);
+	kind = classify_card(c, reader, atr, alen);
 	first = fa_first(c, reader, atr, alen);
 	FUZZ_CHECK(first < 0 ? kind == KIND_UNKNOWN : kind ==
 	    c->rules[first].kind, "kind %d, rule %d of %d says %d", kind,
@@ -97,13 +99,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* Flip every bit the deciding rule does not look at. */
 		for (i = 0; i < alen; i++)
 			flipped[i] = atr[i] ^ (uint8_t)~c->rules[first].mask[i];
-		again = conf_classify(c, reader, flipped, alen);
+		again = classify_card(c, reader, flipped, alen);
 		FUZZ_CHECK(fa_first(c, reader, flipped, alen) <= first &&
 		    (fa_first(c, reader, flipped, alen) < first ||
 		    again == kind), "bits outside the mask of rule %d "
 		    "changed %d to %d", first, kind, again);
 	}
-	(void)conf_reader_wanted(c, reader);
+	(void)classify_reader_wanted(c, reader);
 	conf_unref(c);
 	return 0;
 }

@@ -107,13 +107,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK((r->atr[i] & ~r->mask[i]) == 0,
 			    "rule %d byte %zu outside its mask", k, i);
 		/* Its own ATR is classified (by it or a rule before). */
-		FUZZ_CHECK(conf_classify(c, "", r->atr, r->atr_len) !=
+		FUZZ_CHECK(classify_card(c, "", r->atr, r->atr_len) !=
 		    KIND_UNKNOWN, "rule %d does not match its own ATR", k);
 	}
 	for (i = 0; i < (size_t)p.n_warn; i++)
 		fc_string(p.warn[i], sizeof(p.warn[i]), "warning");
 	conf_print(c, devnull);
-	(void)conf_reader_wanted(c, "Fuzz Reader 00 00");
+	(void)classify_reader_wanted(c, "Fuzz Reader 00 00");
 	(void)conf_start_date(c, date_to_days(2026, 1, 31));
 	conf_unref(c);
 	return 0;

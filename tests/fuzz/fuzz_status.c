@@ -1,16 +1,16 @@
 /*
- * The status check of a target card: job.c is included and one job runs
- * over a fuzzed card (its 19-byte status, then the one read back after
+ * The status check of a target card: issue.c is included and one job's
+ * steps (issue_card) run over a fuzzed card (its 19-byte status, then the one read back after
  * the load), a fuzzed pending license, renewal window and day.  The
  * middleware, the database and the batch cards are stubs that record
  * what the job did.  Checked against the vendor text and DESIGN.md,
  * written here apart from job.c:
  *
- *  - "skipped" only when serialValid and dateValid are both 1 and the
- *    license is not due for renewal (renew-within-days 0, an end of
+ *  - "skipped" only when serialValid and dateValid are both true (not
+ *    0) and the license is not due for renewal (renew-within-days 0, an end of
  *    00000000, or a valid end date at least that many days away; an end
  *    that is no date is due);
- *  - "verified" only when the status read has both flags 1 and the
+ *  - "verified" only when the status read has both flags true and the
  *    dates of the license the job loaded or found pending;
  *  - no credit is asked for when the card was skipped or verified at
  *    once, and at most one per job;
@@ -20,7 +20,7 @@
  * Input: st1[19] st2[19] pending(1) pstart[8] pend[8] renew(2) today(2)
  * flags(1) gen_end[8] model[16] serial[16].
  */
-#include "../../daemon/job.c"
+#include "../../daemon/issue.c"
 #include "stubs.h"
 
 #include <fcntl.h>
@@ -51,22 +51,6 @@ fs_printable(const char *s, const char *what)
 
 /* The middleware. */
 unsigned long
-p11_find_token(const struct conf *c, const char *reader, struct token *t,
-    char *err, size_t len)
-{
-	(void)c;
-	(void)reader;
-	(void)err;
-	(void)len;
-	memset(t, 0, sizeof(*t));
-	t->slot = 1;
-	memcpy(t->model, fs_in + FS_LEN - 32, FIELD_LEN);
-	memcpy(t->serial, fs_in + FS_LEN - 16, FIELD_LEN);
-	t->flags = 0;
-	return CKR_OK;
-}
-
-unsigned long
 p11_open(unsigned long slot, unsigned long *session)
 {
 	(void)slot;
@@ -81,11 +65,12 @@ p11_close(unsigned long s)
 }
 
 unsigned long
-p11_status(unsigned long s, uint8_t st[STATUS_LEN])
+p11_status(unsigned long s, uint8_t st[STATUS_LEN], unsigned long *len)
 {
 	unsigned flags = fs_in[59];
 
 	(void)s;
+	*len = STATUS_LEN;
 	fs_status_calls++;
 	FUZZ_CHECK(fs_status_calls <= 2, "status read %d times",
 	    fs_status_calls);
@@ -226,13 +211,6 @@ db_chain_head(char head[65])
 
 /* The batch cards. */
 int
-batch_probe(const char *reader)
-{
-	(void)reader;
-	return 0;
-}
-
-int
 batch_available(void)
 {
 	return 1;
@@ -277,7 +255,30 @@ batch_generate(const uint8_t *model, const uint8_t *serial,
 	return BATCH_OK;
 }
 
+/* The PIN's turns: this configuration's PIN was accepted before. */
+enum pinturn
+pinturn_begin(unsigned long gen)
+{
+	(void)gen;
+	return PINTURN_FREE;
+}
+
+void
+pinturn_end(unsigned long gen, enum pinturn how, int ok, int refused)
+{
+	(void)gen;
+	(void)how;
+	(void)ok;
+	(void)refused;
+}
+
 /* The rest of the daemon. */
+long
+job_now_ms(void)
+{
+	return 0;
+}
+
 int
 spill_reserve(long id, char *err, size_t len)
 {
@@ -306,34 +307,11 @@ spill_release(int fd, long id)
 	(void)id;
 }
 
-enum card_kind
-conf_classify(const struct conf *c, const char *r, const uint8_t *a,
-    size_t n)
-{
-	(void)c;
-	(void)r;
-	(void)a;
-	(void)n;
-	return KIND_TARGET;
-}
-
 long
 conf_start_date(const struct conf *c, long today)
 {
 	(void)c;
 	return today;
-}
-
-struct conf *
-conf_ref(struct conf *c)
-{
-	return c;
-}
-
-void
-conf_unref(struct conf *c)
-{
-	(void)c;
 }
 
 void
@@ -361,7 +339,7 @@ fs_due(const uint8_t *st, long renew, long today)
 static int
 fs_matches(const uint8_t *st, const char *start, const char *end)
 {
-	return st[1] == 1 && st[2] == 1 && strlen(start) == DATE_LEN &&
+	return st[1] != 0 && st[2] != 0 && strlen(start) == DATE_LEN &&
 	    strlen(end) == DATE_LEN && memcmp(st + 3, start, DATE_LEN) == 0 &&
 	    memcmp(st + 11, end, DATE_LEN) == 0;
 }
@@ -388,22 +366,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&fs_conf, 0, sizeof(fs_conf));
 	snprintf(fs_conf.path, sizeof(fs_conf.path), "fuzz.conf");
 	fs_conf.renew_days = renew;
-	fs_conf.pin_state = 1;
 	j = calloc(1, sizeof(*j));
 	j->c.conf = &fs_conf;
 	snprintf(j->c.reader, sizeof(j->c.reader), "Fuzz Reader 00");
 	j->c.today = today;
 	j->c.notify_fd = devnull;
-	j->id = 1;
-	job_classify_and_run(j);
-	FUZZ_CHECK(job_ncards == 0, "the card's claim is still held");
+	/* What job.c does before it hands a target card to issue.c. */
+	j->tok.slot = 1;
+	memcpy(j->tok.model, data + FS_LEN - 32, FIELD_LEN);
+	memcpy(j->tok.serial, data + FS_LEN - 16, FIELD_LEN);
+	dbhash_text(j->tok.model, FIELD_LEN, j->model, sizeof(j->model));
+	dbhash_text(j->tok.serial, FIELD_LEN, j->serial, sizeof(j->serial));
+	issue_card(j);
 	FUZZ_CHECK(fs_generates <= 1, "%d credits asked for", fs_generates);
 	for (i = 0; i < fs_nrows; i++) {
 		if (strcmp(fs_states[i], "requested") == 0)
 			requested++;
 		if (strcmp(fs_states[i], "skipped") == 0) {
 			skipped++;
-			FUZZ_CHECK(st1[1] == 1 && st1[2] == 1 &&
+			FUZZ_CHECK(st1[1] != 0 && st1[2] != 0 &&
 			    !fs_due(st1, renew, today), "skipped: flags %u %u,"
 			    " end %.8s, renew %ld", st1[1], st1[2],
 			    (const char *)st1 + 11, renew);
