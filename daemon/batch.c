@@ -266,16 +266,17 @@ batch_sw_spends_nothing(unsigned sw)
 }
 
 /*
- * PC/SC errors that pcscd gives before the command reaches the card: the
- * card was gone or reset as we sent.  Anything else (the reader's driver
- * failed mid-exchange, pcscd died) may follow a command the card got.
+ * PC/SC errors that pcscd gives only before the command reaches the card:
+ * the card was gone or reset as we sent.  Anything else (the reader's
+ * driver failed mid-exchange, pcscd died) may follow a command the card
+ * got.  SCARD_E_NO_SMARTCARD is not proof: pcsc-lite's IFDTransmit also
+ * returns it when the driver finds the card gone during the exchange.
  */
 static int
 batch_not_sent(long rv)
 {
 	return rv == (long)SCARD_W_REMOVED_CARD ||
 	    rv == (long)SCARD_W_RESET_CARD ||
-	    rv == (long)SCARD_E_NO_SMARTCARD ||
 	    rv == (long)SCARD_E_INVALID_HANDLE;
 }
 
@@ -383,7 +384,8 @@ batch_exchange(const struct batch_io *io, const uint8_t *model,
 	if ((sw == 0x9000 || (sw & 0xFF00) == 0x6100) && n <= sizeof(resp)) {
 		memcpy(all, resp, n);
 		total = n;
-	}
+	} else if (n > 0)
+		sw |= 0x10000;	/* a refusal with data is not the vendor's */
 	while ((sw & 0xFF00) == 0x6100 && total <= LIC_RESPONSE_LEN) {
 		/* A piece that carries nothing still counts against a bound. */
 		if (++pieces > LIC_RESPONSE_MAX) {
