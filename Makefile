@@ -41,12 +41,12 @@ D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
 	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
 	  daemon/fault.c daemon/spill.c
-D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h
+D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/version.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
 C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	  daemon/dbhash.c
-C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h
+C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/version.h
 
 all: daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl sim
 

@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 #include "date.h"
+#include "version.h"
 
-#define CARDLICD_VERSION	"0.1"
 #define CONF_DEFAULT_PATH	"/etc/cardlicd/cardlicd.conf"
 
 #define FIELD_LEN	16	/* model, serial in CK_TOKEN_INFO */
