@@ -186,7 +186,8 @@ check-sanitize: deps sim
 # every report goes to build/tsan/ and the target lists them at the end.
 # tests/tsan.supp says why each suppression is not cardlicd's race.
 TSAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread
-TSAN_SUITES = tests/check_daemon tests/check_credit tests/check_service
+TSAN_SUITES = tests/check_daemon tests/check_credit tests/check_service \
+	      tests/check_ctl
 TSAN_OPTS = halt_on_error=0:second_deadlock_stack=1:exitcode=0:$\
 	suppressions=$(CURDIR)/tests/tsan.supp:log_path=$(CURDIR)/build/tsan/report
 check-tsan: sim $(TSAN_SUITES) bench/apdufloor
