@@ -179,28 +179,28 @@ check-sanitize: deps sim
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(MAKE) check; \
 	    rc=$$?; rm -f daemon/cardlicd ctl/cardlicctl; exit $$rc
 
-# cardlicd, cardlicctl and the simulated PKCS#11 module (it runs in the
-# daemon's threads) under ThreadSanitizer, through the suites that run
-# the daemon on the line and through the bench's feeds (BENCH_CARDS,
-# default 10 here).  A report fails the target, not the test it ran in:
+# cardlicd (and its faults build), cardlicctl and the simulated PKCS#11
+# module (it runs in the daemon's threads) under ThreadSanitizer, through
+# the suites that run the daemon on the line and through the bench's
+# feeds (BENCH_CARDS, default 10 here).  A report fails the target, not the test it ran in:
 # every report goes to build/tsan/ and the target lists them at the end.
 # tests/tsan.supp says why each suppression is not cardlicd's race.
 TSAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+TSAN_BINS = daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl \
+	    sim/cardlic-sim-p11.so
 TSAN_SUITES = tests/check_daemon tests/check_credit tests/check_service \
 	      tests/check_ctl
 TSAN_OPTS = halt_on_error=0:second_deadlock_stack=1:exitcode=0:$\
 	suppressions=$(CURDIR)/tests/tsan.supp:log_path=$(CURDIR)/build/tsan/report
 check-tsan: sim $(TSAN_SUITES) bench/apdufloor
 	$(MAKE) deps DEB_PKGS="$(DEB_PKGS) libtsan2"
-	rm -f daemon/cardlicd ctl/cardlicctl sim/cardlic-sim-p11.so
-	$(MAKE) daemon/cardlicd ctl/cardlicctl sim/cardlic-sim-p11.so \
-	    CFLAGS="$(TSAN_FLAGS)"
+	rm -f $(TSAN_BINS)
+	$(MAKE) $(TSAN_BINS) CFLAGS="$(TSAN_FLAGS)"
 	rm -rf build/tsan && mkdir -p build/tsan
 	@rc=0; export TSAN_OPTIONS="$(TSAN_OPTS)"; \
 	for t in $(TSAN_SUITES); do ./$$t || rc=1; done; \
 	BENCH_CARDS=$${BENCH_CARDS:-10} bench/run || rc=1; \
-	rm -f daemon/cardlicd ctl/cardlicctl sim/cardlic-sim-p11.so; \
-	$(MAKE) daemon/cardlicd ctl/cardlicctl sim/cardlic-sim-p11.so; \
+	rm -f $(TSAN_BINS); $(MAKE) $(TSAN_BINS); \
 	n=$$(ls build/tsan | wc -l); \
 	if [ "$$n" -ne 0 ]; then \
 	    echo "ThreadSanitizer: $$n report files:"; ls build/tsan; rc=1; \
