@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -285,32 +286,60 @@ ctl_conf_handler(void *arg, const char *section, const char *key,
 	return 1;
 }
 
+static int
+ctl_open_uri(struct ctl *c, const char *uri)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_open_v2(uri, &c->db, SQLITE_OPEN_READONLY |
+	    SQLITE_OPEN_URI, NULL) != SQLITE_OK)
+		return sqlite3_extended_errcode(c->db);
+	sqlite3_busy_timeout(c->db, 2000);
+	rc = sqlite3_prepare_v2(c->db, "SELECT 1 FROM audit LIMIT 1", -1, &st,
+	    NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st) == SQLITE_ERROR ? SQLITE_ERROR :
+		    SQLITE_OK;
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? SQLITE_OK : sqlite3_extended_errcode(c->db);
+}
+
 int
 ctl_open(struct ctl *c)
 {
-	char uri[4200];
-	sqlite3_stmt *st;
-	int ok;
+	char uri[4200], wal[4200];
+	int rc;
 
 	/* The path goes in a URI: escape what URIs would read otherwise. */
 	if (strpbrk(c->db_path, "?#%") != NULL)
 		return ctl_fail("%s: '?', '#' and '%%' are not supported in "
 		    "database paths", c->db_path);
 	snprintf(uri, sizeof(uri), "file:%s?mode=ro", c->db_path);
-	if (sqlite3_open_v2(uri, &c->db, SQLITE_OPEN_READONLY |
-	    SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
-		ctl_fail("%s: %s", c->db_path, sqlite3_errmsg(c->db));
-		sqlite3_close(c->db);
-		c->db = NULL;
-		return -1;
+	snprintf(wal, sizeof(wal), "%s-wal", c->db_path);
+	rc = ctl_open_uri(c, uri);
+	/*
+	 * An auditor may read the directory but not create files in it.
+	 * With no -wal file, no daemon is writing (it would have made one),
+	 * and the file on disk is the whole database: read it as it is.
+	 */
+	if (((rc & 0xFF) == SQLITE_CANTOPEN ||
+	    (rc & 0xFF) == SQLITE_READONLY) &&
+	    access(c->db_path, R_OK) == 0 &&
+	    access(wal, F_OK) != 0 && errno == ENOENT) {
+		ctl_close(c);
+		snprintf(uri, sizeof(uri), "file:%s?mode=ro&immutable=1",
+		    c->db_path);
+		if ((rc = ctl_open_uri(c, uri)) == SQLITE_OK)
+			fprintf(stderr, "cardlicctl: %s: no -wal file, and no "
+			    "right to make one: read as it is on disk (no "
+			    "daemon is writing to it)\n", c->db_path);
 	}
-	sqlite3_busy_timeout(c->db, 2000);
-	ok = sqlite3_prepare_v2(c->db, "SELECT 1 FROM audit LIMIT 1", -1, &st,
-	    NULL) == SQLITE_OK;
-	sqlite3_finalize(st);
-	if (!ok) {
-		ctl_fail("%s: not a cardlicd audit database (%s)", c->db_path,
-		    sqlite3_errmsg(c->db));
+	if (rc != SQLITE_OK) {
+		ctl_fail("%s: %s%s", c->db_path, c->db != NULL ?
+		    sqlite3_errmsg(c->db) : "cannot open", (rc & 0xFF) ==
+		    SQLITE_CANTOPEN || (rc & 0xFF) == SQLITE_READONLY ? "" :
+		    " (not a cardlicd audit database?)");
 		ctl_close(c);
 		return -1;
 	}

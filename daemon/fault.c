@@ -7,7 +7,9 @@
  * the step is reached (default the first), `kill` sends SIGKILL to the
  * daemon, and `stop` says so on stderr and sends SIGSTOP, so that the test
  * can inject its fault (pull a card, fill the disk, lock the database)
- * before it sends SIGCONT or SIGKILL.
+ * before it sends SIGCONT or SIGKILL.  `pause` holds only the thread that
+ * reached the step for 1.5 s, while the rest of the daemon (the loop, the
+ * watcher) goes on: for the races between a job and the loop.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +59,8 @@ fault_point(const char *step)
 			raise(SIGKILL);
 		else if (strcmp(action, "stop") == 0)
 			raise(SIGSTOP);
+		else if (strcmp(action, "pause") == 0)
+			usleep(1500000);
 	}
 }
 #else

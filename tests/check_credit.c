@@ -339,9 +339,12 @@ START_TEST(unknown_status_word_is_in_doubt)
 {
 	char *s;
 
-	/* APDU 0 is the probe, 1 the SELECT, 2 GENERATE. */
+	/*
+	 * APDU 0 is the daemon's probe, 1 the middleware's look at a new
+	 * card in a slot (sim/README), 2 the SELECT, 3 GENERATE.
+	 */
 	tl_insert(0, "sw-batch", "--type batch --credits 5 --garbage sw "
-	    "--garbage-from 2");
+	    "--garbage-from 3");
 	d_config("sw", "1234", NULL);
 	d_start();
 	tl_insert(1, "SW1", "--type target --serial SW1");
@@ -375,14 +378,21 @@ START_TEST(batch_card_gone_before_generate_is_not_in_doubt)
 {
 	char *s;
 
-	/* It answers the probe, then leaves as the SELECT comes. */
-	tl_insert(0, "gb-batch", "--type batch --credits 5 --vanish-after 1");
+	/*
+	 * It answers the daemon's probe and the middleware's look (APDUs 0
+	 * and 1), then leaves as the SELECT comes.
+	 */
+	tl_insert(0, "gb-batch", "--type batch --credits 5 --vanish-after 2");
 	d_config("gb", "1234", NULL);
 	d_start();
 	d_wait_log("batch card inserted", 5000);
 	tl_insert(1, "GB1", "--type target --serial GB1");
 	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 1, 10000);
 	d_stop();
+	s = tl_read("grep -c 'vanish after 2 apdus' %s/cards/gb-batch.events",
+	    tl_dir);
+	ck_assert_str_eq(s, "1\n");
+	free(s);
 	ck_assert_int_eq(card_num("gb-batch", "issued"), 0);
 	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
 	    "'in-doubt'"), 0);
@@ -531,13 +541,229 @@ START_TEST(startup_identifies_batch_cards_first)
 }
 END_TEST
 
+/*
+ * A batch card pulled while its job still looks at it.  The old job added
+ * it to the pool after the loop had handled its removal: a pool entry for
+ * a card that is gone, and the next target met "did not answer SELECT".
+ * Now the loop alone adds to the pool, and only a card still there.
+ */
+START_TEST(batch_card_pulled_while_probed_is_not_in_pool)
+{
+	char *s;
+
+	d_config("bp", "1234", NULL);
+	d_start_fault("probed:pause");
+	tl_insert(0, "bp-batch", "--type batch --credits 5");
+	d_wait_log("fault point probed reached", 5000);
+	tl_remove(0);
+	d_wait_log("batch card inserted", 5000);
+	usleep(300000);
+	s = tl_read(CTL " -c %s status", d_conf);
+	ck_assert_msg(strstr(s, "batch:") == NULL, "%s", s);
+	free(s);
+	tl_insert(1, "BP1", "--type target --serial BP1");
+	d_wait_log("BP1: PAUSED: no batch card with credit", 15000);
+	ck_assert_int_eq(d_log_has("did not answer SELECT"), 0);
+	d_stop();
+	ck_assert_int_eq(card_num("bp-batch", "issued"), 0);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Hostile middleware: every call of a job answered with each of several
+ * CKRs, a status of 0, 18 or 20 bytes, and "valid" dates that are not
+ * dates.  Each is one specific recorded outcome, nothing is loaded unless
+ * the fault comes after the load, and the daemon serves the next card.
+ */
+static const char *const hm_calls[] = { "C_GetTokenInfo", "C_OpenSession",
+	"C_GetAttributeValue", "C_Login", "C_SetAttributeValue",
+	"C_GetAttributeValue@2" };
+static const struct {
+	unsigned long	 ckr;
+	const char	*name;
+} hm_ckrs[] = {
+	{ 0x05, "CKR_GENERAL_ERROR" }, { 0x06, "CKR_FUNCTION_FAILED" },
+	{ 0x30, "CKR_DEVICE_ERROR" }, { 0x32, "CKR_DEVICE_REMOVED" },
+	{ 0xB3, "CKR_SESSION_HANDLE_INVALID" },
+	{ 0xE0, "CKR_TOKEN_NOT_PRESENT" }, { 0x80001234, "CKR_0x80001234" }
+};
+
+static long
+hm_outcomes(void)
+{
+	return qn("SELECT count(*) FROM audit WHERE state IN ('failed', "
+	    "'verified', 'skipped', 'rejected', 'in-doubt')");
+}
+
+/* One card through one fault; returns its last row's "ckr|reason". */
+static char *
+hm_card(int n, const char *ctl)
+{
+	char card[16];
+	long before = hm_outcomes();
+
+	tl_sh("printf '%%s\\n' '%s' > %s/shim.ctl", ctl, tl_dir);
+	snprintf(card, sizeof(card), "HM%03d", n);
+	tl_insert(1, card, "--type target --serial %s", card);
+	wait_n("SELECT count(*) FROM audit WHERE state IN ('failed', "
+	    "'verified', 'skipped', 'rejected', 'in-doubt')", before + 1,
+	    10000);
+	tl_remove(1);
+	return q("SELECT coalesce(ckr, '') || '|' || reason FROM audit "
+	    "WHERE state <> 'generated' AND state <> 'loaded' AND state <> "
+	    "'requested' ORDER BY seq DESC LIMIT 1");
+}
+
+START_TEST(hostile_middleware_answers)
+{
+	char env1[400], env2[400], ctl[100], want[200], *s, *loads;
+	char *envv[] = { env1, env2, NULL };
+	long issued = 0, nloads = 0;
+	size_t c, k;
+	int n = 0;
+
+	tl_insert(0, "hm-batch", "--type batch --credits 100");
+	d_config("hm", "1234", NULL);
+	tl_sh("sed -i 's|^module = .*|module = %s/tests/p11shim.so|' %s",
+	    TOPDIR, d_conf);
+	snprintf(env1, sizeof(env1), "P11SHIM_MODULE=%s", MODULE);
+	snprintf(env2, sizeof(env2), "P11SHIM_CTL=%s/shim.ctl", tl_dir);
+	d_start_env(envv, 1);
+	for (c = 0; c < sizeof(hm_calls) / sizeof(hm_calls[0]); c++) {
+		for (k = 0; k < sizeof(hm_ckrs) / sizeof(hm_ckrs[0]); k++) {
+			snprintf(ctl, sizeof(ctl), "%s %lx", hm_calls[c],
+			    hm_ckrs[k].ckr);
+			if (c == 0 && hm_ckrs[k].ckr == 0xE0) {
+				/* No token: an unknown card, left alone. */
+				tl_sh("printf '%%s\\n' '%s' > %s/shim.ctl",
+				    ctl, tl_dir);
+				tl_insert(1, "HMX", "--type target --serial "
+				    "HMX");
+				d_wait_log("Sim Line A 00 01: card -: UNKNOWN",
+				    10000);
+				tl_remove(1);
+				continue;
+			}
+			s = hm_card(++n, ctl);
+			snprintf(want, sizeof(want), "%s|", hm_ckrs[k].name);
+			ck_assert_msg(strncmp(s, want, strlen(want)) == 0 &&
+			    strstr(s + strlen(want), hm_ckrs[k].name) != NULL,
+			    "%s: %s", ctl, s);
+			/* A credit only once the license is to be loaded. */
+			issued += c >= 4;
+			nloads += c == 5;
+			ck_assert_int_eq(card_num("hm-batch", "issued"),
+			    issued);
+			free(s);
+		}
+	}
+	s = hm_card(++n, "status-len 0");
+	ck_assert_str_eq(s, "CKR_ATTRIBUTE_VALUE_INVALID|cannot read the "
+	    "license status (CKR_ATTRIBUTE_VALUE_INVALID: 0 bytes instead of "
+	    "19); no credit spent");
+	free(s);
+	s = hm_card(++n, "status-len 18");
+	ck_assert_str_eq(s, "CKR_ATTRIBUTE_VALUE_INVALID|cannot read the "
+	    "license status (CKR_ATTRIBUTE_VALUE_INVALID: 18 bytes instead of "
+	    "19); no credit spent");
+	free(s);
+	s = hm_card(++n, "status-len 20");
+	ck_assert_str_eq(s, "CKR_BUFFER_TOO_SMALL|cannot read the license "
+	    "status (CKR_BUFFER_TOO_SMALL: 20 bytes instead of 19); no credit "
+	    "spent");
+	free(s);
+	/* Valid flags, dates "2026XX01" and "1B5B324A..." (ESC [ 2 J). */
+	s = hm_card(++n, "status 01010132303236585830311B5B324A30303030");
+	ck_assert_str_eq(s, "CKR_OK|the middleware calls the card's license "
+	    "valid, with dates that are not YYYYMMDD (start 2026XX01, end "
+	    "\\x1B[2J0000); card left alone, no credit spent");
+	free(s);
+	ck_assert_int_eq(card_num("hm-batch", "issued"), issued);
+	/* Nothing loaded but where the fault came after the load. */
+	loads = tl_read("cat %s/cards/HM*.events | grep -c ' load$' || true",
+	    tl_dir);
+	ck_assert_int_eq(strtol(loads, NULL, 10), nloads);
+	free(loads);
+	/* And the next card, with a well-behaved module, is served. */
+	s = hm_card(++n, "none 0");
+	ck_assert_str_eq(s, "CKR_OK|the card reports the license valid with "
+	    "the expected dates");
+	free(s);
+	d_stop();
+}
+END_TEST
+
+/*
+ * Problem 3: reader names over 64 bytes that share their first 64 (sim
+ * line --long-names), as real CCID names with a serial number do.  The old
+ * code matched slotDescription's 64 bytes and handled another reader's
+ * card: operator lines said "skipped: already licensed" for cards never
+ * touched.  Now an ambiguous match is refused, naming the slots; mapped in
+ * [readers], each reader's job handles its own card.
+ */
+static void
+long_names_up(void)
+{
+	d_suite_down();
+	tl_up_opts(4, "--long-names");
+}
+
+START_TEST(long_reader_names_never_mix_cards)
+{
+	char extra[1200], *r1, *r2, *s;
+
+	r1 = tl_reader(1);
+	r2 = tl_reader(2);
+	ck_assert_int_gt(strlen(r1), 64);
+	ck_assert_int_eq(strncmp(r1, r2, 64), 0);
+	tl_insert(0, "ln-batch", "--type batch --credits 5");
+	tl_insert(2, "LN2", "--type target --serial LN2 --preload "
+	    "20260101:20301231");
+	d_config("ln", "1234", NULL);
+	d_start();
+	tl_insert(1, "LN1", "--type target --serial LN1");
+	d_wait_log("A 00 01: card -: FAILED: 4 PKCS#11 slots (IDs 0, 1, 2, 3) "
+	    "match this reader once its name is cut at 64 bytes; cannot tell "
+	    "which is its card, so none is used: add to [readers] \"map = Sim "
+	    "Line Acme", 10000);
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 2, 10000);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state <> "
+	    "'failed'"), 0);
+	s = q("SELECT ckr || '|' || count(*) FROM audit GROUP BY ckr");
+	ck_assert_str_eq(s, "CKR_SLOT_ID_INVALID|2");
+	free(s);
+	d_stop();
+	ck_assert_int_eq(card_num("ln-batch", "issued"), 0);
+	/* Mapped by slot ID (reader k is slot k on this line). */
+	snprintf(extra, sizeof(extra), "[readers]\nmap = %s -> slot-id 1\n"
+	    "map = %s -> slot-id 2\n", r1, r2);
+	d_config("ln2", "1234", extra);
+	d_start();
+	wait_n("SELECT count(*) FROM audit WHERE state IN ('verified', "
+	    "'skipped')", 2, 15000);
+	d_stop();
+	s = q("SELECT group_concat(reader || '|' || trim(CAST(serial AS TEXT))"
+	    " || '|' || state, ';') FROM (SELECT * FROM audit WHERE state IN "
+	    "('verified', 'skipped') ORDER BY reader)");
+	ck_assert_msg(strstr(s, "A 00 01|LN1|verified") != NULL &&
+	    strstr(s, "B 00 00|LN2|skipped") != NULL, "%s", s);
+	free(s);
+	ck_assert_int_eq(card_num("ln-batch", "issued"), 1);
+	free(r1);
+	free(r2);
+	tl_remove(1);
+	tl_remove(2);
+}
+END_TEST
+
 static Suite *
 credit_suite(void)
 {
 	Suite *s = suite_create("credit");
 	TCase *tc = tcase_create("credit");
 
-	tcase_set_timeout(tc, 90);
+	tcase_set_timeout(tc, 240);
 	tcase_add_unchecked_fixture(tc, NULL, NULL);
 	tcase_add_test(tc, sigkill_after_generate_is_in_doubt);
 	tcase_add_test(tc, locked_database_keeps_the_license);
@@ -551,6 +777,14 @@ credit_suite(void)
 	tcase_add_test(tc, pin_refusal_survives_restart);
 	tcase_add_test(tc, card_bytes_are_escaped_in_text);
 	tcase_add_test(tc, startup_identifies_batch_cards_first);
+	tcase_add_test(tc, batch_card_pulled_while_probed_is_not_in_pool);
+	tcase_add_test(tc, hostile_middleware_answers);
+	suite_add_tcase(s, tc);
+	/* Last: it takes the suite's line down for one with long names. */
+	tc = tcase_create("long names");
+	tcase_set_timeout(tc, 120);
+	tcase_add_unchecked_fixture(tc, long_names_up, NULL);
+	tcase_add_test(tc, long_reader_names_never_mix_cards);
 	suite_add_tcase(s, tc);
 	return s;
 }

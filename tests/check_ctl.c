@@ -710,6 +710,37 @@ START_TEST(help_and_version)
 }
 END_TEST
 
+/*
+ * An auditor may read the directory, not create files in it.  Once the
+ * -wal and -shm files are gone (an admin's sqlite3 was the last to close
+ * the database), a read-only open cannot make them: cardlicctl then reads
+ * the file as it is, and says so.
+ */
+START_TEST(auditor_reads_without_wal_files)
+{
+	char *s;
+
+	tl_sh("rm -rf %s/ro && mkdir -m 0755 %s/ro && cp %s %s/ro/a.db && "
+	    "sqlite3 %s/ro/a.db 'PRAGMA journal_mode' >/dev/null && "
+	    "chmod 0644 %s/ro/a.db && chmod 0755 %s && "
+	    "install -m 0755 " CTL " %s/ro/", tl_dir, tl_dir, known, tl_dir,
+	    tl_dir, tl_dir, tl_dir, tl_dir);
+	ck_assert_int_eq(tl_sh_rc("test -e %s/ro/a.db-wal", tl_dir), 1);
+	/* A copy: nobody may not reach the checkout (CI clones anywhere). */
+	s = tl_read("runuser -u nobody -- %s/ro/cardlicctl -d %s/ro/a.db list "
+	    "--serial V1 2>&1; echo \"exit $?\"", tl_dir, tl_dir);
+	expect(s, "no -wal file, and no right to make one: read as it is on "
+	    "disk");
+	expect(s, "V1");
+	expect(s, "exit 0");
+	free(s);
+	s = tl_read("runuser -u nobody -- %s/ro/cardlicctl -d %s/ro/a.db "
+	    "verify 2>&1; echo \"exit $?\"", tl_dir, tl_dir);
+	expect(s, "exit 0");
+	free(s);
+}
+END_TEST
+
 START_TEST(backup_copies_and_verifies)
 {
 	char *out, *head, *sum;
@@ -814,6 +845,7 @@ ctl_suite(void)
 	tcase_add_unchecked_fixture(t, build_known, d_suite_down);
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, list_answers);
+	tcase_add_test(t, auditor_reads_without_wal_files);
 	tcase_add_test(t, show_history);
 	tcase_add_test(t, stats_and_reconcile);
 	tcase_add_test(t, export_round_trips);
