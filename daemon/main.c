@@ -320,10 +320,10 @@ main(int argc, char **argv)
 	job_wait_all(15);
 	/*
 	 * The results of the jobs that ended since the loop stopped: a
-	 * refused PIN must be kept (main_pin_refusal_save) even when
+	 * refused PIN must be kept (line_pin_refusal_save) even when
 	 * SIGTERM came between the job's ALERT and the loop's turn.
 	 */
-	main_on_job(main_job_pipe[0], 0, NULL);
+	line_on_job(main_job_pipe[0], 0, NULL);
 	if (job_running() > 0)
 		log_warnx("%d job(s) still running at exit; their licenses "
 		    "stay pending", job_running());
