@@ -248,8 +248,12 @@ card_state(const char *card, const char *key)
 void
 feed(const char *prefix, const char *readers, int count, const char *more)
 {
+	/* A slow daemon (CARDLIC_TEST_SLOW) gets its cards for longer. */
+	const char *slow = getenv("CARDLIC_TEST_SLOW");
+	long n = slow != NULL && atol(slow) > 1 ? atol(slow) : 1;
+
 	tl_sh(TOPDIR "/sim/line feed --dir %s --readers %s --count %d "
-	    "--prefix %s --idle 600 --results %s/%s.tsv %s >/dev/null",
-	    tl_dir, readers, count, prefix, tl_dir, prefix,
-	    more != NULL ? more : "");
+	    "--prefix %s --idle %ld --timeout %ld --results %s/%s.tsv %s "
+	    ">/dev/null", tl_dir, readers, count, prefix, 600 * n, 10 * n,
+	    tl_dir, prefix, more != NULL ? more : "");
 }
