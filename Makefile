@@ -392,6 +392,62 @@ fuzz: fuzz-deps $(FUZZ_BINS)
 fuzz-deps:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_PKGS)"
 
+# cardlicd (and its faults build), cardlicctl and the simulated PKCS#11
+# module (it runs in the daemon's threads) under ThreadSanitizer, through
+# the suites that run the daemon on the line and through the bench's
+# feeds (BENCH_CARDS, default 10 here).  A report fails the target, not the test it ran in:
+# every report goes to build/tsan/ and the target lists them at the end.
+# tests/tsan.supp says why each suppression is not cardlicd's race.
+TSAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+TSAN_BINS = daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl \
+	    sim/cardlic-sim-p11.so
+TSAN_SUITES = tests/check_daemon tests/check_credit tests/check_service \
+	      tests/check_ctl
+TSAN_OPTS = halt_on_error=0:second_deadlock_stack=1:exitcode=0:$\
+	suppressions=$(CURDIR)/tests/tsan.supp:log_path=$(CURDIR)/build/tsan/report
+check-tsan: sim $(TSAN_SUITES) bench/apdufloor
+	$(MAKE) deps DEB_PKGS="$(DEB_PKGS) libtsan2"
+	rm -f $(TSAN_BINS)
+	$(MAKE) $(TSAN_BINS) CFLAGS="$(TSAN_FLAGS)"
+	rm -rf build/tsan && mkdir -p build/tsan
+	@rc=0; export TSAN_OPTIONS="$(TSAN_OPTS)"; \
+	for t in $(TSAN_SUITES); do ./$$t || rc=1; done; \
+	BENCH_CARDS=$${BENCH_CARDS:-10} bench/run || rc=1; \
+	rm -f $(TSAN_BINS); $(MAKE) $(TSAN_BINS); \
+	n=$$(ls build/tsan | wc -l); \
+	if [ "$$n" -ne 0 ]; then \
+	    echo "ThreadSanitizer: $$n report files:"; ls build/tsan; rc=1; \
+	else echo "ThreadSanitizer: no report"; fi; exit $$rc
+
+# The daemon suite with cardlicd run under valgrind (tests/testdaemon.c
+# puts CARDLIC_TEST_WRAPPER before its command line): no memory error and
+# no definite leak, or the daemon exits 99 and the test that stops it
+# fails.  Each daemon's report stays in build/valgrind/.  CARDLIC_TEST_SLOW
+# gives every deadline of the tests that much more time.
+VG_SUITES ?= tests/check_daemon
+VG_CMD	= valgrind --error-exitcode=99 --leak-check=full $\
+	--show-leak-kinds=definite --errors-for-leak-kinds=definite $\
+	--track-fds=no $\
+	--log-file=$(CURDIR)/build/valgrind/%p.log
+check-valgrind: all $(VG_SUITES)
+	$(MAKE) deps DEB_PKGS="$(DEB_PKGS) valgrind"
+	rm -rf build/valgrind && mkdir -p build/valgrind
+	@rc=0; for t in $(VG_SUITES); do \
+	    CARDLIC_TEST_WRAPPER="$(VG_CMD)" CARDLIC_TEST_SLOW=$${CARDLIC_TEST_SLOW:-8} \
+	    CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-8} ./$$t || rc=1; \
+	done; \
+	bad=$$(grep -l -E 'ERROR SUMMARY: [1-9]|definitely lost: [1-9]' \
+	    build/valgrind/*.log 2>/dev/null); \
+	if [ -n "$$bad" ]; then echo "valgrind reports: $$bad"; rc=1; \
+	else echo "valgrind: no error, no definite leak"; fi; exit $$rc
+
+# A long run (see bench/soak): 5,000 cards on 8 readers with random pulls,
+# a pcscd restart and a SIGKILL of the daemon; RSS and fds sampled every
+# 250 cards to bench/results/, reconcile exact at the end.  Not part of
+# make check: it takes a while.
+soak: deps all
+	bench/soak
+
 bench/apdufloor: bench/apdufloor.c
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/apdufloor.c \
 	    $(SIM_LIBS)
@@ -429,4 +485,4 @@ clean:
 
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
 	demo bench clean install uninstall lint-man lint-unit lint-catalog \
-	fuzz fuzz-deps
+	fuzz fuzz-deps check-tsan check-valgrind soak

@@ -318,6 +318,12 @@ main(int argc, char **argv)
 	watch_stop();
 	control_close();
 	job_wait_all(15);
+	/*
+	 * The results of the jobs that ended since the loop stopped: a
+	 * refused PIN must be kept (line_pin_refusal_save) even when
+	 * SIGTERM came between the job's ALERT and the loop's turn.
+	 */
+	line_on_job(main_job_pipe[0], 0, NULL);
 	if (job_running() > 0)
 		log_warnx("%d job(s) still running at exit; their licenses "
 		    "stay pending", job_running());

@@ -85,6 +85,27 @@ d_wait_log(const char *what, int ms)
 }
 
 /*
+ * CARDLIC_TEST_WRAPPER="valgrind --error-exitcode=99 ..." (make
+ * check-valgrind) runs the daemon behind that command: the shell splits the
+ * wrapper's words, "$@" keeps argv's.  Returns only if there is none.
+ */
+static void
+d_exec_wrapped(char *const argv[])
+{
+	const char *wrap = getenv("CARDLIC_TEST_WRAPPER");
+	char cmd[1024], *w[64] = { "/bin/sh", "-c", cmd, "sh" };
+	int i;
+
+	if (wrap == NULL || *wrap == '\0')
+		return;
+	snprintf(cmd, sizeof(cmd), "exec %s \"$@\"", wrap);
+	for (i = 0; argv[i] != NULL && i + 5 < 64; i++)
+		w[i + 4] = argv[i];
+	w[i + 4] = NULL;
+	execv(w[0], w);
+}
+
+/*
  * Run argv (a cardlicd command line, maybe behind a wrapper) with extra
  * environment (NAME=value, NULL-terminated) and stderr to d_log; record
  * its PID so a suite's teardown can stop it; wait until it reaches pcscd
@@ -103,6 +124,7 @@ d_spawn(char *const argv[], char *const env[], int wait)
 			_exit(127);
 		for (i = 0; env != NULL && env[i] != NULL; i++)
 			putenv(env[i]);
+		d_exec_wrapped(argv);
 		execvp(argv[0], argv);
 		_exit(127);
 	}
@@ -226,8 +248,12 @@ card_state(const char *card, const char *key)
 void
 feed(const char *prefix, const char *readers, int count, const char *more)
 {
+	/* A slow daemon (CARDLIC_TEST_SLOW) gets its cards for longer. */
+	const char *slow = getenv("CARDLIC_TEST_SLOW");
+	long n = slow != NULL && atol(slow) > 1 ? atol(slow) : 1;
+
 	tl_sh(TOPDIR "/sim/line feed --dir %s --readers %s --count %d "
-	    "--prefix %s --idle 600 --results %s/%s.tsv %s >/dev/null",
-	    tl_dir, readers, count, prefix, tl_dir, prefix,
-	    more != NULL ? more : "");
+	    "--prefix %s --idle %ld --timeout %ld --results %s/%s.tsv %s "
+	    ">/dev/null", tl_dir, readers, count, prefix, 600 * n, 10 * n,
+	    tl_dir, prefix, more != NULL ? more : "");
 }
