@@ -138,7 +138,8 @@ tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
 # Unit tests, without a line: the daemon's pieces linked, cardlicctl.c
 # included (its main renamed), the rest of cardlicctl linked.
 U_SRCS	= daemon/conf.c daemon/classify.c daemon/pinturn.c daemon/pin.c \
-	  daemon/date.c daemon/dbhash.c daemon/pkcs11.c $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
+	  daemon/date.c daemon/dbhash.c daemon/pkcs11.c daemon/log.c \
+	  $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
 	  build/sqlmig.c
 tests/check_unit: tests/check_unit.c $(U_SRCS) ctl/cardlicctl.c $(D_HDRS) \
     $(C_HDRS)
@@ -170,8 +171,13 @@ $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
 	    tests/testdaemon.c $(TEST_LIBS)
 
 # Every suite runs even when one fails; the summary lines come last.
+# The suites in three lanes at once (tests/run-suites): the two longest
+# alone, the others one after another.  Every suite runs even when one
+# fails; each one's output comes in order, and Check's summary lines last.
+CHECK_LANES = "tests/check_daemon" "tests/check_credit" \
+	"$(filter-out tests/check_daemon tests/check_credit,$(CHECKS))"
 check: deps all $(CHECKS) lint-man lint-unit lint-catalog check-hardening
-	@rc=0; for t in $(CHECKS); do ./$$t || rc=1; done; exit $$rc
+	@tests/run-suites $(CHECK_LANES)
 
 # The unit with its paths filled in; $(1) is where cardlicd lives.
 unit_sed = sed -e 's|@SBINDIR@|$(1)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'

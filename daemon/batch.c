@@ -250,14 +250,15 @@ batch_sw_meaning(unsigned sw)
 /*
  * The status words after which the vendor text says GENERATE spent
  * nothing.  Every other word, after GENERATE was sent, may follow a spent
- * credit: it is in doubt, never a plain failure.
+ * credit: it is in doubt, never a plain failure.  6D00 (no such command)
+ * would mean the application was not selected; GENERATE is only sent
+ * after SELECT answered 9000, so here it is not in the vendor's table.
  */
 static int
 batch_sw_spends_nothing(unsigned sw)
 {
 	switch (sw) {
 	case 0x6700: case 0x6A80: case 0x6A86: case 0x6E00: case 0x6985:
-	case 0x6D00:
 		return 1;
 	default:
 		return 0;

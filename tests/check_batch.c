@@ -7,8 +7,10 @@
  *   OK        9000 after GENERATE (and any 61XX pieces) with exactly the
  *             136 bytes of the answer, the expiry 00000000 or a date on
  *             or after the start;
- *   REFUSED   a bare 6700 6A80 6A86 6E00 6D00 answering GENERATE: the
- *             vendor's refusals, nothing spent;
+ *   REFUSED   a bare 6700 6A80 6A86 6E00 answering GENERATE: the
+ *             vendor's refusals, nothing spent (6D00, no such command,
+ *             cannot answer a GENERATE sent after SELECT said 9000: it
+ *             is in doubt like any word that the vendor does not list);
  *   EXHAUSTED a bare 6985 answering GENERATE;
  *   GONE      a PC/SC error that proves GENERATE never reached the card;
  *   DOUBT     everything else: a credit may be spent.
@@ -197,7 +199,7 @@ static int
 cb_refusal(unsigned sw)
 {
 	return sw == 0x6700 || sw == 0x6A80 || sw == 0x6A86 ||
-	    sw == 0x6E00 || sw == 0x6D00;
+	    sw == 0x6E00;
 }
 
 /* Every status word as the bare answer to GENERATE. */

@@ -81,7 +81,7 @@ static int
 fb_refusal(unsigned sw)
 {
 	return sw == 0x6700 || sw == 0x6A80 || sw == 0x6A86 ||
-	    sw == 0x6E00 || sw == 0x6D00;
+	    sw == 0x6E00;
 }
 
 static const struct fb_answer *
