@@ -60,6 +60,11 @@ build/sqlmig.c: $(SQL) sql/sql2c.sh
 daemon/cardlicd: $(D_SRCS) $(D_HDRS) build/sqlmig.c
 	$(CC) $(D_CFLAGS) -o $@ $(D_SRCS) build/sqlmig.c $(D_LIBS)
 
+# The test build: the same daemon with the CARDLICD_FAULT stop points.
+daemon/cardlicd-faults: $(D_SRCS) $(D_HDRS) build/sqlmig.c
+	$(CC) $(D_CFLAGS) -DCARDLICD_FAULTS -o $@ $(D_SRCS) build/sqlmig.c \
+	    $(D_LIBS)
+
 sim: $(SIM_BINS)
 
 sim/vcard: sim/vcard.c sim/simlic.c daemon/date.c sim/simproto.h daemon/date.h
@@ -83,6 +88,22 @@ $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
     tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) -o $@ $@.c tests/testline.c tests/testdaemon.c \
 	    $(TEST_LIBS)
+
+tests/check_faults: tests/check_faults.c tests/testline.c tests/testline.h \
+    tests/testdaemon.c tests/testdaemon.h
+	$(CC) $(TEST_CFLAGS) -o $@ tests/check_faults.c tests/testline.c \
+	    tests/testdaemon.c $(TEST_LIBS)
+
+# The fault matrix (tests/README.md): every step of a job x every fault.
+# check-faults-ci runs the credit-critical rows only, GENERATE to the
+# final commit.
+FAULT_CI_ROWS = generate,spent,getresp1,getresp2,getresp3,generated,\
+	commit-generated,load,readback,commit-final
+check-faults: deps all daemon/cardlicd-faults tests/check_faults
+	./tests/check_faults
+
+check-faults-ci: deps all daemon/cardlicd-faults tests/check_faults
+	FAULT_ROWS='$(FAULT_CI_ROWS)' ./tests/check_faults
 
 # Every suite runs even when one fails; the summary lines come last.
 check: deps all $(CHECKS) lint-man lint-unit
@@ -188,8 +209,9 @@ deps:
 	fi
 
 clean:
-	rm -f daemon/cardlicd ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
+	rm -f daemon/cardlicd daemon/cardlicd-faults tests/check_faults \
+	    ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
 	rm -rf build
 
-.PHONY: all sim deps check check-sanitize demo bench clean install uninstall \
+.PHONY: all sim deps check check-faults check-faults-ci check-sanitize demo bench clean install uninstall \
 	lint-man lint-unit
