@@ -6,14 +6,45 @@ BINDIR	?= $(PREFIX)/bin
 DATADIR	?= $(PREFIX)/share
 MANDIR	?= $(DATADIR)/man
 SYSCONFDIR ?= /etc
-UNITDIR	?= $(PREFIX)/lib/systemd/system
-SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
-TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+PKG	?= pkg-config
+# systemd's own directories, from its pkg-config file, moved under PREFIX
+# (systemd also reads /usr/local/lib/systemd/system and the like).
+SD_VAR	= $(shell $(PKG) --define-variable=prefix=$(PREFIX) \
+	    --define-variable=root_prefix=$(PREFIX) --variable=$(1) systemd \
+	    2>/dev/null)
+SD_DIR	= $(or $(call SD_VAR,$(1)),$(PREFIX)/$(2))
+UNITDIR	?= $(call SD_DIR,systemdsystemunitdir,lib/systemd/system)
+SYSUSERSDIR ?= $(call SD_DIR,sysusersdir,lib/sysusers.d)
+TMPFILESDIR ?= $(call SD_DIR,tmpfilesdir,lib/tmpfiles.d)
+CATALOGDIR ?= $(call SD_DIR,catalogdir,lib/systemd/catalog)
 CC	?= cc
-CFLAGS	?= -O2 -g
-WARN	= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+
+# Build flags: CPPFLAGS, CFLAGS and LDFLAGS as dpkg-buildflags sets them;
+# by default Debian's hardening set, with the control-flow and stack-clash
+# protections of Debian 13 where the compiler knows them (hardening-check
+# asks for both).  PIE goes to the programs only (the simulated PKCS#11
+# module is a shared object).
+cc_has	= $(shell $(CC) $(1) -Werror -E -x c /dev/null >/dev/null 2>&1 && \
+	    echo $(1))
+CPPFLAGS ?= -D_FORTIFY_SOURCE=2
+CFLAGS	?= -O2 -g -fstack-protector-strong $(HARDEN_EXTRA) -Wformat \
+	   -Werror=format-security
+ifeq ($(origin CFLAGS),file)
+HARDEN_EXTRA := $(call cc_has,-fstack-clash-protection) \
+	$(call cc_has,-fcf-protection)
+endif
+LDFLAGS	?= -Wl,-z,relro -Wl,-z,now
+PIE	= -fPIE -pie
+# -Werror is the developers' build.  A distribution build (dpkg-buildpackage
+# sets DEB_HOST_ARCH; or say DEB_BUILD=1) and make install must not stop at
+# a warning that a newer compiler invents: for them it is off.
+ifneq ($(DEB_BUILD)$(DEB_HOST_ARCH),)
+WERROR	?=
+else
+WERROR	?= -Werror
+endif
+WARN	= -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wshadow \
 	  -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
-PKG	= pkg-config
 
 # Debian 12 packages needed to build, test and run the simulated line.
 DEB_PKGS = build-essential pkg-config pcscd libpcsclite-dev vsmartcard-vpcd \
@@ -22,77 +53,104 @@ DEB_PKGS = build-essential pkg-config pcscd libpcsclite-dev vsmartcard-vpcd \
 	python3 python3-pyscard python3-pykcs11 mandoc keyutils util-linux \
 	systemd
 
-SIM_CFLAGS = $(WARN) $(CFLAGS) $(shell $(PKG) --cflags libpcsclite p11-kit-1)
+SIM_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) $(shell $(PKG) --cflags libpcsclite p11-kit-1)
 SIM_LIBS   = $(shell $(PKG) --libs libpcsclite)
 CRYPTO_LIBS = $(shell $(PKG) --libs libcrypto)
 
 SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
 
-TEST_CFLAGS = $(WARN) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
+TEST_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
-CHECKS	= tests/check_sim tests/check_daemon tests/check_service tests/check_ctl
+CHECKS	= tests/check_conf tests/check_sim tests/check_daemon \
+	  tests/check_credit tests/check_service tests/check_ctl
 
-D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto
-D_CFLAGS = $(WARN) $(CFLAGS) -pthread $(shell $(PKG) --cflags $(D_PKGS))
-D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS)) -lkeyutils
+D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
+	  libkeyutils
+D_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) -pthread \
+	  $(shell $(PKG) --cflags $(D_PKGS))
+D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS))
 D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
-	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c
-D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h
+	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
+	  daemon/fault.c daemon/spill.c
+D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/version.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
-C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c \
+C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	  daemon/dbhash.c
-C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h
+C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/version.h
+C_PKGS	= sqlite3 inih libcrypto
 
-all: daemon/cardlicd ctl/cardlicctl sim
+all: daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl sim
 
 ctl/cardlicctl: $(C_SRCS) $(C_HDRS) build/sqlmig.c
-	$(CC) $(WARN) $(CFLAGS) $(shell $(PKG) --cflags sqlite3 inih libcrypto) \
-	    -o $@ $(C_SRCS) build/sqlmig.c \
-	    $(shell $(PKG) --libs sqlite3 inih libcrypto)
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(PIE) \
+	    $(shell $(PKG) --cflags $(C_PKGS)) $(LDFLAGS) \
+	    -o $@ $(C_SRCS) build/sqlmig.c $(shell $(PKG) --libs $(C_PKGS))
 
 build/sqlmig.c: $(SQL) sql/sql2c.sh
 	@mkdir -p build
 	sql/sql2c.sh $(SQL) > $@
 
 daemon/cardlicd: $(D_SRCS) $(D_HDRS) build/sqlmig.c
-	$(CC) $(D_CFLAGS) -o $@ $(D_SRCS) build/sqlmig.c $(D_LIBS)
-
-# The test build: the same daemon with the CARDLICD_FAULT stop points.
-daemon/cardlicd-faults: $(D_SRCS) $(D_HDRS) build/sqlmig.c
-	$(CC) $(D_CFLAGS) -DCARDLICD_FAULTS -o $@ $(D_SRCS) build/sqlmig.c \
+	$(CC) $(D_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $(D_SRCS) build/sqlmig.c \
 	    $(D_LIBS)
+
+# The same daemon with its fault points live (daemon/fault.c): for the
+# tests only, never installed.
+daemon/cardlicd-faults: $(D_SRCS) $(D_HDRS) build/sqlmig.c
+	$(CC) $(D_CFLAGS) -DCARDLICD_FAULTS $(PIE) $(LDFLAGS) -o $@ $(D_SRCS) \
+	    build/sqlmig.c $(D_LIBS)
 
 sim: $(SIM_BINS)
 
 sim/vcard: sim/vcard.c sim/simlic.c daemon/date.c sim/simproto.h daemon/date.h
-	$(CC) $(SIM_CFLAGS) -o $@ sim/vcard.c sim/simlic.c daemon/date.c $(CRYPTO_LIBS)
+	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ sim/vcard.c sim/simlic.c \
+	    daemon/date.c $(CRYPTO_LIBS)
 
 sim/simpcsc: sim/simpcsc.c
-	$(CC) $(SIM_CFLAGS) -o $@ sim/simpcsc.c $(SIM_LIBS)
+	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ sim/simpcsc.c $(SIM_LIBS)
 
 sim/cardlic-sim-p11.so: sim/p11sim.c sim/simproto.h
-	$(CC) $(SIM_CFLAGS) -fPIC -shared -fvisibility=hidden \
-	    -Wl,--no-undefined -o $@ sim/p11sim.c $(SIM_LIBS) -lpthread
+	$(CC) $(SIM_CFLAGS) -fPIC -shared -fvisibility=hidden $(LDFLAGS) \
+	    -Wl,--no-undefined -o $@ sim/p11sim.c $(SIM_LIBS) -pthread
 
 tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
     sim/simproto.h
-	$(CC) $(TEST_CFLAGS) -o $@ tests/check_sim.c tests/testline.c \
-	    $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ tests/check_sim.c \
+	    tests/testline.c $(TEST_LIBS)
+
+# The configuration, without a line: conf.c included, the golden table of
+# tests/conf/ run through cardlicd -n.
+tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
+    daemon/dbhash.c daemon/pkcs11.c $(D_HDRS) daemon/cardlicd \
+    sim/cardlic-sim-p11.so
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto libkeyutils) \
+	    $(PIE) $(LDFLAGS) -o $@ \
+	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
+	    daemon/pkcs11.c $(TEST_LIBS) \
+	    $(shell $(PKG) --libs libcrypto libkeyutils)
+
+# A hostile middleware for the tests, over the simulated one.
+tests/p11shim.so: tests/p11shim.c
+	$(CC) $(SIM_CFLAGS) -fPIC -shared -fvisibility=hidden -o $@ \
+	    tests/p11shim.c -ldl
+
+tests/check_credit: tests/p11shim.so
 
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
-D_CHECKS = tests/check_daemon tests/check_service tests/check_ctl
+D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
+	   tests/check_ctl
 $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
     tests/testdaemon.h
-	$(CC) $(TEST_CFLAGS) -o $@ $@.c tests/testline.c tests/testdaemon.c \
-	    $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $@.c tests/testline.c \
+	    tests/testdaemon.c $(TEST_LIBS)
 
 tests/check_faults: tests/check_faults.c tests/testline.c tests/testline.h \
     tests/testdaemon.c tests/testdaemon.h
-	$(CC) $(TEST_CFLAGS) -o $@ tests/check_faults.c tests/testline.c \
-	    tests/testdaemon.c $(TEST_LIBS)
+	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ tests/check_faults.c \
+	    tests/testline.c tests/testdaemon.c $(TEST_LIBS)
 
 # The fault matrix (tests/README.md): every step of a job x every fault.
 # check-faults-ci runs the credit-critical rows only, GENERATE to the
@@ -106,7 +164,7 @@ check-faults-ci: deps all daemon/cardlicd-faults tests/check_faults
 	FAULT_ROWS='$(FAULT_CI_ROWS)' ./tests/check_faults
 
 # Every suite runs even when one fails; the summary lines come last.
-check: deps all $(CHECKS) lint-man lint-unit
+check: deps all $(CHECKS) lint-man lint-unit lint-catalog check-hardening
 	@rc=0; for t in $(CHECKS); do ./$$t || rc=1; done; exit $$rc
 
 # The unit with its paths filled in; $(1) is where cardlicd lives.
@@ -114,9 +172,17 @@ unit_sed = sed -e 's|@SBINDIR@|$(1)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
 
 MANPAGES = man/cardlicd.8 man/cardlicd.conf.5 man/cardlicctl.1
 
+# make install runs these steps only on the machine itself (no DESTDIR),
+# as root; a package does them in its maintainer scripts instead.
+LIVE	= [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ]
+CONF	= $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf
+
+# Never -Werror here: an admin's newer compiler must not stop the install.
+install: WERROR =
 install: daemon/cardlicd ctl/cardlicctl
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	    $(DESTDIR)$(CATALOGDIR) \
 	    $(DESTDIR)$(DATADIR)/cardlicd/sql $(DESTDIR)$(MANDIR)/man1 \
 	    $(DESTDIR)$(MANDIR)/man5 \
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/cardlicd
@@ -129,30 +195,56 @@ install: daemon/cardlicd ctl/cardlicctl
 	    $(DESTDIR)$(SYSUSERSDIR)/cardlicd.conf
 	install -m 0644 systemd/cardlicd.tmpfiles \
 	    $(DESTDIR)$(TMPFILESDIR)/cardlicd.conf
+	install -m 0644 systemd/cardlicd.catalog \
+	    $(DESTDIR)$(CATALOGDIR)/cardlicd.catalog
 	install -m 0644 $(SQL) $(DESTDIR)$(DATADIR)/cardlicd/sql/
 	install -m 0644 man/cardlicd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 man/cardlicd.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 man/cardlicctl.1 $(DESTDIR)$(MANDIR)/man1/
+	@# The user and groups first: the configuration belongs to group
+	@# cardlicd, which the daemon, running as user cardlicd, reads through.
+	@if $(LIVE) && command -v systemd-sysusers >/dev/null; then \
+	    echo "systemd-sysusers $(SYSUSERSDIR)/cardlicd.conf"; \
+	    systemd-sysusers $(SYSUSERSDIR)/cardlicd.conf; fi
+	@if $(LIVE) && command -v journalctl >/dev/null; then \
+	    echo "journalctl --update-catalog"; journalctl --update-catalog; fi
 	@# The admin's configuration is never overwritten.
-	[ -e $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf ] || \
-	    install -m 0640 conf/cardlicd.conf \
-	    $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf
+	@if [ -e $(CONF) ]; then echo "kept $(CONF)"; \
+	else install -m 0640 conf/cardlicd.conf $(CONF) && \
+	    if $(LIVE) && getent group cardlicd >/dev/null; then \
+	        chgrp cardlicd $(CONF) && \
+	        echo "installed $(CONF), root:cardlicd 0640"; \
+	    else echo "installed $(CONF); once the group cardlicd exists" \
+	        "(systemd-sysusers), run:" \
+	        "chown root:cardlicd $(SYSCONFDIR)/cardlicd/cardlicd.conf"; \
+	    fi; fi
+
+# What install may have made, deepest first: uninstall removes each one
+# that is empty.  bin, sbin and the manual's root are left alone.
+OWN_DIRS = $(DATADIR)/cardlicd/sql $(DATADIR)/cardlicd $(CATALOGDIR) \
+	$(UNITDIR) $(SYSUSERSDIR) $(TMPFILESDIR) $(PREFIX)/lib/systemd \
+	$(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man8 $(SYSCONFDIR)/cardlicd
 
 # Removes what install put there; the configuration only if unchanged.
+# The user, its groups and the database stay: the audit trail is kept.
 uninstall:
+	@echo "make uninstall: stop the service first:" \
+	    "systemctl disable --now cardlicd"
 	rm -f $(DESTDIR)$(SBINDIR)/cardlicd $(DESTDIR)$(BINDIR)/cardlicctl \
 	    $(DESTDIR)$(MANDIR)/man1/cardlicctl.1 \
 	    $(DESTDIR)$(UNITDIR)/cardlicd.service \
 	    $(DESTDIR)$(SYSUSERSDIR)/cardlicd.conf \
 	    $(DESTDIR)$(TMPFILESDIR)/cardlicd.conf \
+	    $(DESTDIR)$(CATALOGDIR)/cardlicd.catalog \
 	    $(DESTDIR)$(MANDIR)/man8/cardlicd.8 \
 	    $(DESTDIR)$(MANDIR)/man5/cardlicd.conf.5
-	rm -rf $(DESTDIR)$(DATADIR)/cardlicd
-	if cmp -s conf/cardlicd.conf \
-	    $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf; then \
-	    rm -f $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf; \
-	    rmdir $(DESTDIR)$(SYSCONFDIR)/cardlicd 2>/dev/null || true; \
-	else echo "kept $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf"; fi
+	rm -f $(DESTDIR)$(DATADIR)/cardlicd/sql/[0-9][0-9][0-9]-*.sql
+	@if cmp -s conf/cardlicd.conf $(CONF); then rm -f $(CONF); \
+	elif [ -e $(CONF) ]; then echo "kept $(CONF)"; fi
+	@for d in $(OWN_DIRS); do [ ! -d $(DESTDIR)$$d ] || \
+	    rmdir --ignore-fail-on-non-empty $(DESTDIR)$$d; done
+	@if $(LIVE) && command -v journalctl >/dev/null; then \
+	    journalctl --update-catalog; fi
 
 # mandoc -Tlint at warning level: style notes about manuals this machine
 # has not installed (pcscd(8), ...) are not ours to fix.
@@ -170,6 +262,37 @@ lint-unit: systemd/cardlicd.service.in daemon/cardlicd
 	    echo "systemd-analyze verify: clean"; \
 	else echo "systemd-analyze not installed: unit not verified"; fi
 
+# Every MESSAGE_ID that cardlicd sends has its catalog entry, and the
+# catalog explains no id that it does not send.
+lint-catalog: daemon/log.c systemd/cardlicd.catalog
+	@sent=$$(grep -o '"[0-9a-f]\{32\}"' daemon/log.c | tr -d '"' | sort); \
+	known=$$(sed -n 's/^-- \([0-9a-f]\{32\}\)$$/\1/p' \
+	    systemd/cardlicd.catalog | sort); \
+	if [ -z "$$sent" ] || [ "$$sent" != "$$known" ]; then \
+	    echo "lint-catalog: MESSAGE_IDs of daemon/log.c and" \
+	        "systemd/cardlicd.catalog differ:"; \
+	    echo "sent:" $$sent; echo "in the catalog:" $$known; exit 1; fi; \
+	echo "lint-catalog: $$(echo "$$sent" | wc -l) MESSAGE_IDs, each in" \
+	    "the catalog"
+
+# hardening-check (devscripts), where it is installed: devscripts brings
+# some 45 Perl packages, so it is not in DEB_PKGS.  Control-flow
+# integrity is asked for only where this system's own programs have it:
+# Debian 12's C start files carry no IBT/SHSTK mark, so the linker drops
+# it from every program there (hardening-check /bin/true fails too).
+check-hardening: daemon/cardlicd ctl/cardlicctl
+	@if ! command -v hardening-check >/dev/null; then \
+	    echo "hardening-check not installed (devscripts):" \
+	        "binaries not checked"; exit 0; fi; \
+	cfi=--nocfprotection; \
+	hardening-check -q /bin/true >/dev/null 2>&1 && cfi=; \
+	hardening-check $$cfi daemon/cardlicd ctl/cardlicctl
+
+# The unit under a real systemd, installed the way README.md says
+# (tests/systemd/run; root only, it says SKIPPED where it cannot run).
+check-systemd: all
+	tests/systemd/run
+
 # cardlicd and cardlicctl under AddressSanitizer and UBSan, through the
 # whole suite.  The simulator stays unsanitized: its PKCS#11 module is
 # also loaded by pkcs11-tool and Python, which carry no ASan runtime.
@@ -177,12 +300,13 @@ SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined
 check-sanitize: deps sim
 	rm -f daemon/cardlicd ctl/cardlicctl
-	$(MAKE) daemon/cardlicd ctl/cardlicctl CFLAGS="$(SAN_FLAGS)"
+	$(MAKE) daemon/cardlicd ctl/cardlicctl CFLAGS="$(SAN_FLAGS)" CPPFLAGS=
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(MAKE) check; \
 	    rc=$$?; rm -f daemon/cardlicd ctl/cardlicctl; exit $$rc
 
 bench/apdufloor: bench/apdufloor.c
-	$(CC) $(SIM_CFLAGS) -o $@ bench/apdufloor.c $(SIM_LIBS)
+	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/apdufloor.c \
+	    $(SIM_LIBS)
 
 # Figures, printed: per-card latency against the bare APDU floor.
 bench: deps all bench/apdufloor
@@ -213,5 +337,6 @@ clean:
 	    ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
 	rm -rf build
 
-.PHONY: all sim deps check check-faults check-faults-ci check-sanitize demo bench clean install uninstall \
-	lint-man lint-unit
+.PHONY: all sim deps check check-sanitize check-systemd check-hardening \
+	check-faults check-faults-ci demo bench clean install uninstall \
+	lint-man lint-unit lint-catalog

@@ -4,16 +4,20 @@
  * Databases are opened read-only (except merge's output): in WAL mode a
  * reader never blocks the daemon's writes.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
 #include "cardlicctl.h"
+#include "../daemon/version.h"
 
 static char	ctl_db_buf[4096];
 static char	ctl_control_buf[108];
@@ -33,6 +37,7 @@ ctl_fail(const char *fmt, ...)
 
 static const char *const ctl_help =
 "usage: cardlicctl [-d DB] [-c CONF] [--utc | --local] COMMAND [ARGS]\n"
+"       cardlicctl --help | --version\n"
 "\n"
 "  list [--since DATE] [--until DATE] [--serial S] [--model M]\n"
 "       [--batch B] [--outcome O] [--station ID]\n"
@@ -44,18 +49,209 @@ static const char *const ctl_help =
 "  stats                 per day, per batch card, per outcome\n"
 "  verify [--head HASH]  walk the hash chain and the sequence numbers\n"
 "  reconcile             credits spent against cards licensed, per batch\n"
+"  resolve SEQ spent|unspent REASON   decide on a credit in doubt (admins)\n"
 "  watch                 follow new cards live\n"
-"  status                the running daemon's state\n"
+"  status [--json]       the running daemon's state\n"
 "  merge OUT.db IN.db... consolidate several stations' databases\n"
+"  backup FILE           a consistent copy of the database, verified\n"
 "\n"
 "  -d DB      the database (default: [station] database of the\n"
 "             configuration, else " CTL_DB_DEFAULT ")\n"
 "  -c CONF    the daemon's configuration (default " CTL_CONF_DEFAULT ")\n"
 "  --utc      times in UTC (default)\n"
 "  --local    times in the local zone\n"
+"  --version  print the version\n"
 "\n"
 "Exit status: 0 found or passed, 1 found nothing or check failed,\n"
 "2 usage or I/O error.  COMMAND --help describes each command.\n";
+
+/*
+ * One UTF-8 sequence at p: its length (1 to 4) and code point, or 0 when
+ * the bytes are not valid UTF-8 (overlong forms and surrogates included).
+ */
+static size_t
+ctl_utf8(const unsigned char *p, size_t n, uint32_t *cp)
+{
+	static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+	size_t len, i;
+	uint32_t c;
+
+	if (n == 0)
+		return 0;
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return 1;
+	}
+	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+		len = 2;
+		c = p[0] & 0x1F;
+	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+		len = 3;
+		c = p[0] & 0x0F;
+	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+		len = 4;
+		c = p[0] & 0x07;
+	} else
+		return 0;
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		c = c << 6 | (p[i] & 0x3F);
+	}
+	if (c < min[len] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+/*
+ * Code points that a terminal may act on although they are valid UTF-8:
+ * C1 controls (U+009B is CSI on some terminals), line and paragraph
+ * separators, and the invisible and bidirectional formatting marks that
+ * can make one serial look like another.
+ */
+static int
+ctl_invisible(uint32_t c)
+{
+	return c < 0xA0 || c == 0x061C || (c >= 0x200B && c <= 0x200F) ||
+	    (c >= 0x2028 && c <= 0x202E) || (c >= 0x2060 && c <= 0x206F) ||
+	    c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFB) || c == 0xFFFE ||
+	    c == 0xFFFF || (c >= 0xE0000 && c <= 0xE007F);
+}
+
+/*
+ * Text for a human, from bytes that may come from a card: printable ASCII
+ * and printable UTF-8 as they are, a backslash as \\, and every other
+ * byte (controls, DEL, C1, invalid UTF-8, NUL) as \xNN.  Nothing in the
+ * result can move the cursor or end a line, and ctl_unescape takes it
+ * back to the bytes.  The result lives until 16 more calls.
+ */
+const char *
+ctl_esc(const void *v, size_t n)
+{
+	static struct { char *p; size_t cap; } buf[16];
+	static int k;
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = v;
+	size_t i, o = 0, len, j;
+	uint32_t cp;
+	char *out;
+
+	k = (k + 1) % 16;
+	if (buf[k].cap < 4 * n + 1) {
+		if ((out = realloc(buf[k].p, 4 * n + 1)) == NULL)
+			return "(out of memory)";
+		buf[k].p = out;
+		buf[k].cap = 4 * n + 1;
+	}
+	out = buf[k].p;
+	for (i = 0; i < n; i += len) {
+		len = ctl_utf8(s + i, n - i, &cp);
+		if (len == 0)
+			len = 1;
+		else if (cp == '\\') {
+			out[o++] = '\\';
+			out[o++] = '\\';
+			continue;
+		} else if ((cp >= 0x20 && cp < 0x7F) || !ctl_invisible(cp)) {
+			memcpy(out + o, s + i, len);
+			o += len;
+			continue;
+		}
+		for (j = i; j < i + len; j++) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[s[j] >> 4];
+			out[o++] = hex[s[j] & 0x0F];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* s, escaped, padded with spaces to width columns (one per character). */
+void
+ctl_put(const char *s, size_t n, int width)
+{
+	const char *e = ctl_esc(s, n);
+	int cols = 0;
+
+	fputs(e, stdout);
+	for (; *e != '\0'; e++)
+		cols += ((unsigned char)*e & 0xC0) != 0x80;
+	for (; cols < width; cols++)
+		putchar(' ');
+}
+
+/*
+ * The bytes that ctl_esc shows: \xNN and \\ are undone, anything else
+ * is taken as typed.  out holds strlen(in) + 1; returns the length.
+ */
+size_t
+ctl_unescape(const char *in, char *out)
+{
+	size_t o = 0;
+	unsigned int b;
+
+	while (*in != '\0') {
+		if (in[0] == '\\' && in[1] == '\\') {
+			out[o++] = '\\';
+			in += 2;
+		} else if (in[0] == '\\' && in[1] == 'x' &&
+		    isxdigit((unsigned char)in[2]) &&
+		    isxdigit((unsigned char)in[3]) &&
+		    sscanf(in + 2, "%2x", &b) == 1) {
+			out[o++] = (char)b;
+			in += 4;
+		} else
+			out[o++] = *in++;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/*
+ * A JSON string that is valid UTF-8 whatever the bytes: controls and the
+ * code points that ctl_esc would not show as \uXXXX (the same text, but
+ * safe to print on a terminal, and U+2028 safe for JavaScript), and each
+ * byte that is not UTF-8 as U+FFFD (the exact bytes of a BLOB go out in
+ * hex beside).
+ */
+void
+ctl_json_str(const void *v, size_t n)
+{
+	const unsigned char *s = v;
+	size_t i, len;
+	uint32_t cp;
+
+	putchar('"');
+	for (i = 0; i < n; i += len) {
+		if ((len = ctl_utf8(s + i, n - i, &cp)) == 0) {
+			fputs("\\ufffd", stdout);
+			len = 1;
+		} else if (cp == '"' || cp == '\\') {
+			putchar('\\');
+			putchar((int)cp);
+		} else if (cp == '\n')
+			fputs("\\n", stdout);
+		else if (cp == '\t')
+			fputs("\\t", stdout);
+		else if (cp == '\r')
+			fputs("\\r", stdout);
+		else if (cp < 0x20 || (cp >= 0x7F && ctl_invisible(cp))) {
+			if (cp > 0xFFFF)
+				printf("\\u%04x\\u%04x", (unsigned int)(0xD800 +
+				    ((cp - 0x10000) >> 10)), (unsigned int)
+				    (0xDC00 + ((cp - 0x10000) & 0x3FF)));
+			else
+				printf("\\u%04x", (unsigned int)cp);
+		} else
+			fwrite(s + i, 1, len, stdout);
+	}
+	putchar('"');
+}
 
 int
 ctl_usage(const char *cmd_help)
@@ -90,32 +286,59 @@ ctl_conf_handler(void *arg, const char *section, const char *key,
 	return 1;
 }
 
+static int
+ctl_open_uri(struct ctl *c, const char *uri)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_open_v2(uri, &c->db, SQLITE_OPEN_READONLY |
+	    SQLITE_OPEN_URI, NULL) != SQLITE_OK)
+		return sqlite3_extended_errcode(c->db);
+	sqlite3_busy_timeout(c->db, 2000);
+	rc = sqlite3_prepare_v2(c->db, "SELECT 1 FROM audit LIMIT 1", -1, &st,
+	    NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st) == SQLITE_ERROR ? SQLITE_ERROR :
+		    SQLITE_OK;
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? SQLITE_OK : sqlite3_extended_errcode(c->db);
+}
+
 int
 ctl_open(struct ctl *c)
 {
-	char uri[4200];
-	sqlite3_stmt *st;
-	int ok;
+	char uri[4200], wal[4200];
+	int rc;
 
 	/* The path goes in a URI: escape what URIs would read otherwise. */
 	if (strpbrk(c->db_path, "?#%") != NULL)
 		return ctl_fail("%s: '?', '#' and '%%' are not supported in "
 		    "database paths", c->db_path);
 	snprintf(uri, sizeof(uri), "file:%s?mode=ro", c->db_path);
-	if (sqlite3_open_v2(uri, &c->db, SQLITE_OPEN_READONLY |
-	    SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
-		ctl_fail("%s: %s", c->db_path, sqlite3_errmsg(c->db));
-		sqlite3_close(c->db);
-		c->db = NULL;
-		return -1;
+	snprintf(wal, sizeof(wal), "%s-wal", c->db_path);
+	rc = ctl_open_uri(c, uri);
+	/*
+	 * An auditor may read the directory but not create files in it.
+	 * With no -wal file, no daemon is writing (it would have made one),
+	 * and the file on disk is the whole database: read it as it is.
+	 */
+	if (((rc & 0xFF) == SQLITE_CANTOPEN || (rc & 0xFF) == SQLITE_READONLY) &&
+	    access(c->db_path, R_OK) == 0 &&
+	    access(wal, F_OK) != 0 && errno == ENOENT) {
+		ctl_close(c);
+		snprintf(uri, sizeof(uri), "file:%s?mode=ro&immutable=1",
+		    c->db_path);
+		if ((rc = ctl_open_uri(c, uri)) == SQLITE_OK)
+			fprintf(stderr, "cardlicctl: %s: no -wal file, and no "
+			    "right to make one: read as it is on disk (no "
+			    "daemon is writing to it)\n", c->db_path);
 	}
-	sqlite3_busy_timeout(c->db, 2000);
-	ok = sqlite3_prepare_v2(c->db, "SELECT 1 FROM audit LIMIT 1", -1, &st,
-	    NULL) == SQLITE_OK;
-	sqlite3_finalize(st);
-	if (!ok) {
-		ctl_fail("%s: not a cardlicd audit database (%s)", c->db_path,
-		    sqlite3_errmsg(c->db));
+	if (rc != SQLITE_OK) {
+		ctl_fail("%s: %s%s", c->db_path, c->db != NULL ?
+		    sqlite3_errmsg(c->db) : "cannot open", (rc & 0xFF) ==
+		    SQLITE_CANTOPEN || (rc & 0xFF) == SQLITE_READONLY ? "" :
+		    " (not a cardlicd audit database?)");
 		ctl_close(c);
 		return -1;
 	}
@@ -166,6 +389,7 @@ main(int argc, char **argv)
 		{ "utc", no_argument, NULL, 'U' },
 		{ "local", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	static const struct {
@@ -177,7 +401,8 @@ main(int argc, char **argv)
 		{ "export", cmd_export, 1 }, { "stats", cmd_stats, 1 },
 		{ "verify", cmd_verify, 1 }, { "reconcile", cmd_reconcile, 1 },
 		{ "watch", cmd_watch, 1 }, { "status", cmd_status, 0 },
-		{ "merge", cmd_merge, 0 }
+		{ "merge", cmd_merge, 0 }, { "backup", cmd_backup, 1 },
+		{ "resolve", cmd_resolve, 0 }
 	};
 	const char *conf = CTL_CONF_DEFAULT, *db = NULL;
 	struct ctl c;
@@ -186,13 +411,15 @@ main(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	/* "+": options after the command belong to the command. */
-	while ((ch = getopt_long(argc, argv, "+d:c:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+d:c:hV", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'd': db = optarg; break;
 		case 'c': conf = optarg; break;
 		case 'U': c.local = 0; break;
 		case 'L': c.local = 1; break;
 		case 'h': fputs(ctl_help, stdout); return CTL_OK;
+		case 'V': printf("cardlicctl %s\n", CARDLICD_VERSION);
+			return CTL_OK;
 		default: return ctl_usage(NULL);
 		}
 	}

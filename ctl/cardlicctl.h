@@ -2,6 +2,7 @@
 #ifndef CARDLICCTL_H
 #define CARDLICCTL_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include <sqlite3.h>
@@ -30,6 +31,10 @@ int	 ctl_usage(const char *);
 const char *ctl_time(const struct ctl *, const char *);
 sqlite3_stmt *ctl_prepare(struct ctl *, const char *);
 int	 ctl_has_opt(int, char **, const char *);
+const char *ctl_esc(const void *, size_t);
+void	 ctl_put(const char *, size_t, int);
+size_t	 ctl_unescape(const char *, char *);
+void	 ctl_json_str(const void *, size_t);
 
 /* query.c */
 int	cmd_list(struct ctl *, int, char **);
@@ -41,6 +46,10 @@ int	cmd_reconcile(struct ctl *, int, char **);
 /* chain.c */
 int	cmd_verify(struct ctl *, int, char **);
 int	cmd_merge(struct ctl *, int, char **);
+int	cmd_backup(struct ctl *, int, char **);
+
+/* resolve.c */
+int	cmd_resolve(struct ctl *, int, char **);
 
 /* follow.c */
 int	cmd_watch(struct ctl *, int, char **);

@@ -3,11 +3,16 @@
  * recomputes every hash with the daemon's own function (daemon/dbhash.c);
  * merge copies verified chains into one database, only ever appending.
  */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cardlicctl.h"
 #include "../daemon/dbhash.h"
@@ -104,12 +109,13 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total)
 		if (chain_walk(db, s, &rows, &last, head, msg,
 		    sizeof(msg)) != 0) {
 			printf("%s: station %s: BROKEN at %s; %ld rows checked "
-			    "before it\n", name, s, msg, rows);
+			    "before it\n", name, ctl_esc(s, strlen(s)), msg,
+			    rows);
 			bad = 1;
 		} else if (!quiet) {
 			dbhash_hex(head, 32, 0, hex);
 			printf("%s: station %s: %ld rows, chain intact, head "
-			    "%s\n", name, s, rows, hex);
+			    "%s\n", name, ctl_esc(s, strlen(s)), rows, hex);
 		}
 		*total += rows;
 	}
@@ -166,7 +172,8 @@ cmd_verify(struct ctl *c, int argc, char **argv)
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		printf("head %s is row %lld of station %s (%lld rows after "
 		    "it)\n", want, sqlite3_column_int64(st, 1),
-		    sqlite3_column_text(st, 0), sqlite3_column_int64(st, 2) -
+		    ctl_esc(sqlite3_column_text(st, 0), (size_t)
+		    sqlite3_column_bytes(st, 0)), sqlite3_column_int64(st, 2) -
 		    sqlite3_column_int64(st, 1));
 		sqlite3_finalize(st);
 		return CTL_OK;
@@ -177,7 +184,8 @@ cmd_verify(struct ctl *c, int argc, char **argv)
 	printf("head %s is NOT in the database: rows were cut off", want);
 	while (st != NULL && sqlite3_step(st) == SQLITE_ROW)
 		printf("; station %s now ends at row %lld",
-		    sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
+		    ctl_esc(sqlite3_column_text(st, 0), (size_t)
+		    sqlite3_column_bytes(st, 0)), sqlite3_column_int64(st, 1));
 	printf("\n");
 	sqlite3_finalize(st);
 	return CTL_NOTHING;
@@ -303,8 +311,8 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 		sqlite3_finalize(hs);
 		if (!ok) {
 			ctl_fail("%s: station %s does not continue the chain "
-			    "already merged (they differ at row %ld)", in, s,
-			    omax);
+			    "already merged (they differ at row %ld)", in,
+			    ctl_esc(s, strlen(s)), omax);
 			rc = -1;
 			break;
 		}
@@ -314,8 +322,8 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 		sqlite3_bind_text(hs, 1, s, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(hs, 2, omax);
 		if (sqlite3_step(hs) != SQLITE_DONE) {
-			ctl_fail("%s: station %s: %s", in, s,
-			    sqlite3_errmsg(out));
+			ctl_fail("%s: station %s: %s", in,
+			    ctl_esc(s, strlen(s)), sqlite3_errmsg(out));
 			rc = -1;
 		}
 		sqlite3_finalize(hs);
@@ -324,7 +332,7 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 		if (rc == 0 && chain_walk(out, s, &total, &last, head, msg,
 		    sizeof(msg)) != 0) {
 			ctl_fail("%s: station %s: merged chain broken: %s", in,
-			    s, msg);
+			    ctl_esc(s, strlen(s)), msg);
 			rc = -1;
 		}
 		dbhash_hex(head, 32, 0, hex);
@@ -340,7 +348,7 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 		sqlite3_finalize(hs);
 		if (rc == 0)
 			printf("%s: station %s: %ld rows added, %ld in all\n",
-			    in, s, rows, total);
+			    in, ctl_esc(s, strlen(s)), rows, total);
 	}
 	sqlite3_finalize(st);
 done:
@@ -403,5 +411,108 @@ cmd_merge(struct ctl *c, int argc, char **argv)
 			rc = CTL_USAGE;
 	}
 	sqlite3_close(out);
+	return rc;
+}
+
+static const char *const backup_help =
+"usage: cardlicctl backup FILE\n"
+"Copies the database into FILE with SQLite's online backup, as one\n"
+"consistent snapshot, while cardlicd goes on writing.  FILE must not\n"
+"exist: a backup never overwrites.  Then FILE is checked as verify checks\n"
+"a database (and with PRAGMA integrity_check), and each station's rows and\n"
+"chain head are printed.  Exit 0 only when the copy verifies, 1 when it was\n"
+"made but does not verify (it is kept, for inspection), 2 when it could\n"
+"not be made (nothing is left behind).\n";
+
+/* A copy that could not be made leaves nothing behind. */
+static int
+chain_backup_fail(sqlite3 *dst, const char *file, const char *what)
+{
+	ctl_fail("backup %s: %s", file, what);
+	sqlite3_close(dst);
+	unlink(file);
+	return CTL_USAGE;
+}
+
+int
+cmd_backup(struct ctl *c, int argc, char **argv)
+{
+	sqlite3 *dst = NULL;
+	sqlite3_backup *bk;
+	sqlite3_stmt *st;
+	struct stat sb;
+	const char *file;
+	char *ok = NULL;
+	long total;
+	int fd, rc, tries;
+
+	if (ctl_has_opt(argc, argv, "--help")) {
+		fputs(backup_help, stdout);
+		return CTL_OK;
+	}
+	if (argc != 2)
+		return ctl_usage(backup_help);
+	file = argv[1];
+	/*
+	 * O_EXCL: never overwrite, not even a file that appears between a
+	 * check and the copy.  SQLite takes an empty file as an empty
+	 * database.  The copy is no more readable than the original.
+	 */
+	if (stat(c->db_path, &sb) != 0)
+		return ctl_fail("%s: %s", c->db_path, strerror(errno));
+	if ((fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, sb.st_mode & 0666)) < 0)
+		return ctl_fail("backup %s: %s%s", file, strerror(errno),
+		    errno == EEXIST ? " (a backup never overwrites a file)" :
+		    "");
+	close(fd);
+	if (sqlite3_open_v2(file, &dst, SQLITE_OPEN_READWRITE, NULL) !=
+	    SQLITE_OK)
+		return chain_backup_fail(dst, file, sqlite3_errmsg(dst));
+	if ((bk = sqlite3_backup_init(dst, "main", c->db, "main")) == NULL)
+		return chain_backup_fail(dst, file, sqlite3_errmsg(dst));
+	/* All pages in one step: one read transaction, one snapshot. */
+	for (tries = 0; (rc = sqlite3_backup_step(bk, -1)) == SQLITE_BUSY ||
+	    rc == SQLITE_LOCKED; tries++) {
+		if (tries == 50)
+			break;
+		sqlite3_sleep(100);
+	}
+	sqlite3_backup_finish(bk);
+	if (rc != SQLITE_DONE)
+		return chain_backup_fail(dst, file, rc == SQLITE_BUSY ||
+		    rc == SQLITE_LOCKED ? "the database stayed locked for 5 "
+		    "seconds" : sqlite3_errstr(rc));
+	/* One self-contained file, readable from read-only media. */
+	if (sqlite3_exec(dst, "PRAGMA journal_mode = DELETE", NULL, NULL,
+	    NULL) != SQLITE_OK)
+		return chain_backup_fail(dst, file, sqlite3_errmsg(dst));
+	if (sqlite3_close(dst) != SQLITE_OK)
+		return chain_backup_fail(NULL, file, "cannot close the copy");
+	/* Verify what is on the disk, through a fresh connection. */
+	if (sqlite3_open_v2(file, &dst, SQLITE_OPEN_READONLY, NULL) !=
+	    SQLITE_OK || sqlite3_prepare_v2(dst, "PRAGMA integrity_check",
+	    -1, &st, NULL) != SQLITE_OK) {
+		ctl_fail("backup %s: %s", file, sqlite3_errmsg(dst));
+		sqlite3_close(dst);
+		return CTL_NOTHING;
+	}
+	if (sqlite3_step(st) == SQLITE_ROW)
+		ok = sqlite3_mprintf("%s", sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (ok == NULL || strcmp(ok, "ok") != 0) {
+		printf("%s: the copy is damaged: %s\n", file, ok != NULL ?
+		    ctl_esc(ok, strlen(ok)) : sqlite3_errmsg(dst));
+		rc = CTL_NOTHING;
+	} else if (chain_verify_all(dst, file, 0, &total) != 0) {
+		printf("%s: the copy does NOT verify (kept for inspection); "
+		    "%ld rows checked\n", file, total);
+		rc = CTL_NOTHING;
+	} else {
+		printf("%s: %ld rows copied, the copy verifies\n", file, total);
+		rc = CTL_OK;
+	}
+	sqlite3_free(ok);
+	sqlite3_close(dst);
 	return rc;
 }

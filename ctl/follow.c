@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <getopt.h>
 #include <libgen.h>
 #include <poll.h>
 #include <signal.h>
@@ -38,9 +39,20 @@ follow_data_version(struct ctl *c)
 	return v;
 }
 
+/* A column, escaped: reader names and reasons may carry card bytes. */
+static const char *
+follow_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *s = sqlite3_column_text(st, i);
+
+	if (s == NULL)
+		return "-";
+	return ctl_esc(s, (size_t)sqlite3_column_bytes(st, i));
+}
+
 /* Print the outcome rows after *last; move *last on. */
 static void
-follow_print(struct ctl *c, sqlite3_stmt *st, long *last, int colour)
+follow_print(sqlite3_stmt *st, long *last, int colour)
 {
 	const char *state, *col;
 
@@ -56,16 +68,18 @@ follow_print(struct ctl *c, sqlite3_stmt *st, long *last, int colour)
 		col = !colour ? "" : strcmp(state, "verified") == 0 ?
 		    "\033[32m" : strcmp(state, "skipped") == 0 ? "\033[36m" :
 		    "\033[1;31m";
-		printf("%s  %s  %-16s  %s%-8s%s  %s  %s\n",
-		    sqlite3_column_text(st, 1), sqlite3_column_text(st, 2),
-		    sqlite3_column_text(st, 4), col, state, colour ?
+		printf("%s  %s  ", follow_text(st, 1), follow_text(st, 2));
+		if (sqlite3_column_type(st, 4) == SQLITE_NULL)
+			ctl_put("-", 1, 16);
+		else
+			ctl_put((const char *)sqlite3_column_text(st, 4),
+			    (size_t)sqlite3_column_bytes(st, 4), 16);
+		printf("  %s%-8s%s  %s  %s\n", col, state, colour ?
 		    "\033[0m" : "", sqlite3_column_type(st, 5) == SQLITE_NULL ?
-		    "-       " : (const char *)sqlite3_column_text(st, 5),
-		    sqlite3_column_text(st, 6));
+		    "-       " : follow_text(st, 5), follow_text(st, 6));
 		fflush(stdout);
 	}
 	sqlite3_reset(st);
-	(void)c;
 }
 
 static const char *const watch_help =
@@ -133,36 +147,156 @@ cmd_watch(struct ctl *c, int argc, char **argv)
 		if (nv == ver)
 			continue;
 		ver = nv;
-		follow_print(c, st, &last, colour);
+		follow_print(st, &last, colour);
 	}
 	close(in);
 	sqlite3_finalize(st);
 	return CTL_OK;
 }
 
+/* One "key: value" of the daemon as a JSON member; '-' in keys as '_'. */
+static void
+follow_json_member(const char *key, size_t klen, const char *val,
+    size_t vlen, int *first)
+{
+	char k[64];
+	size_t i;
+
+	if (klen >= sizeof(k))
+		klen = sizeof(k) - 1;
+	for (i = 0; i < klen; i++)
+		k[i] = key[i] == '-' ? '_' : key[i];
+	fputs(*first ? "{" : ",", stdout);
+	*first = 0;
+	ctl_json_str(k, klen);
+	putchar(':');
+	/* A count as a JSON number: digits, no leading zero, no overflow. */
+	for (i = 0; i < vlen && val[i] >= '0' && val[i] <= '9'; i++)
+		;
+	if (i == vlen && vlen > 0 && vlen < 19 && (val[0] != '0' ||
+	    vlen == 1))
+		fwrite(val, 1, vlen, stdout);
+	else
+		ctl_json_str(val, vlen);
+}
+
+/* A batch card: "READER | ATR | state", split from the right. */
+static void
+follow_json_batch(const char *v, size_t n, int *first)
+{
+	const char *p1 = NULL, *p2 = NULL, *p;
+
+	for (p = v; p + 3 <= v + n; p++)
+		if (memcmp(p, " | ", 3) == 0) {
+			p1 = p2;
+			p2 = p;
+		}
+	fputs(*first ? "" : ",", stdout);
+	*first = 0;
+	if (p1 == NULL) {
+		fputs("{\"reader\":", stdout);
+		ctl_json_str(v, n);
+		fputs(",\"atr\":null,\"state\":null}", stdout);
+		return;
+	}
+	fputs("{\"reader\":", stdout);
+	ctl_json_str(v, (size_t)(p1 - v));
+	fputs(",\"atr\":", stdout);
+	ctl_json_str(p1 + 3, (size_t)(p2 - p1 - 3));
+	fputs(",\"state\":", stdout);
+	ctl_json_str(p2 + 3, (size_t)(v + n - p2 - 3));
+	putchar('}');
+}
+
+/*
+ * The daemon's answer as one JSON object: its "key: value" lines as
+ * members (numbers as numbers), "state: paused: why" as state and
+ * pause_reason, and the "batch:" lines as the array batches.
+ */
+static int
+follow_status_json(const char *buf, size_t len)
+{
+	const char *line, *end, *colon, *v;
+	size_t vlen;
+	int first = 1, bfirst = 1, pass;
+
+	/* Two passes: the members, then the batch cards in their array. */
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			fputs(first ? "{\"batches\":[" : ",\"batches\":[",
+			    stdout);
+		for (line = buf; line < buf + len; line = end + 1) {
+			if ((end = memchr(line, '\n', (size_t)(buf + len -
+			    line))) == NULL)
+				end = buf + len;
+			colon = memchr(line, ':', (size_t)(end - line));
+			if (colon == NULL || colon + 1 >= end ||
+			    colon[1] != ' ') {
+				if (pass == 0 && end > line)
+					fprintf(stderr, "cardlicctl: status: "
+					    "line not understood: %s\n",
+					    ctl_esc(line, (size_t)(end -
+					    line)));
+				continue;
+			}
+			v = colon + 2;
+			vlen = (size_t)(end - v);
+			if (colon - line == 5 && memcmp(line, "batch", 5) ==
+			    0) {
+				if (pass == 1)
+					follow_json_batch(v, vlen, &bfirst);
+			} else if (pass == 1)
+				continue;
+			else if (colon - line == 5 && memcmp(line, "state",
+			    5) == 0 && vlen > 8 && memcmp(v, "paused: ", 8)
+			    == 0) {
+				follow_json_member("state", 5, "paused", 6,
+				    &first);
+				follow_json_member("pause-reason", 12, v + 8,
+				    vlen - 8, &first);
+			} else
+				follow_json_member(line, (size_t)(colon -
+				    line), v, vlen, &first);
+		}
+	}
+	fputs("]}\n", stdout);
+	return CTL_OK;
+}
+
 static const char *const status_help =
-"usage: cardlicctl status [-s SOCKET]\n"
+"usage: cardlicctl status [-s SOCKET] [--json]\n"
 "The running daemon's state, from its control socket (default: [station]\n"
 "control of the configuration, else /run/cardlicd/control): running or\n"
 "paused and why, the counts, and each batch card and whether it is\n"
-"exhausted.  Exit 2 when the daemon cannot be reached.\n";
+"exhausted.  --json prints one JSON object: the counts as numbers, state\n"
+"(running or paused) and pause_reason, and batches, an array of reader,\n"
+"atr and state.  Exit 2 when the daemon cannot be reached.\n";
 
 int
 cmd_status(struct ctl *c, int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
 	struct sockaddr_un sa;
-	const char *path = c->control;
-	char buf[4096];
+	const char *path = c->control, *line, *end;
+	static char buf[65536];
+	size_t len = 0;
 	ssize_t n;
-	int fd;
+	int fd, ch, json = 0;
 
-	if (ctl_has_opt(argc, argv, "--help")) {
-		fputs(status_help, stdout);
-		return CTL_OK;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's': path = optarg; break;
+		case 'j': json = 1; break;
+		case 'h': fputs(status_help, stdout); return CTL_OK;
+		default: return ctl_usage(status_help);
+		}
 	}
-	if (argc == 3 && strcmp(argv[1], "-s") == 0)
-		path = argv[2];
-	else if (argc != 1)
+	if (optind != argc)
 		return ctl_usage(status_help);
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return ctl_fail("%s: path too long", path);
@@ -176,8 +310,28 @@ cmd_status(struct ctl *c, int argc, char **argv)
 		return ctl_fail("cannot reach cardlicd at %s: %s (is it "
 		    "running?)", path, strerror(errno));
 	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		fwrite(buf, 1, (size_t)n, stdout);
+	while (len < sizeof(buf) && (n = read(fd, buf + len,
+	    sizeof(buf) - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			close(fd);
+			return ctl_fail("%s: %s", path, strerror(errno));
+		}
+		len += (size_t)n;
+	}
 	close(fd);
-	return n < 0 ? ctl_fail("%s: %s", path, strerror(errno)) : CTL_OK;
+	if (len == sizeof(buf))
+		return ctl_fail("%s: the answer is longer than %zu bytes",
+		    path, sizeof(buf) - 1);
+	if (json)
+		return follow_status_json(buf, len);
+	/* Reader names come from pcscd and may carry any byte. */
+	for (line = buf; line < buf + len; line = end + 1) {
+		if ((end = memchr(line, '\n', (size_t)(buf + len - line))) ==
+		    NULL)
+			end = buf + len;
+		printf("%s\n", ctl_esc(line, (size_t)(end - line)));
+	}
+	return CTL_OK;
 }

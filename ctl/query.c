@@ -9,32 +9,84 @@
 
 #include "cardlicctl.h"
 
+/* A column for a human: escaped (card bytes may be anything), "-" if NULL. */
 static const char *
 q_text(sqlite3_stmt *st, int i)
 {
 	const unsigned char *s = sqlite3_column_text(st, i);
 
-	return s != NULL ? (const char *)s : "-";
+	if (s == NULL)
+		return "-";
+	return ctl_esc(s, (size_t)sqlite3_column_bytes(st, i));
 }
 
-/* Normalize YYYYMMDD or YYYY-MM-DD into YYYY-MM-DD; NULL if neither. */
+/* The same, padded to width columns. */
+static void
+q_put(sqlite3_stmt *st, int i, int width)
+{
+	const unsigned char *s = sqlite3_column_text(st, i);
+
+	if (s == NULL)
+		ctl_put("-", 1, width);
+	else
+		ctl_put((const char *)s, (size_t)sqlite3_column_bytes(st, i),
+		    width);
+}
+
+/*
+ * Normalize YYYYMMDD or YYYY-MM-DD into YYYY-MM-DD; NULL unless it names
+ * a day of the calendar (2026-02-30 does not).
+ */
 static const char *
 q_day(const char *in, char out[11])
 {
+	static const int mdays[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30,
+	    31, 30, 31 };
 	size_t n = strlen(in), i;
+	int y, m, d;
 
-	if (n == 8 && strspn(in, "0123456789") == 8) {
+	if (n == 8 && strspn(in, "0123456789") == 8)
 		snprintf(out, 11, "%.4s-%.2s-%.2s", in, in + 4, in + 6);
-		return out;
-	}
-	if (n == 10 && in[4] == '-' && in[7] == '-') {
+	else if (n == 10 && in[4] == '-' && in[7] == '-') {
 		for (i = 0; i < n; i++)
 			if (i != 4 && i != 7 && (in[i] < '0' || in[i] > '9'))
 				return NULL;
 		memcpy(out, in, 11);
-		return out;
+	} else
+		return NULL;
+	y = atoi(out);
+	m = atoi(out + 5);
+	d = atoi(out + 8);
+	if (y < 1 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1] ||
+	    (m == 2 && d == 29 && (y % 4 != 0 || (y % 100 == 0 &&
+	    y % 400 != 0))))
+		return NULL;
+	return out;
+}
+
+/*
+ * An argument naming card bytes, as list and show print them (\xNN for
+ * what a terminal cannot show), bound as those bytes.  *buf is freed by
+ * the caller.
+ */
+static size_t
+q_bind_bytes(sqlite3_stmt *st, int i, const char *arg, char **buf)
+{
+	size_t n;
+
+	*buf = NULL;
+	if (arg == NULL) {
+		sqlite3_bind_null(st, i);
+		return 0;
 	}
-	return NULL;
+	/* Not NULL: that would match every card. */
+	if ((*buf = malloc(strlen(arg) + 1)) == NULL) {
+		ctl_fail("out of memory");
+		exit(CTL_USAGE);
+	}
+	n = ctl_unescape(arg, *buf);
+	sqlite3_bind_text(st, i, *buf, (int)n, SQLITE_STATIC);
+	return n;
 }
 
 static const char *const list_help =
@@ -44,7 +96,9 @@ static const char *const list_help =
 "insertion that failed before a credit was spent, oldest first.  DATE is\n"
 "YYYY-MM-DD or YYYYMMDD (UTC day of the last change); --batch matches the\n"
 "batch card's reader or ATR; O is generated, loaded, verified, rejected,\n"
-"failed or skipped.  Exit 1 when nothing matches.\n";
+"failed or skipped.  Bytes that cannot be shown are printed as \\xNN (and\n"
+"a backslash as \\\\); S, M, B and ID may be given in that form.  Exit 1\n"
+"when nothing matches.\n";
 
 int
 cmd_list(struct ctl *c, int argc, char **argv)
@@ -62,9 +116,11 @@ cmd_list(struct ctl *c, int argc, char **argv)
 	};
 	static const char *const outcomes[] = { "generated", "loaded",
 	    "verified", "rejected", "failed", "skipped", NULL };
+	static const int widths[7] = { 20, 10, 16, 16, 9, 8, 8 };
 	const char *since = NULL, *until = NULL, *serial = NULL, *model = NULL;
 	const char *batch = NULL, *outcome = NULL, *station = NULL;
-	char sql[2048], d1[11], d2[11];
+	char sql[2048], d1[11], d2[11], *b_serial, *b_model, *b_batch;
+	char *b_station;
 	sqlite3_stmt *st;
 	int ch, n = 0, i;
 
@@ -84,10 +140,14 @@ cmd_list(struct ctl *c, int argc, char **argv)
 	}
 	if (optind != argc)
 		return ctl_usage(list_help);
-	if (since != NULL && (since = q_day(since, d1)) == NULL)
-		return ctl_fail("list: --since wants YYYY-MM-DD or YYYYMMDD");
-	if (until != NULL && (until = q_day(until, d2)) == NULL)
-		return ctl_fail("list: --until wants YYYY-MM-DD or YYYYMMDD");
+	if (since != NULL && q_day(since, d1) == NULL)
+		return ctl_fail("list: --since %s: not a date (want a real "
+		    "day as YYYY-MM-DD or YYYYMMDD)", ctl_esc(since,
+		    strlen(since)));
+	if (until != NULL && q_day(until, d2) == NULL)
+		return ctl_fail("list: --until %s: not a date (want a real "
+		    "day as YYYY-MM-DD or YYYYMMDD)", ctl_esc(until,
+		    strlen(until)));
 	if (outcome != NULL) {
 		for (i = 0; outcomes[i] != NULL; i++)
 			if (strcmp(outcome, outcomes[i]) == 0)
@@ -106,24 +166,30 @@ cmd_list(struct ctl *c, int argc, char **argv)
 	    "station", ctl_time(c, "last_utc"));
 	if ((st = ctl_prepare(c, sql)) == NULL)
 		return CTL_USAGE;
-	sqlite3_bind_text(st, 1, since, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, until, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, serial, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, model, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, batch, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, since != NULL ? d1 : NULL, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, until != NULL ? d2 : NULL, -1, SQLITE_STATIC);
+	q_bind_bytes(st, 3, serial, &b_serial);
+	q_bind_bytes(st, 4, model, &b_model);
+	q_bind_bytes(st, 5, batch, &b_batch);
 	sqlite3_bind_text(st, 6, outcome, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, station, -1, SQLITE_STATIC);
+	q_bind_bytes(st, 7, station, &b_station);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == 0)
 			printf("%-20s  %-10s  %-16s  %-16s  %-9s  %-8s  %-8s  "
 			    "%s\n", "TIME", "STATION", "SERIAL", "MODEL",
 			    "OUTCOME", "START", "END", "BATCH");
-		printf("%-20s  %-10s  %-16s  %-16s  %-9s  %-8s  %-8s  %s\n",
-		    q_text(st, 0), q_text(st, 1), q_text(st, 2),
-		    q_text(st, 3), q_text(st, 4), q_text(st, 5),
-		    q_text(st, 6), q_text(st, 7));
+		for (i = 0; i < 7; i++) {
+			q_put(st, i, widths[i]);
+			fputs("  ", stdout);
+		}
+		q_put(st, 7, 0);
+		putchar('\n');
 	}
 	sqlite3_finalize(st);
+	free(b_serial);
+	free(b_model);
+	free(b_batch);
+	free(b_station);
 	return n > 0 ? CTL_OK : CTL_NOTHING;
 }
 
@@ -131,34 +197,40 @@ static const char *const show_help =
 "usage: cardlicctl show SERIAL\n"
 "Every audit row of the card whose serial (trimmed of its padding) is\n"
 "SERIAL, oldest first: time, station and row, reader, state, dates, status\n"
-"words, PKCS#11 results, per-step timings and reason.  Exit 1 if none.\n";
+"words, PKCS#11 results, per-step timings and reason.  SERIAL may be given\n"
+"as list prints it (\\xNN for bytes that cannot be shown).  Exit 1 if\n"
+"none.\n";
 
 int
 cmd_show(struct ctl *c, int argc, char **argv)
 {
-	char sql[1024];
+	char sql[1024], *want;
 	sqlite3_stmt *st;
+	size_t len;
 	int n = 0;
 
-	if (argc != 2 || ctl_has_opt(argc, argv, "--help")) {
-		if (argc == 2)
-			fputs(show_help, stdout);
-		return argc == 2 ? CTL_OK : ctl_usage(show_help);
+	if (ctl_has_opt(argc, argv, "--help")) {
+		fputs(show_help, stdout);
+		return CTL_OK;
 	}
+	if (argc != 2)
+		return ctl_usage(show_help);
 	snprintf(sql, sizeof(sql), "SELECT %s, station, seq, job, reader, "
-	    "state, start_date, end_date, sw, ckr, nullif(hex(status), ''), timings, "
-	    "reason, rtrim(CAST(model AS TEXT), ' '), license_seq FROM audit "
-	    "WHERE rtrim(CAST(serial AS TEXT), ' ') = ?1 ORDER BY station, seq",
+	    "state, start_date, end_date, sw, ckr, nullif(hex(status), ''), "
+	    "timings, reason, rtrim(CAST(model AS TEXT), ' '), license_seq, "
+	    "rtrim(CAST(serial AS TEXT), ' ') FROM audit WHERE "
+	    "rtrim(CAST(serial AS TEXT), ' ') = ?1 ORDER BY station, seq",
 	    ctl_time(c, "utc"));
 	if ((st = ctl_prepare(c, sql)) == NULL)
 		return CTL_USAGE;
-	sqlite3_bind_text(st, 1, argv[1], -1, SQLITE_STATIC);
+	len = q_bind_bytes(st, 1, argv[1], &want);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == 0)
-			printf("card %s, model %s\n", argv[1], q_text(st, 13));
-		printf("%s  %s #%s job %s  %s  %-9s", q_text(st, 0),
-		    q_text(st, 1), q_text(st, 2), q_text(st, 3), q_text(st, 4),
-		    q_text(st, 5));
+			printf("card %s, model %s\n", q_text(st, 15),
+			    q_text(st, 13));
+		printf("%s  %s #%s job %s  %s  ", q_text(st, 0),
+		    q_text(st, 1), q_text(st, 2), q_text(st, 3), q_text(st, 4));
+		q_put(st, 5, 9);
 		if (sqlite3_column_type(st, 6) != SQLITE_NULL)
 			printf("  %s..%s", q_text(st, 6), q_text(st, 7));
 		if (sqlite3_column_type(st, 14) != SQLITE_NULL)
@@ -174,7 +246,8 @@ cmd_show(struct ctl *c, int argc, char **argv)
 	sqlite3_finalize(st);
 	if (n == 0)
 		fprintf(stderr, "cardlicctl: no card with serial \"%s\"\n",
-		    argv[1]);
+		    want != NULL ? ctl_esc(want, len) : "?");
+	free(want);
 	return n > 0 ? CTL_OK : CTL_NOTHING;
 }
 
@@ -186,36 +259,78 @@ cmd_show(struct ctl *c, int argc, char **argv)
 	" hex(model) AS model_hex, hex(serial) AS serial_hex, start_date," \
 	" end_date, license_seq, nullif(hex(license), '') AS license_hex," \
 	" batch_reader," \
-	" batch_atr, batch_count, sw, ckr, nullif(hex(status), '') AS status_hex," \
+	" batch_atr, batch_count, sw, ckr," \
+	" nullif(hex(status), '') AS status_hex," \
 	" timings, hex(hash) AS hash"
 
-/* RFC 4180: quote when needed, double the quotes, CRLF line ends. */
+/*
+ * One CSV field, one record per line whatever the bytes: text is escaped
+ * as for a terminal (no CR or LF is left to quote), then quoted as RFC
+ * 4180 says when it holds a quote or a comma.  Text that a spreadsheet
+ * would run as a formula (= + - @ first) gets a leading apostrophe; the
+ * exact card bytes are in the _hex columns.
+ */
 static void
-csv_field(const unsigned char *s, int len, int last)
+csv_field(sqlite3_stmt *st, int i, int last)
 {
-	int i, quote = 0;
+	const char *s = "";
+	int quote;
 
-	for (i = 0; i < len && !quote; i++)
-		quote = s[i] == '"' || s[i] == ',' || s[i] == '\r' ||
-		    s[i] == '\n';
+	if (sqlite3_column_type(st, i) != SQLITE_NULL)
+		s = ctl_esc(sqlite3_column_text(st, i),
+		    (size_t)sqlite3_column_bytes(st, i));
+	quote = strpbrk(s, "\",") != NULL;
 	if (quote)
 		putchar('"');
-	for (i = 0; i < len; i++) {
-		if (s[i] == '"')
+	if (sqlite3_column_type(st, i) == SQLITE_TEXT && s[0] != '\0' &&
+	    strchr("=+-@", s[0]) != NULL)
+		putchar('\'');
+	for (; *s != '\0'; s++) {
+		if (*s == '"')
 			putchar('"');
-		putchar(s[i]);
+		putchar(*s);
 	}
 	if (quote)
 		putchar('"');
 	fputs(last ? "\r\n" : ",", stdout);
 }
 
+/* One JSON value: numbers as numbers, text as valid UTF-8 strings. */
+static void
+json_value(sqlite3_stmt *st, int i, int raw_ok)
+{
+	const unsigned char *s;
+	size_t n, k;
+
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_NULL:
+		fputs("null", stdout);
+		return;
+	case SQLITE_INTEGER:
+		printf("%lld", sqlite3_column_int64(st, i));
+		return;
+	}
+	s = sqlite3_column_text(st, i);
+	n = (size_t)sqlite3_column_bytes(st, i);
+	/* The timings are JSON already: as they are if plainly so. */
+	for (k = 0; raw_ok && k < n; k++)
+		if (s[k] < 0x20 || s[k] > 0x7E)
+			raw_ok = 0;
+	if (raw_ok)
+		fwrite(s, 1, n, stdout);
+	else
+		ctl_json_str(s, n);
+}
+
 static const char *const export_help =
 "usage: cardlicctl export --format csv|json|jsonl\n"
 "Every audit row, oldest first, streamed.  CSV follows RFC 4180 (quotes\n"
-"doubled, CRLF).  JSON is built by SQLite's JSON functions: one array\n"
-"(json) or one object per line (jsonl).  Model and serial come trimmed\n"
-"and as the exact bytes in hex; the license, status and hash in hex.\n";
+"doubled, CRLF), one record per line: text is escaped as list prints it\n"
+"(\\xNN), and text starting with = + - @ gets a leading '.  JSON is one\n"
+"array (json) or one object per line (jsonl), valid UTF-8 whatever the\n"
+"card said: bytes that are not UTF-8 become U+FFFD.  Model and serial come\n"
+"trimmed and as their exact bytes in hex; the license, status and hash in\n"
+"hex.\n";
 
 int
 cmd_export(struct ctl *c, int argc, char **argv)
@@ -225,9 +340,9 @@ cmd_export(struct ctl *c, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *fmt = NULL;
+	const char *fmt = NULL, *name;
 	sqlite3_stmt *st;
-	int ch, i, n, rc, cols;
+	int ch, i, n, rc, cols, csv, jsonl;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -240,50 +355,45 @@ cmd_export(struct ctl *c, int argc, char **argv)
 	if (fmt == NULL || optind != argc || (strcmp(fmt, "csv") != 0 &&
 	    strcmp(fmt, "json") != 0 && strcmp(fmt, "jsonl") != 0))
 		return ctl_usage(export_help);
-	if (strcmp(fmt, "csv") == 0) {
-		st = ctl_prepare(c, "SELECT " EXPORT_COLS " FROM audit ORDER "
-		    "BY station, seq");
-		if (st == NULL)
-			return CTL_USAGE;
-		cols = sqlite3_column_count(st);
+	csv = strcmp(fmt, "csv") == 0;
+	jsonl = strcmp(fmt, "jsonl") == 0;
+	/* The last column says whether timings is JSON, for JSON's sake. */
+	st = ctl_prepare(c, "SELECT " EXPORT_COLS ", json_valid(timings) FROM "
+	    "audit ORDER BY station, seq");
+	if (st == NULL)
+		return CTL_USAGE;
+	cols = sqlite3_column_count(st) - 1;
+	if (csv)
 		for (i = 0; i < cols; i++) {
-			const char *name = sqlite3_column_name(st, i);
-
-			csv_field((const unsigned char *)name,
-			    (int)strlen(name), i == cols - 1);
+			fputs(sqlite3_column_name(st, i), stdout);
+			fputs(i == cols - 1 ? "\r\n" : ",", stdout);
 		}
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	if (!csv && !jsonl)
+		fputs("[", stdout);
+	for (n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
+		if (csv) {
 			for (i = 0; i < cols; i++)
-				csv_field(sqlite3_column_text(st, i),
-				    sqlite3_column_bytes(st, i), i == cols - 1);
-	} else {
-		/* json_object per row: SQLite does the quoting and escapes. */
-		st = ctl_prepare(c, "SELECT json_object('station', station, "
-		    "'seq', seq, 'utc', utc, 'job', job, 'reader', reader, "
-		    "'state', state, 'reason', reason, 'model', "
-		    "rtrim(CAST(model AS TEXT), ' '), 'serial', "
-		    "rtrim(CAST(serial AS TEXT), ' '), 'model_hex', hex(model), "
-		    "'serial_hex', hex(serial), 'start_date', start_date, "
-		    "'end_date', end_date, 'license_seq', license_seq, "
-		    "'license_hex', nullif(hex(license), ''), 'batch_reader', batch_reader, "
-		    "'batch_atr', batch_atr, 'batch_count', batch_count, 'sw', "
-		    "sw, 'ckr', ckr, 'status_hex', nullif(hex(status), ''), 'timings', "
-		    "json(timings), 'hash', hex(hash)) FROM audit ORDER BY "
-		    "station, seq");
-		if (st == NULL)
-			return CTL_USAGE;
-		if (strcmp(fmt, "json") == 0)
-			fputs("[", stdout);
-		for (n = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; n++) {
-			if (strcmp(fmt, "json") == 0)
-				fputs(n == 0 ? "\n" : ",\n", stdout);
-			fputs(q_text(st, 0), stdout);
-			if (strcmp(fmt, "jsonl") == 0)
-				putchar('\n');
+				csv_field(st, i, i == cols - 1);
+			continue;
 		}
-		if (strcmp(fmt, "json") == 0)
-			fputs("\n]\n", stdout);
+		if (!jsonl)
+			fputs(n == 0 ? "\n" : ",\n", stdout);
+		putchar('{');
+		for (i = 0; i < cols; i++) {
+			name = sqlite3_column_name(st, i);
+			if (i > 0)
+				putchar(',');
+			ctl_json_str(name, strlen(name));
+			putchar(':');
+			json_value(st, i, strcmp(name, "timings") == 0 &&
+			    sqlite3_column_int(st, cols) == 1);
+		}
+		putchar('}');
+		if (jsonl)
+			putchar('\n');
 	}
+	if (!csv && !jsonl)
+		fputs("\n]\n", stdout);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return ctl_fail("export: %s", sqlite3_errmsg(c->db));
@@ -358,10 +468,13 @@ cmd_stats(struct ctl *c, int argc, char **argv)
 
 static const char *const reconcile_help =
 "usage: cardlicctl reconcile\n"
-"For each batch card: credits spent (licenses generated) against licenses\n"
-"verified, still pending and rejected, and credits that may have been\n"
-"spent without a license (the exchange broke).  Every credit with no card\n"
-"to show for it is listed; then the exit status is 1.\n";
+"For each batch card: credits spent against what became of them.  SPENT\n"
+"counts the licenses generated, the credits in doubt nobody has decided on,\n"
+"and those an admin resolved as spent; a batch card's own counter should\n"
+"say the same.  Then every credit with no card to show for it is listed: a\n"
+"license still pending (its card has not come back), and a credit in doubt\n"
+"(decide with cardlicctl resolve).  The exit status is 1 while any is\n"
+"listed.\n";
 
 int
 cmd_reconcile(struct ctl *c, int argc, char **argv)
@@ -377,20 +490,26 @@ cmd_reconcile(struct ctl *c, int argc, char **argv)
 		return ctl_usage(reconcile_help);
 	}
 	st = ctl_prepare(c, "SELECT station, batch_reader, batch_atr, "
-	    "count(*), sum(state = 'verified'), sum(state IN ('generated', "
-	    "'loaded', 'failed')), sum(state = 'rejected') FROM issuance WHERE "
-	    "license_seq IS NOT NULL GROUP BY station, batch_reader, batch_atr "
+	    "sum(state IN ('generated', 'loaded', 'failed', 'verified', "
+	    "'rejected')) + sum(state = 'in-doubt') + sum(state = 'resolved' "
+	    "AND last_reason LIKE 'spent:%'), sum(state = 'verified'), "
+	    "sum(state IN ('generated', 'loaded', 'failed')), "
+	    "sum(state = 'rejected'), sum(state = 'in-doubt'), "
+	    "sum(state = 'resolved' AND last_reason LIKE 'spent:%') FROM "
+	    "issuance WHERE license_seq IS NOT NULL OR state IN ('in-doubt', "
+	    "'resolved') GROUP BY station, batch_reader, batch_atr "
 	    "ORDER BY 1, 2, 3");
 	if (st == NULL)
 		return CTL_USAGE;
-	printf("%-10s  %-20s  %-28s  %7s  %8s  %7s  %8s\n", "STATION",
-	    "BATCH READER", "BATCH ATR", "SPENT", "VERIFIED", "PENDING",
-	    "REJECTED");
+	printf("%-10s  %-20s  %-28s  %5s  %8s  %7s  %8s  %8s  %4s\n",
+	    "STATION", "BATCH READER", "BATCH ATR", "SPENT", "VERIFIED",
+	    "PENDING", "REJECTED", "IN-DOUBT", "LOST");
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		printf("%-10s  %-20s  %-28s  %7lld  %8lld  %7lld  %8lld\n",
-		    q_text(st, 0), q_text(st, 1), q_text(st, 2),
+		printf("%-10s  %-20s  %-28s  %5lld  %8lld  %7lld  %8lld  %8lld"
+		    "  %4lld\n", q_text(st, 0), q_text(st, 1), q_text(st, 2),
 		    sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
-		    sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6));
+		    sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6),
+		    sqlite3_column_int64(st, 7), sqlite3_column_int64(st, 8));
 	}
 	sqlite3_finalize(st);
 	st = ctl_prepare(c, "SELECT station, license_seq, serial_text, "
@@ -407,21 +526,21 @@ cmd_reconcile(struct ctl *c, int argc, char **argv)
 		    q_text(st, 4));
 	}
 	sqlite3_finalize(st);
-	st = ctl_prepare(c, "SELECT f.station, f.seq, rtrim(CAST(f.serial AS "
-	    "TEXT), ' '), f.batch_reader, f.reason FROM audit f WHERE "
-	    "f.state = 'failed' AND f.reason LIKE '%may be spent%' ORDER BY "
-	    "f.station, f.seq");
+	st = ctl_prepare(c, "SELECT station, seq, serial_text, batch_reader, "
+	    "reason FROM in_doubt WHERE resolved_seq IS NULL ORDER BY "
+	    "station, seq");
 	if (st == NULL)
 		return CTL_USAGE;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (flags++ == 0)
 			printf("\ncredits with no card to show for them:\n");
-		printf("  %s #%s: card %s, batch card in %s: %s\n",
-		    q_text(st, 0), q_text(st, 1), q_text(st, 2), q_text(st, 3),
-		    q_text(st, 4));
+		printf("  %s #%s: credit in doubt for card %s, batch card in "
+		    "%s: %s\n    decide: cardlicctl resolve %s spent|unspent "
+		    "REASON\n", q_text(st, 0), q_text(st, 1), q_text(st, 2),
+		    q_text(st, 3), q_text(st, 4), q_text(st, 1));
 	}
 	sqlite3_finalize(st);
 	if (flags == 0)
-		printf("\nevery credit spent is accounted for by a card\n");
+		printf("\nevery credit spent is accounted for\n");
 	return flags == 0 ? CTL_OK : CTL_NOTHING;
 }

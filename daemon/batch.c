@@ -5,6 +5,11 @@
  * GENERATE and the GET RESPONSE pieces, so that no other program slips an
  * APDU in between.  A card that answers 6985 is marked exhausted and the
  * next one is used.
+ *
+ * Once GENERATE has been sent, only the status words that the vendor text
+ * gives as refusals count as "nothing spent"; every other ending (an
+ * unknown word, a broken chain, a short answer, a lost card) may follow a
+ * spent credit and is reported as in doubt, for the job to record so.
  */
 #include <stdio.h>
 #include <string.h>
@@ -177,10 +182,11 @@ batch_disconnect(struct batch_conn *c)
 }
 
 /*
- * One APDU.  0 and the status word on success; -1 when the exchange broke
- * (an error, or an answer too short to hold a status word).
+ * One APDU.  0 and the status word on success; the PC/SC error when the
+ * exchange broke (an answer too short to hold a status word counts as
+ * SCARD_F_COMM_ERROR).
  */
-static int
+static long
 batch_tx(struct batch_conn *c, const uint8_t *cmd, size_t len, uint8_t *out,
     size_t *outlen, unsigned *sw)
 {
@@ -193,7 +199,9 @@ batch_tx(struct batch_conn *c, const uint8_t *cmd, size_t len, uint8_t *out,
 	if (rv != SCARD_S_SUCCESS || n < 2) {
 		log_debug("transmit: %s, %lu bytes", pcsc_stringify_error(rv),
 		    (unsigned long)n);
-		return -1;
+		/* A short answer is a broken exchange, not a card's refusal. */
+		return rv != SCARD_S_SUCCESS ? (long)rv :
+		    (long)SCARD_F_COMM_ERROR;
 	}
 	*sw = (unsigned)buf[n - 2] << 8 | buf[n - 1];
 	if (out != NULL) {
@@ -233,42 +241,225 @@ batch_sw_meaning(unsigned sw)
 	case 0x6700: return "invalid input data length";
 	case 0x6985: return "no more credit";
 	case 0x6A80: return "invalid input data (date incorrectly formatted)";
+	case 0x6D00: return "instruction not supported (application not "
+		    "selected)";
 	default: return NULL;
 	}
 }
 
 /*
- * GENERATE on one card.  Returns BATCH_OK, BATCH_REFUSED (card said no;
- * sw and message set), BATCH_LOST (the exchange broke after GENERATE was
- * sent, so a credit may be spent), or BATCH_NONE (no credit, or the card
- * could not be used before any credit was at stake: try the next one).
+ * The status words after which the vendor text says GENERATE spent
+ * nothing.  Every other word, after GENERATE was sent, may follow a spent
+ * credit: it is in doubt, never a plain failure.
+ */
+static int
+batch_sw_spends_nothing(unsigned sw)
+{
+	switch (sw) {
+	case 0x6700: case 0x6A80: case 0x6A86: case 0x6E00: case 0x6985:
+	case 0x6D00:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * PC/SC errors that pcscd gives before the command reaches the card: the
+ * card was gone or reset as we sent.  Anything else (the reader's driver
+ * failed mid-exchange, pcscd died) may follow a command the card got.
+ */
+static int
+batch_not_sent(long rv)
+{
+	return rv == (long)SCARD_W_REMOVED_CARD ||
+	    rv == (long)SCARD_W_RESET_CARD ||
+	    rv == (long)SCARD_E_NO_SMARTCARD ||
+	    rv == (long)SCARD_E_INVALID_HANDLE;
+}
+
+/*
+ * The answer to GENERATE, once the exchange is over: sw is the last status
+ * word, all[0..total) the data collected.  Pure, for the fuzzer.
+ */
+enum batch_result
+batch_parse(unsigned sw, const uint8_t *all, size_t total, const char *start,
+    struct batch_license *out)
+{
+	const char *what;
+	long s, e;
+
+	out->sw = sw & 0xFFFF;
+	if (sw == 0x6985) {
+		snprintf(out->message, sizeof(out->message), "batch card in "
+		    "%s has no credit left (6985)", out->reader);
+		return BATCH_EXHAUSTED;
+	}
+	if (sw != 0x9000) {
+		what = batch_sw_meaning(sw & 0xFFFF);
+		if (batch_sw_spends_nothing(sw)) {
+			snprintf(out->message, sizeof(out->message), "batch "
+			    "card in %s refused GENERATE: %04X (%s); no credit "
+			    "spent", out->reader, sw, what);
+			return BATCH_REFUSED;
+		}
+		snprintf(out->message, sizeof(out->message), "batch card in %s "
+		    "answered GENERATE with %04X%s%s%s: a credit may have been "
+		    "spent", out->reader, sw & 0xFFFF, sw > 0xFFFF ?
+		    " with unexpected data" : "", what != NULL ? ", " : "",
+		    what != NULL ? what : "");
+		return BATCH_DOUBT;
+	}
+	if (total != LIC_RESPONSE_LEN) {
+		snprintf(out->message, sizeof(out->message), "batch card in "
+		    "%s answered %zu bytes instead of %d: a credit may have "
+		    "been spent", out->reader, total, LIC_RESPONSE_LEN);
+		return BATCH_DOUBT;
+	}
+	/* The license bytes are kept as evidence, even if not loaded. */
+	memcpy(out->license, all + DATE_LEN, LICENSE_LEN);
+	out->has_license = 1;
+	if (memcmp(all, "00000000", DATE_LEN) != 0 &&
+	    (date_parse((const char *)all, DATE_LEN, &e) != 0 ||
+	    date_parse(start, DATE_LEN, &s) != 0 || e < s)) {
+		char hex[2 * DATE_LEN + 1];
+
+		dbhash_hex(all, DATE_LEN, 1, hex);
+		snprintf(out->message, sizeof(out->message), "batch card in "
+		    "%s answered an expiry (hex %s) that is not a date on or "
+		    "after the start %s: a credit was spent, the license is "
+		    "not loaded", out->reader, hex, start);
+		return BATCH_DOUBT;
+	}
+	memcpy(out->end_date, all, DATE_LEN);
+	out->end_date[DATE_LEN] = '\0';
+	snprintf(out->message, sizeof(out->message), "generated by the batch "
+	    "card in %s", out->reader);
+	return BATCH_OK;
+}
+
+/*
+ * GENERATE and its GET RESPONSE chain, over any transmit function (the
+ * fuzzer gives its own).  61XX means success with more to come: the chain
+ * is followed until another word, however many pieces the card uses, as
+ * long as the data fits what a license answer can be.
+ */
+enum batch_result
+batch_exchange(const struct batch_io *io, const uint8_t *model,
+    const uint8_t *serial, const char *start, struct batch_license *out)
+{
+	uint8_t cmd[5 + 40 + 1], resp[258], all[LIC_RESPONSE_MAX];
+	uint8_t get[5] = { 0x00, 0xC0, 0x00, 0x00, 0x00 };
+	size_t n = 0, total = 0;
+	unsigned sw = 0;
+	long rv;
+	int pieces = 0;
+
+	cmd[0] = 0x00;
+	cmd[1] = 0xF8;
+	cmd[2] = 0x00;
+	cmd[3] = 0x00;
+	cmd[4] = 0x28;
+	memcpy(cmd + 5, model, FIELD_LEN);
+	memcpy(cmd + 21, serial, FIELD_LEN);
+	memcpy(cmd + 37, start, DATE_LEN);
+	cmd[45] = 0x88;
+	fault_point("generate");
+	if ((rv = io->tx(io->arg, cmd, sizeof(cmd), resp, &n, &sw)) != 0) {
+		if (batch_not_sent(rv)) {
+			snprintf(out->message, sizeof(out->message), "batch "
+			    "card in %s was gone before GENERATE reached it "
+			    "(%s); no credit spent", out->reader,
+			    pcsc_stringify_error((LONG)rv));
+			return BATCH_GONE;
+		}
+		snprintf(out->message, sizeof(out->message), "batch card in %s"
+		    " stopped answering during GENERATE (%s): a credit may "
+		    "have been spent", out->reader,
+		    pcsc_stringify_error((LONG)rv));
+		return BATCH_DOUBT;
+	}
+	if ((sw == 0x9000 || (sw & 0xFF00) == 0x6100) && n <= sizeof(resp)) {
+		memcpy(all, resp, n);
+		total = n;
+	}
+	while ((sw & 0xFF00) == 0x6100 && total <= LIC_RESPONSE_LEN) {
+		/* A piece that carries nothing still counts against a bound. */
+		if (++pieces > LIC_RESPONSE_MAX) {
+			snprintf(out->message, sizeof(out->message), "batch "
+			    "card in %s sent more than %d GET RESPONSE "
+			    "pieces: a credit was spent, no license came",
+			    out->reader, LIC_RESPONSE_MAX);
+			return BATCH_DOUBT;
+		}
+		get[4] = (uint8_t)(sw & 0xFF);
+		fault_point("getresp");
+		if ((rv = io->tx(io->arg, get, sizeof(get), resp, &n, &sw)) !=
+		    0) {
+			snprintf(out->message, sizeof(out->message), "batch "
+			    "card in %s stopped answering during GET RESPONSE "
+			    "(%s): a credit was spent, no license came",
+			    out->reader, pcsc_stringify_error((LONG)rv));
+			return BATCH_DOUBT;
+		}
+		if (n > sizeof(resp) || total + n > sizeof(all)) {
+			total += n;
+			break;
+		}
+		memcpy(all + total, resp, n);
+		total += n;
+	}
+	fault_point("generated");
+	/* After 61XX the credit is spent: a later refusal is in doubt too. */
+	if (pieces > 0 && sw != 0x9000) {
+		snprintf(out->message, sizeof(out->message), "batch card in %s "
+		    "answered GET RESPONSE with %04X after %d piece(s): a "
+		    "credit was spent, no license came", out->reader,
+		    sw & 0xFFFF, pieces);
+		out->sw = sw & 0xFFFF;
+		return BATCH_DOUBT;
+	}
+	return batch_parse(sw, all, total, start, out);
+}
+
+static long
+batch_pcsc_tx(void *arg, const uint8_t *cmd, size_t len, uint8_t *out,
+    size_t *outlen, unsigned *sw)
+{
+	return batch_tx(arg, cmd, len, out, outlen, sw);
+}
+
+/*
+ * GENERATE on one card.  BATCH_OK; BATCH_EXHAUSTED or BATCH_GONE (try
+ * the next card); BATCH_REFUSED (the card said no, nothing spent);
+ * BATCH_DOUBT (a credit may be spent with no license to show for it).
  */
 static enum batch_result
 batch_one(struct batch_card *b, const uint8_t *model, const uint8_t *serial,
     const char *start, struct batch_license *out)
 {
-	uint8_t cmd[5 + 40 + 1], resp[256], all[LIC_RESPONSE_MAX];
-	uint8_t get[5] = { 0x00, 0xC0, 0x00, 0x00, 0x00 };
-	size_t n, total = 0;
 	struct batch_conn c;
+	struct batch_io io = { batch_pcsc_tx, &c };
+	enum batch_result r;
 	const char *what;
-	unsigned sw;
-	long d;
-	int pieces = 0;
+	unsigned sw = 0;
+	long rv;
 
 	snprintf(out->reader, sizeof(out->reader), "%s", b->reader);
 	snprintf(out->atr, sizeof(out->atr), "%s", b->atr);
 	out->sw = 0;
-	if (batch_connect(&c, b->reader) != SCARD_S_SUCCESS ||
-	    batch_tx(&c, batch_select, sizeof(batch_select), NULL, NULL,
-	    &sw) != 0) {
+	fault_point("select");
+	if ((rv = batch_connect(&c, b->reader)) != SCARD_S_SUCCESS ||
+	    (rv = batch_tx(&c, batch_select, sizeof(batch_select), NULL, NULL,
+	    &sw)) != 0) {
 		batch_disconnect(&c);
 		b->broken = 1;
 		snprintf(out->message, sizeof(out->message), "batch card in "
-		    "%s did not answer SELECT; not used until it is inserted "
-		    "again", b->reader);
+		    "%s did not answer SELECT (%s); no credit spent; not used "
+		    "until it is inserted again", b->reader,
+		    pcsc_stringify_error((LONG)rv));
 		log_warnx("%s", out->message);
-		return BATCH_NONE;
+		return BATCH_GONE;
 	}
 	if (sw != 0x9000) {
 		batch_disconnect(&c);
@@ -279,81 +470,16 @@ batch_one(struct batch_card *b, const uint8_t *model, const uint8_t *serial,
 		    "%s refused SELECT: %04X (%s); not used any more",
 		    b->reader, out->sw, what != NULL ? what : "unexpected");
 		log_alert("%s", out->message);
-		return BATCH_NONE;
+		return BATCH_GONE;
 	}
-	cmd[0] = 0x00;
-	cmd[1] = 0xF8;
-	cmd[2] = 0x00;
-	cmd[3] = 0x00;
-	cmd[4] = 0x28;
-	memcpy(cmd + 5, model, FIELD_LEN);
-	memcpy(cmd + 21, serial, FIELD_LEN);
-	memcpy(cmd + 37, start, DATE_LEN);
-	cmd[45] = 0x88;
-	if (batch_tx(&c, cmd, sizeof(cmd), resp, &n, &sw) != 0)
-		goto lost;
-	if (sw == 0x9000) {
-		memcpy(all, resp, n < sizeof(all) ? n : sizeof(all));
-		total = n;
-	}
-	/* 61XX: the rest comes with GET RESPONSE, maybe in several pieces. */
-	while ((sw & 0xFF00) == 0x6100 && pieces++ < 16) {
-		get[4] = (uint8_t)(sw & 0xFF);
-		if (batch_tx(&c, get, sizeof(get), resp, &n, &sw) != 0)
-			goto lost;
-		if (total + n > sizeof(all)) {
-			total += n;
-			break;
-		}
-		memcpy(all + total, resp, n);
-		total += n;
-	}
+	r = batch_exchange(&io, model, serial, start, out);
 	batch_disconnect(&c);
-	out->sw = sw;
-	if (sw == 0x6985) {
+	if (r == BATCH_EXHAUSTED) {
 		b->exhausted = 1;
-		snprintf(out->message, sizeof(out->message), "batch card in "
-		    "%s has no credit left (6985)", b->reader);
 		log_alert("%s", out->message);
-		return BATCH_NONE;
-	}
-	if (sw != 0x9000) {
-		what = batch_sw_meaning(sw);
-		if (what != NULL)
-			snprintf(out->message, sizeof(out->message), "batch "
-			    "card in %s refused GENERATE: %04X (%s)",
-			    b->reader, sw, what);
-		else
-			snprintf(out->message, sizeof(out->message), "batch "
-			    "card in %s gave an unexpected answer to GENERATE:"
-			    " %04X", b->reader, sw);
-		return BATCH_REFUSED;
-	}
-	if (total != LIC_RESPONSE_LEN) {
-		snprintf(out->message, sizeof(out->message), "batch card in "
-		    "%s answered %zu bytes instead of %d; a credit may be "
-		    "spent", b->reader, total, LIC_RESPONSE_LEN);
-		return BATCH_LOST;
-	}
-	if (memcmp(all, "00000000", DATE_LEN) != 0 &&
-	    date_parse((const char *)all, DATE_LEN, &d) != 0) {
-		snprintf(out->message, sizeof(out->message), "batch card in "
-		    "%s answered an expiry that is not a date; a credit may "
-		    "be spent", b->reader);
-		return BATCH_LOST;
-	}
-	memcpy(out->end_date, all, DATE_LEN);
-	out->end_date[DATE_LEN] = '\0';
-	memcpy(out->license, all + DATE_LEN, LICENSE_LEN);
-	snprintf(out->message, sizeof(out->message), "generated by the batch "
-	    "card in %s", b->reader);
-	return BATCH_OK;
-lost:
-	batch_disconnect(&c);
-	snprintf(out->message, sizeof(out->message), "batch card in %s "
-	    "stopped answering during GENERATE; a credit may be spent",
-	    b->reader);
-	return BATCH_LOST;
+	} else if (r == BATCH_GONE)
+		b->broken = 1;
+	return r;
 }
 
 /* The card the next generation will try first: for the 'requested' row. */
@@ -387,7 +513,8 @@ batch_generate(const uint8_t *model, const uint8_t *serial,
 	snprintf(out->message, sizeof(out->message), "no batch card with "
 	    "credit is inserted");
 	pthread_mutex_lock(&batch_gen_lock);
-	for (i = 0; i < BATCH_MAX && r == BATCH_NONE; i++) {
+	for (i = 0; i < BATCH_MAX && (r == BATCH_NONE || r == BATCH_GONE ||
+	    r == BATCH_EXHAUSTED); i++) {
 		pthread_mutex_lock(&batch_lock);
 		card = batch_pool[i];
 		pthread_mutex_unlock(&batch_lock);
@@ -406,5 +533,6 @@ batch_generate(const uint8_t *model, const uint8_t *serial,
 		pthread_mutex_unlock(&batch_lock);
 	}
 	pthread_mutex_unlock(&batch_gen_lock);
-	return r;
+	/* No card could be used, and none was asked to spend: no credit. */
+	return r == BATCH_GONE || r == BATCH_EXHAUSTED ? BATCH_NONE : r;
 }

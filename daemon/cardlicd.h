@@ -5,13 +5,15 @@
 #ifndef CARDLICD_H
 #define CARDLICD_H
 
+#include <sys/types.h>
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "date.h"
+#include "version.h"
 
-#define CARDLICD_VERSION	"0.1"
 #define CONF_DEFAULT_PATH	"/etc/cardlicd/cardlicd.conf"
 
 #define FIELD_LEN	16	/* model, serial in CK_TOKEN_INFO */
@@ -23,6 +25,9 @@
 #define LICENSE_ATTR	0x8000006AUL
 #define LIC_RESPONSE_LEN 136	/* expiry + license */
 #define LIC_RESPONSE_MAX 512
+
+/* fault.c: test builds only (-DCARDLICD_FAULTS); a no-op otherwise */
+void	fault_point(const char *);
 
 /* log.c */
 enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
@@ -76,6 +81,15 @@ struct rule {
 
 #define CONF_MAX_RULES		32
 #define CONF_MAX_FILTERS	16
+#define CONF_MAX_MAPS		32
+
+/* [readers] map: the PKCS#11 slot of a reader, by slot ID or description. */
+struct reader_map {
+	char		reader[READER_MAX];
+	int		by_slot;
+	unsigned long	slot;
+	char		desc[65];
+};
 
 struct conf {
 	char		path[4096];
@@ -100,7 +114,10 @@ struct conf {
 	int		n_exclude;
 	struct rule	rules[CONF_MAX_RULES];
 	int		n_rules;
+	struct reader_map maps[CONF_MAX_MAPS];
+	int		n_maps;
 	int		refs;
+	int		database_line, module_line, pin_line;	/* 0: default */
 };
 
 #define CONF_CHECK_ONLY	0x1	/* -n: do not fetch credential or key */
@@ -113,6 +130,8 @@ enum card_kind	 conf_classify(const struct conf *, const char *,
 		    const uint8_t *, size_t);
 long		 conf_start_date(const struct conf *, long);
 const char	*conf_policy_name(enum start_policy);
+int		 conf_check_module(const struct conf *, FILE *, char *, size_t);
+int		 conf_check_unit(const struct conf *);
 
 /* db.c */
 struct db_row {
@@ -149,16 +168,42 @@ int	db_find_pending(const uint8_t *, const uint8_t *, long,
 	    struct db_pending *);
 long	db_find_rejected(const uint8_t *, const uint8_t *);
 long	db_batch_count(const char *, const char *);
+long	db_find_doubt(const uint8_t *, const uint8_t *);
+int	db_recover(char *, size_t);
+long	db_resolve(long, int, const char *, char *, size_t);
+int	db_totals(long *, long *, long *, long *, long *);
 long	db_next_job(void);
 void	db_chain_head(char [65]);
+
+/* spill.c */
+struct spill_license {
+	uint8_t		model[FIELD_LEN];
+	uint8_t		serial[FIELD_LEN];
+	char		start[DATE_LEN + 1];
+	char		end[DATE_LEN + 1];
+	uint8_t		license[LICENSE_LEN];
+	char		reader[READER_MAX];
+	char		batch_reader[READER_MAX];
+	char		batch_atr[2 * ATR_MAX + 1];
+	char		sw[8];
+};
+void	spill_init(const char *);
+int	spill_reserve(long, char *, size_t);
+int	spill_write(int, long, const struct spill_license *, char *, size_t);
+void	spill_release(int, long);
+int	spill_recover(int (*)(long, const struct spill_license *));
 
 /* pin.c */
 int	pin_alloc(char **);
 void	pin_free(char *);
-int	pin_read_file(const char *, char *, size_t *, char *, size_t);
+struct stat;
+int	pin_open_file(const char *, off_t, struct stat *, char *, size_t);
+int	pin_check_stat(const struct stat *, uid_t, gid_t, const char *, char *,
+	    size_t);
+int	pin_read_file(const char *, uid_t, gid_t, char *, size_t *, char *,
+	    size_t);
 int	pin_read_credential(const char *, char *, size_t *, char *, size_t);
 int	pin_read_keyring(const char *, char *, size_t *, char *, size_t);
-int	pin_check_perms(const char *, const char *, char *, size_t);
 
 /* pkcs11.c */
 struct token {
@@ -169,10 +214,12 @@ struct token {
 };
 int		 p11_load(const char *, char *, size_t);
 void		 p11_unload(void);
-unsigned long	 p11_find_token(const char *, struct token *);
+unsigned long	 p11_find_token(const struct conf *, const char *,
+		    struct token *, char *, size_t);
 unsigned long	 p11_open(unsigned long, unsigned long *);
 void		 p11_close(unsigned long);
-unsigned long	 p11_status(unsigned long, uint8_t [STATUS_LEN]);
+unsigned long	 p11_status(unsigned long, uint8_t [STATUS_LEN],
+		    unsigned long *);
 unsigned long	 p11_login(unsigned long, const char *, size_t);
 unsigned long	 p11_logout(unsigned long);
 unsigned long	 p11_load_license(unsigned long, const uint8_t *);
@@ -183,17 +230,20 @@ int		 p11_pin_final_try(unsigned long);
 /* batch.c */
 enum batch_result {
 	BATCH_OK,
-	BATCH_NONE,		/* no batch card with credit */
-	BATCH_REFUSED,		/* the card said no: see sw and message */
-	BATCH_LOST		/* the exchange broke: the credit may be gone */
+	BATCH_NONE,		/* no batch card with credit; nothing spent */
+	BATCH_REFUSED,		/* the card said no, nothing spent: see sw */
+	BATCH_DOUBT,		/* a credit may be spent, no license came */
+	BATCH_EXHAUSTED,	/* 6985 from one card (batch.c only) */
+	BATCH_GONE		/* one card unusable before GENERATE (batch.c) */
 };
 struct batch_license {
 	char		end_date[DATE_LEN + 1];
 	uint8_t		license[LICENSE_LEN];
+	int		has_license;	/* 136 bytes came, maybe a bad expiry */
 	char		reader[READER_MAX];
 	char		atr[2 * ATR_MAX + 1];
 	unsigned	sw;
-	char		message[256];
+	char		message[512];
 };
 void	batch_init(void);
 void	batch_add(const char *, const uint8_t *, size_t);
@@ -202,6 +252,16 @@ int	batch_probe(const char *);
 int	batch_available(void);
 int	batch_pick(char *, char *);
 enum batch_result batch_generate(const uint8_t *, const uint8_t *,
+	    const char *, struct batch_license *);
+/* The exchange over any transmit function: PC/SC, or a fuzzer's. */
+struct batch_io {
+	long	(*tx)(void *, const uint8_t *, size_t, uint8_t *, size_t *,
+		    unsigned *);
+	void	*arg;
+};
+enum batch_result batch_exchange(const struct batch_io *, const uint8_t *,
+	    const uint8_t *, const char *, struct batch_license *);
+enum batch_result batch_parse(unsigned, const uint8_t *, size_t,
 	    const char *, struct batch_license *);
 void	batch_status(char *, size_t);
 size_t	batch_list(char *, size_t);
@@ -222,11 +282,14 @@ void	watch_stop(void);
 /* job.c */
 struct job_result {
 	char		reader[READER_MAX];
+	unsigned	insertion;	/* the watcher's event counter */
+	int		interim;	/* classified; the job goes on */
 	enum card_kind	kind;
 	int		issued;		/* a license was verified on the card */
 	int		skipped;
 	int		failed;
 	int		credit_used;
+	int		doubt;		/* a credit in doubt was recorded */
 	int		pause_pin;	/* wrong PIN: stop until conf changes */
 	int		pause_credit;	/* no batch card with credit */
 	int		paused;		/* not done because issuance paused */
@@ -236,11 +299,14 @@ struct job_ctx {
 	char		reader[READER_MAX];
 	uint8_t		atr[ATR_MAX];
 	size_t		atr_len;
+	unsigned	insertion;
+	long		today;		/* days: the loop owns the time zone */
 	int		paused_pin;
 	int		paused_credit;
 	int		notify_fd;
 };
 int	job_start(struct job_ctx *);
+void	job_gate_set(int);
 void	job_wait_all(int);
 int	job_running(void);
 

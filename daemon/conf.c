@@ -1,29 +1,48 @@
 /*
- * The configuration file, an INI file read by libinih.  Every key has a
- * range or a set of values; the first mistake is reported as file:line.
+ * The configuration file, an INI file.  Every key has a range or a set of
+ * values; the first mistake is reported as file:line, and keys that the
+ * chosen policy ignores as file:line warnings.  The parser is ours, not
+ * inih: its line buffer (200 bytes, then freed unwiped) could neither
+ * hold a long path nor be wiped of an inline PIN.
  * A configuration is immutable once loaded and reference-counted, so that
  * a reload (SIGHUP) never changes what a running job sees.
  */
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
+#include <pwd.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <ini.h>
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/pkcs11.h>
 
 #include "cardlicd.h"
 #include "dbhash.h"
 
+#define CONF_FILE_MAX	65536	/* bytes: a configuration is a page or two */
+#define CONF_MAX_SEEN	32
+#define CONF_MAX_WARN	8
+#define CONF_STATE_DIR	"/var/lib/cardlicd"	/* the unit's StateDirectory */
+
+struct conf_seen {
+	int		 section;
+	char		 key[32];
+	int		 line;
+};
+
 struct conf_parse {
 	struct conf	*c;
-	FILE		*f;
 	int		 line;
 	int		 section_line;	/* where the current [section] is */
 	int		 err_line;
@@ -32,6 +51,20 @@ struct conf_parse {
 	int		 pin_line;
 	int		 seen_policy;
 	int		 flags;
+	struct stat	 st;		/* the file as opened */
+	int		 section;	/* index in conf_sections, -1: none */
+	int		 section_lines[5];
+	struct conf_seen seen[CONF_MAX_SEEN];
+	int		 n_seen;
+	int		 date_line;
+	int		 offset_line;
+	int		 warn_line[CONF_MAX_WARN];
+	char		 warn[CONF_MAX_WARN][300];
+	int		 n_warn;
+};
+
+static const char *const conf_sections[] = {
+	"station", "pkcs11", "readers", "classify", "license"
 };
 
 static const char *const conf_pin_keys[] = {
@@ -50,23 +83,6 @@ conf_policy_name(enum start_policy p)
 	return conf_policies[p];
 }
 
-/* inih reads one line per call; counting them gives handlers file:line. */
-static char *
-conf_reader(char *buf, int size, void *arg)
-{
-	struct conf_parse *p = arg;
-	char *s = fgets(buf, size, p->f);
-
-	if (s != NULL) {
-		p->line++;
-		s += strspn(s, " \t");
-		if (*s == '[')
-			p->section_line = p->line;
-		s = buf;
-	}
-	return s;
-}
-
 static int
 conf_fail(struct conf_parse *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -83,6 +99,25 @@ conf_fail(struct conf_parse *p, const char *fmt, ...)
 		va_end(ap);
 	}
 	return 0;
+}
+
+/* A key that the file gives but the chosen policy ignores. */
+static void
+conf_warn(struct conf_parse *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+conf_warn(struct conf_parse *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->n_warn == CONF_MAX_WARN)
+		return;
+	p->warn_line[p->n_warn] = line;
+	va_start(ap, fmt);
+	vsnprintf(p->warn[p->n_warn], sizeof(p->warn[0]), fmt, ap);
+	va_end(ap);
+	p->n_warn++;
 }
 
 static int
@@ -255,6 +290,63 @@ conf_pin(struct conf_parse *p, enum pin_source src, const char *v)
 	}
 }
 
+/*
+ * [readers] map = READER -> slot-id N
+ *         | map = READER -> description TEXT
+ * for a reader whose PKCS#11 slot cannot be told by its name: a name over
+ * 64 bytes is cut in slotDescription, and several may look alike.
+ */
+static int
+conf_map(struct conf_parse *p, const char *v)
+{
+	struct conf *c = p->c;
+	struct reader_map *m;
+	const char *arrow = strstr(v, " -> "), *t;
+	size_t n;
+	char *end;
+	int i;
+
+	if (arrow == NULL)
+		return conf_fail(p, "map: \"%s\": want READER -> slot-id N, "
+		    "or READER -> description TEXT", v);
+	if (c->n_maps == CONF_MAX_MAPS)
+		return conf_fail(p, "map: at most %d", CONF_MAX_MAPS);
+	m = &c->maps[c->n_maps];
+	memset(m, 0, sizeof(*m));
+	n = (size_t)(arrow - v);
+	while (n > 0 && isspace((unsigned char)v[n - 1]))
+		n--;
+	if (n == 0 || n >= sizeof(m->reader))
+		return conf_fail(p, "map: the reader name must have 1 to %zu "
+		    "bytes", sizeof(m->reader) - 1);
+	memcpy(m->reader, v, n);
+	for (i = 0; i < c->n_maps; i++)
+		if (strcmp(c->maps[i].reader, m->reader) == 0)
+			return conf_fail(p, "map: reader \"%s\" is mapped "
+			    "twice", m->reader);
+	t = arrow + 4;
+	t += strspn(t, " \t");
+	if (strncmp(t, "slot-id ", 8) == 0) {
+		errno = 0;
+		m->slot = strtoul(t + 8, &end, 10);
+		if (errno != 0 || end == t + 8 || *end != '\0' ||
+		    !isdigit((unsigned char)t[8]))
+			return conf_fail(p, "map: slot-id \"%s\": want a "
+			    "number", t + 8);
+		m->by_slot = 1;
+	} else if (strncmp(t, "description ", 12) == 0) {
+		t += 12;
+		if (strlen(t) == 0 || strlen(t) > 64)
+			return conf_fail(p, "map: a slot description has 1 to "
+			    "64 bytes");
+		snprintf(m->desc, sizeof(m->desc), "%s", t);
+	} else
+		return conf_fail(p, "map: \"%s\": want slot-id N or "
+		    "description TEXT after ->", t);
+	c->n_maps++;
+	return 1;
+}
+
 static int
 conf_handler(void *arg, const char *section, const char *key,
     const char *v)
@@ -313,6 +405,8 @@ conf_handler(void *arg, const char *section, const char *key,
 			return conf_copy(p, c->exclude[c->n_exclude++],
 			    READER_MAX, key, v);
 		}
+		if (strcmp(key, "map") == 0)
+			return conf_map(p, v);
 	} else if (strcmp(section, "classify") == 0) {
 		static const char *const keys[] = { "batch-atr", "target-atr",
 		    "ignore-atr", "batch-reader", "target-reader",
@@ -348,6 +442,232 @@ conf_handler(void *arg, const char *section, const char *key,
 	return conf_fail(p, "unknown key \"%s\" in [%s]", key, section);
 }
 
+static char *
+conf_trim(char *s)
+{
+	char *e;
+
+	s += strspn(s, " \t\r\f\v");
+	e = s + strlen(s);
+	while (e > s && strchr(" \t\r\f\v", e[-1]) != NULL)
+		*--e = '\0';
+	return s;
+}
+
+/*
+ * [name]: a known section, given once.  An unclosed "[license" is said
+ * to be one here, not taken for a key of the section before.
+ */
+static int
+conf_section_line(struct conf_parse *p, char *s)
+{
+	char *e = strchr(s, ']'), *name, *rest;
+	size_t i;
+
+	if (e == NULL)
+		return conf_fail(p, "\"%.*s\": a section header without its "
+		    "closing ']'", (int)strcspn(s, " \t=;#"), s);
+	*e = '\0';
+	name = conf_trim(s + 1);
+	rest = conf_trim(e + 1);
+	if (*rest != '\0' && *rest != '#' && *rest != ';')
+		return conf_fail(p, "text after [%s]; put one section header "
+		    "alone on its line", name);
+	for (i = 0; i < sizeof(conf_sections) / sizeof(conf_sections[0]); i++)
+		if (strcmp(name, conf_sections[i]) == 0)
+			break;
+	if (i == sizeof(conf_sections) / sizeof(conf_sections[0]))
+		return conf_fail(p, "unknown section [%s]", name);
+	if (p->section_lines[i] != 0)
+		return conf_fail(p, "[%s] is given twice (first at line %d); "
+		    "merge the two into one", name, p->section_lines[i]);
+	p->section_lines[i] = p->line;
+	p->section_line = p->line;
+	p->section = (int)i;
+	return 1;
+}
+
+/*
+ * A key given twice where one value is kept would silently win last: an
+ * error, naming both lines.  [readers] and [classify] are lists.
+ */
+static int
+conf_seen_key(struct conf_parse *p, const char *key)
+{
+	const char *sec = conf_sections[p->section];
+	int i;
+
+	if (strcmp(sec, "readers") == 0 || strcmp(sec, "classify") == 0)
+		return 1;
+	for (i = 0; i < p->n_seen; i++)
+		if (p->seen[i].section == p->section &&
+		    strcmp(p->seen[i].key, key) == 0)
+			return conf_fail(p, "%s: given twice in [%s] (first at "
+			    "line %d); keep one", key, sec, p->seen[i].line);
+	if (p->n_seen < CONF_MAX_SEEN && strlen(key) < sizeof(p->seen[0].key)) {
+		p->seen[p->n_seen].section = p->section;
+		snprintf(p->seen[p->n_seen].key, sizeof(p->seen[0].key), "%s",
+		    key);
+		p->seen[p->n_seen++].line = p->line;
+	}
+	return 1;
+}
+
+/*
+ * One line: blank, a comment (# or ; first), [section] or key = value.
+ * A ';' after a blank starts a comment, as in inih, which read these
+ * files before.  Leading blanks are ignored (inih took an indented line
+ * for the continuation of the value above).
+ */
+static void
+conf_line(struct conf_parse *p, char *s)
+{
+	char *eq, *key, *v, *e;
+
+	s = conf_trim(s);
+	if (*s == '\0' || *s == '#' || *s == ';')
+		return;
+	if (*s == '[') {
+		conf_section_line(p, s);
+		return;
+	}
+	if ((eq = strchr(s, '=')) == NULL || eq == s) {
+		conf_fail(p, "not a valid line (want key = value, [section] "
+		    "or a # comment)");
+		return;
+	}
+	*eq = '\0';
+	key = conf_trim(s);
+	v = eq + 1;
+	for (e = v; *e != '\0'; e++)
+		if (*e == ';' && e > v && (e[-1] == ' ' || e[-1] == '\t')) {
+			*e = '\0';
+			break;
+		}
+	v = conf_trim(v);
+	if (p->section < 0) {
+		conf_fail(p, "%s: before any [section]", key);
+		return;
+	}
+	if (!conf_handler(p, conf_sections[p->section], key, v) ||
+	    p->err_line != 0 || !conf_seen_key(p, key))
+		return;
+	if (p->section == 0 && strcmp(key, "database") == 0)
+		p->c->database_line = p->line;
+	else if (p->section == 1 && strcmp(key, "module") == 0)
+		p->c->module_line = p->line;
+	else if (p->section == 4 && strcmp(key, "start-date") == 0)
+		p->date_line = p->line;
+	else if (p->section == 4 && strcmp(key, "start-offset-days") == 0)
+		p->offset_line = p->line;
+}
+
+/*
+ * The text, parsed in place; buf holds len + 1 bytes.  No line length
+ * limit but the file's own: a long database path or comment is fine.
+ */
+static void
+conf_parse_text(struct conf_parse *p, char *buf, size_t len)
+{
+	char *s = buf, *end = buf + len, *nl;
+
+	if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+		s += 3;
+	for (; s < end && p->err_line == 0; s = nl + 1) {
+		if ((nl = memchr(s, '\n', (size_t)(end - s))) == NULL)
+			nl = end;
+		p->line++;
+		if (memchr(s, '\0', (size_t)(nl - s)) != NULL) {
+			conf_fail(p, "a NUL byte in this line; the file must "
+			    "be text");
+			return;
+		}
+		*nl = '\0';
+		conf_line(p, s);
+	}
+}
+
+/*
+ * The file's text may hold the PIN (pin =): it lives in locked memory,
+ * out of core dumps, read with read(2) (no stdio buffer), and is wiped.
+ */
+static char *
+conf_text_alloc(void)
+{
+	void *b;
+
+	b = mmap(NULL, CONF_FILE_MAX + 1, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b == MAP_FAILED)
+		return NULL;
+	(void)mlock(b, CONF_FILE_MAX + 1);
+	(void)madvise(b, CONF_FILE_MAX + 1, MADV_DONTDUMP);
+	return b;
+}
+
+static void
+conf_text_free(char *b)
+{
+	explicit_bzero(b, CONF_FILE_MAX + 1);
+	munlock(b, CONF_FILE_MAX + 1);
+	munmap(b, CONF_FILE_MAX + 1);
+}
+
+static int
+conf_read(struct conf_parse *p, const char *path, char *buf, size_t *len,
+    char *err, size_t errlen)
+{
+	size_t k = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = pin_open_file(path, CONF_FILE_MAX, &p->st, err, errlen)) < 0)
+		return -1;
+	while (k <= CONF_FILE_MAX &&
+	    (n = read(fd, buf + k, CONF_FILE_MAX + 1 - k)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "%s: cannot read: %s", path,
+			    strerror(errno));
+			close(fd);
+			return -1;
+		}
+		k += (size_t)n;
+	}
+	close(fd);
+	if (k > CONF_FILE_MAX) {
+		snprintf(err, errlen, "%s: refused: more than the %d bytes "
+		    "allowed", path, CONF_FILE_MAX);
+		return -1;
+	}
+	buf[k] = '\0';
+	*len = k;
+	return 0;
+}
+
+/*
+ * Who the daemon runs as, for the PIN files' owner and group: itself
+ * once it is not root; as root, the [station] user that it will become
+ * (or only root when that user does not exist).
+ */
+static void
+conf_service_ids(const struct conf *c, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0) {
+		*uid = geteuid();
+		*gid = getegid();
+	} else if ((pw = getpwnam(c->user)) != NULL) {
+		*uid = pw->pw_uid;
+		*gid = pw->pw_gid;
+	} else {
+		*uid = 0;
+		*gid = 0;
+	}
+}
+
 static struct conf *
 conf_new(void)
 {
@@ -381,16 +701,19 @@ conf_fetch_pin(struct conf_parse *p, char *err, size_t errlen)
 {
 	struct conf *c = p->c;
 	char msg[600];
+	uid_t uid;
+	gid_t gid;
 	int rc = 0;
 
+	conf_service_ids(c, &uid, &gid);
 	switch (c->pin_source) {
 	case PIN_CONF:
-		rc = pin_check_perms(c->path, "holds the PIN", msg,
+		rc = pin_check_stat(&p->st, uid, gid, "holds the PIN", msg,
 		    sizeof(msg));
 		break;
 	case PIN_FILE:
-		rc = pin_read_file(c->pin_where, c->pin, &c->pin_len, msg,
-		    sizeof(msg));
+		rc = pin_read_file(c->pin_where, uid, gid, c->pin, &c->pin_len,
+		    msg, sizeof(msg));
 		break;
 	case PIN_CREDENTIAL:
 		if (p->flags & CONF_CHECK_ONLY)
@@ -411,7 +734,46 @@ conf_fetch_pin(struct conf_parse *p, char *err, size_t errlen)
 		snprintf(err, errlen, "%s:%d: %s", c->path, p->pin_line, msg);
 		return -1;
 	}
+	c->pin_line = p->pin_line;
 	return 0;
+}
+
+/* "file:line", or "file" for a key left at its default. */
+static const char *
+conf_at(const struct conf *c, int line, char *buf, size_t len)
+{
+	if (line > 0)
+		snprintf(buf, len, "%s:%d", c->path, line);
+	else
+		snprintf(buf, len, "%s", c->path);
+	return buf;
+}
+
+/* Keys that the chosen start policy does not read, in line order. */
+static void
+conf_policy_warnings(struct conf_parse *p)
+{
+	struct conf *c = p->c;
+	const char *pol = conf_policies[c->policy];
+	char at[64] = " (the default)";
+	int off, date;
+
+	if (p->seen_policy)
+		snprintf(at, sizeof(at), " (line %d)", p->policy_line);
+	off = p->offset_line != 0 && c->policy != START_TODAY_PLUS;
+	date = p->date_line != 0 && c->policy != START_FIXED &&
+	    c->policy != START_LATER_OF;
+	if (date && (!off || p->date_line < p->offset_line)) {
+		conf_warn(p, p->date_line, "start-date is ignored: "
+		    "start-policy is %s%s, not fixed or later-of", pol, at);
+		date = 0;
+	}
+	if (off)
+		conf_warn(p, p->offset_line, "start-offset-days is ignored: "
+		    "start-policy is %s%s, not today-plus", pol, at);
+	if (date)
+		conf_warn(p, p->date_line, "start-date is ignored: "
+		    "start-policy is %s%s, not fixed or later-of", pol, at);
 }
 
 /*
@@ -425,14 +787,17 @@ conf_finish(struct conf_parse *p, char *err, size_t errlen)
 	struct conf *c = p->c;
 	const char *pol = conf_policies[c->policy];
 
+	char at[4200];
+
+	/* At the [pkcs11] line when there is one. */
+	conf_at(c, p->section_lines[1], at, sizeof(at));
 	if (c->module[0] == '\0') {
-		snprintf(err, errlen, "%s: [pkcs11] module is required",
-		    c->path);
+		snprintf(err, errlen, "%s: [pkcs11] module is required", at);
 		return -1;
 	}
 	if (c->pin_source == PIN_NONE) {
 		snprintf(err, errlen, "%s: [pkcs11] needs a PIN source: pin, "
-		    "pin-file, pin-credential or pin-keyring", c->path);
+		    "pin-file, pin-credential or pin-keyring", at);
 		return -1;
 	}
 	if ((c->policy == START_FIXED || c->policy == START_LATER_OF) &&
@@ -447,8 +812,8 @@ conf_finish(struct conf_parse *p, char *err, size_t errlen)
 		    "start-offset-days (1..366)", c->path, p->policy_line);
 		return -1;
 	}
+	conf_policy_warnings(p);
 	return conf_fetch_pin(p, err, errlen);
-	return 0;
 }
 
 /*
@@ -460,30 +825,28 @@ struct conf *
 conf_load(const char *path, int flags, char *err, size_t errlen)
 {
 	struct conf_parse p;
-	int rc;
+	char *text;
+	size_t len;
+	int i;
 
 	memset(&p, 0, sizeof(p));
 	p.flags = flags;
-	if ((p.c = conf_new()) == NULL) {
+	p.section = -1;
+	if ((p.c = conf_new()) == NULL || (text = conf_text_alloc()) == NULL) {
 		snprintf(err, errlen, "%s: out of memory", path);
-		return NULL;
-	}
-	snprintf(p.c->path, sizeof(p.c->path), "%s", path);
-	if ((p.f = fopen(path, "r")) == NULL) {
-		snprintf(err, errlen, "%s: cannot open: %s", path,
-		    strerror(errno));
 		conf_unref(p.c);
 		return NULL;
 	}
-	rc = ini_parse_stream(conf_reader, &p, conf_handler, &p);
-	fclose(p.f);
-	if (rc != 0 || p.err_line != 0) {
-		if (p.err_line != 0)
+	snprintf(p.c->path, sizeof(p.c->path), "%s", path);
+	if (conf_read(&p, path, text, &len, err, errlen) == 0)
+		conf_parse_text(&p, text, len);
+	else
+		p.err_line = -1;
+	conf_text_free(text);
+	if (p.err_line != 0) {
+		if (p.err_line > 0)
 			snprintf(err, errlen, "%s:%d: %s", path, p.err_line,
 			    p.err);
-		else
-			snprintf(err, errlen, "%s:%d: not a valid line "
-			    "(want key = value or [section])", path, rc);
 		conf_unref(p.c);
 		return NULL;
 	}
@@ -491,6 +854,9 @@ conf_load(const char *path, int flags, char *err, size_t errlen)
 		conf_unref(p.c);
 		return NULL;
 	}
+	for (i = 0; i < p.n_warn; i++)
+		fprintf(stderr, "cardlicd: %s:%d: warning: %s\n", path,
+		    p.warn_line[i], p.warn[i]);
 	return p.c;
 }
 
@@ -636,4 +1002,265 @@ conf_print(const struct conf *c, FILE *f)
 	date_format(conf_start_date(c, today), s);
 	fprintf(f, "# a card issued today (%s) gets a license starting %s\n",
 	    d, s);
+}
+
+/* Text from a module or card, made printable (invariant 9). */
+static void
+conf_print_field(FILE *out, const unsigned char *s, size_t n)
+{
+	size_t i;
+
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\0'))
+		n--;
+	for (i = 0; i < n; i++)
+		fputc(s[i] >= 0x20 && s[i] < 0x7F ? s[i] : '?', out);
+}
+
+/*
+ * cardlicd -n: load the module as the daemon does (through p11-kit,
+ * unmanaged) and list its slots, so that a wrong path, a library that is
+ * not PKCS#11 or a module that cannot initialize is caught here, at the
+ * module key's line, and not at the first card.
+ */
+int
+conf_check_module(const struct conf *c, FILE *out, char *err, size_t errlen)
+{
+	CK_FUNCTION_LIST *m;
+	CK_C_INITIALIZE_ARGS args;
+	CK_SLOT_ID ids[64];
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+	CK_INFO info;
+	CK_ULONG n = 64, i;
+	CK_RV rv;
+	char at[4200];
+	const char *why;
+
+	conf_at(c, c->module_line, at, sizeof(at));
+	if (access(c->module, R_OK) != 0) {
+		snprintf(err, errlen, "%s: module %s: %s", at, c->module,
+		    strerror(errno));
+		return -1;
+	}
+	if ((m = p11_kit_module_load(c->module,
+	    P11_KIT_MODULE_UNMANAGED)) == NULL) {
+		why = p11_kit_message();
+		snprintf(err, errlen, "%s: module %s: cannot be loaded as a "
+		    "PKCS#11 module: %s", at, c->module, why != NULL ? why :
+		    "unknown error");
+		return -1;
+	}
+	memset(&args, 0, sizeof(args));
+	args.flags = CKF_OS_LOCKING_OK;
+	rv = m->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		snprintf(err, errlen, "%s: module %s: C_Initialize failed: %s",
+		    at, c->module, p11_rv_name(rv));
+		p11_kit_module_release(m);
+		return -1;
+	}
+	fprintf(out, "\n# module %s: ", c->module);
+	if (m->C_GetInfo(&info) == CKR_OK) {
+		conf_print_field(out, info.libraryDescription,
+		    sizeof(info.libraryDescription));
+		fprintf(out, " (");
+		conf_print_field(out, info.manufacturerID,
+		    sizeof(info.manufacturerID));
+		fprintf(out, "), Cryptoki %u.%u\n",
+		    (unsigned)info.cryptokiVersion.major,
+		    (unsigned)info.cryptokiVersion.minor);
+	} else
+		fprintf(out, "no C_GetInfo\n");
+	if ((rv = m->C_GetSlotList(CK_FALSE, ids, &n)) != CKR_OK) {
+		snprintf(err, errlen, "%s: module %s: C_GetSlotList failed: %s",
+		    at, c->module, p11_rv_name(rv));
+		m->C_Finalize(NULL);
+		p11_kit_module_release(m);
+		return -1;
+	}
+	fprintf(out, "# %lu slot%s now\n", (unsigned long)n, n == 1 ? "" :
+	    "s");
+	for (i = 0; i < n; i++) {
+		fprintf(out, "# slot %lu: ", (unsigned long)ids[i]);
+		if (m->C_GetSlotInfo(ids[i], &si) != CKR_OK) {
+			fprintf(out, "(no slot info)\n");
+			continue;
+		}
+		fputc('"', out);
+		conf_print_field(out, si.slotDescription,
+		    sizeof(si.slotDescription));
+		fputc('"', out);
+		if ((si.flags & CKF_TOKEN_PRESENT) &&
+		    m->C_GetTokenInfo(ids[i], &ti) == CKR_OK) {
+			fprintf(out, ", token ");
+			conf_print_field(out, ti.model, sizeof(ti.model));
+			fputc(' ', out);
+			conf_print_field(out, ti.serialNumber,
+			    sizeof(ti.serialNumber));
+		} else
+			fprintf(out, ", no token");
+		fputc('\n', out);
+	}
+	m->C_Finalize(NULL);
+	p11_kit_module_release(m);
+	return 0;
+}
+
+/*
+ * access(2) for each path as the service user, in a child that becomes
+ * that user: the kernel's answer, with groups, directories on the way
+ * and ACLs, not a guess from mode bits.  errs[i] is 0 or an errno.
+ */
+static int
+conf_access_as(const struct passwd *pw, const char *const paths[],
+    const int modes[], int n, int errs[])
+{
+	ssize_t r;
+	pid_t pid;
+	int fd[2], i, st;
+
+	if (pipe2(fd, O_CLOEXEC) != 0)
+		return -1;
+	if ((pid = fork()) < 0) {
+		close(fd[0]);
+		close(fd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(fd[0]);
+		if (initgroups(pw->pw_name, pw->pw_gid) != 0 ||
+		    setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+			_exit(1);
+		for (i = 0; i < n; i++)
+			errs[i] = access(paths[i], modes[i]) == 0 ? 0 : errno;
+		r = write(fd[1], errs, (size_t)n * sizeof(int));
+		_exit(r == (ssize_t)((size_t)n * sizeof(int)) ? 0 : 1);
+	}
+	close(fd[1]);
+	do
+		r = read(fd[0], errs, (size_t)n * sizeof(int));
+	while (r < 0 && errno == EINTR);
+	close(fd[0]);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return r == (ssize_t)((size_t)n * sizeof(int)) ? 0 : -1;
+}
+
+/* "root:root 0600", for messages about a file the user cannot use. */
+static void
+conf_owner(const char *path, char *buf, size_t len)
+{
+	struct stat st;
+	struct passwd *pw;
+	struct group *gr;
+	char u[32], g[32];
+
+	if (stat(path, &st) != 0) {
+		snprintf(buf, len, "%s", strerror(errno));
+		return;
+	}
+	if ((pw = getpwuid(st.st_uid)) != NULL)
+		snprintf(u, sizeof(u), "%s", pw->pw_name);
+	else
+		snprintf(u, sizeof(u), "%u", (unsigned)st.st_uid);
+	if ((gr = getgrgid(st.st_gid)) != NULL)
+		snprintf(g, sizeof(g), "%s", gr->gr_name);
+	else
+		snprintf(g, sizeof(g), "%u", (unsigned)st.st_gid);
+	snprintf(buf, len, "%s:%s %04o", u, g,
+	    (unsigned)(st.st_mode & 07777));
+}
+
+/*
+ * cardlicd -n run as root, for the unit: the service runs as [station]
+ * user, under ProtectSystem=strict with StateDirectory=cardlicd.  Every
+ * problem is printed; the count is returned.  -n --allow-root skips this
+ * (a daemon that stays root, outside the unit: the tests, the demo).
+ */
+int
+conf_check_unit(const struct conf *c)
+{
+	struct passwd *pw;
+	struct group *gr;
+	const char *paths[4], *what[4];
+	char at[4200], own[128], grp[32], dir[4096], *slash;
+	int modes[4], errs[4], lines[4], n = 0, bad = 0, outside, i;
+
+	if ((pw = getpwnam(c->user)) == NULL) {
+		fprintf(stderr, "cardlicd: %s: [station] user \"%s\" does not "
+		    "exist: create it (systemd-sysusers), or check a daemon "
+		    "that stays root with -n --allow-root\n", c->path,
+		    c->user);
+		return 1;
+	}
+	if ((gr = getgrgid(pw->pw_gid)) != NULL)
+		snprintf(grp, sizeof(grp), "%s", gr->gr_name);
+	else
+		snprintf(grp, sizeof(grp), "%u", (unsigned)pw->pw_gid);
+	outside = strncmp(c->database, CONF_STATE_DIR "/",
+	    sizeof(CONF_STATE_DIR)) != 0 || strstr(c->database, "/..") != NULL;
+	if (outside) {
+		fprintf(stderr, "cardlicd: %s: database %s: outside "
+		    CONF_STATE_DIR ", the unit's StateDirectory; "
+		    "ProtectSystem=strict makes every other path read-only "
+		    "to the daemon: put the database under " CONF_STATE_DIR
+		    "/\n", conf_at(c, c->database_line, at, sizeof(at)),
+		    c->database);
+		bad++;
+	}
+	paths[n] = c->path;
+	what[n] = NULL;
+	lines[n] = 0;
+	modes[n++] = R_OK;
+	if (c->pin_source == PIN_FILE) {
+		paths[n] = c->pin_where;
+		what[n] = "pin-file";
+		lines[n] = c->pin_line;
+		modes[n++] = R_OK;
+	}
+	snprintf(dir, sizeof(dir), "%s", c->database);
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if (!outside && access(dir, F_OK) == 0) {
+		paths[n] = dir;
+		what[n] = "database";
+		lines[n] = c->database_line;
+		modes[n++] = W_OK | X_OK;
+	}
+	if (conf_access_as(pw, paths, modes, n, errs) != 0) {
+		fprintf(stderr, "cardlicd: %s: cannot check what user %s may "
+		    "read: %s\n", c->path, c->user, strerror(errno));
+		return bad + 1;
+	}
+	for (i = 0; i < n; i++) {
+		if (errs[i] == 0)
+			continue;
+		conf_owner(paths[i], own, sizeof(own));
+		conf_at(c, lines[i], at, sizeof(at));
+		if (what[i] == NULL)
+			fprintf(stderr, "cardlicd: %s: the service user %s "
+			    "cannot read this file (%s: %s); run: chown "
+			    "root:%s %s && chmod 0640 %s\n", c->path, c->user,
+			    own, strerror(errs[i]), grp, c->path, c->path);
+		else if (modes[i] == R_OK)
+			fprintf(stderr, "cardlicd: %s: %s %s: the service "
+			    "user %s cannot read it (%s: %s); run: chown "
+			    "root:%s %s && chmod 0640 %s\n", at, what[i],
+			    paths[i], c->user, own, strerror(errs[i]), grp,
+			    paths[i], paths[i]);
+		else {
+			/* StateDirectory= hands it to the user at start. */
+			fprintf(stderr, "cardlicd: %s: warning: %s %s: the "
+			    "service user %s cannot write its directory %s "
+			    "(%s: %s); the unit's StateDirectory= gives "
+			    CONF_STATE_DIR " to it at start; outside the unit, "
+			    "run: chown %s:%s %s && chmod 0750 %s\n", at,
+			    what[i], c->database, c->user, paths[i], own,
+			    strerror(errs[i]), c->user, grp, paths[i],
+			    paths[i]);
+			continue;
+		}
+		bad++;
+	}
+	return bad;
 }

@@ -3,6 +3,12 @@
  * "key: value" lines, and the daemon closes.  It carries nothing secret
  * (no PIN, no license data), so any local user may ask; cardlicctl status
  * is its client.  Served from the event loop with non-blocking calls only.
+ *
+ * One request changes something: "resolve SEQ spent|unspent REASON\n",
+ * an admin's decision on a credit in doubt (cardlicctl resolve), taken
+ * only from root or the daemon's own user (SO_PEERCRED).  A client that
+ * sends nothing within CONTROL_WAIT_MS gets the status.  The decision is
+ * written by a thread of its own, as it waits for the disk.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,23 +30,135 @@ static struct event	*control_ev;
 static char		 control_path[108];
 static void		(*control_fill)(char *, size_t);
 
+#define CONTROL_WAIT_MS	150
+
+static struct event_base	*control_base;
+
+struct control_req {
+	int		 fd;
+	long		 seq;
+	int		 spent;
+	char		 why[400];
+	uid_t		 uid;
+};
+
+static void
+control_reply(int c, const char *text)
+{
+	/* Small enough for any socket buffer: never blocks. */
+	if (write(c, text, strlen(text)) < 0)
+		log_debug("control: write: %s", strerror(errno));
+	close(c);
+}
+
+static void *
+control_resolve(void *arg)
+{
+	struct control_req *q = arg;
+	char err[600], why[520], out[700];
+	long seq;
+
+	snprintf(why, sizeof(why), "%s (by uid %lu)", q->why,
+	    (unsigned long)q->uid);
+	seq = db_resolve(q->seq, q->spent, why, err, sizeof(err));
+	if (seq > 0) {
+		log_alert("credit in doubt of row %ld resolved as %s by uid "
+		    "%lu (row %ld)", q->seq, q->spent ? "spent" : "not spent",
+		    (unsigned long)q->uid, seq);
+		snprintf(out, sizeof(out), "ok: row %ld records the decision\n",
+		    seq);
+	} else
+		snprintf(out, sizeof(out), "error: %s\n", err);
+	control_reply(q->fd, out);
+	free(q);
+	return NULL;
+}
+
+/* "resolve SEQ spent|unspent REASON": checked, then handed to a thread. */
+static void
+control_request(int c, char *line)
+{
+	struct control_req *q;
+	struct ucred cr;
+	socklen_t cl = sizeof(cr);
+	pthread_attr_t attr;
+	pthread_t t;
+	char word[16], *end;
+	int n = 0, k;
+
+	line[strcspn(line, "\n")] = '\0';
+	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 ||
+	    (cr.uid != 0 && cr.uid != geteuid())) {
+		control_reply(c, "error: only root or the daemon's user may "
+		    "resolve a credit in doubt\n");
+		return;
+	}
+	if ((q = calloc(1, sizeof(*q))) == NULL) {
+		control_reply(c, "error: out of memory\n");
+		return;
+	}
+	q->fd = c;
+	q->uid = cr.uid;
+	q->seq = strtol(line + 8, &end, 10);
+	k = sscanf(end, " %15s %n", word, &n);
+	if (q->seq <= 0 || k != 1 || (strcmp(word, "spent") != 0 &&
+	    strcmp(word, "unspent") != 0) || end[n] == '\0') {
+		free(q);
+		control_reply(c, "error: want: resolve SEQ spent|unspent "
+		    "REASON\n");
+		return;
+	}
+	q->spent = strcmp(word, "spent") == 0;
+	snprintf(q->why, sizeof(q->why), "%s", end + n);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, control_resolve, q) != 0) {
+		free(q);
+		control_reply(c, "error: cannot start a thread\n");
+	}
+	pthread_attr_destroy(&attr);
+}
+
+static void
+control_on_client(evutil_socket_t c, short what, void *arg)
+{
+	struct event *ev = arg;
+	char buf[4096];
+	ssize_t n = 0;
+
+	if (what & EV_READ)
+		n = read(c, buf, sizeof(buf) - 1);
+	event_free(ev);
+	if (n > 8 && strncmp(buf, "resolve ", 8) == 0) {
+		buf[n] = '\0';
+		/* Card bytes never come here; still, no control bytes. */
+		for (ssize_t i = 0; i < n; i++)
+			if ((unsigned char)buf[i] < 0x20 && buf[i] != '\n')
+				buf[i] = ' ';
+		control_request(c, buf);
+		return;
+	}
+	control_fill(buf, sizeof(buf));
+	control_reply(c, buf);
+}
+
 static void
 control_on_accept(evutil_socket_t fd, short what, void *arg)
 {
-	char buf[4096];
-	ssize_t n;
+	struct timeval tv = { 0, CONTROL_WAIT_MS * 1000 };
+	struct event *ev;
 	int c;
 
 	(void)what;
 	(void)arg;
 	while ((c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >=
 	    0) {
-		control_fill(buf, sizeof(buf));
-		/* Small enough for any socket buffer: never blocks. */
-		n = write(c, buf, strlen(buf));
-		if (n < 0)
-			log_debug("control: write: %s", strerror(errno));
-		close(c);
+		if ((ev = event_new(control_base, c, EV_READ, control_on_client,
+		    event_self_cbarg())) == NULL || event_add(ev, &tv) != 0) {
+			if (ev != NULL)
+				event_free(ev);
+			close(c);
+		}
 	}
 }
 
@@ -61,6 +180,7 @@ control_open(struct event_base *base, const char *path,
 		(void)mkdir(dir, 0755);
 	}
 	control_fill = fill;
+	control_base = base;
 	control_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	memset(&sa, 0, sizeof(sa));

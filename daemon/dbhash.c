@@ -64,3 +64,35 @@ dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
 	EVP_DigestFinal_ex(md, out, &olen);
 	EVP_MD_CTX_free(md);
 }
+
+/*
+ * Bytes from a card as text for a log line, a journal field or a table:
+ * the trailing spaces and NULs of a padded field dropped, and anything
+ * but printable ASCII written as \xNN (a backslash as \\), so that a card
+ * can neither forge a line nor send a terminal escape.  out holds at
+ * least 4 * n + 1 bytes to never cut.
+ */
+void
+dbhash_text(const uint8_t *p, size_t n, char *out, size_t outlen)
+{
+	static const char digits[] = "0123456789ABCDEF";
+	size_t k = 0;
+
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0'))
+		n--;
+	for (; n > 0 && k + 5 <= outlen; p++, n--) {
+		if (*p >= 0x20 && *p < 0x7F && *p != '\\')
+			out[k++] = (char)*p;
+		else if (*p == '\\') {
+			out[k++] = '\\';
+			out[k++] = '\\';
+		} else {
+			out[k++] = '\\';
+			out[k++] = 'x';
+			out[k++] = digits[*p >> 4];
+			out[k++] = digits[*p & 15];
+		}
+	}
+	if (outlen > 0)
+		out[k] = '\0';
+}

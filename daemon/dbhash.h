@@ -21,5 +21,6 @@ struct dbhash_val {
 void	dbhash_row(const uint8_t [32], const struct dbhash_val *,
 	    uint8_t [32]);
 void	dbhash_hex(const uint8_t *, size_t, int, char *);
+void	dbhash_text(const uint8_t *, size_t, char *, size_t);
 
 #endif

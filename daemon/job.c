@@ -9,9 +9,20 @@
  *  3. a card the middleware accepts costs nothing, unless due for renewal;
  *  4. the PIN is tried once, never on a card whose flags say locked or
  *     final try, and never again after it was refused;
- *  5. only a read-back with both flags and the expected dates counts.
+ *  5. only a read-back with both flags and the expected dates counts;
+ *  6. a credit that may have been spent with no license to show ends in
+ *     a durable in-doubt row, and the card gets no new credit until an
+ *     admin decides;
+ *  8. one card (model + serial) has one job at a time, across readers.
  *
- * The job reports to the event loop through a pipe and never blocks it.
+ * A generated license is never held only in memory: its spill file is
+ * reserved before GENERATE, written as soon as the answer is in, and its
+ * row is committed with retries that do not give up while the daemon
+ * runs (the job stays open meanwhile).
+ *
+ * The job reports to the event loop through a pipe and never blocks it;
+ * it reads the loop's state (the classification gate) only through the
+ * functions below, under their lock.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -27,6 +38,8 @@
 #include "dbhash.h"
 
 #define JOB_DB_RETRIES	3
+#define JOB_GATE_MS	10000	/* longest wait for other cards' class */
+#define JOB_MAX_CARDS	64
 
 struct job {
 	struct job_ctx		c;
@@ -34,8 +47,9 @@ struct job {
 	long			id;
 	long			t0;
 	struct token		tok;
-	char			model[FIELD_LEN + 1];	/* trimmed */
-	char			serial[FIELD_LEN + 1];
+	char			model[4 * FIELD_LEN + 1];	/* text */
+	char			serial[4 * FIELD_LEN + 1];
+	int			claimed;	/* holds its card's claim */
 	unsigned long		session;
 	int			has_session;
 	int			logged_in;
@@ -54,6 +68,31 @@ static pthread_mutex_t	job_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t	job_pin_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t	job_cond = PTHREAD_COND_INITIALIZER;
 static int		job_count;
+
+/*
+ * Invariant 8: the cards (model + serial) that have a job now.  A card
+ * moved to another reader mid-job waits there for the first job to end,
+ * then finds its license pending and reuses it.
+ */
+struct job_card {
+	uint8_t		model[FIELD_LEN];
+	uint8_t		serial[FIELD_LEN];
+	char		reader[READER_MAX];
+};
+static pthread_mutex_t	job_card_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	job_card_cond = PTHREAD_COND_INITIALIZER;
+static struct job_card	job_cards[JOB_MAX_CARDS];
+static int		job_ncards;
+
+/*
+ * The classification gate, written by the loop only: how many inserted
+ * cards are not yet known to be batch or target cards.  A target job that
+ * finds no batch card waits for those first, so that at start-up (or when
+ * a batch card comes in with the targets) nothing pauses for nothing.
+ */
+static pthread_mutex_t	job_gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	job_gate_cond = PTHREAD_COND_INITIALIZER;
+static int		job_gate_open_n;
 
 static long
 job_now_ms(void)
@@ -90,17 +129,6 @@ job_timings(struct job *j)
 }
 
 static void
-job_trim(char *dst, const uint8_t *src)
-{
-	size_t n = FIELD_LEN;
-
-	while (n > 0 && (src[n - 1] == ' ' || src[n - 1] == '\0'))
-		n--;
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
-static void
 job_row_init(struct job *j, struct db_row *r, const char *state)
 {
 	memset(r, 0, sizeof(*r));
@@ -132,6 +160,37 @@ job_record(struct job *j, const struct db_row *r)
 	log_alert("%s: cannot record the %s row of card %s: %s", j->c.reader,
 	    r->state, j->serial, err);
 	return -1;
+}
+
+/*
+ * Append a row that must not be lost: a license paid for, or what became
+ * of it.  Retried while the daemon runs, with an alert now and then; the
+ * job (and the card's claim) stays open meanwhile.  A restart takes over
+ * from the spill file or the `requested` row.
+ */
+static long
+job_record_forever(struct job *j, const struct db_row *r)
+{
+	char err[512];
+	long seq, waited = 0, delay = 100;
+
+	for (;;) {
+		if ((seq = db_append(r, err, sizeof(err))) > 0) {
+			if (waited > 0)
+				log_alert("%s: the %s row of card %s is "
+				    "recorded after %ld ms", j->c.reader,
+				    r->state, j->serial, waited);
+			return seq;
+		}
+		if (waited % 30000 < delay)
+			log_alert("%s: cannot record the %s row of card %s: "
+			    "%s; retrying until it is recorded", j->c.reader,
+			    r->state, j->serial, err);
+		usleep((useconds_t)delay * 1000);
+		waited += delay;
+		if (delay < 2000)
+			delay *= 2;
+	}
 }
 
 /* The operator's line, and the job's end. */
@@ -172,7 +231,10 @@ job_fail(struct job *j, const char *ckr, const char *fmt, ...)
 	job_row_init(j, &r, "failed");
 	r.reason = reason;
 	r.ckr = ckr;
-	job_record(j, &r);
+	if (j->res.credit_used)
+		job_record_forever(j, &r);
+	else
+		job_record(j, &r);
 	j->res.failed = 1;
 	job_report(j, j->res.paused || j->res.pause_pin || j->res.pause_credit ?
 	    "PAUSED" : "FAILED", reason);
@@ -200,6 +262,110 @@ job_renewal_due(const struct job *j, const uint8_t *st, long today)
 	return end - today < j->c.conf->renew_days;
 }
 
+/* The loop: how many inserted cards are not classified yet. */
+void
+job_gate_set(int unclassified)
+{
+	pthread_mutex_lock(&job_gate_lock);
+	job_gate_open_n = unclassified;
+	pthread_cond_broadcast(&job_gate_cond);
+	pthread_mutex_unlock(&job_gate_lock);
+}
+
+/* Wait until every inserted card is classified, up to JOB_GATE_MS. */
+static void
+job_gate_wait(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += JOB_GATE_MS / 1000;
+	pthread_mutex_lock(&job_gate_lock);
+	while (job_gate_open_n > 0 && pthread_cond_timedwait(&job_gate_cond,
+	    &job_gate_lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&job_gate_lock);
+}
+
+static int
+job_card_find(const struct token *t)
+{
+	int i;
+
+	for (i = 0; i < job_ncards; i++)
+		if (memcmp(job_cards[i].model, t->model, FIELD_LEN) == 0 &&
+		    memcmp(job_cards[i].serial, t->serial, FIELD_LEN) == 0)
+			return i;
+	return -1;
+}
+
+/* Invariant 8: wait until no other job holds this card, then hold it. */
+static int
+job_claim(struct job *j)
+{
+	int i, said = 0;
+
+	pthread_mutex_lock(&job_card_lock);
+	while ((i = job_card_find(&j->tok)) >= 0 ||
+	    job_ncards == JOB_MAX_CARDS) {
+		if (!said && i >= 0)
+			log_info("%s: card %s is in a job in %s; waiting for "
+			    "it to end", j->c.reader, j->serial,
+			    job_cards[i].reader);
+		said = 1;
+		pthread_cond_wait(&job_card_cond, &job_card_lock);
+	}
+	memcpy(job_cards[job_ncards].model, j->tok.model, FIELD_LEN);
+	memcpy(job_cards[job_ncards].serial, j->tok.serial, FIELD_LEN);
+	snprintf(job_cards[job_ncards].reader, READER_MAX, "%s", j->c.reader);
+	job_ncards++;
+	j->claimed = 1;
+	pthread_mutex_unlock(&job_card_lock);
+	return said;
+}
+
+static void
+job_unclaim(struct job *j)
+{
+	int i;
+
+	if (!j->claimed)
+		return;
+	pthread_mutex_lock(&job_card_lock);
+	if ((i = job_card_find(&j->tok)) >= 0)
+		job_cards[i] = job_cards[--job_ncards];
+	pthread_cond_broadcast(&job_card_cond);
+	pthread_mutex_unlock(&job_card_lock);
+	j->claimed = 0;
+}
+
+/* A credit may be spent with no license to show: say so, durably. */
+static void
+job_doubt(struct job *j, const char *start, const struct batch_license *bl,
+    const char *sw)
+{
+	struct db_row r;
+	char reason[700];
+	long seq;
+
+	snprintf(reason, sizeof(reason), "%s; no new credit for this card "
+	    "until an admin decides (cardlicctl resolve)", bl->message);
+	job_row_init(j, &r, "in-doubt");
+	r.reason = reason;
+	r.start_date = start;
+	r.sw = bl->sw != 0 ? sw : NULL;
+	r.batch_reader = bl->reader[0] != '\0' ? bl->reader : NULL;
+	r.batch_atr = bl->atr[0] != '\0' ? bl->atr : NULL;
+	/* The bytes that came, as evidence, when a whole answer came. */
+	r.license = bl->has_license ? bl->license : NULL;
+	j->res.credit_used = 1;
+	j->res.doubt = 1;
+	seq = job_record_forever(j, &r);
+	log_alert("%s: card %s: a credit may have been spent (row %ld): %s",
+	    j->c.reader, j->serial, seq, bl->message);
+	job_report(j, "IN-DOUBT", reason);
+}
+
 /*
  * Get the license for the card: the pending one, or a new one from a batch
  * card after the request is on record.  0 with lic filled, -1 when the job
@@ -209,12 +375,13 @@ static int
 job_license(struct job *j, long today, struct db_pending *lic)
 {
 	struct batch_license bl;
+	struct spill_license sl;
 	struct db_row r;
-	char start[DATE_LEN + 1], reason[400], breader[READER_MAX];
+	char start[DATE_LEN + 1], reason[700], breader[READER_MAX];
 	char batr[2 * ATR_MAX + 1], sw[8];
 	enum batch_result br;
 	long seq;
-	int rc;
+	int rc, spill;
 
 	rc = db_find_pending(j->tok.model, j->tok.serial, today, lic);
 	job_time(j, "pending");
@@ -228,13 +395,31 @@ job_license(struct job *j, long today, struct db_pending *lic)
 		    j->c.reader, j->serial, lic->license_seq);
 		return 0;
 	}
-	if (!batch_pick(breader, batr)) {
-		j->res.pause_credit = 1;
-		job_fail(j, NULL, "no batch card with credit is inserted; "
-		    "issuance paused until one is");
+	if ((seq = db_find_doubt(j->tok.model, j->tok.serial)) != 0) {
+		job_fail(j, NULL, seq > 0 ? "a credit for this card is in doubt "
+		    "(row %ld); no new credit until an admin decides: "
+		    "cardlicctl resolve %ld spent|unspent REASON" : "cannot "
+		    "read the audit database (%ld); no credit spent", seq,
+		    seq);
 		return -1;
 	}
+	if (!batch_pick(breader, batr)) {
+		/* A batch card may be among the cards still unclassified. */
+		job_gate_wait();
+		if (!batch_pick(breader, batr)) {
+			j->res.pause_credit = 1;
+			job_fail(j, NULL, "no batch card with credit is "
+			    "inserted; issuance paused until one is");
+			return -1;
+		}
+	}
 	date_format(conf_start_date(j->c.conf, today), start);
+	/* Invariant 1: room for the license before a credit is asked for. */
+	if ((spill = spill_reserve(j->id, reason, sizeof(reason))) < 0) {
+		job_fail(j, NULL, "cannot reserve room to record a license "
+		    "(%s); no credit spent", reason);
+		return -1;
+	}
 	/* Invariant 1: no credit is asked for unless this row is on disk. */
 	job_row_init(j, &r, "requested");
 	snprintf(reason, sizeof(reason), "asking for a license starting %s",
@@ -244,15 +429,23 @@ job_license(struct job *j, long today, struct db_pending *lic)
 	r.batch_reader = breader;
 	r.batch_atr = batr;
 	if (job_record(j, &r) < 0) {
+		spill_release(spill, j->id);
 		j->res.failed = 1;
 		job_report(j, "FAILED", "cannot write to the audit database; "
 		    "no credit spent");
 		return -1;
 	}
+	fault_point("requested");
 	br = batch_generate(j->tok.model, j->tok.serial, start, &bl);
 	job_time(j, "generate");
 	snprintf(sw, sizeof(sw), "%04X", bl.sw & 0xFFFF);
+	if (br == BATCH_DOUBT) {
+		spill_release(spill, j->id);
+		job_doubt(j, start, &bl, sw);
+		return -1;
+	}
 	if (br != BATCH_OK) {
+		spill_release(spill, j->id);
 		job_row_init(j, &r, "failed");
 		r.reason = bl.message;
 		r.start_date = start;
@@ -272,6 +465,22 @@ job_license(struct job *j, long today, struct db_pending *lic)
 		    r.reason);
 		return -1;
 	}
+	j->res.credit_used = 1;
+	/* The license is paid for: first durable in the spill file. */
+	memset(&sl, 0, sizeof(sl));
+	memcpy(sl.model, j->tok.model, FIELD_LEN);
+	memcpy(sl.serial, j->tok.serial, FIELD_LEN);
+	snprintf(sl.start, sizeof(sl.start), "%s", start);
+	snprintf(sl.end, sizeof(sl.end), "%s", bl.end_date);
+	memcpy(sl.license, bl.license, LICENSE_LEN);
+	snprintf(sl.reader, sizeof(sl.reader), "%s", j->c.reader);
+	snprintf(sl.batch_reader, sizeof(sl.batch_reader), "%s", bl.reader);
+	snprintf(sl.batch_atr, sizeof(sl.batch_atr), "%s", bl.atr);
+	snprintf(sl.sw, sizeof(sl.sw), "%s", sw);
+	if (spill_write(spill, j->id, &sl, reason, sizeof(reason)) != 0)
+		log_alert("%s: %s: %s; the license is recorded in the database"
+		    " only", j->c.reader, j->serial, reason);
+	fault_point("commit-generated");
 	job_row_init(j, &r, "generated");
 	r.reason = bl.message;
 	r.start_date = start;
@@ -281,31 +490,55 @@ job_license(struct job *j, long today, struct db_pending *lic)
 	r.batch_atr = bl.atr;
 	r.batch_count = db_batch_count(bl.reader, bl.atr) + 1;
 	r.sw = sw;
-	j->res.credit_used = 1;
-	seq = job_record(j, &r);
+	seq = job_record_forever(j, &r);
+	spill_release(spill, j->id);
 	job_time(j, "record");
-	if (seq < 0) {
-		char hex[2 * LICENSE_LEN + 1];
-
-		/*
-		 * The credit is spent and the row could not be written:
-		 * the license is not loaded (invariant 1), and the journal
-		 * keeps it, so that it can be recovered by hand.
-		 */
-		dbhash_hex(bl.license, LICENSE_LEN, 1, hex);
-		log_alert("%s: %s: license generated (start %s, end %s) but "
-		    "NOT recorded, so NOT loaded; license data %s",
-		    j->c.reader, j->serial, start, bl.end_date, hex);
-		j->res.failed = 1;
-		job_report(j, "FAILED", "license generated but the audit "
-		    "database refused it; see the alert in the log");
-		return -1;
-	}
 	lic->license_seq = seq;
 	memcpy(lic->license, bl.license, LICENSE_LEN);
 	snprintf(lic->start_date, sizeof(lic->start_date), "%s", start);
 	snprintf(lic->end_date, sizeof(lic->end_date), "%s", bl.end_date);
 	return 0;
+}
+
+/*
+ * The flags are C chars: true is any non-zero byte.  Only both flags and
+ * the expected dates count (invariant 5).
+ */
+static int
+job_status_valid(const uint8_t *st)
+{
+	return st[1] != 0 && st[2] != 0;
+}
+
+static int
+job_status_matches(const uint8_t *st, const struct db_pending *lic)
+{
+	return job_status_valid(st) &&
+	    memcmp(st + 3, lic->start_date, DATE_LEN) == 0 &&
+	    memcmp(st + 11, lic->end_date, DATE_LEN) == 0;
+}
+
+/* A status date: YYYYMMDD, or 00000000 for no limit. */
+static int
+job_status_date_ok(const uint8_t *d)
+{
+	long days;
+
+	return memcmp(d, "00000000", DATE_LEN) == 0 ||
+	    date_parse((const char *)d, DATE_LEN, &days) == 0;
+}
+
+/* ", 18 bytes instead of 19", for a status of the wrong size. */
+static const char *
+job_status_len(unsigned long rv, unsigned long len)
+{
+	static __thread char out[64];
+
+	out[0] = '\0';
+	if (rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_BUFFER_TOO_SMALL)
+		snprintf(out, sizeof(out), ": %lu bytes instead of %d", len,
+		    STATUS_LEN);
+	return out;
 }
 
 /* Load, read back, record.  The job's last steps for a target card. */
@@ -314,10 +547,11 @@ job_load(struct job *j, const struct db_pending *lic)
 {
 	struct db_row r;
 	uint8_t st[STATUS_LEN];
-	char reason[300];
-	unsigned long rv;
+	char reason[400];
+	unsigned long rv, stlen;
 
 	j->end_date = lic->end_date;
+	fault_point("load");
 	rv = p11_load_license(j->session, lic->license);
 	job_time(j, "load");
 	if (rv != CKR_OK) {
@@ -332,13 +566,14 @@ job_load(struct job *j, const struct db_pending *lic)
 	r.start_date = lic->start_date;
 	r.end_date = lic->end_date;
 	r.ckr = "CKR_OK";
-	job_record(j, &r);
-	rv = p11_status(j->session, st);
+	job_record_forever(j, &r);
+	fault_point("readback");
+	rv = p11_status(j->session, st, &stlen);
 	job_time(j, "readback");
 	if (rv != CKR_OK) {
 		job_fail(j, p11_rv_name(rv), "reading the status back failed "
-		    "(%s); the license stays pending and will be reused",
-		    p11_rv_name(rv));
+		    "(%s%s); the license stays pending and will be reused",
+		    p11_rv_name(rv), job_status_len(rv, stlen));
 		return;
 	}
 	job_row_init(j, &r, "verified");
@@ -347,24 +582,30 @@ job_load(struct job *j, const struct db_pending *lic)
 	r.end_date = lic->end_date;
 	r.status = st;
 	r.ckr = "CKR_OK";
-	if (st[1] == 1 && st[2] == 1 &&
-	    memcmp(st + 3, lic->start_date, DATE_LEN) == 0 &&
-	    memcmp(st + 11, lic->end_date, DATE_LEN) == 0) {
+	fault_point("commit-final");
+	if (job_status_matches(st, lic)) {
 		r.reason = "the card reports the license valid with the "
 		    "expected dates";
-		job_record(j, &r);
+		job_record_forever(j, &r);
 		j->res.issued = 1;
 		job_report(j, "verified", NULL);
 		return;
 	}
 	/* Invariant 5: recorded, and no new credit for this card. */
-	snprintf(reason, sizeof(reason), "the card reports licensePresent=%d"
-	    " serialValid=%d dateValid=%d start=%.8s end=%.8s; expected "
-	    "1 1 1 %s %s", st[0], st[1], st[2], (const char *)st + 3,
-	    (const char *)st + 11, lic->start_date, lic->end_date);
+	{
+		char sd[4 * DATE_LEN + 1], ed[4 * DATE_LEN + 1];
+
+		/* Invariant 9: the card's bytes, escaped. */
+		dbhash_text(st + 3, DATE_LEN, sd, sizeof(sd));
+		dbhash_text(st + 11, DATE_LEN, ed, sizeof(ed));
+		snprintf(reason, sizeof(reason), "the card reports "
+		    "licensePresent=%u serialValid=%u dateValid=%u start=%s "
+		    "end=%s; expected 1 1 1 %s %s", st[0], st[1], st[2], sd,
+		    ed, lic->start_date, lic->end_date);
+	}
 	r.state = "rejected";
 	r.reason = reason;
-	job_record(j, &r);
+	job_record_forever(j, &r);
 	j->res.failed = 1;
 	job_report(j, "REJECTED", reason);
 }
@@ -408,32 +649,72 @@ job_issue(struct job *j)
 	struct db_pending lic;
 	struct db_row r;
 	uint8_t st[STATUS_LEN];
-	char reason[300], end[DATE_LEN + 1];
-	unsigned long rv;
+	char reason[300], end[4 * DATE_LEN + 1];
+	unsigned long rv, stlen;
 	long today, rejected;
 
 	j->id = db_next_job();
-	job_trim(j->model, j->tok.model);
-	job_trim(j->serial, j->tok.serial);
 	if ((rv = p11_open(j->tok.slot, &j->session)) != CKR_OK) {
 		job_fail(j, p11_rv_name(rv), "cannot open a session (%s)",
 		    p11_rv_name(rv));
 		return;
 	}
 	j->has_session = 1;
-	rv = p11_status(j->session, st);
+	fault_point("status");
+	rv = p11_status(j->session, st, &stlen);
 	job_time(j, "status");
 	if (rv != CKR_OK) {
 		job_fail(j, p11_rv_name(rv), "cannot read the license status "
-		    "(%s)", p11_rv_name(rv));
+		    "(%s%s); no credit spent", p11_rv_name(rv),
+		    job_status_len(rv, stlen));
 		return;
 	}
-	today = date_today(NULL);
+	if (job_status_valid(st) && (!job_status_date_ok(st + 3) ||
+	    !job_status_date_ok(st + 11))) {
+		char sd[4 * DATE_LEN + 1], ed[4 * DATE_LEN + 1];
+
+		dbhash_text(st + 3, DATE_LEN, sd, sizeof(sd));
+		dbhash_text(st + 11, DATE_LEN, ed, sizeof(ed));
+		job_row_init(j, &r, "failed");
+		snprintf(reason, sizeof(reason), "the middleware calls the "
+		    "card's license valid, with dates that are not YYYYMMDD "
+		    "(start %s, end %s); card left alone, no credit spent",
+		    sd, ed);
+		r.reason = reason;
+		r.status = st;
+		r.ckr = "CKR_OK";
+		job_record(j, &r);
+		j->res.failed = 1;
+		job_report(j, "FAILED", reason);
+		return;
+	}
+	today = j->c.today;
+	/*
+	 * The card already shows the license that is pending for it: the
+	 * load had worked, and only its answer or the read-back was lost.
+	 */
+	if (job_status_valid(st) && db_find_pending(j->tok.model,
+	    j->tok.serial, today, &lic) == 1 && job_status_matches(st, &lic)) {
+		job_row_init(j, &r, "verified");
+		snprintf(reason, sizeof(reason), "the card shows its pending "
+		    "license (row %ld) valid with the expected dates: it had "
+		    "been loaded before", lic.license_seq);
+		r.reason = reason;
+		r.license_seq = lic.license_seq;
+		r.start_date = lic.start_date;
+		r.end_date = lic.end_date;
+		r.status = st;
+		r.ckr = "CKR_OK";
+		job_record_forever(j, &r);
+		j->res.issued = 1;
+		j->end_date = lic.end_date;
+		job_report(j, "verified", NULL);
+		return;
+	}
 	/* Invariant 3: an acceptable card costs nothing. */
-	if (st[1] == 1 && st[2] == 1 && !job_renewal_due(j, st, today)) {
+	if (job_status_valid(st) && !job_renewal_due(j, st, today)) {
 		job_row_init(j, &r, "skipped");
-		memcpy(end, st + 11, DATE_LEN);
-		end[DATE_LEN] = '\0';
+		dbhash_text(st + 11, DATE_LEN, end, sizeof(end));
 		if (st[0])
 			snprintf(reason, sizeof(reason), "already licensed "
 			    "until %s", end);
@@ -459,6 +740,7 @@ job_issue(struct job *j)
 		job_fail(j, NULL, "the card's PIN is locked; card not touched");
 		return;
 	}
+	fault_point("login");
 	if (p11_pin_final_try(j->tok.flags)) {
 		job_fail(j, NULL, "only one PIN try left on the card; card not "
 		    "touched");
@@ -504,54 +786,102 @@ job_issue(struct job *j)
 	job_load(j, &lic);
 }
 
+/* Recorded with no model or serial: the token could not be read. */
+static void
+job_token_failed(struct job *j, unsigned long rv, const char *why)
+{
+	struct db_row r;
+
+	j->id = db_next_job();
+	job_row_init(j, &r, "failed");
+	r.model = r.serial = NULL;
+	r.reason = why;
+	r.ckr = p11_rv_name(rv);
+	job_record(j, &r);
+	j->res.failed = 1;
+	job_report(j, "FAILED", why);
+}
+
 static void
 job_classify_and_run(struct job *j)
 {
+	struct job_result interim;
 	enum card_kind kind;
 	unsigned long rv;
-	char atr[2 * ATR_MAX + 1];
+	char atr[2 * ATR_MAX + 1], err[600];
 	int probe;
 
 	dbhash_hex(j->c.atr, j->c.atr_len, 1, atr);
 	kind = conf_classify(j->c.conf, j->c.reader, j->c.atr, j->c.atr_len);
 	if (kind == KIND_IGNORE) {
-		log_info("%s: card %s ignored by a [classify] rule",
-		    j->c.reader, atr);
 		j->res.kind = KIND_IGNORE;
+		snprintf(err, sizeof(err), "card with ATR %s ignored by a "
+		    "[classify] rule", atr);
+		job_report(j, "ignored", err);
 		return;
 	}
 	if (kind != KIND_TARGET) {
+		fault_point("probe");
 		probe = kind == KIND_BATCH ? 1 : batch_probe(j->c.reader);
 		if (probe == 1) {
-			batch_add(j->c.reader, j->c.atr, j->c.atr_len);
+			fault_point("probed");
+			/* The loop adds it to the pool: it owns the pool. */
 			log_info("%s: batch card inserted (ATR %s)",
 			    j->c.reader, atr);
 			j->res.kind = KIND_BATCH;
 			return;
 		}
 		if (probe < 0) {
-			log_info("%s: the card left before it could be "
-			    "identified", j->c.reader);
+			job_report(j, "FAILED", "the card left before it could "
+			    "be identified");
 			return;
 		}
 	}
 	j->tstep = job_now_ms();
-	rv = p11_find_token(j->c.reader, &j->tok);
+	fault_point("token");
+	rv = p11_find_token(j->c.conf, j->c.reader, &j->tok, err,
+	    sizeof(err));
+	if (rv == CKR_TOKEN_NOT_PRESENT) {
+		/*
+		 * PC/SC says a card is in: the middleware may not have seen
+		 * it yet.  Look once more before calling it unknown.
+		 */
+		usleep(200000);
+		rv = p11_find_token(j->c.conf, j->c.reader, &j->tok, err,
+		    sizeof(err));
+	}
 	job_time(j, "token");
 	if (rv != CKR_OK) {
-		if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED)
-			log_info("%s: unknown card (ATR %s): not a batch card, "
-			    "no token of the middleware; left alone",
-			    j->c.reader, atr);
-		else
-			log_warnx("%s: cannot read the token (%s)",
-			    j->c.reader, p11_rv_name(rv));
 		j->res.kind = KIND_UNKNOWN;
+		if (rv == CKR_TOKEN_NOT_PRESENT ||
+		    rv == CKR_TOKEN_NOT_RECOGNIZED) {
+			snprintf(err, sizeof(err), "unknown card (ATR %s): not "
+			    "a batch card, no token of the middleware; left "
+			    "alone", atr);
+			job_report(j, "UNKNOWN", err);
+			return;
+		}
+		/* A card we could not read, or a slot we could not tell. */
+		job_token_failed(j, rv, err);
 		return;
 	}
 	j->res.kind = KIND_TARGET;
+	/* Invariant 9: card bytes are escaped before any text use. */
+	dbhash_text(j->tok.model, FIELD_LEN, j->model, sizeof(j->model));
+	dbhash_text(j->tok.serial, FIELD_LEN, j->serial, sizeof(j->serial));
+	/* Tell the loop early: a target job may wait on the others' class. */
+	interim = j->res;
+	interim.interim = 1;
+	if (write(j->c.notify_fd, &interim, sizeof(interim)) !=
+	    (ssize_t)sizeof(interim))
+		log_warnx("job: cannot reach the event loop: %s",
+		    strerror(errno));
+	if (job_claim(j))
+		log_info("%s: card %s: the other job has ended; going on",
+		    j->c.reader, j->serial);
 	job_issue(j);
 	job_end_session(j);
+	job_unclaim(j);
 }
 
 static void *
@@ -588,6 +918,7 @@ job_start(struct job_ctx *c)
 	conf_ref(j->c.conf);
 	j->t0 = j->tstep = job_now_ms();
 	snprintf(j->res.reader, sizeof(j->res.reader), "%s", c->reader);
+	j->res.insertion = c->insertion;
 	pthread_mutex_lock(&job_lock);
 	job_count++;
 	pthread_mutex_unlock(&job_lock);

@@ -114,9 +114,42 @@ fatalx(const char *fmt, ...)
 }
 
 /*
+ * One MESSAGE_ID per outcome, fixed for ever (journalctl --new-id128), so
+ * that monitoring can match on them and "journalctl -x" shows what the
+ * catalog (systemd/cardlicd.catalog) says about each.  A new outcome
+ * gets a new id here and an entry there.
+ */
+static const struct {
+	const char	*outcome;
+	const char	*id;
+} log_ids[] = {
+	{ "verified",	"0e92887bb62d43378c6b0534190811b5" },
+	{ "skipped",	"6c177bf29abe46b4ae36667977faf86b" },
+	{ "FAILED",	"ab380919b92c4ebdadb39bdfc492d100" },
+	{ "REJECTED",	"579ad33c89704b359c971cbc084d9297" },
+	{ "PAUSED",	"fabfa88ea7ea462897ae734bf374cea4" },
+	{ "IN-DOUBT",	"440f5fb49a0144fcb587b5a3542b27f0" },
+};
+
+/* An outcome that this table does not know yet has an id too. */
+#define LOG_ID_OTHER	"030a2692bfce473caa6ec40578a371cf"
+
+static const char *
+log_message_id(const char *outcome)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(log_ids) / sizeof(log_ids[0]); i++)
+		if (strcmp(log_ids[i].outcome, outcome) == 0)
+			return log_ids[i].id;
+	return LOG_ID_OTHER;
+}
+
+/*
  * The operator's line for one card: reader, serial, outcome, expiry and
  * the time it took.  The journal entry carries the same as fields, plus
- * the audit chain's head so that a cut-off database can be detected.
+ * the audit chain's head so that a cut-off database can be detected, and
+ * the outcome's MESSAGE_ID.
  */
 void
 log_card(const struct card_report *r)
@@ -139,6 +172,7 @@ log_card(const struct card_report *r)
 	}
 	sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio,
 	    "SYSLOG_IDENTIFIER=cardlicd",
+	    "MESSAGE_ID=%s", log_message_id(r->outcome),
 	    "CARDLIC_READER=%s", r->reader,
 	    "CARDLIC_SERIAL=%s", r->serial != NULL ? r->serial : "",
 	    "CARDLIC_MODEL=%s", r->model != NULL ? r->model : "",

@@ -6,6 +6,7 @@
  */
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,8 @@ struct main_reader {
 	uint8_t		 atr[ATR_MAX];
 	size_t		 atr_len;
 	int		 busy;		/* a job runs on it */
+	int		 classified;	/* its job knows what the card is */
+	unsigned	 insertion;	/* the watcher's event counter */
 	int		 queued;	/* a newer card waits for that job */
 	int		 paused;	/* its card waits for issuance to resume */
 	int		 batch;
@@ -51,19 +54,30 @@ static int			 main_stopping;
 static int			 main_job_pipe[2];
 static int			 main_watch_pipe[2];
 static long			 main_issued, main_skipped, main_failed;
-static long			 main_credits;
+static long			 main_credits, main_doubts;
 static int			 main_watch_alive;
 static int			 main_wd_warned;
 
+static void	main_pin_refusal_save(const struct conf *);
+static void	main_pin_refusal_clear(void);
+static void	main_tz_settle(void);
+
+/* --help: on stdout, status 0; a wrong command line: on stderr, 2. */
 static void
-main_usage(void)
+main_usage(FILE *f, int rc)
 {
-	fprintf(stderr, "usage: cardlicd [-nv] [-f file] [--allow-root]\n"
+	fprintf(f, "usage: cardlicd [-nv] [-f file] [--allow-root]\n"
+	    "       cardlicd --help | --version\n"
 	    "  -f file       configuration (default " CONF_DEFAULT_PATH ")\n"
-	    "  -n            check the configuration, print it normalized\n"
+	    "  -n            check the configuration, print it normalized,\n"
+	    "                load the PKCS#11 module and list its slots; as\n"
+	    "                root, also check what [station] user may read\n"
 	    "  -v            verbose: debug messages\n"
-	    "  --allow-root  stay root instead of dropping to [station] user\n");
-	exit(2);
+	    "  --allow-root  stay root instead of dropping to [station] user\n"
+	    "                (with -n: check for a daemon that stays root)\n"
+	    "  --help        this text\n"
+	    "  --version     print the version\n");
+	exit(rc);
 }
 
 static long
@@ -94,9 +108,10 @@ main_status(void)
 
 	batch_status(batch, sizeof(batch));
 	sd_notifyf(0, "STATUS=%s%s%s: issued %ld, skipped %ld, failed %ld, "
-	    "credits used %ld; %s", why != NULL ? "PAUSED (" : "running",
-	    why != NULL ? why : "", why != NULL ? ")" : "", main_issued,
-	    main_skipped, main_failed, main_credits, batch);
+	    "credits used %ld, in doubt %ld; %s", why != NULL ? "PAUSED (" :
+	    "running", why != NULL ? why : "", why != NULL ? ")" : "",
+	    main_issued, main_skipped, main_failed, main_credits, main_doubts,
+	    batch);
 }
 
 static struct main_reader *
@@ -119,6 +134,18 @@ main_reader(const char *name, int create)
 	return &main_readers[free_slot];
 }
 
+/* Tell the jobs how many inserted cards are not classified yet. */
+static void
+main_gate(void)
+{
+	int i, n = 0;
+
+	for (i = 0; i < MAIN_MAX_READERS; i++)
+		n += main_readers[i].used && main_readers[i].busy &&
+		    !main_readers[i].classified;
+	job_gate_set(n);
+}
+
 static void
 main_start_job(struct main_reader *r)
 {
@@ -130,11 +157,15 @@ main_start_job(struct main_reader *r)
 		r->queued = 1;
 		return;
 	}
+	main_tz_settle();
 	memset(&c, 0, sizeof(c));
 	c.conf = main_conf;
 	snprintf(c.reader, sizeof(c.reader), "%s", r->name);
 	memcpy(c.atr, r->atr, r->atr_len);
 	c.atr_len = r->atr_len;
+	c.insertion = r->insertion;
+	/* Only the loop sets TZ; jobs get the day, not the clock. */
+	c.today = date_today(NULL);
 	c.paused_pin = main_refused != NULL;
 	c.paused_credit = main_paused_credit;
 	c.notify_fd = main_job_pipe[1];
@@ -146,8 +177,10 @@ main_start_job(struct main_reader *r)
 		return;
 	}
 	r->busy = 1;
+	r->classified = 0;
 	r->busy_since = main_now_ms();
 	r->job_conf = conf_ref(main_conf);
+	main_gate();
 }
 
 /* Issuance resumes: the cards that waited in their readers go first. */
@@ -178,10 +211,10 @@ main_control_fill(char *buf, size_t len)
 	}
 	n = (size_t)snprintf(buf, len, "station: %s\nstate: %s%s\n"
 	    "issued: %ld\nskipped: %ld\nfailed: %ld\ncredits-used: %ld\n"
-	    "readers: %d\njobs-running: %d\n", main_conf->station,
-	    why != NULL ? "paused: " : "running", why != NULL ? why : "",
-	    main_issued, main_skipped, main_failed, main_credits, readers,
-	    busy);
+	    "in-doubt: %ld\nreaders: %d\njobs-running: %d\n",
+	    main_conf->station, why != NULL ? "paused: " : "running",
+	    why != NULL ? why : "", main_issued, main_skipped, main_failed,
+	    main_credits, main_doubts, readers, busy);
 	if (n < len)
 		batch_list(buf + n, len - n);
 }
@@ -198,6 +231,11 @@ main_on_job(evutil_socket_t fd, short what, void *arg)
 	while (read(fd, &res, sizeof(res)) == (ssize_t)sizeof(res)) {
 		if ((r = main_reader(res.reader, 0)) == NULL)
 			continue;
+		if (res.interim) {
+			r->classified = 1;
+			main_gate();
+			continue;
+		}
 		used = r->job_conf;
 		r->job_conf = NULL;
 		r->busy = 0;
@@ -205,8 +243,15 @@ main_on_job(evutil_socket_t fd, short what, void *arg)
 		main_skipped += res.skipped;
 		main_failed += res.failed && !res.paused;
 		main_credits += res.credit_used;
+		main_doubts += res.doubt;
 		r->paused = res.paused || res.pause_pin || res.pause_credit;
-		if (res.kind == KIND_BATCH) {
+		/*
+		 * The loop alone owns the pool: a batch card that was pulled
+		 * while its job looked at it is not added.
+		 */
+		if (res.kind == KIND_BATCH && r->present &&
+		    r->insertion == res.insertion) {
+			batch_add(r->name, r->atr, r->atr_len);
 			r->batch = 1;
 			if (main_paused_credit) {
 				main_paused_credit = 0;
@@ -216,6 +261,7 @@ main_on_job(evutil_socket_t fd, short what, void *arg)
 		if (res.pause_pin && main_refused == NULL && used != NULL) {
 			main_refused = used;
 			used = NULL;
+			main_pin_refusal_save(main_refused);
 		}
 		if (res.pause_credit && !main_paused_credit) {
 			if (batch_available() > 0) {
@@ -234,6 +280,8 @@ main_on_job(evutil_socket_t fd, short what, void *arg)
 			}
 		}
 		conf_unref(used);
+		main_gate();
+		main_tz_settle();
 		if (r->queued && r->present)
 			main_start_job(r);
 		main_status();
@@ -273,6 +321,7 @@ main_on_watch(evutil_socket_t fd, short what, void *arg)
 				break;
 			}
 			r->present = 1;
+			r->insertion = m.counter;
 			log_debug("%s: card inserted (event %u)", m.reader,
 			    m.counter);
 			memcpy(r->atr, m.atr, m.atr_len);
@@ -286,6 +335,7 @@ main_on_watch(evutil_socket_t fd, short what, void *arg)
 			r->present = 0;
 			r->queued = 0;
 			r->paused = 0;
+			r->insertion = m.counter;
 			if (r->batch) {
 				batch_remove(r->name);
 				r->batch = 0;
@@ -304,11 +354,134 @@ main_apply_tz(const struct conf *c)
 {
 	char tz[80];
 
-	if (strcmp(c->timezone, "local") == 0)
+	if (strcmp(c->timezone, "local") == 0) {
+		unsetenv("TZ");
+		tzset();
 		return;
+	}
 	snprintf(tz, sizeof(tz), ":%s", c->timezone);
 	setenv("TZ", tz, 1);
 	tzset();
+}
+
+/*
+ * setenv may move the environment under a thread that reads it (PC/SC and
+ * the module call getenv), so a new zone is applied only while no job
+ * runs: at once if the line is idle, else when the last job ends.
+ */
+static int	main_tz_pending;
+
+static void
+main_tz_settle(void)
+{
+	int i;
+
+	if (!main_tz_pending)
+		return;
+	for (i = 0; i < MAIN_MAX_READERS; i++)
+		if (main_readers[i].used && main_readers[i].busy)
+			return;
+	main_apply_tz(main_conf);
+	main_tz_pending = 0;
+}
+
+/*
+ * Invariant 4 across restarts: a refused PIN stays refused until the
+ * configuration or the PIN's source changes.  What is kept on disk is
+ * where the PIN came from and the files' identity (device, inode, size,
+ * modification time), never anything derived from the PIN itself.
+ */
+static void
+main_pin_identity(const struct conf *c, char *out, size_t len)
+{
+	struct stat st;
+	char path[4200];
+	const char *cred;
+	size_t n;
+
+	memset(&st, 0, sizeof(st));
+	stat(c->path, &st);
+	n = (size_t)snprintf(out, len, "conf %s %lu %lu %lld %lld.%09ld\n",
+	    c->path, (unsigned long)st.st_dev, (unsigned long)st.st_ino,
+	    (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+	    st.st_mtim.tv_nsec);
+	path[0] = '\0';
+	if (c->pin_source == PIN_FILE)
+		snprintf(path, sizeof(path), "%s", c->pin_where);
+	else if (c->pin_source == PIN_CREDENTIAL &&
+	    (cred = getenv("CREDENTIALS_DIRECTORY")) != NULL)
+		snprintf(path, sizeof(path), "%s/%s", cred, c->pin_where);
+	memset(&st, 0, sizeof(st));
+	if (path[0] != '\0')
+		stat(path, &st);
+	if (n < len)
+		snprintf(out + n, len - n, "pin %d %s %lu %lu %lld %lld.%09ld\n",
+		    (int)c->pin_source, c->pin_where,
+		    (unsigned long)st.st_dev, (unsigned long)st.st_ino,
+		    (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+		    st.st_mtim.tv_nsec);
+}
+
+static void
+main_pin_refusal_path(char *out, size_t len)
+{
+	snprintf(out, len, "%s.pin-refused", main_conf->database);
+}
+
+static void
+main_pin_refusal_save(const struct conf *c)
+{
+	char path[4200], tmp[4300], id[8400];
+	int fd;
+
+	main_pin_refusal_path(path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	main_pin_identity(c, id, sizeof(id));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd < 0 || write(fd, id, strlen(id)) != (ssize_t)strlen(id) ||
+	    fsync(fd) != 0 || rename(tmp, path) != 0)
+		log_alert("%s: cannot keep the PIN's refusal across a restart:"
+		    " %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+static void
+main_pin_refusal_clear(void)
+{
+	char path[4200];
+
+	main_pin_refusal_path(path, sizeof(path));
+	if (unlink(path) != 0 && errno != ENOENT)
+		log_warnx("%s: %s", path, strerror(errno));
+}
+
+/* At start-up: is the PIN we were given the one refused before? */
+static void
+main_pin_refusal_load(void)
+{
+	char path[4200], id[8400], was[8400];
+	ssize_t n;
+	int fd;
+
+	main_pin_refusal_path(path, sizeof(path));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return;
+	n = read(fd, was, sizeof(was) - 1);
+	close(fd);
+	was[n > 0 ? n : 0] = '\0';
+	main_pin_identity(main_conf, id, sizeof(id));
+	if (strcmp(id, was) != 0) {
+		log_info("the configuration or the PIN changed since the PIN "
+		    "was refused; issuance is not paused");
+		main_pin_refusal_clear();
+		return;
+	}
+	main_refused = conf_ref(main_conf);
+	log_alert("the configured PIN was refused before the restart, and "
+	    "neither the configuration nor the PIN changed since; issuance "
+	    "stays paused: fix the PIN in %s and reload", main_conf->path);
 }
 
 /* SIGHUP: a new configuration, or the old one if the new one is wrong. */
@@ -336,9 +509,10 @@ main_on_hup(evutil_socket_t sig, short what, void *arg)
 	    strcmp(c->module, main_conf->module) != 0)
 		log_warnx("database and module changes take effect at the "
 		    "next restart");
-	main_apply_tz(c);
+	main_tz_pending |= strcmp(c->timezone, main_conf->timezone) != 0;
 	conf_unref(main_conf);
 	main_conf = c;
+	main_tz_settle();
 	log_info("configuration reloaded from %s", c->path);
 	if (main_refused != NULL) {
 		if (c->pin_len == main_refused->pin_len &&
@@ -348,6 +522,7 @@ main_on_hup(evutil_socket_t sig, short what, void *arg)
 		} else {
 			conf_unref(main_refused);
 			main_refused = NULL;
+			main_pin_refusal_clear();
 			main_resume("the PIN was changed");
 		}
 	}
@@ -464,11 +639,12 @@ main(int argc, char **argv)
 		case 'v': verbose = 1; break;
 		case 'R': allow_root = 1; break;
 		case 'V': printf("cardlicd %s\n", CARDLICD_VERSION); return 0;
-		default: main_usage();
+		case 'h': main_usage(stdout, 0); break;
+		default: main_usage(stderr, 2);
 		}
 	}
 	if (optind != argc)
-		main_usage();
+		main_usage(stderr, 2);
 	/* Invariant 7: no core dump may carry the PIN. */
 	prctl(PR_SET_DUMPABLE, 0);
 	setrlimit(RLIMIT_CORE, &nocore);
@@ -480,9 +656,23 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (check) {
+		/*
+		 * The file as read, then what the unit will meet (as root:
+		 * before the module, whose threads must not see a fork),
+		 * then the module and its slots.  Every problem is shown.
+		 */
 		conf_print(main_conf, stdout);
+		fflush(stdout);
+		i = 0;
+		if (geteuid() == 0 && !allow_root)
+			i += conf_check_unit(main_conf);
+		if (conf_check_module(main_conf, stdout, err, sizeof(err)) !=
+		    0) {
+			fprintf(stderr, "cardlicd: %s\n", err);
+			i++;
+		}
 		conf_unref(main_conf);
-		return 0;
+		return i > 0 ? 2 : 0;
 	}
 	main_drop_privileges(main_conf, allow_root);
 	main_apply_tz(main_conf);
@@ -490,6 +680,15 @@ main(int argc, char **argv)
 	if (db_open(main_conf->database, main_conf->station, err,
 	    sizeof(err)) != 0)
 		fatalx("%s", err);
+	/* Before any card: what a crash left behind is recorded first. */
+	if (db_recover(err, sizeof(err)) < 0)
+		fatalx("%s: %s", main_conf->database, err);
+	main_pin_refusal_load();
+	/* The counts go on from what the audit rows say, across restarts. */
+	if (db_totals(&main_issued, &main_skipped, &main_failed, &main_credits,
+	    &main_doubts) != 0)
+		log_warnx("%s: cannot count the audit rows; the counts start "
+		    "from 0", main_conf->database);
 	if (p11_load(main_conf->module, err, sizeof(err)) != 0)
 		fatalx("%s", err);
 	batch_init();
@@ -561,6 +760,7 @@ main(int argc, char **argv)
 	conf_unref(main_refused);
 	conf_unref(main_conf);
 	log_info("stopped: issued %ld, skipped %ld, failed %ld, credits used "
-	    "%ld", main_issued, main_skipped, main_failed, main_credits);
+	    "%ld, in doubt %ld", main_issued, main_skipped, main_failed,
+	    main_credits, main_doubts);
 	return 0;
 }

@@ -1,6 +1,7 @@
 /*
- * The PIN: kept in one locked page that is left out of core dumps, read
- * only from files that nobody else can read, and wiped when dropped.  It
+ * The PIN: kept in locked memory that is left out of core dumps, read only
+ * from regular files, never through a symbolic link, that nobody but root
+ * and the daemon's user and group can read, and wiped when dropped.  It
  * never reaches a log, an error message or the database.
  */
 #include <sys/mman.h>
@@ -18,7 +19,8 @@
 
 #include "cardlicd.h"
 
-#define PIN_PAGE	4096
+#define PIN_PAGE	8192	/* two pages: a whole PIN file fits */
+#define PIN_FILE_MAX	4096
 
 int
 pin_alloc(char **out)
@@ -47,32 +49,105 @@ pin_free(char *p)
 }
 
 /*
- * A file that holds the PIN must be mode 0600 or stricter and owned by
- * root or by the user the daemon runs as.  The message names the problem
- * and the fix, not the path (the caller adds it).
+ * A file that holds the PIN may be read by its owner and its group, and
+ * by nobody else: mode 0640 or stricter, owned by root or by the daemon's
+ * user (uid), its group root or the daemon's group (gid), so that the
+ * recommended root:cardlicd 0640 works under User=cardlicd.  The message
+ * names the problem and the fix, not the path (the caller adds it).
  */
 int
-pin_check_perms(const char *path, const char *what, char *err, size_t len)
+pin_check_stat(const struct stat *st, uid_t uid, gid_t gid, const char *what,
+    char *err, size_t len)
 {
-	struct stat st;
+	unsigned mode = (unsigned)(st->st_mode & 07777);
 
-	if (stat(path, &st) != 0) {
-		snprintf(err, len, "cannot stat: %s", strerror(errno));
-		return -1;
-	}
-	if (st.st_mode & 077) {
+	if (st->st_mode & 07) {
 		snprintf(err, len, "this file %s but others may read it "
-		    "(mode %04o); run chmod 600 on it", what,
-		    (unsigned)(st.st_mode & 07777));
+		    "(mode %04o); run chmod 0640 on it", what, mode);
 		return -1;
 	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+	if (st->st_mode & 020) {
+		snprintf(err, len, "this file %s but its group may write it "
+		    "(mode %04o); run chmod 0640 on it", what, mode);
+		return -1;
+	}
+	if (st->st_uid != 0 && st->st_uid != uid) {
 		snprintf(err, len, "this file %s but belongs to uid %u, "
 		    "neither root nor the daemon's user (uid %u)", what,
-		    (unsigned)st.st_uid, (unsigned)geteuid());
+		    (unsigned)st->st_uid, (unsigned)uid);
+		return -1;
+	}
+	if ((st->st_mode & 040) && st->st_gid != 0 && st->st_gid != gid) {
+		snprintf(err, len, "this file %s but its group (gid %u) may "
+		    "read it, neither root nor the daemon's group (gid %u); "
+		    "run chmod 0600 on it, or chgrp it to the daemon's group",
+		    what, (unsigned)st->st_gid, (unsigned)gid);
 		return -1;
 	}
 	return 0;
+}
+
+static const char *
+pin_file_type(mode_t m)
+{
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISBLK(m))
+		return "a block device";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	return "not a plain file";
+}
+
+/*
+ * Open a file that may hold a secret: never through a symbolic link (a
+ * link could point at another root-only secret), only a regular file
+ * (not /dev/zero, not a FIFO that blocks), of at most max bytes.  The
+ * message names the path.  O_NONBLOCK keeps open() of a FIFO from
+ * waiting for a writer; it changes nothing for a regular file.
+ */
+int
+pin_open_file(const char *path, off_t max, struct stat *st, char *err,
+    size_t len)
+{
+	int fd, e;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+	    O_CLOEXEC);
+	if (fd < 0) {
+		e = errno;
+		if (e == ELOOP)
+			snprintf(err, len, "%s: refused: a symbolic link; name "
+			    "the file itself", path);
+		else
+			snprintf(err, len, "%s: cannot open: %s", path,
+			    strerror(e));
+		return -1;
+	}
+	if (fstat(fd, st) != 0) {
+		snprintf(err, len, "%s: cannot stat: %s", path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		snprintf(err, len, "%s: refused: %s, not a regular file", path,
+		    pin_file_type(st->st_mode));
+		close(fd);
+		return -1;
+	}
+	if (st->st_size > max) {
+		snprintf(err, len, "%s: refused: %lld bytes, more than the "
+		    "%lld allowed", path, (long long)st->st_size,
+		    (long long)max);
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* A PIN is one line of 4 to PIN_MAX bytes; one final newline is dropped. */
@@ -91,46 +166,67 @@ pin_take(const char *buf, size_t k, char *pin, size_t *pin_len)
 	return 0;
 }
 
+/*
+ * The whole file, at most PIN_FILE_MAX bytes, into a locked page that is
+ * wiped afterwards; the permissions are checked on the file opened, not
+ * on a name that could change in between, unless check is 0 (a systemd
+ * credential: systemd owns its directory).
+ */
 static int
-pin_read_path(const char *path, char *pin, size_t *pin_len, char *err,
-    size_t len)
+pin_read_path(const char *path, int check, uid_t uid, gid_t gid, char *pin,
+    size_t *pin_len, char *err, size_t len)
 {
-	char buf[PIN_MAX + 3];
+	struct stat st;
+	char msg[300], *buf;
+	size_t k = 0;
 	ssize_t n;
-	int fd, rc;
+	int fd, rc = -1;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		snprintf(err, len, "%s: cannot open: %s", path,
-		    strerror(errno));
+	if ((fd = pin_open_file(path, PIN_FILE_MAX, &st, err, len)) < 0)
+		return -1;
+	if (check && pin_check_stat(&st, uid, gid, "holds the PIN", msg,
+	    sizeof(msg)) != 0) {
+		snprintf(err, len, "%s: %s", path, msg);
+		close(fd);
 		return -1;
 	}
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	if (n < 0) {
-		snprintf(err, len, "%s: cannot read: %s", path,
-		    strerror(errno));
+	if (pin_alloc(&buf) != 0) {
+		snprintf(err, len, "%s: out of memory", path);
+		close(fd);
 		return -1;
 	}
-	rc = pin_take(buf, (size_t)n, pin, pin_len);
-	explicit_bzero(buf, sizeof(buf));
-	if (rc != 0)
+	/* The page holds PIN_FILE_MAX + 1: a file that grew is seen. */
+	while (k <= PIN_FILE_MAX &&
+	    (n = read(fd, buf + k, PIN_FILE_MAX + 1 - k)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, len, "%s: cannot read: %s", path,
+			    strerror(errno));
+			goto out;
+		}
+		k += (size_t)n;
+	}
+	if (k > PIN_FILE_MAX) {
+		snprintf(err, len, "%s: refused: more than %d bytes", path,
+		    PIN_FILE_MAX);
+		goto out;
+	}
+	if ((rc = pin_take(buf, k, pin, pin_len)) != 0)
 		snprintf(err, len, "%s: the PIN must be one line of 4 to %d "
 		    "characters", path, PIN_MAX);
+out:
+	close(fd);
+	pin_free(buf);
 	return rc;
 }
 
 /* pin-file: the first line, from a file nobody else can read. */
 int
-pin_read_file(const char *path, char *pin, size_t *pin_len, char *err,
-    size_t len)
+pin_read_file(const char *path, uid_t uid, gid_t gid, char *pin,
+    size_t *pin_len, char *err, size_t len)
 {
-	char msg[300];
-
-	if (pin_check_perms(path, "holds the PIN", msg, sizeof(msg)) != 0) {
-		snprintf(err, len, "%s: %s", path, msg);
-		return -1;
-	}
-	return pin_read_path(path, pin, pin_len, err, len);
+	return pin_read_path(path, 1, uid, gid, pin, pin_len, err, len);
 }
 
 /*
@@ -152,7 +248,7 @@ pin_read_credential(const char *name, char *pin, size_t *pin_len, char *err,
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return pin_read_path(path, pin, pin_len, err, len);
+	return pin_read_path(path, 0, 0, 0, pin, pin_len, err, len);
 }
 
 /*

@@ -86,55 +86,120 @@ p11_rv_name(unsigned long rv)
 	}
 }
 
-/*
- * Does a slotDescription (64 bytes, space padded, maybe cut short) name
- * this PC/SC reader?  Equal once trimmed, or a prefix of it when the
- * module had to cut the name at 64 bytes.
- */
-static int
-p11_slot_is_reader(const unsigned char desc[64], const char *reader)
+/* A slotDescription's length once its space padding is dropped. */
+static size_t
+p11_desc_len(const unsigned char desc[64])
 {
-	size_t n = 64, rl = strlen(reader);
+	size_t n = 64;
 
 	while (n > 0 && desc[n - 1] == ' ')
 		n--;
-	if (n == 0)
-		return 0;
-	if (n == rl)
-		return memcmp(desc, reader, n) == 0;
-	return n == 64 && rl > 64 && memcmp(desc, reader, 64) == 0;
+	return n;
+}
+
+/*
+ * The slot of a reader.  A map in [readers] decides when there is one.
+ * Otherwise the slot whose description is the reader's name; a name over
+ * 64 bytes appears cut in every slot that shares its first 64 bytes, and
+ * a cut match is taken only when exactly one slot has that description.
+ * Two slots with the same description are never a guess: an error names
+ * them and says how to map the reader.
+ */
+static CK_RV
+p11_pick_slot(const struct conf *c, const char *reader, CK_SLOT_ID *out,
+    char *err, size_t len)
+{
+	const struct reader_map *m = NULL;
+	CK_SLOT_ID ids[64], hit[8];
+	CK_SLOT_INFO si;
+	CK_ULONG n = 64, i;
+	size_t rl = strlen(reader), dl, k = 0, nhit = 0;
+	char list[200];
+	int cut = 0, j;
+	CK_RV rv;
+
+	for (j = 0; c != NULL && j < c->n_maps; j++)
+		if (strcmp(c->maps[j].reader, reader) == 0)
+			m = &c->maps[j];
+	if ((rv = p11->C_GetSlotList(CK_FALSE, ids, &n)) != CKR_OK) {
+		snprintf(err, len, "%s: C_GetSlotList: %s", reader,
+		    p11_rv_name(rv));
+		return rv;
+	}
+	for (i = 0; i < n; i++) {
+		if (m != NULL && m->by_slot) {
+			if (ids[i] != m->slot)
+				continue;
+		} else if (p11->C_GetSlotInfo(ids[i], &si) != CKR_OK)
+			continue;
+		else if (m != NULL) {
+			dl = p11_desc_len(si.slotDescription);
+			if (dl != strlen(m->desc) || memcmp(si.slotDescription,
+			    m->desc, dl) != 0)
+				continue;
+		} else {
+			dl = p11_desc_len(si.slotDescription);
+			if (dl == 0 || dl > rl || memcmp(si.slotDescription,
+			    reader, dl) != 0)
+				continue;
+			if (dl < rl && dl < 64)
+				continue;	/* another, shorter name */
+			cut |= dl < rl;
+		}
+		if (nhit < sizeof(hit) / sizeof(hit[0]))
+			hit[nhit] = ids[i];
+		nhit++;
+	}
+	if (nhit == 1) {
+		*out = hit[0];
+		return CKR_OK;
+	}
+	if (nhit == 0) {
+		snprintf(err, len, "%s: no PKCS#11 slot for this reader%s",
+		    reader, m != NULL ? " as mapped in [readers]" : "");
+		return CKR_TOKEN_NOT_PRESENT;
+	}
+	list[0] = '\0';
+	for (i = 0; i < nhit && i < sizeof(hit) / sizeof(hit[0]); i++)
+		k += (size_t)snprintf(list + k, k < sizeof(list) ?
+		    sizeof(list) - k : 0, "%s%lu", i ? ", " : "",
+		    (unsigned long)hit[i]);
+	snprintf(err, len, "%s: %zu PKCS#11 slots (IDs %s) match this reader%s;"
+	    " cannot tell which is its card, so none is used: add to [readers]"
+	    " \"map = %s -> slot-id N\" (see cardlicd.conf(5))", reader, nhit,
+	    list, cut ? " once its name is cut at 64 bytes" : "", reader);
+	return CKR_SLOT_ID_INVALID;
 }
 
 /*
  * The token in the reader's slot.  The slot list is refreshed first, as
- * readers come and go.  CKR_TOKEN_NOT_PRESENT when no slot or no token.
+ * readers come and go.  CKR_TOKEN_NOT_PRESENT when no slot or no token;
+ * err says what went wrong, for the operator's line.
  */
 unsigned long
-p11_find_token(const char *reader, struct token *t)
+p11_find_token(const struct conf *c, const char *reader, struct token *t,
+    char *err, size_t len)
 {
-	CK_SLOT_ID ids[64];
-	CK_SLOT_INFO si;
 	CK_TOKEN_INFO ti;
-	CK_ULONG n = 64, i;
+	CK_SLOT_ID id;
 	CK_RV rv;
 
-	if (p11 == NULL)
+	if (p11 == NULL) {
+		snprintf(err, len, "the PKCS#11 module is not loaded");
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
-	if ((rv = p11->C_GetSlotList(CK_FALSE, ids, &n)) != CKR_OK)
-		return rv;
-	for (i = 0; i < n; i++) {
-		if (p11->C_GetSlotInfo(ids[i], &si) != CKR_OK ||
-		    !p11_slot_is_reader(si.slotDescription, reader))
-			continue;
-		if ((rv = p11->C_GetTokenInfo(ids[i], &ti)) != CKR_OK)
-			return rv;
-		t->slot = ids[i];
-		memcpy(t->model, ti.model, FIELD_LEN);
-		memcpy(t->serial, ti.serialNumber, FIELD_LEN);
-		t->flags = ti.flags;
-		return CKR_OK;
 	}
-	return CKR_TOKEN_NOT_PRESENT;
+	if ((rv = p11_pick_slot(c, reader, &id, err, len)) != CKR_OK)
+		return rv;
+	if ((rv = p11->C_GetTokenInfo(id, &ti)) != CKR_OK) {
+		snprintf(err, len, "%s: cannot read the token (%s)", reader,
+		    p11_rv_name(rv));
+		return rv;
+	}
+	t->slot = id;
+	memcpy(t->model, ti.model, FIELD_LEN);
+	memcpy(t->serial, ti.serialNumber, FIELD_LEN);
+	t->flags = ti.flags;
+	return CKR_OK;
 }
 
 int
@@ -167,16 +232,28 @@ p11_close(unsigned long h)
 	p11->C_CloseSession(h);
 }
 
+/*
+ * The 19-byte license status.  The buffer has room to spare, so that a
+ * module that writes past the length it was given does not reach our
+ * stack; a status of any other length is refused, with its length in
+ * *len for the reason.
+ */
 unsigned long
-p11_status(unsigned long h, uint8_t st[STATUS_LEN])
+p11_status(unsigned long h, uint8_t st[STATUS_LEN], unsigned long *len)
 {
-	CK_ATTRIBUTE a = { LICENSE_ATTR, st, STATUS_LEN };
+	uint8_t buf[256];
+	CK_ATTRIBUTE a = { LICENSE_ATTR, buf, STATUS_LEN };
 	CK_RV rv;
 
+	memset(buf, 0, sizeof(buf));
 	rv = p11->C_GetAttributeValue(h, 0, &a, 1);
-	if (rv == CKR_OK && a.ulValueLen != STATUS_LEN)
-		return CKR_DEVICE_ERROR;
-	return rv;
+	*len = a.ulValueLen;
+	if (rv != CKR_OK)
+		return rv;
+	if (a.ulValueLen != STATUS_LEN)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	memcpy(st, buf, STATUS_LEN);
+	return CKR_OK;
 }
 
 unsigned long

@@ -3,9 +3,12 @@
  * known content: two batch cards, cards verified, pending, rejected and
  * skipped, and a serial with a quote, a comma and non-ASCII bytes.
  */
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <check.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,10 +150,11 @@ START_TEST(stats_and_reconcile)
 	expect(out, "  skipped                       1");
 	free(out);
 	out = ctl("reconcile", NULL);
+	/* SPENT VERIFIED PENDING REJECTED IN-DOUBT LOST */
 	expect(out, "test        Sim Line A 00 00      3B88800149444F424154434817"
-	    "          2         2        0         0");
+	    "        2         2        0         0         0     0");
 	expect(out, "test        Sim Line B 00 01      3B88800149444F424154434817"
-	    "          4         2        1         1");
+	    "        4         2        1         1         0     0");
 	expect(out, "license for P1 from Sim Line B 00 01");
 	expect(out, "still pending: the card has not come back");
 	expect(out, "exit 1");
@@ -367,11 +371,467 @@ START_TEST(status_from_the_daemon)
 	    "in use");
 	expect(out, "exit 0");
 	free(out);
+	out = tl_read(CTL " status -s %s --json | /usr/bin/python3 -c '"
+	    "import json, sys\n"
+	    "s = json.load(sys.stdin.buffer)\n"
+	    "b = [x for x in s[\"batches\"] if x[\"reader\"] == "
+	    "\"Sim Line B 00 01\"][0]\n"
+	    "print(s[\"station\"], s[\"state\"], s[\"issued\"], "
+	    "s[\"credits_used\"], s[\"jobs_running\"], b[\"atr\"], "
+	    "b[\"state\"], \"pause_reason\" in s)' 2>&1", sock);
+	ck_assert_str_eq(out, "test running 1 1 0 3B88800149444F424154434817 "
+	    "in use False\n");
+	free(out);
 	tl_remove(1);
 	d_stop();
 	out = tl_read(CTL " status -s %s 2>&1; echo \"exit $?\"", sock);
 	expect(out, "cannot reach cardlicd at");
 	expect(out, "exit 2");
+	free(out);
+}
+END_TEST
+
+/*
+ * Hostile card bytes (issue 8): a row whose reader, reason, model and
+ * serial carry ESC sequences, BEL, CR LF, 0xFF, a lone 0xC3, NUL, a C1
+ * control and a right-to-left override.  The reason's newline would
+ * forge an operator line.  Inserted as the next row of a copy of the
+ * known database (its hash is wrong: list, show and export do not care).
+ */
+#define EVIL_READER	"4576696C1B5D303B70776E65640720520D0A"
+#define EVIL_REASON	"6261640A53696D204C696E6520412030302030313A205820" \
+			"7665726966696564"
+#define EVIL_MODEL	"4DC3A9E280AEC29B2020202020202020"
+#define EVIL_SERIAL	"451B5B324A070AFFC3005A2020202020"
+/* The same, as a terminal must show them: é passes, the rest is \xNN. */
+#define ESC_READER	"Evil\\x1b]0;pwned\\x07 R\\x0d\\x0a"
+#define ESC_REASON	"bad\\x0aSim Line A 00 01: X verified"
+#define ESC_MODEL	"M\xc3\xa9\\xe2\\x80\\xae\\xc2\\x9b"
+#define ESC_SERIAL	"E\\x1b[2J\\x07\\x0a\\xff\\xc3\\x00Z"
+
+static const char *
+evil_insert(const char *state, const char *utc)
+{
+	static char sql[1024];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO audit (seq, utc, station, "
+	    "job, reader, state, reason, model, serial, timings, hash) SELECT "
+	    "max(seq) + 1, '%s', 'evil', 900, CAST(X'" EVIL_READER "' AS "
+	    "TEXT), '%s', CAST(X'" EVIL_REASON "' AS TEXT), X'" EVIL_MODEL
+	    "', X'" EVIL_SERIAL "', json_object('probe', 3), X'00' FROM audit",
+	    utc, state);
+	return sql;
+}
+
+/* tl_dir/NAME.db: the known database and one hostile skipped row. */
+static const char *
+evil_db(const char *name)
+{
+	static char path[400];
+
+	snprintf(path, sizeof(path), "%s/%s.db", tl_dir, name);
+	if (access(path, F_OK) != 0)
+		tl_sh("sqlite3 %s \"VACUUM INTO '%s'\" && sqlite3 %s "
+		    "\"PRAGMA journal_mode = WAL; %s\" >/dev/null", known, path,
+		    path, evil_insert("skipped", "2026-11-24T10:00:00.000Z"));
+	return path;
+}
+
+START_TEST(list_show_escape_card_bytes)
+{
+	const char *db = evil_db("evil");
+	char *out;
+
+	out = tl_read(CTL " -d %s list --station evil 2>&1; echo \"exit $?\"",
+	    db);
+	ck_assert_str_eq(out, "TIME                  STATION     SERIAL       "
+	    "     MODEL             OUTCOME    START     END       BATCH\n"
+	    "2026-11-24 10:00:00Z  evil        " ESC_SERIAL "  " ESC_MODEL
+	    "  skipped    -         -         -\nexit 0\n");
+	free(out);
+	/* What list prints, show takes back. */
+	out = tl_read(CTL " -d %s show '" ESC_SERIAL "' 2>&1; echo \"exit "
+	    "$?\"", db);
+	ck_assert_str_eq(out, "card " ESC_SERIAL ", model " ESC_MODEL "\n"
+	    "2026-11-24 10:00:00Z  evil #25 job 900  " ESC_READER
+	    "  skipped  \n    " ESC_REASON "\n    ms {\"probe\":3}\nexit 0\n");
+	free(out);
+	out = tl_read(CTL " -d %s list --serial '" ESC_SERIAL "' --model '"
+	    ESC_MODEL "' | tail -n +2 | cut -c 23-26", db);
+	ck_assert_str_eq(out, "evil\n");
+	free(out);
+	/* A backslash is doubled, so that \x41 typed is not A. */
+	out = tl_read(CTL " -d %s show 'E\\\\x1b' 2>&1; echo \"exit $?\"",
+	    db);
+	ck_assert_str_eq(out, "cardlicctl: no card with serial "
+	    "\"E\\\\x1b\"\nexit 1\n");
+	free(out);
+}
+END_TEST
+
+START_TEST(export_json_valid_whatever_the_bytes)
+{
+	const char *db = evil_db("evil");
+	char *out;
+
+	/* Strict UTF-8 first: json.loads would take a str with errors. */
+	out = tl_read(CTL " -d %s export --format jsonl | /usr/bin/python3 -c "
+	    "'import json, sys\n"
+	    "rows = [json.loads(l) for l in sys.stdin.buffer.read()"
+	    ".decode(\"utf-8\").splitlines()]\n"
+	    "e = [r for r in rows if r[\"station\"] == \"evil\"][0]\n"
+	    "print(len(rows), ascii(e[\"serial\"]), e[\"serial_hex\"], "
+	    "ascii(e[\"model\"]), e[\"model_hex\"], ascii(e[\"reader\"]), "
+	    "ascii(e[\"reason\"]), e[\"timings\"])' 2>&1", db);
+	ck_assert_str_eq(out, "25 'E\\x1b[2J\\x07\\n\\ufffd\\ufffd\\x00Z' "
+	    EVIL_SERIAL " 'M\\xe9\\u202e\\x9b' " EVIL_MODEL " 'Evil\\x1b]0;"
+	    "pwned\\x07 R\\r\\n' 'bad\\nSim Line A 00 01: X verified' "
+	    "{'probe': 3}\n");
+	free(out);
+	out = tl_read(CTL " -d %s export --format json | /usr/bin/python3 -c "
+	    "'import json, sys\n"
+	    "a = json.loads(sys.stdin.buffer.read().decode(\"utf-8\"))\n"
+	    "e = [r for r in a if r[\"station\"] == \"evil\"][0]\n"
+	    "print(len(a), bytes.fromhex(e[\"serial_hex\"]))' 2>&1", db);
+	ck_assert_str_eq(out, "25 b'E\\x1b[2J\\x07\\n\\xff\\xc3\\x00Z     '\n");
+	free(out);
+	/* Nothing a terminal acts on, even in the raw file. */
+	out = tl_read(CTL " -d %s export --format jsonl | LC_ALL=C grep -c "
+	    "'[[:cntrl:]]'", db);
+	ck_assert_str_eq(out, "0\n");
+	free(out);
+}
+END_TEST
+
+/*
+ * The edges of UTF-8: an overlong '/', a surrogate, a code point past
+ * U+10FFFF and a sequence cut short are not UTF-8; an emoji is.
+ */
+START_TEST(utf8_edges)
+{
+	char *out, path[400];
+
+	snprintf(path, sizeof(path), "%s/utf8.db", tl_dir);
+	tl_sh("sqlite3 %s \"VACUUM INTO '%s'\" && sqlite3 %s \"INSERT INTO "
+	    "audit (seq, utc, station, job, reader, state, reason, serial, "
+	    "hash) SELECT max(seq) + 1, '2026-11-24T11:00:00.000Z', 'u8', 901,"
+	    " 'r', 'failed', CAST(X'753AC0AFEDA080F09F9880F4908080E282' AS "
+	    "TEXT), X'5538', X'00' FROM audit\"", known, path, path);
+	out = tl_read(CTL " -d %s show U8 | sed -n 3p", path);
+	ck_assert_str_eq(out, "    u:\\xc0\\xaf\\xed\\xa0\\x80\xf0\x9f\x98"
+	    "\x80\\xf4\\x90\\x80\\x80\\xe2\\x82\n");
+	free(out);
+	out = tl_read(CTL " -d %s export --format jsonl | grep '\"u8\"' | "
+	    "/usr/bin/python3 -c 'import json, sys\n"
+	    "print(ascii(json.loads(sys.stdin.buffer.read().decode(\"utf-8\"))"
+	    "[\"reason\"]))'", path);
+	ck_assert_str_eq(out, "'u:\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd"
+	    "\\U0001f600\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd'\n");
+	free(out);
+}
+END_TEST
+
+START_TEST(export_csv_one_record_per_line)
+{
+	const char *db = evil_db("evil");
+	char *out;
+
+	out = tl_read(CTL " -d %s export --format csv | /usr/bin/python3 -c "
+	    "'import csv, sys\n"
+	    "raw = sys.stdin.buffer.read()\n"
+	    "assert raw.endswith(b\"\\r\\n\")\n"
+	    "lines = raw[:-2].split(b\"\\r\\n\")\n"
+	    "assert not any(b\"\\n\" in l or b\"\\r\" in l for l in lines)\n"
+	    "rows = [next(csv.reader([l.decode(\"utf-8\")])) for l in lines]\n"
+	    "assert all(len(r) == len(rows[0]) for r in rows)\n"
+	    "e = [dict(zip(rows[0], r)) for r in rows if r[0] == \"evil\"][0]\n"
+	    "print(len(rows) - 1, e[\"serial\"], e[\"serial_hex\"], "
+	    "e[\"model\"], e[\"reader\"], e[\"reason\"])' 2>&1", db);
+	ck_assert_str_eq(out, "25 " ESC_SERIAL " " EVIL_SERIAL " " ESC_MODEL
+	    " " ESC_READER " " ESC_REASON "\n");
+	free(out);
+}
+END_TEST
+
+START_TEST(watch_escapes_card_bytes)
+{
+	const char *db = evil_db("evil-watch");
+	char *out, path[400];
+	long end;
+	pid_t w;
+
+	snprintf(path, sizeof(path), "%s/evil-watch.out", tl_dir);
+	w = fork();
+	if (w == 0) {
+		if (freopen(path, "w", stdout) == NULL)
+			_exit(127);
+		execl(CTL, "cardlicctl", "-d", db, "watch", (char *)NULL);
+		_exit(127);
+	}
+	/* Its inotify descriptor comes after it took the newest row. */
+	end = tl_now_ms() + 5000;
+	while (tl_sh_rc("ls -l /proc/%d/fd | grep -q inotify", (int)w) != 0 &&
+	    tl_now_ms() < end)
+		usleep(10000);
+	tl_sh("sqlite3 -cmd '.timeout 5000' %s \"%s\"", db,
+	    evil_insert("failed", "2026-11-24T10:00:01.000Z"));
+	end = tl_now_ms() + 5000;
+	do {
+		usleep(20000);
+		out = tl_read("cat %s", path);
+		if (strchr(out, '\n') != NULL || tl_now_ms() > end)
+			break;
+		free(out);
+	} while (1);
+	kill(w, SIGTERM);
+	waitpid(w, NULL, 0);
+	ck_assert_str_eq(out, "2026-11-24 10:00:01Z  " ESC_READER "  "
+	    ESC_SERIAL "  failed    -         " ESC_REASON "\n");
+	free(out);
+}
+END_TEST
+
+START_TEST(status_json_from_a_fake_daemon)
+{
+	static const char answer[] = "station: line\x1b[31m-1\n"
+	    "state: paused: no batch card with credit\nissued: 12\n"
+	    "skipped: 0\nfailed: 3\ncredits-used: 12\nreaders: 4\n"
+	    "jobs-running: 0\n"
+	    "batch: Reader | with | bars 00 00 | 3B88 | exhausted\n"
+	    "batch: Sim\xffLine 00 01 | 3B89 | in use\n";
+	struct sockaddr_un sa;
+	char *out;
+	pid_t srv;
+	int fd, c, i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/fake.ctl", tl_dir);
+	unlink(sa.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	ck_assert(listen(fd, 4) == 0);
+	/* The daemon's protocol: one answer per connection, then close. */
+	if ((srv = fork()) == 0) {
+		for (i = 0; i < 2 && (c = accept(fd, NULL, NULL)) >= 0; i++) {
+			if (write(c, answer, sizeof(answer) - 1) < 0)
+				_exit(1);
+			close(c);
+		}
+		_exit(0);
+	}
+	close(fd);
+	out = tl_read(CTL " status -s %s --json | /usr/bin/python3 -c '"
+	    "import json, sys\n"
+	    "s = json.loads(sys.stdin.buffer.read().decode(\"utf-8\"))\n"
+	    "print(s == {\"station\": \"line\\x1b[31m-1\", \"state\": "
+	    "\"paused\", \"pause_reason\": \"no batch card with credit\", "
+	    "\"issued\": 12, \"skipped\": 0, \"failed\": 3, \"credits_used\": "
+	    "12, \"readers\": 4, \"jobs_running\": 0, \"batches\": "
+	    "[{\"reader\": \"Reader | with | bars 00 00\", \"atr\": "
+	    "\"3B88\", \"state\": \"exhausted\"}, {\"reader\": "
+	    "\"Sim\\ufffdLine 00 01\", \"atr\": \"3B89\", \"state\": "
+	    "\"in use\"}]} or s)' 2>&1", sa.sun_path);
+	ck_assert_str_eq(out, "True\n");
+	free(out);
+	out = tl_read(CTL " status -s %s 2>&1; echo \"exit $?\"", sa.sun_path);
+	ck_assert_str_eq(out, "station: line\\x1b[31m-1\n"
+	    "state: paused: no batch card with credit\nissued: 12\n"
+	    "skipped: 0\nfailed: 3\ncredits-used: 12\nreaders: 4\n"
+	    "jobs-running: 0\n"
+	    "batch: Reader | with | bars 00 00 | 3B88 | exhausted\n"
+	    "batch: Sim\\xffLine 00 01 | 3B89 | in use\nexit 0\n");
+	free(out);
+	waitpid(srv, NULL, 0);
+}
+END_TEST
+
+START_TEST(dates_must_be_real)
+{
+	char *out;
+
+	out = ctl("list --since 2026-13-45", NULL);
+	ck_assert_str_eq(out, "cardlicctl: list: --since 2026-13-45: not a "
+	    "date (want a real day as YYYY-MM-DD or YYYYMMDD)\nexit 2\n");
+	free(out);
+	out = ctl("list --until 20260230", NULL);
+	ck_assert_str_eq(out, "cardlicctl: list: --until 20260230: not a "
+	    "date (want a real day as YYYY-MM-DD or YYYYMMDD)\nexit 2\n");
+	free(out);
+	out = ctl("list --since 2026-02-30", NULL);
+	expect(out, "--since 2026-02-30: not a date");
+	free(out);
+	out = ctl("list --since 2100-02-29", NULL);
+	expect(out, "--since 2100-02-29: not a date");
+	free(out);
+	out = ctl("list --since 2024-02-29 --until 2099-12-31 | grep -c "
+	    "SIM-MODEL-1", NULL);
+	ck_assert_str_eq(out, "7\nexit 0\n");
+	free(out);
+}
+END_TEST
+
+START_TEST(help_and_version)
+{
+	static const char *const cmds[] = { "list", "show", "export", "stats",
+	    "verify", "reconcile", "watch", "status", "merge", "backup" };
+	char *out, *dver;
+	size_t i;
+
+	out = tl_read(CTL " --version 2>&1; echo \"exit $?\"");
+	ck_assert_str_eq(out, "cardlicctl 0.1\nexit 0\n");
+	free(out);
+	/* One version for both programs. */
+	dver = tl_read(CARDLICD " --version");
+	ck_assert_str_eq(dver, "cardlicd 0.1\n");
+	free(dver);
+	out = tl_read(CTL " --help 2>/dev/null | head -1; echo \"exit $?\"");
+	ck_assert_str_eq(out, "usage: cardlicctl [-d DB] [-c CONF] [--utc | "
+	    "--local] COMMAND [ARGS]\nexit 0\n");
+	free(out);
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		/* On stdout, nothing on stderr, rc 0; no database needed. */
+		out = tl_read(CTL " -d /nonexistent %s --help 2>&1 >/dev/null |"
+		    " wc -c; " CTL " -d /nonexistent %s --help | head -1 | "
+		    "cut -d ' ' -f 1-3; " CTL " -d /nonexistent %s --help "
+		    ">/dev/null 2>&1; echo \"exit $?\"", cmds[i], cmds[i],
+		    cmds[i]);
+		ck_assert_msg(strncmp(out, "0\nusage: cardlicctl ", 20) == 0 &&
+		    strncmp(out + 20, cmds[i], strlen(cmds[i])) == 0 &&
+		    strcmp(out + 20 + strlen(cmds[i]), "\nexit 0\n") == 0,
+		    "%s --help: %s", cmds[i], out);
+		free(out);
+	}
+	out = tl_read(CTL " 2>&1 >/dev/null | head -1; " CTL " >/dev/null "
+	    "2>&1; echo \"exit $?\"");
+	expect(out, "usage: cardlicctl");
+	expect(out, "exit 2");
+	free(out);
+}
+END_TEST
+
+/*
+ * An auditor may read the directory, not create files in it.  Once the
+ * -wal and -shm files are gone (an admin's sqlite3 was the last to close
+ * the database), a read-only open cannot make them: cardlicctl then reads
+ * the file as it is, and says so.
+ */
+START_TEST(auditor_reads_without_wal_files)
+{
+	char *s;
+
+	tl_sh("rm -rf %s/ro && mkdir -m 0755 %s/ro && cp %s %s/ro/a.db && "
+	    "sqlite3 %s/ro/a.db 'PRAGMA journal_mode' >/dev/null && "
+	    "chmod 0644 %s/ro/a.db && chmod 0755 %s && "
+	    "install -m 0755 " CTL " %s/ro/", tl_dir, tl_dir, known, tl_dir,
+	    tl_dir, tl_dir, tl_dir, tl_dir);
+	ck_assert_int_eq(tl_sh_rc("test -e %s/ro/a.db-wal", tl_dir), 1);
+	/* A copy: nobody may not reach the checkout (CI clones anywhere). */
+	s = tl_read("runuser -u nobody -- %s/ro/cardlicctl -d %s/ro/a.db list "
+	    "--serial V1 2>&1; echo \"exit $?\"", tl_dir, tl_dir);
+	expect(s, "no -wal file, and no right to make one: read as it is on "
+	    "disk");
+	expect(s, "V1");
+	expect(s, "exit 0");
+	free(s);
+	s = tl_read("runuser -u nobody -- %s/ro/cardlicctl -d %s/ro/a.db "
+	    "verify 2>&1; echo \"exit $?\"", tl_dir, tl_dir);
+	expect(s, "exit 0");
+	free(s);
+}
+END_TEST
+
+START_TEST(backup_copies_and_verifies)
+{
+	char *out, *head, *sum;
+
+	head = tl_read("sqlite3 %s 'SELECT lower(hex(hash)) FROM audit ORDER "
+	    "BY seq DESC LIMIT 1' | tr -d '\\n'", known);
+	out = tl_read(CTL " -d %s backup %s/copy.db 2>&1; echo \"exit $?\"",
+	    known, tl_dir);
+	ck_assert_msg(strstr(out, "copy.db: station test: 24 rows, chain "
+	    "intact, head ") != NULL && strstr(out, head) != NULL, "%s", out);
+	expect(out, "copy.db: 24 rows copied, the copy verifies\nexit 0\n");
+	free(out);
+	/* One self-contained file, with every row and view. */
+	out = tl_read("sqlite3 %s/copy.db 'PRAGMA journal_mode; SELECT "
+	    "count(*) FROM audit; SELECT count(*) FROM issuance'; ls "
+	    "%s/copy.db-* 2>/dev/null | wc -l", tl_dir, tl_dir);
+	ck_assert_str_eq(out, "delete\n24\n7\n0\n");
+	free(out);
+	out = tl_read("[ \"$(stat -c %%a %s)\" = \"$(stat -c %%a "
+	    "%s/copy.db)\" ] && echo same mode", known, tl_dir);
+	ck_assert_str_eq(out, "same mode\n");
+	free(out);
+	/* Never over an existing file, and that file stays as it was. */
+	sum = tl_read("sha256sum < %s/copy.db", tl_dir);
+	out = tl_read(CTL " -d %s backup %s/copy.db 2>&1; echo \"exit $?\"; "
+	    "sha256sum < %s/copy.db", d_db, tl_dir, tl_dir);
+	expect(out, "copy.db: File exists (a backup never overwrites a file)\n"
+	    "exit 2\n");
+	expect(out, sum);
+	free(out);
+	free(sum);
+	/* A copy that does not verify: rc 1, kept for inspection. */
+	out = tampered("bk-edit", "UPDATE audit SET reason = 'x' WHERE seq = "
+	    "5");
+	free(out);
+	out = tl_read(CTL " -d %s/bk-edit.db backup %s/bk-copy.db 2>&1; echo "
+	    "\"exit $?\"; ls %s/bk-copy.db", tl_dir, tl_dir, tl_dir);
+	expect(out, "bk-copy.db: station test: BROKEN at row 5 was altered");
+	expect(out, "bk-copy.db: the copy does NOT verify (kept for "
+	    "inspection); 4 rows checked\nexit 1\n");
+	expect(out, "/bk-copy.db\n");
+	free(out);
+	/* A copy that cannot be made leaves nothing. */
+	out = tl_read(CTL " -d %s backup %s/no/such/dir.db 2>&1; echo \"exit "
+	    "$?\"", known, tl_dir);
+	expect(out, "no/such/dir.db: No such file or directory\nexit 2\n");
+	free(out);
+	free(head);
+}
+END_TEST
+
+/*
+ * A backup while another connection holds the write lock, as cardlicd
+ * does while it records a card: the copy is made all the same, and holds
+ * what was committed, not the row being written.
+ */
+START_TEST(backup_beside_a_writer)
+{
+	char *out, fifo[400];
+	long end;
+	int w;
+
+	snprintf(fifo, sizeof(fifo), "%s/hold.fifo", tl_dir);
+	tl_sh("sqlite3 %s \"VACUUM INTO '%s/busy.db'\" && sqlite3 %s/busy.db "
+	    "'PRAGMA journal_mode = WAL' >/dev/null && mkfifo %s", known,
+	    tl_dir, tl_dir, fifo);
+	/* The writer holds its transaction until the fifo closes. */
+	tl_sh("/usr/bin/python3 -c 'import sqlite3, sys\n"
+	    "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+	    "db.execute(\"BEGIN IMMEDIATE\")\n"
+	    "db.execute(\"INSERT INTO audit (seq, utc, station, job, reader, "
+	    "state, reason, hash) SELECT max(seq) + 1, 1, 2, 3, 4, ?, 6, "
+	    "zeroblob(1) FROM audit\", (\"failed\",))\n"
+	    "open(sys.argv[2], \"w\").close()\n"
+	    "sys.stdin.read()\n"
+	    "db.execute(\"ROLLBACK\")' %s/busy.db %s/held < %s &", tl_dir,
+	    tl_dir, fifo);
+	w = open(fifo, O_WRONLY);
+	ck_assert_int_ge(w, 0);
+	end = tl_now_ms() + 10000;
+	while (tl_sh_rc("test -e %s/held", tl_dir) != 0 && tl_now_ms() < end)
+		usleep(10000);
+	ck_assert_msg(tl_sh_rc("test -e %s/held", tl_dir) == 0, "no writer");
+	out = tl_read(CTL " -d %s/busy.db backup %s/busy-copy.db 2>&1; echo "
+	    "\"exit $?\"; sqlite3 %s/busy.db 'BEGIN IMMEDIATE' 2>&1", tl_dir,
+	    tl_dir, tl_dir);
+	close(w);
+	expect(out, "busy-copy.db: 24 rows copied, the copy verifies\n"
+	    "exit 0\n");
+	/* The lock was held all along. */
+	expect(out, "database is locked");
 	free(out);
 }
 END_TEST
@@ -385,6 +845,7 @@ ctl_suite(void)
 	tcase_add_unchecked_fixture(t, build_known, d_suite_down);
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, list_answers);
+	tcase_add_test(t, auditor_reads_without_wal_files);
 	tcase_add_test(t, show_history);
 	tcase_add_test(t, stats_and_reconcile);
 	tcase_add_test(t, export_round_trips);
@@ -392,6 +853,16 @@ ctl_suite(void)
 	tcase_add_test(t, merge_two_stations);
 	tcase_add_test(t, watch_prints_within_a_second);
 	tcase_add_test(t, status_from_the_daemon);
+	tcase_add_test(t, list_show_escape_card_bytes);
+	tcase_add_test(t, export_json_valid_whatever_the_bytes);
+	tcase_add_test(t, export_csv_one_record_per_line);
+	tcase_add_test(t, utf8_edges);
+	tcase_add_test(t, watch_escapes_card_bytes);
+	tcase_add_test(t, status_json_from_a_fake_daemon);
+	tcase_add_test(t, dates_must_be_real);
+	tcase_add_test(t, help_and_version);
+	tcase_add_test(t, backup_copies_and_verifies);
+	tcase_add_test(t, backup_beside_a_writer);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -104,14 +104,14 @@ START_TEST(ready_reload_stop_protocol)
 	/* pcscd is not there yet: no READY, even with the database open. */
 	d_start_env(env, 0);
 	ck_assert(!notify_wait("READY=1", 1500, seen, sizeof(seen)));
-	ck_assert_int_eq(qn("PRAGMA user_version"), 2);
+	ck_assert_int_eq(qn("PRAGMA user_version"), 3);
 	tl_sh(TOPDIR "/sim/line up --dir %s --readers 2 >/dev/null", second);
 	ck_assert_msg(notify_wait("READY=1", 8000, seen, sizeof(seen)),
 	    "no READY=1 once pcscd is up: %s", seen);
 	ck_assert(d_log_has("connected to pcscd"));
 	ck_assert(notify_wait("STATUS=running: issued 0, skipped 0, failed 0,"
-	    " credits used 0; 0 batch cards, 0 exhausted", 2000, seen,
-	    sizeof(seen)));
+	    " credits used 0, in doubt 0; 0 batch cards, 0 exhausted", 2000,
+	    seen, sizeof(seen)));
 	/* SIGHUP: RELOADING=1 (with MONOTONIC_USEC), then READY=1. */
 	seen[0] = '\0';
 	kill(d_pid, SIGHUP);
@@ -151,6 +151,36 @@ START_TEST(watchdog_follows_the_watcher)
 	ck_assert_int_ge(notify_count("WATCHDOG=1", 3000), 1);
 	free(pid);
 	d_stop();
+}
+END_TEST
+
+/*
+ * The counts in STATUS= come from the audit rows at start-up: a restart
+ * does not show "issued 0" on a line that issued all day.
+ */
+START_TEST(totals_survive_a_restart)
+{
+	char *env[2], seen[8192] = "";
+
+	notify_open();
+	env[0] = n_env;
+	env[1] = NULL;
+	d_config("tot", "1234", NULL);
+	tl_insert(0, "tot-batch", "--type batch --credits 10");
+	d_start_env(env, 1);
+	tl_insert(1, "TOT1", "--type target --serial TOT1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1, 5000);
+	tl_insert(1, "TOT2", "--type target --serial TOT2 --preload "
+	    "20260101:20301231");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'skipped'", 1, 5000);
+	tl_remove(1);
+	d_stop();
+	d_start_env(env, 1);
+	ck_assert_msg(notify_wait("STATUS=running: issued 1, skipped 1, failed "
+	    "0, credits used 1, in doubt 0; 1 batch card, 0 exhausted", 5000,
+	    seen, sizeof(seen)), "%s", seen);
+	d_stop();
+	tl_remove(0);
 }
 END_TEST
 
@@ -220,7 +250,7 @@ START_TEST(pin_sources_refused_clearly)
 	out = tl_read(CARDLICD " -n -f %s 2>&1; echo \"exit $?\"", d_conf);
 	ck_assert_msg(strstr(out, "perm.conf:7: ") && strstr(out, "perm.pin: "
 	    "this file holds the PIN but others may read it (mode 0644); run "
-	    "chmod 600 on it") && strstr(out, "exit 2"), "%s", out);
+	    "chmod 0640 on it") && strstr(out, "exit 2"), "%s", out);
 	free(out);
 	d_config_pin("nocred", "pin-credential = cardlicd-pin", NULL);
 	out = tl_read("env -u CREDENTIALS_DIRECTORY " CARDLICD " --allow-root "
@@ -327,11 +357,13 @@ START_TEST(make_install_lists_its_files)
 	    root);
 	ck_assert_str_eq(out,
 	    "640 ./etc/cardlicd/cardlicd.conf\n"
+	    "644 ./usr/lib/systemd/catalog/cardlicd.catalog\n"
 	    "644 ./usr/lib/systemd/system/cardlicd.service\n"
 	    "644 ./usr/lib/sysusers.d/cardlicd.conf\n"
 	    "644 ./usr/lib/tmpfiles.d/cardlicd.conf\n"
 	    "644 ./usr/share/cardlicd/sql/001-audit.sql\n"
 	    "644 ./usr/share/cardlicd/sql/002-views.sql\n"
+	    "644 ./usr/share/cardlicd/sql/003-in-doubt.sql\n"
 	    "644 ./usr/share/man/man1/cardlicctl.1\n"
 	    "644 ./usr/share/man/man5/cardlicd.conf.5\n"
 	    "644 ./usr/share/man/man8/cardlicd.8\n"
@@ -378,6 +410,7 @@ service_suite(void)
 	tcase_set_timeout(n, 60);
 	tcase_add_test(n, ready_reload_stop_protocol);
 	tcase_add_test(n, watchdog_follows_the_watcher);
+	tcase_add_test(n, totals_survive_a_restart);
 	suite_add_tcase(s, n);
 
 	tcase_add_unchecked_fixture(p, line_up, d_suite_down);

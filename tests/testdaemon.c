@@ -22,17 +22,26 @@ char	d_db[300], d_conf[300], d_log[300];
 void
 d_config_pin(const char *name, const char *pinline, const char *extra)
 {
+	const char *st = "", *rest = extra != NULL ? extra : "";
 	FILE *f;
 
 	snprintf(d_db, sizeof(d_db), "%s/%s.db", tl_dir, name);
 	snprintf(d_conf, sizeof(d_conf), "%s/%s.conf", tl_dir, name);
 	snprintf(d_log, sizeof(d_log), "%s/%s.log", tl_dir, name);
+	/*
+	 * A section or key given twice is an error: [station] keys in extra
+	 * join the one [station].  The PIN line stays line 7.
+	 */
+	if (strncmp(rest, "[station]\n", 10) == 0) {
+		st = rest + 10;
+		rest = "";
+	}
 	f = fopen(d_conf, "w");
 	ck_assert_ptr_nonnull(f);
-	fprintf(f, "[station]\nid = test\ndatabase = %s\ntimezone = UTC\n"
-	    "[pkcs11]\nmodule = %s\n%s\n%s\n[station]\n"
-	    "control = %s/%s.ctl\n", d_db, MODULE, pinline,
-	    extra != NULL ? extra : "", tl_dir, name);
+	fprintf(f, "[station]\n%sdatabase = %s\ntimezone = UTC\n"
+	    "control = %s/%s.ctl\n%s%s[pkcs11]\n%s\nmodule = %s\n%s\n",
+	    strstr(st, "id =") != NULL ? "" : "id = test\n", d_db, tl_dir,
+	    name, st, *st != '\0' ? "\n" : "", pinline, MODULE, rest);
 	fclose(f);
 	chmod(d_conf, 0600);
 }
@@ -66,7 +75,7 @@ d_wait_log(const char *what, int ms)
 
 	while (!d_log_has(what)) {
 		if (tl_now_ms() > end) {
-			char *s = tl_read("cat %s", d_log);
+			char *s = tl_read("tail -c 3000 %s", d_log);
 
 			ck_abort_msg("no \"%s\" in the daemon's log:\n%s",
 			    what, s);
@@ -193,8 +202,10 @@ wait_n(const char *sql, long n, int ms)
 
 	while ((v = qn(sql)) != n) {
 		if (tl_now_ms() > end) {
-			char *s = tl_read("cat %s; sqlite3 %s 'SELECT seq, "
-			    "state, reason FROM audit'", d_log, d_db);
+			/* Check carries at most a few KiB of message. */
+			char *s = tl_read("tail -c 1500 %s; sqlite3 %s 'SELECT "
+			    "seq, state, reason FROM audit' | tail -c 1500",
+			    d_log, d_db);
 
 			ck_abort_msg("%s gave %ld, not %ld\n%s", sql, v, n, s);
 		}

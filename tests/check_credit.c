@@ -1,0 +1,725 @@
+/*
+ * No credit lost and no card mixed up: the seven ways an independent test
+ * of the line broke that promise (issue "No credit lost ..."), each
+ * reproduced here on the simulated line through the real pcscd, with the
+ * batch card's own counter as the witness.  Every test failed on the code
+ * before the fix; each says what the old code did.
+ */
+#include <sys/wait.h>
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testline.h"
+#include "testdaemon.h"
+
+#define CTL	TOPDIR "/ctl/cardlicctl"
+#define FAULTD	TOPDIR "/daemon/cardlicd-faults"
+
+/* Wait until a card's event log has a line with what in it. */
+static void
+wait_event(const char *card, const char *what, int ms)
+{
+	long end = tl_now_ms() + ms;
+
+	while (tl_sh_rc("grep -q -e '%s' %s/cards/%s.events 2>/dev/null",
+	    what, tl_dir, card) != 0) {
+		if (tl_now_ms() > end)
+			ck_abort_msg("no \"%s\" in %s's events", what, card);
+		usleep(20000);
+	}
+}
+
+static long
+card_num(const char *card, const char *key)
+{
+	char *s = card_state(card, key);
+	long n = strtol(s, NULL, 10);
+
+	free(s);
+	return n;
+}
+
+static void
+d_kill9(void)
+{
+	int st;
+
+	kill(d_pid, SIGKILL);
+	ck_assert_int_eq(waitpid(d_pid, &st, 0), d_pid);
+}
+
+/* reconcile's exit status, and its output in *out. */
+static int
+reconcile(char **out)
+{
+	char *s = tl_read(CTL " -d %s reconcile; echo \"exit $?\"", d_db);
+	int rc = strstr(s, "exit 0") != NULL ? 0 : 1;
+
+	*out = s;
+	return rc;
+}
+
+/* The daemon for the fault points, with CARDLICD_FAULT set. */
+static void
+d_start_fault(const char *spec)
+{
+	char env[200];
+	char *envv[] = { env, NULL };
+	char *argv[] = { FAULTD, "--allow-root", "-f", d_conf, NULL };
+
+	snprintf(env, sizeof(env), "CARDLICD_FAULT=%s", spec);
+	d_spawn(argv, envv, 1);
+}
+
+/* The daemon stopped itself at a fault point: wait until it has. */
+static void
+d_wait_stopped(const char *step)
+{
+	char what[100];
+	long end = tl_now_ms() + 10000;
+
+	snprintf(what, sizeof(what), "fault point %s reached", step);
+	d_wait_log(what, 10000);
+	while (tl_sh_rc("grep -q '^State:.*T' /proc/%d/status", (int)d_pid) !=
+	    0) {
+		ck_assert_msg(tl_now_ms() < end, "cardlicd did not stop");
+		usleep(10000);
+	}
+}
+
+/*
+ * Problem 1: SIGKILL after the batch card spent the credit, before the
+ * `generated` commit.  The old code kept only the `requested` row,
+ * reconcile said all was well, and the card got a second credit.
+ */
+START_TEST(sigkill_after_generate_is_in_doubt)
+{
+	char *s;
+	long doubt;
+
+	tl_insert(0, "k9-batch", "--type batch --credits 5 --slow 2000 "
+	    "--slow-from 2");
+	d_config("k9", "1234", NULL);
+	d_start();
+	tl_insert(1, "K9A", "--type target --serial K9A");
+	wait_event("k9-batch", "generate", 10000);
+	d_kill9();
+	ck_assert_int_eq(card_num("k9-batch", "issued"), 1);
+	/* The restart records the credit in doubt before any card. */
+	d_start();
+	wait_n("SELECT count(*) FROM audit WHERE state = 'in-doubt'", 1, 5000);
+	doubt = qn("SELECT seq FROM audit WHERE state = 'in-doubt'");
+	s = q("SELECT CAST(serial AS TEXT) || '|' || batch_reader || '|' || "
+	    "reason FROM audit WHERE state = 'in-doubt'");
+	ck_assert_msg(strncmp(s, "K9A             |Sim Line A 00 00|the "
+	    "daemon stopped after asking for a license", 59) == 0, "%s", s);
+	free(s);
+	ck_assert_int_eq(reconcile(&s), 1);
+	ck_assert_msg(strstr(s, "credit in doubt for card K9A") != NULL, "%s",
+	    s);
+	free(s);
+	/* The card, still in its reader or back, gets no second credit. */
+	tl_remove(1);
+	tl_insert(1, "K9A", "%s", "");
+	d_wait_log("K9A: FAILED: a credit for this card is in doubt", 10000);
+	ck_assert_int_eq(card_num("k9-batch", "issued"), 1);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'generated'"), 0);
+	/* The admin reads the batch card's counter: spent.  Audited. */
+	s = tl_read(CTL " -c %s resolve %ld spent batch counter says 1 2>&1",
+	    d_conf, doubt);
+	ck_assert_msg(strncmp(s, "ok: row ", 8) == 0, "%s", s);
+	free(s);
+	s = q("SELECT license_seq || '|' || reason FROM audit WHERE state = "
+	    "'resolved'");
+	ck_assert_msg(strstr(s, "|spent: batch counter says 1 (by uid 0)") !=
+	    NULL && strtol(s, NULL, 10) == doubt, "%s", s);
+	free(s);
+	/* Deciding twice is refused. */
+	s = tl_read(CTL " -c %s resolve %ld unspent again 2>&1; echo $?",
+	    d_conf, doubt);
+	ck_assert_msg(strstr(s, "already resolved") != NULL &&
+	    strstr(s, "\n1\n") != NULL, "%s", s);
+	free(s);
+	tl_remove(1);
+	tl_insert(1, "K9A", "%s", "");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    15000);
+	d_stop();
+	/* Card 2 credits spent: 1 license + 1 decided as spent. */
+	ck_assert_int_eq(card_num("k9-batch", "issued"), 2);
+	ck_assert_int_eq(reconcile(&s), 0);
+	ck_assert_msg(strstr(s, "      2         1        0         0         "
+	    "0     1") != NULL, "%s", s);
+	free(s);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Problem 1, the database locked by another writer past the busy timeout
+ * (3 x 5 s) as the license comes.  The old code gave up and left the
+ * license in a log ALERT only.  Now the job waits and records it.
+ */
+START_TEST(locked_database_keeps_the_license)
+{
+	char *s;
+	int lock;
+
+	tl_insert(0, "lk-batch", "--type batch --credits 5 --slow 1500 "
+	    "--slow-from 2");
+	d_config("lk", "1234", NULL);
+	d_start();
+	tl_insert(1, "LK1", "--type target --serial LK1");
+	wait_event("lk-batch", "generate", 10000);
+	lock = fork();
+	if (lock == 0) {
+		execlp("sh", "sh", "-c", "(echo 'BEGIN EXCLUSIVE;'; "
+		    "echo \"INSERT INTO audit (seq) SELECT NULL WHERE 0;\"; "
+		    "sleep 17; echo 'ROLLBACK;') | sqlite3 \"$0\"", d_db,
+		    (char *)NULL);
+		_exit(127);
+	}
+	d_wait_log("retrying until it is recorded", 20000);
+	waitpid(lock, NULL, 0);
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    15000);
+	d_stop();
+	ck_assert_int_eq(card_num("lk-batch", "issued"), 1);
+	s = q("SELECT group_concat(state, ',') FROM (SELECT state FROM audit "
+	    "ORDER BY seq)");
+	ck_assert_str_eq(s, "requested,generated,loaded,verified");
+	free(s);
+	ck_assert_int_eq(reconcile(&s), 0);
+	free(s);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Problem 1, a full disk as the license comes.  The room for its record
+ * was reserved before GENERATE (the spill file), so the license is safe
+ * on disk; the row is written once there is room again.
+ */
+START_TEST(full_disk_after_generate_keeps_the_license)
+{
+	tl_insert(0, "fg-batch", "--type batch --credits 5 --slow 1500 "
+	    "--slow-from 2");
+	tl_sh("mkdir -p %s/fullg && mount -t tmpfs -o size=1m cardlictest "
+	    "%s/fullg", tl_dir, tl_dir);
+	d_config("fg", "1234", NULL);
+	tl_sh("sed -i 's|^database = .*|database = %s/fullg/audit.db|' %s",
+	    tl_dir, d_conf);
+	snprintf(d_db, 300, "%s/fullg/audit.db", tl_dir);
+	d_start();
+	tl_insert(1, "FG1", "--type target --serial FG1");
+	wait_event("fg-batch", "generate", 10000);
+	tl_sh("dd if=/dev/zero of=%s/fullg/filler bs=4k 2>/dev/null; true",
+	    tl_dir);
+	d_wait_log("retrying until it is recorded", 10000);
+	/* Meanwhile the license is on disk, in the spill file. */
+	ck_assert_int_eq(tl_sh_rc("test -s %s/fullg/audit.db.spill-1",
+	    tl_dir), 0);
+	tl_sh("rm %s/fullg/filler", tl_dir);
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    15000);
+	d_stop();
+	ck_assert_int_eq(card_num("fg-batch", "issued"), 1);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'generated'"), 1);
+	ck_assert_int_eq(tl_sh_rc("ls %s/fullg/ | grep -q spill", tl_dir), 1);
+	tl_remove(1);
+	tl_sh("umount %s/fullg", tl_dir);
+}
+END_TEST
+
+/*
+ * SIGKILL with the license in the spill file, before its row: the restart
+ * records it as generated, and the card gets that license, no new credit.
+ */
+START_TEST(sigkill_before_commit_recovers_from_spill)
+{
+	char *s;
+
+	tl_insert(0, "sp-batch", "--type batch --credits 5");
+	d_config("sp", "1234", NULL);
+	d_start_fault("commit-generated:stop");
+	tl_insert(1, "SP1", "--type target --serial SP1");
+	d_wait_stopped("commit-generated");
+	d_kill9();
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'generated'"), 0);
+	d_start();
+	wait_n("SELECT count(*) FROM audit WHERE state = 'generated'", 1,
+	    5000);
+	s = q("SELECT reason FROM audit WHERE state = 'generated'");
+	ck_assert_msg(strstr(s, "recorded after a restart from the spill "
+	    "file") != NULL, "%s", s);
+	free(s);
+	tl_remove(1);
+	tl_insert(1, "SP1", "%s", "");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    10000);
+	d_stop();
+	ck_assert_int_eq(card_num("sp-batch", "issued"), 1);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'in-doubt'"), 0);
+	ck_assert_int_eq(reconcile(&s), 0);
+	free(s);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Problem 2: the card moved to another reader during GENERATE.  The old
+ * code started a second job on it at once: two credits.
+ */
+START_TEST(card_moved_during_generate_costs_one_credit)
+{
+	char *s;
+
+	tl_insert(0, "mv-batch", "--type batch --credits 5 --slow 1500 "
+	    "--slow-from 2");
+	d_config("mv", "1234", NULL);
+	d_start();
+	tl_insert(1, "MV1", "--type target --serial MV1");
+	wait_event("mv-batch", "generate", 10000);
+	tl_remove(1);
+	tl_insert(2, "MV1", "%s", "");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    15000);
+	d_stop();
+	ck_assert_int_eq(card_num("mv-batch", "issued"), 1);
+	s = q("SELECT reader FROM audit WHERE state = 'verified'");
+	ck_assert_str_eq(s, "Sim Line B 00 00");
+	free(s);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'generated'"), 1);
+	ck_assert_int_eq(reconcile(&s), 0);
+	free(s);
+	tl_remove(2);
+}
+END_TEST
+
+/*
+ * Problem 4: a batch card that hands its answer out 8 bytes at a time, 17
+ * GET RESPONSE pieces.  The old code stopped after 16 and spent a credit
+ * per insertion for nothing.
+ */
+START_TEST(long_get_response_chain)
+{
+	char *s;
+
+	tl_insert(0, "ch-batch", "--type batch --credits 5 --chunk 8");
+	d_config("ch", "1234", NULL);
+	d_start();
+	tl_insert(1, "CH1", "--type target --serial CH1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    10000);
+	d_stop();
+	ck_assert_int_eq(card_num("ch-batch", "issued"), 1);
+	s = tl_read("grep -c ' status 111' %s/cards/CH1.events", tl_dir);
+	ck_assert_str_eq(s, "1\n");
+	free(s);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Problem 5: GENERATE answered with a word the vendor text does not list
+ * (6F42).  The old code recorded a plain `failed`, reconcile did not count
+ * it, and the card got a second credit.
+ */
+START_TEST(unknown_status_word_is_in_doubt)
+{
+	char *s;
+
+	/* APDU 0 is the probe, 1 the SELECT, 2 GENERATE. */
+	tl_insert(0, "sw-batch", "--type batch --credits 5 --garbage sw "
+	    "--garbage-from 2");
+	d_config("sw", "1234", NULL);
+	d_start();
+	tl_insert(1, "SW1", "--type target --serial SW1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'in-doubt'", 1, 10000);
+	s = q("SELECT sw || '|' || reason FROM audit WHERE state = "
+	    "'in-doubt'");
+	ck_assert_msg(strncmp(s, "6F42|batch card in Sim Line A 00 00 "
+	    "answered GENERATE with 6F42: a credit may have been spent", 93)
+	    == 0, "%s", s);
+	free(s);
+	d_wait_log("SW1: IN-DOUBT:", 5000);
+	tl_remove(1);
+	tl_insert(1, "SW1", "%s", "");
+	d_wait_log("SW1: FAILED: a credit for this card is in doubt", 10000);
+	d_stop();
+	/* The simulated card did spend it: reconcile counts it. */
+	ck_assert_int_eq(card_num("sw-batch", "issued"), 1);
+	ck_assert_int_eq(reconcile(&s), 1);
+	ck_assert_msg(strstr(s, "credit in doubt for card SW1") != NULL, "%s",
+	    s);
+	free(s);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Problem 5, the other side: a batch card gone before GENERATE reached it
+ * spent nothing, and is not counted as a credit in doubt.
+ */
+START_TEST(batch_card_gone_before_generate_is_not_in_doubt)
+{
+	char *s;
+
+	/* It answers the probe, then leaves as the SELECT comes. */
+	tl_insert(0, "gb-batch", "--type batch --credits 5 --vanish-after 1");
+	d_config("gb", "1234", NULL);
+	d_start();
+	d_wait_log("batch card inserted", 5000);
+	tl_insert(1, "GB1", "--type target --serial GB1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 1, 10000);
+	d_stop();
+	ck_assert_int_eq(card_num("gb-batch", "issued"), 0);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'in-doubt'"), 0);
+	s = q("SELECT reason FROM audit WHERE state = 'failed'");
+	ck_assert_msg(strstr(s, "no credit spent") != NULL, "%s", s);
+	free(s);
+	ck_assert_int_eq(reconcile(&s), 0);
+	free(s);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Problem 6: the license is stored on the card, then the read-back fails
+ * (the card is pulled at that step).  The old code called the card
+ * "skipped: already licensed" when it came back, and left the license
+ * pending for ever.
+ */
+START_TEST(stored_license_closes_its_pending_row)
+{
+	char *s;
+
+	tl_insert(0, "rb-batch", "--type batch --credits 5");
+	d_config("rb", "1234", NULL);
+	d_start_fault("readback:stop");
+	tl_insert(1, "RB1", "--type target --serial RB1");
+	d_wait_stopped("readback");
+	tl_remove(1);
+	kill(d_pid, SIGCONT);
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 1, 10000);
+	tl_insert(1, "RB1", "%s", "");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    10000);
+	d_stop();
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'skipped'"), 0);
+	s = q("SELECT v.license_seq = g.seq FROM audit v, audit g WHERE "
+	    "v.state = 'verified' AND g.state = 'generated'");
+	ck_assert_str_eq(s, "1");
+	free(s);
+	s = card_state("RB1", "loads");
+	ck_assert_str_eq(s, "1");
+	free(s);
+	ck_assert_int_eq(card_num("rb-batch", "issued"), 1);
+	ck_assert_int_eq(reconcile(&s), 0);
+	ck_assert_msg(strstr(s, "every credit spent is accounted for") !=
+	    NULL, "%s", s);
+	free(s);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Problem 7: a refused PIN survives a restart.  The old code tried the
+ * same PIN again on the card still in its reader after SIGTERM.
+ */
+START_TEST(pin_refusal_survives_restart)
+{
+	char *s;
+
+	tl_insert(0, "pr-batch", "--type batch --credits 5");
+	d_config("pr", "9999", NULL);
+	d_start();
+	tl_insert(1, "PR1", "--type target --serial PR1");
+	d_wait_log("PIN was refused", 5000);
+	d_stop();
+	ck_assert_int_eq(card_num("PR1", "tries"), 2);
+	/* Same configuration, same PIN: the card in its reader is spared. */
+	d_start();
+	d_wait_log("stays paused", 5000);
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 2, 5000);
+	ck_assert_int_eq(card_num("PR1", "tries"), 2);
+	d_kill9();
+	/* Even after SIGKILL, a new card loses no try. */
+	d_start();
+	tl_insert(2, "PR2", "--type target --serial PR2");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed' AND "
+	    "CAST(serial AS TEXT) LIKE 'PR2%'", 1, 5000);
+	ck_assert_int_eq(card_num("PR2", "tries"), 3);
+	ck_assert_int_eq(card_num("PR1", "tries"), 2);
+	d_stop();
+	s = tl_read("grep -c login %s/cards/PR2.events || true", tl_dir);
+	ck_assert_str_eq(s, "0\n");
+	free(s);
+	/* The PIN fixed: the next start issues. */
+	tl_sh("printf '1234\\n' > %s/pr.pin", tl_dir);
+	d_start();
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 2,
+	    10000);
+	d_stop();
+	ck_assert_int_eq(tl_sh_rc("test -e %s.pin-refused", d_db), 1);
+	tl_remove(1);
+	tl_remove(2);
+}
+END_TEST
+
+/*
+ * Invariant 9: a card's serial with an escape sequence, a bell and 0xFF
+ * reaches the log only escaped; the audit row keeps the exact bytes.
+ */
+START_TEST(card_bytes_are_escaped_in_text)
+{
+	char *s;
+
+	tl_insert(0, "esc-batch", "--type batch --credits 5");
+	d_config("esc", "1234", NULL);
+	d_start();
+	tl_insert(1, "ESC1", "--type target --serial \"$(printf "
+	    "'E\\033[2J\\007\\377Z')\"");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    10000);
+	d_stop();
+	s = tl_read("grep -c 'E\\\\x1B\\[2J\\\\x07\\\\xFFZ: verified' %s",
+	    d_log);
+	ck_assert_str_eq(s, "1\n");
+	free(s);
+	/* No raw ESC, BEL or 0xFF anywhere in the log. */
+	ck_assert_int_eq(tl_sh_rc("LC_ALL=C grep -q $'[\\033\\007\\377]' %s",
+	    d_log), 1);
+	s = q("SELECT hex(serial) FROM audit WHERE state = 'verified'");
+	ck_assert_str_eq(s, "451B5B324A07FF5A2020202020202020");
+	free(s);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Start-up order: a slow batch card and a target card already in their
+ * readers.  The old code handled the target before the batch card was
+ * identified, and printed a false PAUSED line with an alert.
+ */
+START_TEST(startup_identifies_batch_cards_first)
+{
+	tl_insert(0, "so-batch", "--type batch --credits 5 --slow 700");
+	tl_insert(1, "SO1", "--type target --serial SO1");
+	d_config("so", "1234", NULL);
+	d_start();
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    15000);
+	d_stop();
+	ck_assert_int_eq(d_log_has("PAUSED"), 0);
+	ck_assert_int_eq(d_log_has("issuance paused"), 0);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'failed'"), 0);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * A batch card pulled while its job still looks at it.  The old job added
+ * it to the pool after the loop had handled its removal: a pool entry for
+ * a card that is gone, and the next target met "did not answer SELECT".
+ * Now the loop alone adds to the pool, and only a card still there.
+ */
+START_TEST(batch_card_pulled_while_probed_is_not_in_pool)
+{
+	char *s;
+
+	d_config("bp", "1234", NULL);
+	d_start_fault("probed:pause");
+	tl_insert(0, "bp-batch", "--type batch --credits 5");
+	d_wait_log("fault point probed reached", 5000);
+	tl_remove(0);
+	d_wait_log("batch card inserted", 5000);
+	usleep(300000);
+	s = tl_read(CTL " -c %s status", d_conf);
+	ck_assert_msg(strstr(s, "batch:") == NULL, "%s", s);
+	free(s);
+	tl_insert(1, "BP1", "--type target --serial BP1");
+	d_wait_log("BP1: PAUSED: no batch card with credit", 15000);
+	ck_assert_int_eq(d_log_has("did not answer SELECT"), 0);
+	d_stop();
+	ck_assert_int_eq(card_num("bp-batch", "issued"), 0);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Hostile middleware: every call of a job answered with each of several
+ * CKRs, a status of 0, 18 or 20 bytes, and "valid" dates that are not
+ * dates.  Each is one specific recorded outcome, nothing is loaded unless
+ * the fault comes after the load, and the daemon serves the next card.
+ */
+static const char *const hm_calls[] = { "C_GetTokenInfo", "C_OpenSession",
+	"C_GetAttributeValue", "C_Login", "C_SetAttributeValue",
+	"C_GetAttributeValue@2" };
+static const struct {
+	unsigned long	 ckr;
+	const char	*name;
+} hm_ckrs[] = {
+	{ 0x05, "CKR_GENERAL_ERROR" }, { 0x06, "CKR_FUNCTION_FAILED" },
+	{ 0x30, "CKR_DEVICE_ERROR" }, { 0x32, "CKR_DEVICE_REMOVED" },
+	{ 0xB3, "CKR_SESSION_HANDLE_INVALID" },
+	{ 0xE0, "CKR_TOKEN_NOT_PRESENT" }, { 0x80001234, "CKR_0x80001234" }
+};
+
+static long
+hm_outcomes(void)
+{
+	return qn("SELECT count(*) FROM audit WHERE state IN ('failed', "
+	    "'verified', 'skipped', 'rejected', 'in-doubt')");
+}
+
+/* One card through one fault; returns its last row's "ckr|reason". */
+static char *
+hm_card(int n, const char *ctl)
+{
+	char card[16];
+	long before = hm_outcomes();
+
+	tl_sh("printf '%%s\\n' '%s' > %s/shim.ctl", ctl, tl_dir);
+	snprintf(card, sizeof(card), "HM%03d", n);
+	tl_insert(1, card, "--type target --serial %s", card);
+	wait_n("SELECT count(*) FROM audit WHERE state IN ('failed', "
+	    "'verified', 'skipped', 'rejected', 'in-doubt')", before + 1,
+	    10000);
+	tl_remove(1);
+	return q("SELECT coalesce(ckr, '') || '|' || reason FROM audit "
+	    "WHERE state <> 'generated' AND state <> 'loaded' AND state <> "
+	    "'requested' ORDER BY seq DESC LIMIT 1");
+}
+
+START_TEST(hostile_middleware_answers)
+{
+	char env1[400], env2[400], ctl[100], want[200], *s, *loads;
+	char *envv[] = { env1, env2, NULL };
+	long issued = 0, nloads = 0;
+	size_t c, k;
+	int n = 0;
+
+	tl_insert(0, "hm-batch", "--type batch --credits 100");
+	d_config("hm", "1234", NULL);
+	tl_sh("sed -i 's|^module = .*|module = %s/tests/p11shim.so|' %s",
+	    TOPDIR, d_conf);
+	snprintf(env1, sizeof(env1), "P11SHIM_MODULE=%s", MODULE);
+	snprintf(env2, sizeof(env2), "P11SHIM_CTL=%s/shim.ctl", tl_dir);
+	d_start_env(envv, 1);
+	for (c = 0; c < sizeof(hm_calls) / sizeof(hm_calls[0]); c++) {
+		for (k = 0; k < sizeof(hm_ckrs) / sizeof(hm_ckrs[0]); k++) {
+			snprintf(ctl, sizeof(ctl), "%s %lx", hm_calls[c],
+			    hm_ckrs[k].ckr);
+			if (c == 0 && hm_ckrs[k].ckr == 0xE0) {
+				/* No token: an unknown card, left alone. */
+				tl_sh("printf '%%s\\n' '%s' > %s/shim.ctl",
+				    ctl, tl_dir);
+				tl_insert(1, "HMX", "--type target --serial "
+				    "HMX");
+				d_wait_log("Sim Line A 00 01: card -: UNKNOWN",
+				    10000);
+				tl_remove(1);
+				continue;
+			}
+			s = hm_card(++n, ctl);
+			snprintf(want, sizeof(want), "%s|", hm_ckrs[k].name);
+			ck_assert_msg(strncmp(s, want, strlen(want)) == 0 &&
+			    strstr(s + strlen(want), hm_ckrs[k].name) != NULL,
+			    "%s: %s", ctl, s);
+			/* A credit only once the license is to be loaded. */
+			issued += c >= 4;
+			nloads += c == 5;
+			ck_assert_int_eq(card_num("hm-batch", "issued"),
+			    issued);
+			free(s);
+		}
+	}
+	s = hm_card(++n, "status-len 0");
+	ck_assert_str_eq(s, "CKR_ATTRIBUTE_VALUE_INVALID|cannot read the "
+	    "license status (CKR_ATTRIBUTE_VALUE_INVALID: 0 bytes instead of "
+	    "19); no credit spent");
+	free(s);
+	s = hm_card(++n, "status-len 18");
+	ck_assert_str_eq(s, "CKR_ATTRIBUTE_VALUE_INVALID|cannot read the "
+	    "license status (CKR_ATTRIBUTE_VALUE_INVALID: 18 bytes instead of "
+	    "19); no credit spent");
+	free(s);
+	s = hm_card(++n, "status-len 20");
+	ck_assert_str_eq(s, "CKR_BUFFER_TOO_SMALL|cannot read the license "
+	    "status (CKR_BUFFER_TOO_SMALL: 20 bytes instead of 19); no credit "
+	    "spent");
+	free(s);
+	/* Valid flags, dates "2026XX01" and "1B5B324A..." (ESC [ 2 J). */
+	s = hm_card(++n, "status 01010132303236585830311B5B324A30303030");
+	ck_assert_str_eq(s, "CKR_OK|the middleware calls the card's license "
+	    "valid, with dates that are not YYYYMMDD (start 2026XX01, end "
+	    "\\x1B[2J0000); card left alone, no credit spent");
+	free(s);
+	ck_assert_int_eq(card_num("hm-batch", "issued"), issued);
+	/* Nothing loaded but where the fault came after the load. */
+	loads = tl_read("cat %s/cards/HM*.events | grep -c ' load$' || true",
+	    tl_dir);
+	ck_assert_int_eq(strtol(loads, NULL, 10), nloads);
+	free(loads);
+	/* And the next card, with a well-behaved module, is served. */
+	s = hm_card(++n, "none 0");
+	ck_assert_str_eq(s, "CKR_OK|the card reports the license valid with "
+	    "the expected dates");
+	free(s);
+	d_stop();
+}
+END_TEST
+
+static Suite *
+credit_suite(void)
+{
+	Suite *s = suite_create("credit");
+	TCase *tc = tcase_create("credit");
+
+	tcase_set_timeout(tc, 240);
+	tcase_add_unchecked_fixture(tc, NULL, NULL);
+	tcase_add_test(tc, sigkill_after_generate_is_in_doubt);
+	tcase_add_test(tc, locked_database_keeps_the_license);
+	tcase_add_test(tc, full_disk_after_generate_keeps_the_license);
+	tcase_add_test(tc, sigkill_before_commit_recovers_from_spill);
+	tcase_add_test(tc, card_moved_during_generate_costs_one_credit);
+	tcase_add_test(tc, long_get_response_chain);
+	tcase_add_test(tc, unknown_status_word_is_in_doubt);
+	tcase_add_test(tc, batch_card_gone_before_generate_is_not_in_doubt);
+	tcase_add_test(tc, stored_license_closes_its_pending_row);
+	tcase_add_test(tc, pin_refusal_survives_restart);
+	tcase_add_test(tc, card_bytes_are_escaped_in_text);
+	tcase_add_test(tc, startup_identifies_batch_cards_first);
+	tcase_add_test(tc, batch_card_pulled_while_probed_is_not_in_pool);
+	tcase_add_test(tc, hostile_middleware_answers);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(credit_suite());
+	int failed;
+
+	d_suite_up(4);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	d_suite_down();
+	return failed == 0 ? 0 : 1;
+}
