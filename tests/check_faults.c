@@ -255,8 +255,11 @@ cell_start(const char *fault)
 
 	snprintf(d_log, 300, "%s/%s-%d.log", tl_dir, c_name,
 	    ++c_starts);
-	snprintf(env, sizeof(env), "CARDLICD_FAULT=%s", fault != NULL ?
-	    fault : "");
+	/* "step@N" is the Nth time at step: CARDLICD_FAULT=step:stop@N. */
+	if (fault != NULL)
+		snprintf(env, sizeof(env), "CARDLICD_FAULT=%.*s:stop%s",
+		    (int)strcspn(fault, "@"), fault, fault + strcspn(fault,
+		    "@"));
 	{
 		char *argv[] = { CARDLICD_FAULTS, "--allow-root", "-f",
 		    d_conf, NULL };
@@ -352,10 +355,17 @@ cond_target_vanished(void)
 
 static char	w_point[100];
 
+/* "cardlicd: fault point STEP reached", STEP maybe with its @N. */
 static int
 cond_fault_point(void)
 {
-	return d_log_has(w_point);
+	char line[120];
+
+	snprintf(line, sizeof(line), "%s reached", w_point);
+	if (d_log_has(line))
+		return 1;
+	snprintf(line, sizeof(line), "%s@", w_point);
+	return d_log_has(line);
 }
 
 /*
@@ -432,13 +442,15 @@ static void
 check_credits(int exact)
 {
 	long spent = spent_by_batch(), gen = rows("state = 'generated'");
-	long doubt = rows(UNRESOLVED);
+	/* Resolved as spent: an admin's word on a credit spent, no license. */
+	long doubt = rows(UNRESOLVED) + c_resolved_spent;
 	char *dup;
 
 	if (!(gen <= spent && spent <= gen + doubt) ||
 	    (exact && spent != gen + doubt))
 		cell_fail("credits not accounted for: the batch card spent "
-		    "%ld; rows: generated %ld, unresolved in-doubt %ld%s",
+		    "%ld; rows: generated %ld, in-doubt (unresolved or spent) "
+		    "%ld%s",
 		    spent, gen, doubt, exact ? " (exact cell)" : "");
 	dup = tl_read("sed -n 's/.* generate [^ ]* *\\([^ ]*\\) .*/\\1/p' "
 	    "%s/cards/%s.events | sort | uniq -c | awk '$1 > 1 + %d'",
@@ -611,9 +623,8 @@ cell_run(const struct cell *c)
 		wait_until(cond_batch_generate, "GENERATE on the batch card",
 		    20000);
 	} else if (p->how == HOOK) {
-		/* The log names the step without its @N. */
 		snprintf(w_point, sizeof(w_point), "cardlicd: fault point "
-		    "%.*s reached", (int)strcspn(s->hook, "@"), s->hook);
+		    "%.*s", (int)strcspn(s->hook, "@"), s->hook);
 		wait_until(cond_fault_point, w_point, 20000);
 		stopped = 1;
 	} else if (fault_is(c->fault, "tpull") || fault_is(c->fault, "move")) {
@@ -757,7 +768,7 @@ faults_suite(void)
 static const char *
 how_name(enum how h)
 {
-	return h == VCARD ? "card" : h == WAIT ? "slow card" : "stop point";
+	return h == VCARD ? "c" : h == WAIT ? "s" : "h";
 }
 
 /* The step x fault table, from what each cell recorded. */
@@ -769,17 +780,16 @@ print_table(FILE *out, long secs)
 	size_t i, k, n;
 	FILE *f;
 
-	fprintf(out, "| step | how |");
+	fprintf(out, "| step |");
 	for (k = 0; k < NFAULTS; k++)
 		fprintf(out, " %s |", faults[k]);
-	fprintf(out, "\n|---|---|");
+	fprintf(out, "\n|---|");
 	for (k = 0; k < NFAULTS; k++)
 		fprintf(out, "---|");
 	fprintf(out, "\n");
 	/* The cells are in row order, NFAULTS to a selected step. */
 	for (n = 0; n < ncells; n += NFAULTS) {
-		i = cells[n].step;
-		fprintf(out, "| %s | %s |", steps[i].name, steps[i].label);
+		fprintf(out, "| %s |", steps[cells[n].step].name);
 		for (k = 0; k < NFAULTS; k++) {
 			const struct cell *c = &cells[n + k];
 
@@ -796,17 +806,28 @@ print_table(FILE *out, long secs)
 					res[strcspn(res, "\n")] = '\0';
 				fclose(f);
 			}
-			fprintf(out, " %s (%s) |", res, how_name(c->plan.how));
+			fprintf(out, " %s %s |", res, how_name(c->plan.how));
 		}
 		fprintf(out, "\n");
 	}
-	fprintf(out, "\nn/a cells:\n\n");
+	fprintf(out, "\nReached by: c = the card itself (a vcard option at "
+	    "the step's APDU), s = a slow card, the fault injected once its "
+	    "events show the step's APDU, h = the daemon's CARDLICD_FAULT "
+	    "stop point.\n\nSteps:");
+	for (i = 0; i < NSTEPS; i++)
+		fprintf(out, "%s %s (%s)", i == 0 ? "" : ",", steps[i].name,
+		    steps[i].label);
+	fprintf(out, ".\n\nFaults:");
+	for (k = 0; k < NFAULTS; k++)
+		fprintf(out, "%s %s (%s)", k == 0 ? "" : ",", faults[k],
+		    fault_labels[k]);
+	fprintf(out, ".\n\nn/a cells:\n\n");
 	for (n = 0; n < ncells; n++)
 		if (cells[n].plan.how == NA)
 			fprintf(out, "- %s x %s: %s\n",
-			    steps[cells[n].step].name,
-			    fault_labels[cells[n].fault], cells[n].plan.why);
-	fprintf(out, "\nWhole run: %ld s.\n", secs);
+			    steps[cells[n].step].name, faults[cells[n].fault],
+			    cells[n].plan.why);
+	fprintf(out, "\nThis run: %ld s.\n", secs);
 }
 
 int
