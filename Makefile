@@ -62,7 +62,7 @@ SIM_BINS = sim/vcard sim/simpcsc sim/cardlic-sim-p11.so
 TEST_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
-CHECKS	= tests/check_conf tests/check_sim tests/check_daemon \
+CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
 	  tests/check_credit tests/check_service tests/check_ctl
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
@@ -73,13 +73,15 @@ D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS))
 D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
 	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
-	  daemon/fault.c daemon/spill.c
-D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/version.h
+	  daemon/fault.c daemon/spill.c daemon/issue.c \
+	  daemon/line.c daemon/classify.c daemon/pinturn.c
+D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/auditrow.h \
+	  daemon/version.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
 C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	  daemon/dbhash.c
-C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/version.h
+C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h
 C_PKGS	= sqlite3 inih libcrypto
 
 all: daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl sim
@@ -105,9 +107,9 @@ daemon/cardlicd-faults: $(D_SRCS) $(D_HDRS) build/sqlmig.c
 
 sim: $(SIM_BINS)
 
-sim/vcard: sim/vcard.c sim/simlic.c daemon/date.c sim/simproto.h daemon/date.h
+sim/vcard: sim/vcard.c sim/simlic.c sim/simdate.c sim/simproto.h sim/simdate.h
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ sim/vcard.c sim/simlic.c \
-	    daemon/date.c $(CRYPTO_LIBS)
+	    sim/simdate.c $(CRYPTO_LIBS)
 
 sim/simpcsc: sim/simpcsc.c
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ sim/simpcsc.c $(SIM_LIBS)
@@ -124,13 +126,24 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
 # The configuration, without a line: conf.c included, the golden table of
 # tests/conf/ run through cardlicd -n.
 tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
-    daemon/dbhash.c daemon/pkcs11.c $(D_HDRS) daemon/cardlicd \
+    daemon/dbhash.c daemon/pkcs11.c daemon/classify.c $(D_HDRS) daemon/cardlicd \
     sim/cardlic-sim-p11.so
 	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto libkeyutils) \
 	    $(PIE) $(LDFLAGS) -o $@ \
 	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
-	    daemon/pkcs11.c $(TEST_LIBS) \
+	    daemon/pkcs11.c daemon/classify.c $(TEST_LIBS) \
 	    $(shell $(PKG) --libs libcrypto libkeyutils)
+
+# Unit tests, without a line: the daemon's pieces linked, cardlicctl.c
+# included (its main renamed), the rest of cardlicctl linked.
+U_SRCS	= daemon/conf.c daemon/classify.c daemon/pinturn.c daemon/pin.c \
+	  daemon/date.c daemon/dbhash.c daemon/pkcs11.c $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
+	  build/sqlmig.c
+tests/check_unit: tests/check_unit.c $(U_SRCS) ctl/cardlicctl.c $(D_HDRS) \
+    $(C_HDRS)
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags $(D_PKGS) $(C_PKGS)) \
+	    $(PIE) $(LDFLAGS) -o $@ tests/check_unit.c $(U_SRCS) $(TEST_LIBS) \
+	    $(shell $(PKG) --libs $(D_PKGS) $(C_PKGS))
 
 # A hostile middleware for the tests, over the simulated one.
 tests/p11shim.so: tests/p11shim.c

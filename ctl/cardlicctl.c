@@ -323,7 +323,8 @@ ctl_open(struct ctl *c)
 	 * With no -wal file, no daemon is writing (it would have made one),
 	 * and the file on disk is the whole database: read it as it is.
 	 */
-	if (((rc & 0xFF) == SQLITE_CANTOPEN || (rc & 0xFF) == SQLITE_READONLY) &&
+	if (((rc & 0xFF) == SQLITE_CANTOPEN ||
+	    (rc & 0xFF) == SQLITE_READONLY) &&
 	    access(c->db_path, R_OK) == 0 &&
 	    access(wal, F_OK) != 0 && errno == ENOENT) {
 		ctl_close(c);

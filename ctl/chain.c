@@ -17,10 +17,6 @@
 #include "cardlicctl.h"
 #include "../daemon/dbhash.h"
 
-#define CHAIN_COLS "seq, utc, station, job, reader, state, reason, model," \
-	" serial, start_date, end_date, license_seq, license, batch_reader," \
-	" batch_atr, batch_count, sw, ckr, status, timings, hash"
-
 /*
  * Walk one station's chain.  0 when intact; -1 with msg naming the first
  * row that was altered, removed or put out of order.  rows, last_seq and
@@ -30,7 +26,7 @@ static int
 chain_walk(sqlite3 *db, const char *station, long *rows, long *last_seq,
     uint8_t head[32], char *msg, size_t len)
 {
-	struct dbhash_val v[DBHASH_COLUMNS];
+	struct dbhash_val v[AUDITROW_HASHED];
 	uint8_t prev[32], h[32];
 	sqlite3_stmt *st;
 	long expect = 1, seq;
@@ -39,14 +35,14 @@ chain_walk(sqlite3 *db, const char *station, long *rows, long *last_seq,
 	memset(prev, 0, sizeof(prev));
 	*rows = 0;
 	*last_seq = 0;
-	if (sqlite3_prepare_v2(db, "SELECT " CHAIN_COLS " FROM audit WHERE "
+	if (sqlite3_prepare_v2(db, "SELECT " AUDITROW_NAMES " FROM audit WHERE "
 	    "station = ?1 ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
 		snprintf(msg, len, "%s", sqlite3_errmsg(db));
 		return -1;
 	}
 	sqlite3_bind_text(st, 1, station, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		seq = (long)sqlite3_column_int64(st, 0);
+		seq = (long)sqlite3_column_int64(st, AUDITROW_seq);
 		if (seq != expect) {
 			if (seq > expect)
 				snprintf(msg, len, "row %ld is missing: the "
@@ -58,7 +54,7 @@ chain_walk(sqlite3 *db, const char *station, long *rows, long *last_seq,
 			sqlite3_finalize(st);
 			return -1;
 		}
-		for (i = 0; i < DBHASH_COLUMNS; i++) {
+		for (i = 0; i < AUDITROW_HASHED; i++) {
 			v[i].type = sqlite3_column_type(st, i);
 			v[i].i = sqlite3_column_int64(st, i);
 			v[i].p = v[i].type == SQLITE_BLOB ?
@@ -67,8 +63,8 @@ chain_walk(sqlite3 *db, const char *station, long *rows, long *last_seq,
 			v[i].len = (size_t)sqlite3_column_bytes(st, i);
 		}
 		dbhash_row(prev, v, h);
-		if (sqlite3_column_bytes(st, DBHASH_COLUMNS) != 32 ||
-		    memcmp(h, sqlite3_column_blob(st, DBHASH_COLUMNS), 32)
+		if (sqlite3_column_bytes(st, AUDITROW_hash) != 32 ||
+		    memcmp(h, sqlite3_column_blob(st, AUDITROW_hash), 32)
 		    != 0) {
 			snprintf(msg, len, "row %ld was altered: its contents "
 			    "or its place no longer match its hash", seq);

@@ -117,8 +117,10 @@ cmd_watch(struct ctl *c, int argc, char **argv)
 	if (sqlite3_step(mx) == SQLITE_ROW)
 		last = (long)sqlite3_column_int64(mx, 0);
 	sqlite3_finalize(mx);
+	/* audit_text, a view, has no rowid: its serial_text is looked up. */
 	snprintf(sql, sizeof(sql), "SELECT rowid, %s, reader, state, "
-	    "rtrim(CAST(serial AS TEXT), ' '), end_date, reason FROM audit "
+	    "(SELECT serial_text FROM audit_text t WHERE t.station = "
+	    "audit.station AND t.seq = audit.seq), end_date, reason FROM audit "
 	    "WHERE rowid > ?1 ORDER BY rowid", ctl_time(c, "utc"));
 	if ((st = ctl_prepare(c, sql)) == NULL)
 		return CTL_USAGE;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cardlicctl.h"
+#include "../daemon/auditrow.h"
 
 /* A column for a human: escaped (card bytes may be anything), "-" if NULL. */
 static const char *
@@ -217,9 +218,8 @@ cmd_show(struct ctl *c, int argc, char **argv)
 		return ctl_usage(show_help);
 	snprintf(sql, sizeof(sql), "SELECT %s, station, seq, job, reader, "
 	    "state, start_date, end_date, sw, ckr, nullif(hex(status), ''), "
-	    "timings, reason, rtrim(CAST(model AS TEXT), ' '), license_seq, "
-	    "rtrim(CAST(serial AS TEXT), ' ') FROM audit WHERE "
-	    "rtrim(CAST(serial AS TEXT), ' ') = ?1 ORDER BY station, seq",
+	    "timings, reason, model_text, license_seq, serial_text FROM "
+	    "audit_text WHERE serial_text = ?1 ORDER BY station, seq",
 	    ctl_time(c, "utc"));
 	if ((st = ctl_prepare(c, sql)) == NULL)
 		return CTL_USAGE;
@@ -251,17 +251,34 @@ cmd_show(struct ctl *c, int argc, char **argv)
 	return n > 0 ? CTL_OK : CTL_NOTHING;
 }
 
-/* The columns of an export, in this order, for every format. */
-#define EXPORT_COLS \
-	"station, seq, utc, job, reader, state, reason," \
-	" rtrim(CAST(model AS TEXT), ' ') AS model," \
-	" rtrim(CAST(serial AS TEXT), ' ') AS serial," \
-	" hex(model) AS model_hex, hex(serial) AS serial_hex, start_date," \
-	" end_date, license_seq, nullif(hex(license), '') AS license_hex," \
-	" batch_reader," \
-	" batch_atr, batch_count, sw, ckr," \
-	" nullif(hex(status), '') AS status_hex," \
-	" timings, hex(hash) AS hash"
+/*
+ * The columns of an export, for every format: auditrow.h says which and
+ * in what order, over the view audit_text (its model_text and serial_text
+ * are the card's text, trimmed as everywhere else).
+ */
+static void
+q_export_sql(char *sql, size_t len)
+{
+	const struct auditrow_col *c;
+	size_t o;
+	int at, i;
+
+	o = (size_t)snprintf(sql, len, "SELECT ");
+	for (at = 0; at < AUDITROW_EXPORTS; at++)
+		for (i = 0; i < AUDITROW_NCOLS && o < len; i++) {
+			c = &auditrow_cols[i];
+			if (c->export_at == at)
+				o += (size_t)snprintf(sql + o, len - o, "%s, ",
+				    c->export != NULL ? c->export : c->name);
+			else if (c->hex_at == at)
+				o += (size_t)snprintf(sql + o, len - o,
+				    "hex(%s) AS %s_hex, ", c->name, c->name);
+		}
+	/* The last column says whether timings is JSON, for JSON's sake. */
+	if (o < len)
+		snprintf(sql + o, len - o, "json_valid(timings) FROM "
+		    "audit_text ORDER BY station, seq");
+}
 
 /*
  * One CSV field, one record per line whatever the bytes: text is escaped
@@ -341,6 +358,7 @@ cmd_export(struct ctl *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *fmt = NULL, *name;
+	char sql[2048];
 	sqlite3_stmt *st;
 	int ch, i, n, rc, cols, csv, jsonl;
 
@@ -357,10 +375,8 @@ cmd_export(struct ctl *c, int argc, char **argv)
 		return ctl_usage(export_help);
 	csv = strcmp(fmt, "csv") == 0;
 	jsonl = strcmp(fmt, "jsonl") == 0;
-	/* The last column says whether timings is JSON, for JSON's sake. */
-	st = ctl_prepare(c, "SELECT " EXPORT_COLS ", json_valid(timings) FROM "
-	    "audit ORDER BY station, seq");
-	if (st == NULL)
+	q_export_sql(sql, sizeof(sql));
+	if ((st = ctl_prepare(c, sql)) == NULL)
 		return CTL_USAGE;
 	cols = sqlite3_column_count(st) - 1;
 	if (csv)

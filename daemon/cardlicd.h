@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "date.h"
 #include "version.h"
@@ -103,7 +104,7 @@ struct conf {
 	char		pin_where[4096];	/* file, credential or key */
 	char		*pin;		/* locked memory, PIN_MAX + 1 */
 	size_t		pin_len;
-	int		pin_state;	/* job.c: 0 untried, 1 good, -1 refused */
+	unsigned long	generation;	/* which load this is: 1, 2, ... */
 	enum start_policy policy;
 	long		start_date;	/* days; -1 when unset */
 	long		start_offset;
@@ -125,13 +126,18 @@ struct conf	*conf_load(const char *, int, char *, size_t);
 void		 conf_print(const struct conf *, FILE *);
 struct conf	*conf_ref(struct conf *);
 void		 conf_unref(struct conf *);
-int		 conf_reader_wanted(const struct conf *, const char *);
-enum card_kind	 conf_classify(const struct conf *, const char *,
-		    const uint8_t *, size_t);
 long		 conf_start_date(const struct conf *, long);
 const char	*conf_policy_name(enum start_policy);
 int		 conf_check_module(const struct conf *, FILE *, char *, size_t);
 int		 conf_check_unit(const struct conf *);
+
+/* classify.c */
+int		 classify_parse_rule(const char *, const char *, struct rule *,
+		    char *, size_t);
+void		 classify_print_rule(FILE *, const struct rule *);
+int		 classify_reader_wanted(const struct conf *, const char *);
+enum card_kind	 classify_card(const struct conf *, const char *,
+		    const uint8_t *, size_t);
 
 /* db.c */
 struct db_row {
@@ -234,7 +240,7 @@ enum batch_result {
 	BATCH_REFUSED,		/* the card said no, nothing spent: see sw */
 	BATCH_DOUBT,		/* a credit may be spent, no license came */
 	BATCH_EXHAUSTED,	/* 6985 from one card (batch.c only) */
-	BATCH_GONE		/* one card unusable before GENERATE (batch.c) */
+	BATCH_GONE		/* a card unusable before GENERATE (batch.c) */
 };
 struct batch_license {
 	char		end_date[DATE_LEN + 1];
@@ -280,19 +286,33 @@ int	watch_start(int, long);
 void	watch_stop(void);
 
 /* job.c */
+/*
+ * What became of a card: decided once, by the job, for the operator's line
+ * and for the loop alike.
+ */
+enum outcome {
+	OUTCOME_NONE,		/* no line: a batch card, or not over yet */
+	OUTCOME_VERIFIED,
+	OUTCOME_SKIPPED,	/* no license needed */
+	OUTCOME_FAILED,
+	OUTCOME_REJECTED,
+	OUTCOME_PAUSED,
+	OUTCOME_IN_DOUBT,	/* a credit may be spent, no license came */
+	OUTCOME_UNKNOWN,	/* neither a batch card nor a token */
+	OUTCOME_IGNORED		/* a [classify] rule */
+};
+const char	*outcome_name(enum outcome);
+
+/* The job's message to the loop: the outcome, and what the loop learns. */
 struct job_result {
 	char		reader[READER_MAX];
 	unsigned	insertion;	/* the watcher's event counter */
 	int		interim;	/* classified; the job goes on */
 	enum card_kind	kind;
-	int		issued;		/* a license was verified on the card */
-	int		skipped;
-	int		failed;
-	int		credit_used;
-	int		doubt;		/* a credit in doubt was recorded */
-	int		pause_pin;	/* wrong PIN: stop until conf changes */
-	int		pause_credit;	/* no batch card with credit */
-	int		paused;		/* not done because issuance paused */
+	enum outcome	outcome;
+	int		credit_used;	/* a credit spent, or maybe spent */
+	int		pin_refused;	/* wrong PIN: stop until conf changes */
+	int		no_credit;	/* no batch card with credit */
 };
 struct job_ctx {
 	struct conf	*conf;
@@ -305,8 +325,56 @@ struct job_ctx {
 	int		paused_credit;
 	int		notify_fd;
 };
+/* One card's job, shared by job.c (its thread) and issue.c (its steps). */
+struct job {
+	struct job_ctx		c;
+	struct job_result	res;
+	long			id;
+	long			t0;
+	struct token		tok;
+	char			model[4 * FIELD_LEN + 1];	/* text */
+	char			serial[4 * FIELD_LEN + 1];
+	int			claimed;	/* holds its card's claim */
+	int			paused;		/* not done: issuance paused */
+	unsigned long		session;
+	int			has_session;
+	int			logged_in;
+	char			timings[256];
+	size_t			tlen;
+	long			tstep;
+	const char		*end_date;
+};
+
 int	job_start(struct job_ctx *);
 void	job_gate_set(int);
+void	job_gate_wait(void);
+long	job_now_ms(void);
+
+/* line.c: the loop's own state */
+struct event_base;
+void		 line_init(struct conf *, int);
+const struct conf *line_current(void);
+void		 line_reload(struct conf *);
+void		 line_stop(void);
+void		 line_status(void);
+void		 line_apply_tz(const struct conf *);
+void		 line_control_fill(char *, size_t);
+void		 line_on_job(int, short, void *);
+void		 line_on_watch(int, short, void *);
+const char	*line_watchdog_why(void);
+void		 line_watch_alive_now(void);
+void		 line_finish(void);
+
+/* pinturn.c */
+enum pinturn { PINTURN_REFUSED, PINTURN_ALONE, PINTURN_FREE };
+enum pinturn	pinturn_begin(unsigned long);
+void		pinturn_end(unsigned long, enum pinturn, int, int);
+
+/* issue.c */
+void	issue_card(struct job *);
+void	issue_token_failed(struct job *, unsigned long, const char *);
+void	issue_report(struct job *, enum outcome, const char *);
+void	issue_time(struct job *, const char *);
 void	job_wait_all(int);
 int	job_running(void);
 

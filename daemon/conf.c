@@ -14,7 +14,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <limits.h>
 #include <pwd.h>
 #include <grp.h>
@@ -72,6 +71,8 @@ static const char *const conf_pin_keys[] = {
 };
 
 static pthread_mutex_t	conf_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Loads so far: each configuration's number, for what keys on it. */
+static unsigned long	conf_generation;
 
 static const char *const conf_policies[] = {
 	"today", "fixed", "today-plus", "next-month", "later-of"
@@ -159,62 +160,19 @@ conf_path(struct conf_parse *p, char *dst, size_t n, const char *key,
 	return conf_copy(p, dst, n, key, v);
 }
 
-static int
-conf_hexbytes(const char *s, size_t len, uint8_t *out, size_t *n)
-{
-	size_t i;
-	unsigned v;
-
-	if (len % 2 != 0 || len / 2 > ATR_MAX || len == 0)
-		return -1;
-	for (i = 0; i < len; i += 2) {
-		if (!isxdigit((unsigned char)s[i]) ||
-		    !isxdigit((unsigned char)s[i + 1]) ||
-		    sscanf(s + i, "%2x", &v) != 1)
-			return -1;
-		out[i / 2] = (uint8_t)v;
-	}
-	*n = len / 2;
-	return 0;
-}
-
-/* batch-atr = 3B8880...[/FFFF...]: ATR and an optional mask as hex. */
+/* A [classify] rule: its syntax and meaning are classify.c's. */
 static int
 conf_rule(struct conf_parse *p, const char *key, const char *v)
 {
 	struct conf *c = p->c;
-	struct rule *r;
-	const char *kind = key, *slash;
-	size_t alen, mlen, i;
+	char err[200];
 
 	if (c->n_rules == CONF_MAX_RULES)
 		return conf_fail(p, "%s: more than %d rules", key,
 		    CONF_MAX_RULES);
-	r = &c->rules[c->n_rules];
-	memset(r, 0, sizeof(*r));
-	r->kind = strncmp(kind, "batch", 5) == 0 ? KIND_BATCH :
-	    strncmp(kind, "target", 6) == 0 ? KIND_TARGET : KIND_IGNORE;
-	r->by_atr = strstr(key, "-atr") != NULL;
-	if (!r->by_atr) {
-		if (!conf_copy(p, r->pattern, sizeof(r->pattern), key, v))
-			return 0;
-		c->n_rules++;
-		return 1;
-	}
-	slash = strchr(v, '/');
-	alen = slash != NULL ? (size_t)(slash - v) : strlen(v);
-	if (conf_hexbytes(v, alen, r->atr, &r->atr_len) != 0)
-		return conf_fail(p, "%s: \"%s\" is not an ATR in hex (2 to "
-		    "%d digits, optionally /MASK)", key, v, 2 * ATR_MAX);
-	if (slash != NULL) {
-		if (conf_hexbytes(slash + 1, strlen(slash + 1), r->mask,
-		    &mlen) != 0 || mlen != r->atr_len)
-			return conf_fail(p, "%s: the mask must be hex of the "
-			    "same length as the ATR", key);
-	} else
-		memset(r->mask, 0xFF, r->atr_len);
-	for (i = 0; i < r->atr_len; i++)
-		r->atr[i] &= r->mask[i];
+	if (classify_parse_rule(key, v, &c->rules[c->n_rules], err,
+	    sizeof(err)) != 0)
+		return conf_fail(p, "%s", err);
 	c->n_rules++;
 	return 1;
 }
@@ -692,6 +650,7 @@ conf_new(void)
 	c->start_date = -1;
 	c->renew_days = 0;
 	c->refs = 1;
+	c->generation = ++conf_generation;
 	return c;
 }
 
@@ -885,45 +844,6 @@ conf_unref(struct conf *c)
 	free(c);
 }
 
-int
-conf_reader_wanted(const struct conf *c, const char *reader)
-{
-	int i, in = c->n_include == 0;
-
-	for (i = 0; i < c->n_include && !in; i++)
-		in = fnmatch(c->include[i], reader, 0) == 0;
-	for (i = 0; i < c->n_exclude && in; i++)
-		in = fnmatch(c->exclude[i], reader, 0) != 0;
-	return in;
-}
-
-/* The first rule that matches; KIND_UNKNOWN means "probe the card". */
-enum card_kind
-conf_classify(const struct conf *c, const char *reader, const uint8_t *atr,
-    size_t len)
-{
-	const struct rule *r;
-	size_t i;
-	int k;
-
-	for (k = 0; k < c->n_rules; k++) {
-		r = &c->rules[k];
-		if (!r->by_atr) {
-			if (fnmatch(r->pattern, reader, 0) == 0)
-				return r->kind;
-			continue;
-		}
-		if (r->atr_len != len)
-			continue;
-		for (i = 0; i < len; i++)
-			if ((atr[i] & r->mask[i]) != r->atr[i])
-				break;
-		if (i == len)
-			return r->kind;
-	}
-	return KIND_UNKNOWN;
-}
-
 long
 conf_start_date(const struct conf *c, long today)
 {
@@ -946,10 +866,7 @@ conf_start_date(const struct conf *c, long today)
 void
 conf_print(const struct conf *c, FILE *f)
 {
-	static const char *const kinds[] = { "?", "batch", "target",
-	    "ignore" };
 	char d[DATE_LEN + 1], s[DATE_LEN + 1];
-	char atr[2 * ATR_MAX + 1], mask[2 * ATR_MAX + 1];
 	long today = date_today(NULL);
 	int i;
 
@@ -975,18 +892,8 @@ conf_print(const struct conf *c, FILE *f)
 	if (c->n_include == 0)
 		fprintf(f, "# every reader\n");
 	fprintf(f, "\n[classify]\n");
-	for (i = 0; i < c->n_rules; i++) {
-		fprintf(f, "%s-%s = ", kinds[c->rules[i].kind],
-		    c->rules[i].by_atr ? "atr" : "reader");
-		if (c->rules[i].by_atr) {
-			dbhash_hex(c->rules[i].atr, c->rules[i].atr_len, 1,
-			    atr);
-			dbhash_hex(c->rules[i].mask, c->rules[i].atr_len, 1,
-			    mask);
-			fprintf(f, "%s/%s\n", atr, mask);
-		} else
-			fprintf(f, "%s\n", c->rules[i].pattern);
-	}
+	for (i = 0; i < c->n_rules; i++)
+		classify_print_rule(f, &c->rules[i]);
 	if (c->n_rules == 0)
 		fprintf(f, "# no rules: every card is probed\n");
 	fprintf(f, "\n[license]\nstart-policy = %s\n",
@@ -1010,9 +917,7 @@ conf_print_field(FILE *out, const unsigned char *s, size_t n)
 {
 	size_t i;
 
-	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\0'))
-		n--;
-	for (i = 0; i < n; i++)
+	for (i = 0, n = dbhash_trimmed(s, n); i < n; i++)
 		fputc(s[i] >= 0x20 && s[i] < 0x7F ? s[i] : '?', out);
 }
 

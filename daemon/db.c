@@ -202,17 +202,12 @@ db_integer(struct dbhash_val *v, long n, int null)
 long
 db_append(const struct db_row *r, char *err, size_t len)
 {
-	static const char sql[] = "INSERT INTO audit (seq, utc, station, job,"
-	    " reader, state, reason, model, serial, start_date, end_date,"
-	    " license_seq, license, batch_reader, batch_atr, batch_count, sw,"
-	    " ckr, status, timings, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-	    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-	struct dbhash_val v[DBHASH_COLUMNS];
+	struct dbhash_val v[AUDITROW_HASHED];
 	sqlite3_stmt *st = NULL;
 	char utc[64], msg[512];
 	uint8_t hash[32];
 	long seq = -1;
-	int i, rc;
+	int i, bad, rc;
 
 	pthread_mutex_lock(&db_lock);
 	if (db == NULL) {
@@ -242,30 +237,45 @@ db_append(const struct db_row *r, char *err, size_t len)
 		st = NULL;
 	}
 	db_utc(utc);
-	db_integer(&v[0], seq, 0);
-	db_text(&v[1], utc);
-	db_text(&v[2], db_station);
-	db_integer(&v[3], r->job, 0);
-	db_text(&v[4], r->reader);
-	db_text(&v[5], r->state);
-	db_text(&v[6], r->reason != NULL ? r->reason : "");
-	db_blob(&v[7], r->model, FIELD_LEN);
-	db_blob(&v[8], r->serial, FIELD_LEN);
-	db_text(&v[9], r->start_date);
-	db_text(&v[10], r->end_date);
-	db_integer(&v[11], r->license_seq, r->license_seq <= 0);
-	db_blob(&v[12], r->license, LICENSE_LEN);
-	db_text(&v[13], r->batch_reader);
-	db_text(&v[14], r->batch_atr);
-	db_integer(&v[15], r->batch_count, r->batch_count < 0);
-	db_text(&v[16], r->sw);
-	db_text(&v[17], r->ckr);
-	db_blob(&v[18], r->status, STATUS_LEN);
-	db_text(&v[19], r->timings);
-	dbhash_row(db_head, v, hash);
-
-	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-	for (i = 0; rc == SQLITE_OK && i < DBHASH_COLUMNS; i++) {
+	/* By name: the columns' order is auditrow.h's alone. */
+	memset(v, 0, sizeof(v));
+	db_integer(&v[AUDITROW_seq], seq, 0);
+	db_text(&v[AUDITROW_utc], utc);
+	db_text(&v[AUDITROW_station], db_station);
+	db_integer(&v[AUDITROW_job], r->job, 0);
+	db_text(&v[AUDITROW_reader], r->reader);
+	db_text(&v[AUDITROW_state], r->state);
+	db_text(&v[AUDITROW_reason], r->reason != NULL ? r->reason : "");
+	db_blob(&v[AUDITROW_model], r->model, FIELD_LEN);
+	db_blob(&v[AUDITROW_serial], r->serial, FIELD_LEN);
+	db_text(&v[AUDITROW_start_date], r->start_date);
+	db_text(&v[AUDITROW_end_date], r->end_date);
+	db_integer(&v[AUDITROW_license_seq], r->license_seq,
+	    r->license_seq <= 0);
+	db_blob(&v[AUDITROW_license], r->license, LICENSE_LEN);
+	db_text(&v[AUDITROW_batch_reader], r->batch_reader);
+	db_text(&v[AUDITROW_batch_atr], r->batch_atr);
+	db_integer(&v[AUDITROW_batch_count], r->batch_count,
+	    r->batch_count < 0);
+	db_text(&v[AUDITROW_sw], r->sw);
+	db_text(&v[AUDITROW_ckr], r->ckr);
+	db_blob(&v[AUDITROW_status], r->status, STATUS_LEN);
+	db_text(&v[AUDITROW_timings], r->timings);
+	/* A column added to auditrow.h but not above, or mistyped. */
+	for (bad = 0; bad < AUDITROW_HASHED; bad++)
+		if (v[bad].type != SQLITE_NULL &&
+		    v[bad].type != auditrow_cols[bad].sqlite_type)
+			break;
+	if (bad < AUDITROW_HASHED) {
+		snprintf(msg, sizeof(msg), "daemon/db.c: column %s has no "
+		    "value of type %s", auditrow_cols[bad].name,
+		    auditrow_cols[bad].type);
+		rc = SQLITE_MISUSE;
+	} else {
+		dbhash_row(db_head, v, hash);
+		rc = sqlite3_prepare_v2(db, AUDITROW_INSERT, -1, &st, NULL);
+	}
+	for (i = 0; rc == SQLITE_OK && i < AUDITROW_HASHED; i++) {
 		switch (v[i].type) {
 		case SQLITE_NULL:
 			rc = sqlite3_bind_null(st, i + 1);
@@ -283,14 +293,14 @@ db_append(const struct db_row *r, char *err, size_t len)
 		}
 	}
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_blob(st, DBHASH_COLUMNS + 1, hash, 32,
+		rc = sqlite3_bind_blob(st, AUDITROW_hash + 1, hash, 32,
 		    SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
 	if (rc == SQLITE_OK)
 		rc = db_exec("COMMIT", msg, sizeof(msg)) == 0 ? SQLITE_OK :
 		    SQLITE_ERROR;
-	else
+	else if (bad == AUDITROW_HASHED)
 		snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db));
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK) {
@@ -352,22 +362,37 @@ db_find_pending(const uint8_t *model, const uint8_t *serial, long today,
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
 }
 
+/*
+ * One number from a query with two parameters: a card's serial and model
+ * (16-byte blobs), or a batch card's reader and ATR (text).  -1 on error.
+ */
 static long
-db_card_query(const char *sql, const uint8_t *model, const uint8_t *serial)
+db_long2(const char *sql, int blobs, const void *p1, const void *p2)
 {
 	sqlite3_stmt *st;
 	long v = -1;
 
 	pthread_mutex_lock(&db_lock);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_blob(st, 1, serial, FIELD_LEN, SQLITE_STATIC);
-		sqlite3_bind_blob(st, 2, model, FIELD_LEN, SQLITE_STATIC);
+		if (blobs) {
+			sqlite3_bind_blob(st, 1, p1, FIELD_LEN, SQLITE_STATIC);
+			sqlite3_bind_blob(st, 2, p2, FIELD_LEN, SQLITE_STATIC);
+		} else {
+			sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
+		}
 		if (sqlite3_step(st) == SQLITE_ROW)
 			v = (long)sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&db_lock);
 	return v;
+}
+
+static long
+db_card_query(const char *sql, const uint8_t *model, const uint8_t *serial)
+{
+	return db_long2(sql, 1, serial, model);
 }
 
 /* The seq of the card's last rejected license, 0 if none, -1 on error. */
@@ -383,21 +408,8 @@ db_find_rejected(const uint8_t *model, const uint8_t *serial)
 long
 db_batch_count(const char *reader, const char *atr)
 {
-	sqlite3_stmt *st;
-	long v = -1;
-
-	pthread_mutex_lock(&db_lock);
-	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM audit WHERE"
-	    " state = 'generated' AND batch_reader = ?1 AND batch_atr = ?2",
-	    -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, reader, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, atr, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			v = (long)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-	}
-	pthread_mutex_unlock(&db_lock);
-	return v;
+	return db_long2("SELECT count(*) FROM audit WHERE state = 'generated'"
+	    " AND batch_reader = ?1 AND batch_atr = ?2", 0, reader, atr);
 }
 
 /* The card's in-doubt row that no admin has resolved: seq, 0, or -1. */
@@ -459,6 +471,93 @@ db_recover_spill(long job, const struct spill_license *l)
 	return 0;
 }
 
+/* What a follow-up row (in doubt, resolved) copies of the row it follows. */
+struct db_card {
+	long		job;
+	char		reader[READER_MAX];
+	uint8_t		model[FIELD_LEN];
+	uint8_t		serial[FIELD_LEN];
+	char		start[DATE_LEN + 1];
+	char		batch_reader[READER_MAX];
+	char		batch_atr[2 * ATR_MAX + 1];
+};
+
+static void
+db_text_col(sqlite3_stmt *st, int i, char *out, size_t len)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	snprintf(out, len, "%s", t != NULL ? (const char *)t : "");
+}
+
+/* Columns 0..6: job, reader, model, serial, start_date, batch reader, ATR. */
+static void
+db_card_read(sqlite3_stmt *st, struct db_card *c)
+{
+	memset(c, 0, sizeof(*c));
+	memset(c->model, ' ', FIELD_LEN);
+	memset(c->serial, ' ', FIELD_LEN);
+	c->job = (long)sqlite3_column_int64(st, 0);
+	db_text_col(st, 1, c->reader, sizeof(c->reader));
+	if (sqlite3_column_bytes(st, 2) == FIELD_LEN)
+		memcpy(c->model, sqlite3_column_blob(st, 2), FIELD_LEN);
+	if (sqlite3_column_bytes(st, 3) == FIELD_LEN)
+		memcpy(c->serial, sqlite3_column_blob(st, 3), FIELD_LEN);
+	db_text_col(st, 4, c->start, sizeof(c->start));
+	db_text_col(st, 5, c->batch_reader, sizeof(c->batch_reader));
+	db_text_col(st, 6, c->batch_atr, sizeof(c->batch_atr));
+}
+
+static void
+db_card_row(const struct db_card *c, struct db_row *r, const char *state,
+    const char *reason)
+{
+	memset(r, 0, sizeof(*r));
+	r->reader = c->reader;
+	r->job = c->job;
+	r->state = state;
+	r->reason = reason;
+	r->model = c->model;
+	r->serial = c->serial;
+	r->start_date = c->start[0] != '\0' ? c->start : NULL;
+	r->batch_reader = c->batch_reader[0] != '\0' ? c->batch_reader : NULL;
+	r->batch_atr = c->batch_atr[0] != '\0' ? c->batch_atr : NULL;
+	r->batch_count = -1;
+}
+
+/*
+ * The oldest `requested` row that the daemon outlived with no outcome:
+ * 1 with c and its seq filled, 0 when there is none, -1 on error.
+ */
+static int
+db_next_unanswered(struct db_card *c, long *seq, char *err, size_t len)
+{
+	static const char sql[] = "SELECT r.job, r.reader, r.model, r.serial,"
+	    " r.start_date, r.batch_reader, r.batch_atr, r.seq FROM audit r"
+	    " WHERE r.state = 'requested' AND r.station = ?1 AND NOT EXISTS"
+	    " (SELECT 1 FROM audit x WHERE x.station = r.station AND"
+	    " x.job = r.job AND x.seq > r.seq) ORDER BY r.seq LIMIT 1";
+	sqlite3_stmt *st;
+	int rc, found = 0;
+
+	pthread_mutex_lock(&db_lock);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, len, "audit database: %s", sqlite3_errmsg(db));
+		pthread_mutex_unlock(&db_lock);
+		return -1;
+	}
+	sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		db_card_read(st, c);
+		*seq = (long)sqlite3_column_int64(st, 7);
+		found = 1;
+	} else if (rc != SQLITE_DONE)
+		snprintf(err, len, "audit database: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&db_lock);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
+}
+
 /*
  * At start-up, before any card: licenses left in spill files become their
  * `generated` rows, and every `requested` row that the daemon outlived
@@ -468,14 +567,10 @@ db_recover_spill(long job, const struct spill_license *l)
 int
 db_recover(char *err, size_t len)
 {
-	static const char sql[] = "SELECT r.job, r.reader, r.model, r.serial,"
-	    " r.start_date, r.batch_reader, r.batch_atr, r.seq FROM audit r"
-	    " WHERE r.state = 'requested' AND r.station = ?1 AND NOT EXISTS"
-	    " (SELECT 1 FROM audit x WHERE x.station = r.station AND"
-	    " x.job = r.job AND x.seq > r.seq) ORDER BY r.seq";
+	struct db_card c;
 	struct db_row r;
-	sqlite3_stmt *st;
 	char reason[300], e[512];
+	long rseq;
 	int n = 0, rc, left;
 
 	if ((left = spill_recover(db_recover_spill)) != 0) {
@@ -484,74 +579,23 @@ db_recover(char *err, size_t len)
 		    left < 0 ? 0 : left);
 		return -1;
 	}
-	for (;;) {
-		pthread_mutex_lock(&db_lock);
-		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-			snprintf(err, len, "audit database: %s",
-			    sqlite3_errmsg(db));
-			pthread_mutex_unlock(&db_lock);
-			return -1;
-		}
-		sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
-		if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-			sqlite3_finalize(st);
-			pthread_mutex_unlock(&db_lock);
-			if (rc != SQLITE_DONE) {
-				snprintf(err, len, "audit database: %s",
-				    sqlite3_errmsg(db));
-				return -1;
-			}
-			break;
-		}
-		uint8_t model[FIELD_LEN], serial[FIELD_LEN];
-		char reader[READER_MAX], start[DATE_LEN + 1];
-		char breader[READER_MAX], batr[2 * ATR_MAX + 1];
-		long job = (long)sqlite3_column_int64(st, 0), rseq;
-
-		memset(model, ' ', FIELD_LEN);
-		memset(serial, ' ', FIELD_LEN);
-		snprintf(reader, sizeof(reader), "%s",
-		    (const char *)sqlite3_column_text(st, 1));
-		if (sqlite3_column_bytes(st, 2) == FIELD_LEN)
-			memcpy(model, sqlite3_column_blob(st, 2), FIELD_LEN);
-		if (sqlite3_column_bytes(st, 3) == FIELD_LEN)
-			memcpy(serial, sqlite3_column_blob(st, 3), FIELD_LEN);
-		snprintf(start, sizeof(start), "%s", sqlite3_column_text(st,
-		    4) != NULL ? (const char *)sqlite3_column_text(st, 4) : "");
-		snprintf(breader, sizeof(breader), "%s", sqlite3_column_text(
-		    st, 5) != NULL ? (const char *)sqlite3_column_text(st, 5) :
-		    "");
-		snprintf(batr, sizeof(batr), "%s", sqlite3_column_text(st, 6) !=
-		    NULL ? (const char *)sqlite3_column_text(st, 6) : "");
-		rseq = (long)sqlite3_column_int64(st, 7);
-		sqlite3_finalize(st);
-		pthread_mutex_unlock(&db_lock);
-
-		memset(&r, 0, sizeof(r));
+	while ((rc = db_next_unanswered(&c, &rseq, err, len)) == 1) {
 		snprintf(reason, sizeof(reason), "the daemon stopped after "
 		    "asking for a license (row %ld) and before its outcome: a "
 		    "credit may have been spent; decide with cardlicctl "
 		    "resolve", rseq);
-		r.reader = reader;
-		r.job = job;
-		r.state = "in-doubt";
-		r.reason = reason;
-		r.model = model;
-		r.serial = serial;
-		r.start_date = start[0] != '\0' ? start : NULL;
-		r.batch_reader = breader[0] != '\0' ? breader : NULL;
-		r.batch_atr = batr[0] != '\0' ? batr : NULL;
-		r.batch_count = -1;
+		db_card_row(&c, &r, "in-doubt", reason);
 		if (db_append(&r, e, sizeof(e)) < 0) {
 			snprintf(err, len, "cannot record a credit in doubt: "
 			    "%s", e);
 			return -1;
 		}
 		log_alert("%s: job %ld: a credit may have been spent before "
-		    "the daemon stopped; recorded as in doubt", reader, job);
+		    "the daemon stopped; recorded as in doubt", c.reader,
+		    c.job);
 		n++;
 	}
-	return n;
+	return rc < 0 ? -1 : n;
 }
 
 /*
@@ -562,44 +606,27 @@ long
 db_resolve(long seq, int spent, const char *why, char *err, size_t len)
 {
 	static const char sql[] = "SELECT d.job, d.reader, d.model, d.serial,"
-	    " d.batch_reader, d.batch_atr, EXISTS (SELECT 1 FROM audit r"
-	    " WHERE r.state = 'resolved' AND r.license_seq = d.seq) FROM"
-	    " audit d WHERE d.seq = ?1 AND d.state = 'in-doubt'";
-	uint8_t model[FIELD_LEN], serial[FIELD_LEN];
-	char reader[READER_MAX], breader[READER_MAX], batr[2 * ATR_MAX + 1];
-	char reason[600];
+	    " d.start_date, d.batch_reader, d.batch_atr, EXISTS (SELECT 1"
+	    " FROM audit r WHERE r.state = 'resolved' AND r.license_seq ="
+	    " d.seq) FROM audit d WHERE d.seq = ?1 AND d.state = 'in-doubt'";
+	struct db_card c;
 	struct db_row r;
 	sqlite3_stmt *st;
-	long job = -1;
-	int done = 0;
+	char reason[600];
+	int found = 0, done = 0;
 
-	memset(model, ' ', FIELD_LEN);
-	memset(serial, ' ', FIELD_LEN);
 	pthread_mutex_lock(&db_lock);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, seq);
 		if (sqlite3_step(st) == SQLITE_ROW) {
-			job = (long)sqlite3_column_int64(st, 0);
-			snprintf(reader, sizeof(reader), "%s",
-			    (const char *)sqlite3_column_text(st, 1));
-			if (sqlite3_column_bytes(st, 2) == FIELD_LEN)
-				memcpy(model, sqlite3_column_blob(st, 2),
-				    FIELD_LEN);
-			if (sqlite3_column_bytes(st, 3) == FIELD_LEN)
-				memcpy(serial, sqlite3_column_blob(st, 3),
-				    FIELD_LEN);
-			snprintf(breader, sizeof(breader), "%s",
-			    sqlite3_column_text(st, 4) != NULL ? (const char *)
-			    sqlite3_column_text(st, 4) : "");
-			snprintf(batr, sizeof(batr), "%s",
-			    sqlite3_column_text(st, 5) != NULL ? (const char *)
-			    sqlite3_column_text(st, 5) : "");
-			done = sqlite3_column_int(st, 6);
+			db_card_read(st, &c);
+			done = sqlite3_column_int(st, 7);
+			found = 1;
 		}
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&db_lock);
-	if (job < 0) {
+	if (!found) {
 		snprintf(err, len, "row %ld is not a credit in doubt", seq);
 		return -1;
 	}
@@ -609,17 +636,9 @@ db_resolve(long seq, int spent, const char *why, char *err, size_t len)
 	}
 	snprintf(reason, sizeof(reason), "%s: %s", spent ? "spent" :
 	    "not spent", why);
-	memset(&r, 0, sizeof(r));
-	r.reader = reader;
-	r.job = job;
-	r.state = "resolved";
-	r.reason = reason;
-	r.model = model;
-	r.serial = serial;
+	db_card_row(&c, &r, "resolved", reason);
+	r.start_date = NULL;
 	r.license_seq = seq;
-	r.batch_reader = breader[0] != '\0' ? breader : NULL;
-	r.batch_atr = batr[0] != '\0' ? batr : NULL;
-	r.batch_count = -1;
 	return db_append(&r, err, len);
 }
 

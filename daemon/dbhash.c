@@ -1,5 +1,6 @@
 /*
- * hash = SHA-256(previous hash || column 1 || ... || column 20), where a
+ * hash = SHA-256(previous hash || column 1 || ... || column 20), the
+ * columns of AUDITROW_HASHED_COLUMNS (auditrow.h) in their order, where a
  * column is its SQLite type (1 byte), its length (4 bytes, big endian) and
  * its bytes; an integer is written in decimal.  Typing every column keeps
  * NULL, '' and a zero-length blob apart, so no edit can hide in a
@@ -12,6 +13,13 @@
 #include <sqlite3.h>
 
 #include "dbhash.h"
+
+const struct auditrow_col auditrow_cols[AUDITROW_NCOLS] = {
+#define AUDITROW_COL(name, type, exp, at, hex_at) \
+	{ #name, #type, SQLITE_##type, exp, at, hex_at },
+	AUDITROW_COLUMNS(AUDITROW_COL)
+#undef AUDITROW_COL
+};
 
 /*
  * Bytes as hex, NUL-terminated (out holds 2n + 1): lower case for hashes,
@@ -43,7 +51,7 @@ dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
 
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
 	EVP_DigestUpdate(md, prev, 32);
-	for (i = 0; i < DBHASH_COLUMNS; i++) {
+	for (i = 0; i < AUDITROW_HASHED; i++) {
 		p = v[i].p;
 		len = v[i].len;
 		if (v[i].type == SQLITE_INTEGER) {
@@ -66,6 +74,20 @@ dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
 }
 
 /*
+ * The length of a card's padded field (CK_TOKEN_INFO's model, serial and
+ * labels, the license's dates) without its padding: every trailing space
+ * and NUL dropped, nothing else.  The one rule in C; the view audit_text
+ * (sql/004-card-text.sql) is the same rule in SQL.
+ */
+size_t
+dbhash_trimmed(const uint8_t *p, size_t n)
+{
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0'))
+		n--;
+	return n;
+}
+
+/*
  * Bytes from a card as text for a log line, a journal field or a table:
  * the trailing spaces and NULs of a padded field dropped, and anything
  * but printable ASCII written as \xNN (a backslash as \\), so that a card
@@ -78,9 +100,7 @@ dbhash_text(const uint8_t *p, size_t n, char *out, size_t outlen)
 	static const char digits[] = "0123456789ABCDEF";
 	size_t k = 0;
 
-	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0'))
-		n--;
-	for (; n > 0 && k + 5 <= outlen; p++, n--) {
+	for (n = dbhash_trimmed(p, n); n > 0 && k + 5 <= outlen; p++, n--) {
 		if (*p >= 0x20 && *p < 0x7F && *p != '\\')
 			out[k++] = (char)*p;
 		else if (*p == '\\') {

@@ -8,8 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Columns of the audit table that the hash covers: all but hash. */
-#define DBHASH_COLUMNS	20
+#include "auditrow.h"
 
 struct dbhash_val {
 	int		 type;		/* SQLITE_NULL, _INTEGER, _TEXT, _BLOB */
@@ -18,9 +17,11 @@ struct dbhash_val {
 	size_t		 len;
 };
 
+/* v holds the AUDITROW_HASHED columns, in the table's order. */
 void	dbhash_row(const uint8_t [32], const struct dbhash_val *,
 	    uint8_t [32]);
 void	dbhash_hex(const uint8_t *, size_t, int, char *);
+size_t	dbhash_trimmed(const uint8_t *, size_t);
 void	dbhash_text(const uint8_t *, size_t, char *, size_t);
 
 #endif

@@ -122,8 +122,7 @@ p11_pick_slot(const struct conf *c, const char *reader, CK_SLOT_ID *out,
 		if (strcmp(c->maps[j].reader, reader) == 0)
 			m = &c->maps[j];
 	if ((rv = p11->C_GetSlotList(CK_FALSE, ids, &n)) != CKR_OK) {
-		snprintf(err, len, "%s: C_GetSlotList: %s", reader,
-		    p11_rv_name(rv));
+		snprintf(err, len, "C_GetSlotList: %s", p11_rv_name(rv));
 		return rv;
 	}
 	for (i = 0; i < n; i++) {
@@ -155,8 +154,8 @@ p11_pick_slot(const struct conf *c, const char *reader, CK_SLOT_ID *out,
 		return CKR_OK;
 	}
 	if (nhit == 0) {
-		snprintf(err, len, "%s: no PKCS#11 slot for this reader%s",
-		    reader, m != NULL ? " as mapped in [readers]" : "");
+		snprintf(err, len, "no PKCS#11 slot for this reader%s",
+		    m != NULL ? " as mapped in [readers]" : "");
 		return CKR_TOKEN_NOT_PRESENT;
 	}
 	list[0] = '\0';
@@ -164,10 +163,10 @@ p11_pick_slot(const struct conf *c, const char *reader, CK_SLOT_ID *out,
 		k += (size_t)snprintf(list + k, k < sizeof(list) ?
 		    sizeof(list) - k : 0, "%s%lu", i ? ", " : "",
 		    (unsigned long)hit[i]);
-	snprintf(err, len, "%s: %zu PKCS#11 slots (IDs %s) match this reader%s;"
-	    " cannot tell which is its card, so none is used: add to [readers]"
-	    " \"map = %s -> slot-id N\" (see cardlicd.conf(5))", reader, nhit,
-	    list, cut ? " once its name is cut at 64 bytes" : "", reader);
+	snprintf(err, len, "%zu PKCS#11 slots (IDs %s) match this reader%s; "
+	    "cannot tell which is its card, so none is used: add to [readers] "
+	    "\"map = %s -> slot-id N\" (see cardlicd.conf(5))", nhit, list,
+	    cut ? " once its name is cut at 64 bytes" : "", reader);
 	return CKR_SLOT_ID_INVALID;
 }
 
@@ -191,7 +190,7 @@ p11_find_token(const struct conf *c, const char *reader, struct token *t,
 	if ((rv = p11_pick_slot(c, reader, &id, err, len)) != CKR_OK)
 		return rv;
 	if ((rv = p11->C_GetTokenInfo(id, &ti)) != CKR_OK) {
-		snprintf(err, len, "%s: cannot read the token (%s)", reader,
+		snprintf(err, len, "cannot read the token (%s)",
 		    p11_rv_name(rv));
 		return rv;
 	}

@@ -29,18 +29,10 @@
 #define SPILL_MAGIC	"CARDLIC-SPILL-1\n"
 
 struct spill_rec {
-	char		magic[16];
-	long long	job;
-	uint8_t		model[FIELD_LEN];
-	uint8_t		serial[FIELD_LEN];
-	char		start[DATE_LEN + 1];
-	char		end[DATE_LEN + 1];
-	uint8_t		license[LICENSE_LEN];
-	char		reader[READER_MAX];
-	char		batch_reader[READER_MAX];
-	char		batch_atr[2 * ATR_MAX + 1];
-	char		sw[8];
-	uint8_t		sum[32];
+	char			magic[16];
+	long long		job;
+	struct spill_license	l;
+	uint8_t			sum[32];
 };
 
 static char	spill_base[4096];	/* the database's path */
@@ -121,16 +113,7 @@ spill_write(int fd, long job, const struct spill_license *l, char *err,
 	memset(&r, 0, sizeof(r));
 	memcpy(r.magic, SPILL_MAGIC, sizeof(r.magic));
 	r.job = job;
-	memcpy(r.model, l->model, FIELD_LEN);
-	memcpy(r.serial, l->serial, FIELD_LEN);
-	snprintf(r.start, sizeof(r.start), "%s", l->start);
-	snprintf(r.end, sizeof(r.end), "%s", l->end);
-	memcpy(r.license, l->license, LICENSE_LEN);
-	snprintf(r.reader, sizeof(r.reader), "%s", l->reader);
-	snprintf(r.batch_reader, sizeof(r.batch_reader), "%s",
-	    l->batch_reader);
-	snprintf(r.batch_atr, sizeof(r.batch_atr), "%s", l->batch_atr);
-	snprintf(r.sw, sizeof(r.sw), "%s", l->sw);
+	r.l = *l;
 	spill_sum(&r, r.sum);
 	n = pwrite(fd, &r, sizeof(r), 0);
 	if (n != (ssize_t)sizeof(r) || fdatasync(fd) != 0) {
@@ -198,19 +181,13 @@ spill_recover(int (*cb)(long, const struct spill_license *))
 			whole = memcmp(sum, r.sum, 32) == 0 && r.job == job;
 		}
 		if (whole) {
-			memset(&l, 0, sizeof(l));
-			memcpy(l.model, r.model, FIELD_LEN);
-			memcpy(l.serial, r.serial, FIELD_LEN);
-			memcpy(l.license, r.license, LICENSE_LEN);
-			snprintf(l.start, sizeof(l.start), "%.8s", r.start);
-			snprintf(l.end, sizeof(l.end), "%.8s", r.end);
-			snprintf(l.reader, sizeof(l.reader), "%.*s",
-			    READER_MAX - 1, r.reader);
-			snprintf(l.batch_reader, sizeof(l.batch_reader),
-			    "%.*s", READER_MAX - 1, r.batch_reader);
-			snprintf(l.batch_atr, sizeof(l.batch_atr), "%.*s",
-			    2 * ATR_MAX, r.batch_atr);
-			snprintf(l.sw, sizeof(l.sw), "%.7s", r.sw);
+			/* The sum held, but the strings end where they must. */
+			l = r.l;
+			l.start[DATE_LEN] = l.end[DATE_LEN] = '\0';
+			l.reader[READER_MAX - 1] = '\0';
+			l.batch_reader[READER_MAX - 1] = '\0';
+			l.batch_atr[2 * ATR_MAX] = '\0';
+			l.sw[sizeof(l.sw) - 1] = '\0';
 			if (cb(job, &l) != 0) {
 				left++;
 				continue;

@@ -8,6 +8,11 @@
  * SCARDCONTEXT and lock, so that jobs on different readers run in parallel.
  * Login state belongs to the token, as PKCS#11 says; a card change (pulled,
  * reset) invalidates every session of its slot.
+ *
+ * A slot knows which card it talks to by pcscd's event counter for its
+ * reader (the high 16 bits of dwEventState, bumped at each insertion and
+ * removal): a handle kept from an earlier card is never used for the next
+ * one, and whether the card is one of ours is asked once per card.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -25,19 +30,29 @@
 #define P11_MAX_SESSIONS	256
 #define P11_EXPORT		__attribute__((visibility("default")))
 
+/*
+ * used and present are read without the module lock (C_GetSlotList,
+ * C_GetTokenInfo, C_OpenSession): they are written and read atomically,
+ * and present changes only when the reader really comes or goes.
+ */
 struct p11_slot {
-	int		used;
-	int		present;	/* the reader exists now */
+	int		used;		/* atomic; 0 to 1 once, reader set */
+	int		present;	/* atomic; the reader exists now */
 	char		reader[MAX_READERNAME];
 	pthread_mutex_t	lock;
 	SCARDCONTEXT	ctx;
 	int		has_ctx;
 	SCARDHANDLE	card;
 	int		connected;
+	DWORD		card_events;	/* the reader's counter at connect */
 	DWORD		proto;
 	unsigned long	gen;		/* bumped at each card change */
 	int		logged_in;
 	int		sessions;
+	/* Is the card ours?  Known for one card; module lock. */
+	unsigned long	probe_epoch;	/* 0: not known */
+	DWORD		probe_events;
+	int		probe_ours;
 };
 
 struct p11_session {
@@ -55,6 +70,23 @@ static int			p11_has_ctx;
 static struct p11_slot		p11_slots[P11_MAX_SLOTS];
 static struct p11_session	p11_sessions[P11_MAX_SESSIONS];
 static CK_FUNCTION_LIST	p11_functions;
+/*
+ * Bumped (module lock) whenever pcscd is seen gone: its event counters
+ * start again from 0, so what was learnt under the old one is void.
+ */
+static unsigned long		p11_epoch = 1;
+
+static int
+p11_get(const int *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static void
+p11_set(int *p, int v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
 
 static void
 p11_pad(unsigned char *dst, size_t n, const char *src)
@@ -93,19 +125,78 @@ p11_slot_drop(struct p11_slot *s, int card_gone)
 		s->gen++;
 }
 
+/* pcscd went away (or restarted): forget what its counters said. */
+static void
+p11_service_lost(void)
+{
+	pthread_mutex_lock(&p11_lock);
+	p11_epoch++;
+	pthread_mutex_unlock(&p11_lock);
+}
+
+/* Slot locked; module locked only when lost is 0 (C_Finalize). */
+static void
+p11_slot_close_ctx(struct p11_slot *s, int lost)
+{
+	p11_slot_drop(s, 1);
+	if (s->has_ctx) {
+		SCardReleaseContext(s->ctx);
+		if (lost)
+			p11_service_lost();
+	}
+	s->has_ctx = 0;
+}
+
+/* The slot's context died with pcscd.  Slot locked. */
 static void
 p11_slot_release_ctx(struct p11_slot *s)
 {
-	p11_slot_drop(s, 1);
-	if (s->has_ctx)
-		SCardReleaseContext(s->ctx);
-	s->has_ctx = 0;
+	p11_slot_close_ctx(s, 1);
+}
+
+/* Remember whether the card of this event count is ours.  Slot locked. */
+static void
+p11_slot_learn(struct p11_slot *s, unsigned long epoch, DWORD events,
+    int ours)
+{
+	pthread_mutex_lock(&p11_lock);
+	if (epoch == p11_epoch) {
+		s->probe_epoch = epoch;
+		s->probe_events = events;
+		s->probe_ours = ours;
+	}
+	pthread_mutex_unlock(&p11_lock);
+}
+
+/*
+ * The reader's state now: SCARD_S_SUCCESS with its event counter and
+ * whether a card is there.  Slot locked, context established.
+ */
+static LONG
+p11_slot_state(struct p11_slot *s, DWORD *events, int *card)
+{
+	SCARD_READERSTATE rs;
+	LONG rv;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.szReader = s->reader;
+	rs.dwCurrentState = SCARD_STATE_UNAWARE;
+	rv = SCardGetStatusChange(s->ctx, 0, &rs, 1);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	*events = rs.dwEventState >> 16;
+	*card = (rs.dwEventState & SCARD_STATE_PRESENT) != 0 &&
+	    !(rs.dwEventState & SCARD_STATE_MUTE);
+	return SCARD_S_SUCCESS;
 }
 
 /*
  * Connect to the card in the slot and select the target application.
- * CKR_TOKEN_NOT_PRESENT when there is no card, or not one of ours.
- * Slot locked.
+ * CKR_TOKEN_NOT_PRESENT when there is no card, or not one of ours.  A
+ * handle kept from an earlier card (the reader's event counter moved) is
+ * dropped first, and with it that card's sessions.  Whether a card is ours
+ * is asked once per card: a batch card is not sent our SELECT each time
+ * somebody looks at the slot list.  Slot locked.
  */
 static CK_RV
 p11_slot_connect(struct p11_slot *s)
@@ -113,12 +204,11 @@ p11_slot_connect(struct p11_slot *s)
 	static const BYTE sel[] = { 0x00, 0xA4, 0x04, 0x00, TGT_AID_LEN,
 	    0xF0, 0x43, 0x4C, 0x53, 0x49, 0x4D, 0x54, 0x47 };
 	BYTE resp[4];
-	DWORD rlen = sizeof(resp);
-	LONG rv = SCARD_E_NO_SERVICE;
-	int tries;
+	DWORD rlen = sizeof(resp), events = 0;
+	LONG rv = SCARD_E_NO_SERVICE, trv;
+	unsigned long epoch;
+	int tries, card = 0, known, ours;
 
-	if (s->connected)
-		return CKR_OK;
 	/* Twice: a context from before a pcscd restart is dead. */
 	for (tries = 0; tries < 2; tries++) {
 		if (!s->has_ctx) {
@@ -128,9 +218,7 @@ p11_slot_connect(struct p11_slot *s)
 				return CKR_DEVICE_ERROR;
 			s->has_ctx = 1;
 		}
-		rv = SCardConnect(s->ctx, s->reader, SCARD_SHARE_SHARED,
-		    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &s->card,
-		    &s->proto);
+		rv = p11_slot_state(s, &events, &card);
 		if (!p11_no_service(rv))
 			break;
 		p11_slot_release_ctx(s);
@@ -138,11 +226,51 @@ p11_slot_connect(struct p11_slot *s)
 	if (rv != SCARD_S_SUCCESS)
 		return p11_no_service(rv) ? CKR_DEVICE_ERROR :
 		    CKR_TOKEN_NOT_PRESENT;
+	if (s->connected && (!card || events != s->card_events))
+		p11_slot_drop(s, 1);	/* pulled, or another card now */
+	if (!card)
+		return CKR_TOKEN_NOT_PRESENT;
+	if (s->connected)
+		return CKR_OK;
+	pthread_mutex_lock(&p11_lock);
+	epoch = p11_epoch;
+	known = s->probe_epoch == epoch && s->probe_events == events;
+	ours = s->probe_ours;
+	pthread_mutex_unlock(&p11_lock);
+	if (known && !ours)
+		return CKR_TOKEN_NOT_PRESENT;
+	rv = SCardConnect(s->ctx, s->reader, SCARD_SHARE_SHARED,
+	    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &s->card, &s->proto);
+	if (rv != SCARD_S_SUCCESS) {
+		if (p11_no_service(rv)) {
+			p11_slot_release_ctx(s);
+			return CKR_DEVICE_ERROR;
+		}
+		return CKR_TOKEN_NOT_PRESENT;
+	}
 	s->connected = 1;
-	rv = SCardTransmit(s->card, s->proto == SCARD_PROTOCOL_T0 ?
-	    SCARD_PCI_T0 : SCARD_PCI_T1, sel, sizeof(sel), NULL, resp, &rlen);
-	if (rv != SCARD_S_SUCCESS || rlen != 2 || resp[0] != 0x90 ||
-	    resp[1] != 0x00) {
+	s->card_events = events;
+	/*
+	 * In a transaction: another program (the daemon's batch code) may be
+	 * in the middle of its own exchange with this card.
+	 */
+	rv = SCardBeginTransaction(s->card);
+	if (rv == SCARD_S_SUCCESS) {
+		rv = SCardTransmit(s->card, s->proto == SCARD_PROTOCOL_T0 ?
+		    SCARD_PCI_T0 : SCARD_PCI_T1, sel, sizeof(sel), NULL, resp,
+		    &rlen);
+		trv = SCardEndTransaction(s->card, SCARD_LEAVE_CARD);
+		if (rv == SCARD_S_SUCCESS)
+			rv = trv;
+	}
+	if (rv != SCARD_S_SUCCESS) {
+		/* The card left while we asked: nothing learnt. */
+		p11_slot_drop(s, 1);
+		return CKR_TOKEN_NOT_PRESENT;
+	}
+	ours = rlen == 2 && resp[0] == 0x90 && resp[1] == 0x00;
+	p11_slot_learn(s, epoch, events, ours);
+	if (!ours) {
 		p11_slot_drop(s, 1);
 		return CKR_TOKEN_NOT_PRESENT;
 	}
@@ -245,7 +373,7 @@ p11_refresh(void)
 	char *names = NULL, *p;
 	DWORD len = SCARD_AUTOALLOCATE;
 	LONG rv;
-	int i, tries;
+	int i, tries, seen[P11_MAX_SLOTS];
 
 	for (tries = 0; tries < 2; tries++) {
 		if (!p11_has_ctx) {
@@ -261,27 +389,34 @@ p11_refresh(void)
 		/* pcscd restarted: a fresh context sees the new one. */
 		SCardReleaseContext(p11_ctx);
 		p11_has_ctx = 0;
+		p11_epoch++;
 		names = NULL;
 	}
-	for (i = 0; i < P11_MAX_SLOTS; i++)
-		p11_slots[i].present = 0;
+	/*
+	 * Each slot's flag is written once, to its new value: a reader that
+	 * stays is never seen absent for a moment by another thread.
+	 */
+	memset(seen, 0, sizeof(seen));
 	for (p = names; p != NULL && *p != '\0'; p += strlen(p) + 1) {
 		for (i = 0; i < P11_MAX_SLOTS; i++)
-			if (p11_slots[i].used &&
+			if (p11_get(&p11_slots[i].used) &&
 			    strcmp(p11_slots[i].reader, p) == 0)
 				break;
 		if (i == P11_MAX_SLOTS) {
 			for (i = 0; i < P11_MAX_SLOTS; i++)
-				if (!p11_slots[i].used)
+				if (!p11_get(&p11_slots[i].used))
 					break;
 			if (i == P11_MAX_SLOTS)
 				continue;
-			p11_slots[i].used = 1;
 			snprintf(p11_slots[i].reader,
 			    sizeof(p11_slots[i].reader), "%s", p);
+			p11_set(&p11_slots[i].used, 1);
 		}
-		p11_slots[i].present = 1;
+		seen[i] = 1;
 	}
+	for (i = 0; i < P11_MAX_SLOTS; i++)
+		if (p11_get(&p11_slots[i].present) != seen[i])
+			p11_set(&p11_slots[i].present, seen[i]);
 	if (names != NULL)
 		SCardFreeMemory(p11_ctx, names);
 }
@@ -289,7 +424,7 @@ p11_refresh(void)
 static struct p11_slot *
 p11_slot(CK_SLOT_ID id)
 {
-	if (id >= P11_MAX_SLOTS || !p11_slots[id].used)
+	if (id >= P11_MAX_SLOTS || !p11_get(&p11_slots[id].used))
 		return NULL;
 	return &p11_slots[id];
 }
@@ -370,7 +505,7 @@ C_Finalize(void *reserved)
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	}
 	for (i = 0; i < P11_MAX_SLOTS; i++) {
-		p11_slot_release_ctx(&p11_slots[i]);
+		p11_slot_close_ctx(&p11_slots[i], 0);
 		pthread_mutex_destroy(&p11_slots[i].lock);
 	}
 	if (p11_has_ctx)
@@ -414,7 +549,8 @@ C_GetSlotList(unsigned char token_present, CK_SLOT_ID *list,
 	p11_refresh();
 	pthread_mutex_unlock(&p11_lock);
 	for (i = 0; i < P11_MAX_SLOTS; i++) {
-		if (!p11_slots[i].used || !p11_slots[i].present)
+		if (!p11_get(&p11_slots[i].used) ||
+		    !p11_get(&p11_slots[i].present))
 			continue;
 		if (token_present) {
 			pthread_mutex_lock(&p11_slots[i].lock);
@@ -439,6 +575,46 @@ C_GetSlotList(unsigned char token_present, CK_SLOT_ID *list,
 	return CKR_OK;
 }
 
+/*
+ * CKF_TOKEN_PRESENT means what C_OpenSession and C_GetTokenInfo will find:
+ * a card that is ours, not merely a card.  The answer for the reader's
+ * current card comes from what the slot learnt of it; only a card not
+ * seen yet is probed, under the slot lock, once.
+ */
+static int
+p11_slot_has_token(struct p11_slot *s)
+{
+	SCARD_READERSTATE rs;
+	int known = 0, ours = 0;
+	CK_RV rv;
+
+	if (!p11_get(&s->present))
+		return 0;
+	pthread_mutex_lock(&p11_lock);
+	if (p11_has_ctx) {
+		memset(&rs, 0, sizeof(rs));
+		rs.szReader = s->reader;
+		rs.dwCurrentState = SCARD_STATE_UNAWARE;
+		if (SCardGetStatusChange(p11_ctx, 0, &rs, 1) ==
+		    SCARD_S_SUCCESS) {
+			if (!(rs.dwEventState & SCARD_STATE_PRESENT))
+				known = 1;
+			else if (s->probe_epoch == p11_epoch &&
+			    s->probe_events == rs.dwEventState >> 16) {
+				known = 1;
+				ours = s->probe_ours;
+			}
+		}
+	}
+	pthread_mutex_unlock(&p11_lock);
+	if (known)
+		return ours;
+	pthread_mutex_lock(&s->lock);
+	rv = p11_slot_connect(s);
+	pthread_mutex_unlock(&s->lock);
+	return rv == CKR_OK;
+}
+
 CK_RV
 C_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO *info)
 {
@@ -454,23 +630,8 @@ C_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO *info)
 	p11_pad(info->slotDescription, 64, s->reader);
 	p11_pad(info->manufacturerID, 32, "cardlicd simulation");
 	info->flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT;
-	/*
-	 * A card in the reader, as pcscd sees it: no APDU here, so that
-	 * looking at the slot list never disturbs a card another thread is
-	 * working with.  C_GetTokenInfo says whether the card is ours.
-	 */
-	pthread_mutex_lock(&p11_lock);
-	if (s->present && p11_has_ctx) {
-		SCARD_READERSTATE rs;
-
-		memset(&rs, 0, sizeof(rs));
-		rs.szReader = s->reader;
-		rs.dwCurrentState = SCARD_STATE_UNAWARE;
-		if (SCardGetStatusChange(p11_ctx, 0, &rs, 1) ==
-		    SCARD_S_SUCCESS && (rs.dwEventState & SCARD_STATE_PRESENT))
-			info->flags |= CKF_TOKEN_PRESENT;
-	}
-	pthread_mutex_unlock(&p11_lock);
+	if (p11_slot_has_token(s))
+		info->flags |= CKF_TOKEN_PRESENT;
 	info->hardwareVersion.major = 1;
 	info->firmwareVersion.major = 1;
 	return CKR_OK;
@@ -492,7 +653,8 @@ C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO *info)
 	if ((s = p11_slot(id)) == NULL)
 		return CKR_SLOT_ID_INVALID;
 	pthread_mutex_lock(&s->lock);
-	rv = s->present ? p11_token_info(s, ti) : CKR_TOKEN_NOT_PRESENT;
+	rv = p11_get(&s->present) ? p11_token_info(s, ti) :
+	    CKR_TOKEN_NOT_PRESENT;
 	pthread_mutex_unlock(&s->lock);
 	if (rv != CKR_OK)
 		return rv;
@@ -576,7 +738,8 @@ C_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, void *app, CK_NOTIFY notify,
 	if ((s = p11_slot(id)) == NULL)
 		return CKR_SLOT_ID_INVALID;
 	pthread_mutex_lock(&s->lock);
-	rv = s->present ? p11_slot_connect(s) : CKR_TOKEN_NOT_PRESENT;
+	rv = p11_get(&s->present) ? p11_slot_connect(s) :
+	    CKR_TOKEN_NOT_PRESENT;
 	if (rv != CKR_OK) {
 		pthread_mutex_unlock(&s->lock);
 		return rv;

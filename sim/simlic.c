@@ -18,7 +18,7 @@
 #include <openssl/hmac.h>
 
 #include "simproto.h"
-#include "../daemon/date.h"
+#include "simdate.h"
 
 #define SIMLIC_MAC_OFF	96
 
@@ -55,19 +55,36 @@ simlic_in_range(const uint8_t *start, const uint8_t *end, long today)
 	long s, e;
 
 	if (memcmp(start, "00000000", 8) != 0) {
-		if (date_parse((const char *)start, 8, &s) != 0 || today < s)
+		if (simdate_parse((const char *)start, &s) != 0 || today < s)
 			return 0;
 	}
 	if (memcmp(end, "00000000", 8) != 0) {
-		if (date_parse((const char *)end, 8, &e) != 0 || today > e)
+		if (simdate_parse((const char *)end, &e) != 0 || today > e)
 			return 0;
 	}
 	return 1;
 }
 
+/* A date field of a license: YYYYMMDD, or 00000000 for "no limit". */
+static int
+simlic_date_ok(const uint8_t *d)
+{
+	long days;
+
+	return memcmp(d, "00000000", 8) == 0 ||
+	    simdate_parse((const char *)d, &days) == 0;
+}
+
 /*
  * The 19-byte status of the vendor text for a card with the given model
  * and serial, holding blob (or none), on the given day.
+ *
+ * The dates are those of the stored license only when it is one of ours
+ * (magic and MAC hold) and both dates are YYYYMMDD or 00000000.  Any other
+ * license (foreign, damaged, or with dates that are no dates) reads back
+ * as present, serialValid 0, dateValid 0, and both dates 00000000: a real
+ * card cannot know where the dates of a blob it cannot parse would be,
+ * and must not hand out arbitrary bytes as dates.
  */
 void
 simlic_status(const uint8_t *blob, int present, const uint8_t *model,
@@ -75,26 +92,26 @@ simlic_status(const uint8_t *blob, int present, const uint8_t *model,
     uint8_t st[LIC_STATUS_LEN])
 {
 	uint8_t mac[32];
-	int macok;
+	int parses;
 
 	memset(st, 0, LIC_STATUS_LEN);
 	memset(st + 3, '0', 16);
 	if (present) {
+		simlic_mac(blob, mac);
+		parses = memcmp(blob, SIMLIC_MAGIC, 8) == 0 &&
+		    CRYPTO_memcmp(mac, blob + SIMLIC_MAC_OFF, 32) == 0 &&
+		    simlic_date_ok(blob + 40) && simlic_date_ok(blob + 48);
 		st[0] = 1;
-		memcpy(st + 3, blob + 40, 8);
-		memcpy(st + 11, blob + 48, 8);
+		if (parses) {
+			memcpy(st + 3, blob + 40, 8);
+			memcpy(st + 11, blob + 48, 8);
+			st[1] = memcmp(blob + 8, model, LIC_FIELD_LEN) == 0 &&
+			    memcmp(blob + 24, serial, LIC_FIELD_LEN) == 0;
+			st[2] = simlic_in_range(blob + 40, blob + 48, today);
+		}
 	}
 	if (global) {
 		/* A global agreement makes the card acceptable as it is. */
 		st[1] = st[2] = 1;
-		return;
 	}
-	if (!present)
-		return;
-	simlic_mac(blob, mac);
-	macok = memcmp(blob, SIMLIC_MAGIC, 8) == 0 &&
-	    CRYPTO_memcmp(mac, blob + SIMLIC_MAC_OFF, 32) == 0;
-	st[1] = macok && memcmp(blob + 8, model, LIC_FIELD_LEN) == 0 &&
-	    memcmp(blob + 24, serial, LIC_FIELD_LEN) == 0;
-	st[2] = macok && simlic_in_range(blob + 40, blob + 48, today);
 }

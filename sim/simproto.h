@@ -20,6 +20,20 @@
 #define LIC_RESPONSE_LEN	0x88	/* expiry + license data */
 #define LIC_STATUS_LEN		19	/* present, serial ok, date ok, 2 dates */
 #define LIC_ATTRIBUTE		0x8000006AUL
+#define BATCH_CLA		0x00
+#define BATCH_INS_SELECT	0xA4
+#define BATCH_SELECT_P1		0x04	/* select application */
+#define BATCH_SELECT_P2		0x0C	/* no FCI */
+#define BATCH_INS_GENERATE	0xF8
+#define BATCH_INS_GET_RESPONSE	0xC0	/* ISO 7816-4 */
+/* The status words of the vendor text, each with its meaning there. */
+#define BATCH_SW_OK		0x9000
+#define BATCH_SW_WRONG_AID	0x6999
+#define BATCH_SW_WRONG_CLA	0x6E00
+#define BATCH_SW_WRONG_P1P2	0x6A86
+#define BATCH_SW_WRONG_LENGTH	0x6700
+#define BATCH_SW_NO_CREDIT	0x6985
+#define BATCH_SW_BAD_DATE	0x6A80
 
 /* Our target card application. */
 #define TGT_AID			"\xF0\x43\x4C\x53\x49\x4D\x54\x47"

@@ -26,13 +26,15 @@
 #include <unistd.h>
 
 #include "simproto.h"
-#include "../daemon/date.h"
+#include "simdate.h"
 
 #define VC_MAX_MSG	512
 #define VC_ATR_MAX	33
 
 enum vc_type { VC_BATCH, VC_TARGET, VC_UNKNOWN };
-enum vc_garbage { VC_GARB_NONE, VC_GARB_SW, VC_GARB_SHORT, VC_GARB_LONG };
+enum vc_garbage { VC_GARB_NONE, VC_GARB_SW, VC_GARB_SHORT, VC_GARB_LONG,
+	VC_GARB_WRONGLEN, VC_GARB_LEN };
+enum vc_expiry { VC_EXP_GOOD, VC_EXP_NOTDATE, VC_EXP_BEFORE };
 
 struct vc_state {
 	enum vc_type	type;
@@ -62,6 +64,10 @@ struct vc_faults {
 	int		vanish_on;	/* vanish when this INS arrives, or -1 */
 	enum vc_garbage	garbage;
 	long		garbage_from;	/* first APDU (0-based) answered badly */
+	long		garbage_at;	/* or only this APDU, -1: from on */
+	unsigned	garbage_sw;	/* sw: the status word given */
+	long		garbage_arg;	/* wronglen: XX (-1: one too many); len: N */
+	enum vc_expiry	expiry;		/* batch: GENERATE's expiry is bad */
 	long		slow_ms;
 	long		slow_from;	/* first APDU (0-based) answered slowly */
 	int		reject_license;	/* the stored license is damaged */
@@ -78,7 +84,11 @@ struct vc_session {
 };
 
 static struct vc_state		vc_st;
-static struct vc_faults		vc_fault = { -1, -1, VC_GARB_NONE, 0, 0, 0, 0 };
+static struct vc_faults		vc_fault = {
+	.vanish_after = -1, .vanish_on = -1, .garbage = VC_GARB_NONE,
+	.garbage_at = -1, .garbage_sw = 0x6F42, .garbage_arg = -1,
+	.expiry = VC_EXP_GOOD,
+};
 static struct vc_session	vc_sess;
 static const char		*vc_state_path;
 static FILE			*vc_events;
@@ -364,7 +374,7 @@ vc_get_response(const struct vc_apdu *a, uint8_t *r)
 	if (vc_sess.pending_len == 0)
 		return vc_sw(r, 0, 0x6F00);
 	if (a->p1 != 0 || a->p2 != 0)
-		return vc_sw(r, 0, 0x6A86);
+		return vc_sw(r, 0, BATCH_SW_WRONG_P1P2);
 	rest = vc_sess.pending_len - vc_sess.pending_off;
 	n = a->has_le ? a->le : 256;
 	if (vc_st.chunk > 0 && n > (size_t)vc_st.chunk)
@@ -376,7 +386,7 @@ vc_get_response(const struct vc_apdu *a, uint8_t *r)
 	rest -= n;
 	if (rest == 0) {
 		vc_sess.pending_len = vc_sess.pending_off = 0;
-		return vc_sw(r, n, 0x9000);
+		return vc_sw(r, n, BATCH_SW_OK);
 	}
 	return vc_sw(r, n, (uint16_t)(0x6100 | (rest > 255 ? 0 : rest)));
 }
@@ -384,38 +394,43 @@ vc_get_response(const struct vc_apdu *a, uint8_t *r)
 static size_t
 vc_generate(const struct vc_apdu *a, uint8_t *r)
 {
-	char start[DATE_LEN + 1], end[DATE_LEN + 1];
+	char start[SIMDATE_LEN + 1], end[SIMDATE_LEN + 1];
 	long sd;
 	uint8_t *out = vc_sess.pending;
 
 	if (a->p1 != 0 || a->p2 != 0)
-		return vc_sw(r, 0, 0x6A86);
+		return vc_sw(r, 0, BATCH_SW_WRONG_P1P2);
 	if (a->lc != LIC_INPUT_LEN)
-		return vc_sw(r, 0, 0x6700);
-	if (date_parse((const char *)a->data + 32, DATE_LEN, &sd) != 0)
-		return vc_sw(r, 0, 0x6A80);
+		return vc_sw(r, 0, BATCH_SW_WRONG_LENGTH);
+	if (simdate_parse((const char *)a->data + 32, &sd) != 0)
+		return vc_sw(r, 0, BATCH_SW_BAD_DATE);
 	if (vc_st.credits <= 0) {
 		vc_event("batch no-credit");
-		return vc_sw(r, 0, 0x6985);
+		return vc_sw(r, 0, BATCH_SW_NO_CREDIT);
 	}
-	memcpy(start, a->data + 32, DATE_LEN);
-	start[DATE_LEN] = '\0';
+	memcpy(start, a->data + 32, SIMDATE_LEN);
+	start[SIMDATE_LEN] = '\0';
 	if (vc_st.validity_days == 0)
-		memcpy(end, "00000000", DATE_LEN + 1);
+		memcpy(end, "00000000", SIMDATE_LEN + 1);
 	else
-		date_format(sd + vc_st.validity_days - 1, end);
+		simdate_format(sd + vc_st.validity_days - 1, end);
+	/* A faulty card: the same bad expiry in the answer and the license. */
+	if (vc_fault.expiry == VC_EXP_NOTDATE)
+		memcpy(end, "20271332", SIMDATE_LEN + 1);
+	else if (vc_fault.expiry == VC_EXP_BEFORE)
+		simdate_format(sd - 1, end);
 	vc_st.credits--;
 	vc_st.issued++;
 	/* The credit is spent once the counter is saved, as on a real card. */
 	vc_save();
-	memcpy(out, end, DATE_LEN);
+	memcpy(out, end, SIMDATE_LEN);
 	simlic_make(a->data, a->data + 16, start, end, (uint32_t)vc_st.issued,
-	    out + DATE_LEN);
+	    out + SIMDATE_LEN);
 	vc_event("generate %.16s %.16s %s %s credits=%ld", a->data,
 	    a->data + 16, start, end, vc_st.credits);
 	if (vc_st.direct) {
 		memcpy(r, out, LIC_RESPONSE_LEN);
-		return vc_sw(r, LIC_RESPONSE_LEN, 0x9000);
+		return vc_sw(r, LIC_RESPONSE_LEN, BATCH_SW_OK);
 	}
 	vc_sess.pending_len = LIC_RESPONSE_LEN;
 	vc_sess.pending_off = 0;
@@ -425,26 +440,26 @@ vc_generate(const struct vc_apdu *a, uint8_t *r)
 static size_t
 vc_batch(const struct vc_apdu *a, uint8_t *r)
 {
-	if (a->ins != 0xC0)
+	if (a->ins != BATCH_INS_GET_RESPONSE)
 		vc_sess.pending_len = vc_sess.pending_off = 0;
-	if (a->cla != 0x00)
-		return vc_sw(r, 0, 0x6E00);
+	if (a->cla != BATCH_CLA)
+		return vc_sw(r, 0, BATCH_SW_WRONG_CLA);
 	switch (a->ins) {
-	case 0xA4:
-		if (a->p1 != 0x04 || a->p2 != 0x0C)
-			return vc_sw(r, 0, 0x6A86);
+	case BATCH_INS_SELECT:
+		if (a->p1 != BATCH_SELECT_P1 || a->p2 != BATCH_SELECT_P2)
+			return vc_sw(r, 0, BATCH_SW_WRONG_P1P2);
 		if (a->lc != BATCH_AID_LEN ||
 		    memcmp(a->data, BATCH_AID, BATCH_AID_LEN) != 0) {
 			vc_sess.selected = 0;
-			return vc_sw(r, 0, 0x6999);
+			return vc_sw(r, 0, BATCH_SW_WRONG_AID);
 		}
 		vc_sess.selected = 1;
-		return vc_sw(r, 0, 0x9000);
-	case 0xF8:
+		return vc_sw(r, 0, BATCH_SW_OK);
+	case BATCH_INS_GENERATE:
 		if (!vc_sess.selected)
 			return vc_sw(r, 0, 0x6D00);
 		return vc_generate(a, r);
-	case 0xC0:
+	case BATCH_INS_GET_RESPONSE:
 		return vc_get_response(a, r);
 	default:
 		return vc_sw(r, 0, 0x6D00);
@@ -531,7 +546,7 @@ vc_target(const struct vc_apdu *a, uint8_t *r)
 		return vc_sw(r, 0, 0x9000);
 	case TGT_INS_GET_STATUS:
 		simlic_status(vc_st.license, vc_st.has_license, vc_st.model,
-		    vc_st.serial, vc_st.global, date_today(NULL), st);
+		    vc_st.serial, vc_st.global, simdate_today(), st);
 		memcpy(r, st, LIC_STATUS_LEN);
 		vc_event("status %d%d%d %.8s %.8s", st[0], st[1], st[2],
 		    st + 3, st + 11);
@@ -558,22 +573,95 @@ vc_apdu(const uint8_t *c, size_t n, uint8_t *r)
 	}
 }
 
-/* Replace a good answer by a bad one of the requested kind. */
+/*
+ * Replace a good answer (n bytes, status word included) by a bad one of
+ * the requested kind.
+ */
 static size_t
 vc_spoil(uint8_t *r, size_t n)
 {
+	const uint8_t *src;
+	size_t srclen, want;
+	long xx;
+
 	switch (vc_fault.garbage) {
 	case VC_GARB_SW:
-		return vc_sw(r, 0, 0x6F42);
+		return vc_sw(r, 0, (uint16_t)vc_fault.garbage_sw);
 	case VC_GARB_SHORT:
 		r[0] = 0x90;
 		return 1;
 	case VC_GARB_LONG:
 		memset(r, 0xA5, 40);
 		return vc_sw(r, 40, 0x9000);
+	case VC_GARB_WRONGLEN:
+		/*
+		 * The data as it was, and a 61XX that lies about what is
+		 * left: by default one byte more than the truth.
+		 */
+		xx = vc_fault.garbage_arg;
+		if (xx < 0)
+			xx = (r[n - 2] == 0x61 ? r[n - 1] : 0) + 1;
+		return vc_sw(r, n - 2, (uint16_t)(0x6100 | (xx & 0xFF)));
+	case VC_GARB_LEN:
+		/*
+		 * N bytes and 9000: the answer's own data, or else the
+		 * answer still pending (GENERATE's 136 bytes), cut at N or
+		 * padded with A5.
+		 */
+		if (n > 2) {
+			src = r;
+			srclen = n - 2;
+		} else {
+			src = vc_sess.pending + vc_sess.pending_off;
+			srclen = vc_sess.pending_len - vc_sess.pending_off;
+		}
+		want = (size_t)vc_fault.garbage_arg;
+		if (src != r)
+			memcpy(r, src, srclen < want ? srclen : want);
+		if (srclen < want)
+			memset(r + srclen, 0xA5, want - srclen);
+		return vc_sw(r, want, 0x9000);
 	default:
 		return n;
 	}
+}
+
+/* --garbage KIND: sw, sw=XXXX, short, long, wronglen[=XX], len=N. */
+static int
+vc_garbage_opt(const char *v)
+{
+	char *end;
+	long x;
+
+	if (strcmp(v, "short") == 0)
+		vc_fault.garbage = VC_GARB_SHORT;
+	else if (strcmp(v, "long") == 0)
+		vc_fault.garbage = VC_GARB_LONG;
+	else if (strcmp(v, "sw") == 0)
+		vc_fault.garbage = VC_GARB_SW;
+	else if (strncmp(v, "sw=", 3) == 0) {
+		x = strtol(v + 3, &end, 16);
+		if (strlen(v + 3) != 4 || *end != '\0' || x < 0)
+			return -1;
+		vc_fault.garbage = VC_GARB_SW;
+		vc_fault.garbage_sw = (unsigned)x;
+	} else if (strcmp(v, "wronglen") == 0)
+		vc_fault.garbage = VC_GARB_WRONGLEN;
+	else if (strncmp(v, "wronglen=", 9) == 0) {
+		x = strtol(v + 9, &end, 16);
+		if (strlen(v + 9) != 2 || *end != '\0' || x < 0)
+			return -1;
+		vc_fault.garbage = VC_GARB_WRONGLEN;
+		vc_fault.garbage_arg = x;
+	} else if (strncmp(v, "len=", 4) == 0) {
+		x = strtol(v + 4, &end, 10);
+		if (v[4] == '\0' || *end != '\0' || x < 0 || x > 300)
+			return -1;
+		vc_fault.garbage = VC_GARB_LEN;
+		vc_fault.garbage_arg = x;
+	} else
+		return -1;
+	return 0;
 }
 
 static int
@@ -660,7 +748,9 @@ vc_serve(int fd)
 		}
 		rn = vc_apdu(msg, len, resp);
 		if (vc_fault.garbage != VC_GARB_NONE &&
-		    vc_sess.apdus >= vc_fault.garbage_from)
+		    (vc_fault.garbage_at >= 0 ?
+		    vc_sess.apdus == vc_fault.garbage_at :
+		    vc_sess.apdus >= vc_fault.garbage_from))
 			rn = vc_spoil(resp, rn);
 		vc_sess.apdus++;
 		if (vc_fault.slow_ms > 0 &&
@@ -689,7 +779,8 @@ vc_usage(void)
 "            --preload START:END (a license made earlier)\n"
 "  faults (this insertion only):\n"
 "    --vanish-after N  --vanish-on INS (hex)\n"
-"    --garbage sw|short|long  --garbage-from N\n"
+"    --garbage sw[=XXXX]|short|long|wronglen[=XX]|len=N (0..300)\n"
+"    --garbage-from N | --garbage-at N    --bad-expiry notdate|before\n"
 "    --slow MS  --slow-from N  --reject-license\n");
 	exit(2);
 }
@@ -717,6 +808,8 @@ main(int argc, char **argv)
 		{ "vanish-on", required_argument, NULL, 'O' },
 		{ "garbage", required_argument, NULL, 'G' },
 		{ "garbage-from", required_argument, NULL, 'F' },
+		{ "garbage-at", required_argument, NULL, 'A' },
+		{ "bad-expiry", required_argument, NULL, 'X' },
 		{ "slow", required_argument, NULL, 'S' },
 		{ "slow-from", required_argument, NULL, 'w' },
 		{ "reject-license", no_argument, NULL, 'R' },
@@ -754,11 +847,17 @@ main(int argc, char **argv)
 			vc_fault.vanish_on = (int)strtol(optarg, NULL, 16);
 			break;
 		case 'G':
-			vc_fault.garbage = strcmp(optarg, "sw") == 0 ?
-			    VC_GARB_SW : strcmp(optarg, "short") == 0 ?
-			    VC_GARB_SHORT : strcmp(optarg, "long") == 0 ?
-			    VC_GARB_LONG : VC_GARB_NONE;
-			if (vc_fault.garbage == VC_GARB_NONE)
+			if (vc_garbage_opt(optarg) != 0)
+				vc_usage();
+			break;
+		case 'A': vc_fault.garbage_at = strtol(optarg, NULL, 10);
+			break;
+		case 'X':
+			if (strcmp(optarg, "notdate") == 0)
+				vc_fault.expiry = VC_EXP_NOTDATE;
+			else if (strcmp(optarg, "before") == 0)
+				vc_fault.expiry = VC_EXP_BEFORE;
+			else
 				vc_usage();
 			break;
 		case 'F': vc_fault.garbage_from = strtol(optarg, NULL, 10);
@@ -837,7 +936,7 @@ main(int argc, char **argv)
 	if (vc_st.type == VC_TARGET) {
 		/* What this card would tell the middleware from now on. */
 		simlic_status(vc_st.license, vc_st.has_license, vc_st.model,
-		    vc_st.serial, vc_st.global, date_today(NULL), st);
+		    vc_st.serial, vc_st.global, simdate_today(), st);
 		vc_event("final %d%d%d %.8s %.8s loads=%ld", st[0], st[1],
 		    st[2], st + 3, st + 11, vc_st.loads);
 	}

@@ -339,9 +339,12 @@ START_TEST(unknown_status_word_is_in_doubt)
 {
 	char *s;
 
-	/* APDU 0 is the probe, 1 the SELECT, 2 GENERATE. */
+	/*
+	 * APDU 0 is the daemon's probe, 1 the middleware's look at a new
+	 * card in a slot (sim/README), 2 the SELECT, 3 GENERATE.
+	 */
 	tl_insert(0, "sw-batch", "--type batch --credits 5 --garbage sw "
-	    "--garbage-from 2");
+	    "--garbage-from 3");
 	d_config("sw", "1234", NULL);
 	d_start();
 	tl_insert(1, "SW1", "--type target --serial SW1");
@@ -375,14 +378,21 @@ START_TEST(batch_card_gone_before_generate_is_not_in_doubt)
 {
 	char *s;
 
-	/* It answers the probe, then leaves as the SELECT comes. */
-	tl_insert(0, "gb-batch", "--type batch --credits 5 --vanish-after 1");
+	/*
+	 * It answers the daemon's probe and the middleware's look (APDUs 0
+	 * and 1), then leaves as the SELECT comes.
+	 */
+	tl_insert(0, "gb-batch", "--type batch --credits 5 --vanish-after 2");
 	d_config("gb", "1234", NULL);
 	d_start();
 	d_wait_log("batch card inserted", 5000);
 	tl_insert(1, "GB1", "--type target --serial GB1");
 	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 1, 10000);
 	d_stop();
+	s = tl_read("grep -c 'vanish after 2 apdus' %s/cards/gb-batch.events",
+	    tl_dir);
+	ck_assert_str_eq(s, "1\n");
+	free(s);
 	ck_assert_int_eq(card_num("gb-batch", "issued"), 0);
 	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
 	    "'in-doubt'"), 0);
@@ -684,6 +694,69 @@ START_TEST(hostile_middleware_answers)
 }
 END_TEST
 
+/*
+ * Problem 3: reader names over 64 bytes that share their first 64 (sim
+ * line --long-names), as real CCID names with a serial number do.  The old
+ * code matched slotDescription's 64 bytes and handled another reader's
+ * card: operator lines said "skipped: already licensed" for cards never
+ * touched.  Now an ambiguous match is refused, naming the slots; mapped in
+ * [readers], each reader's job handles its own card.
+ */
+static void
+long_names_up(void)
+{
+	d_suite_down();
+	tl_up_opts(4, "--long-names");
+}
+
+START_TEST(long_reader_names_never_mix_cards)
+{
+	char extra[1200], *r1, *r2, *s;
+
+	r1 = tl_reader(1);
+	r2 = tl_reader(2);
+	ck_assert_int_gt(strlen(r1), 64);
+	ck_assert_int_eq(strncmp(r1, r2, 64), 0);
+	tl_insert(0, "ln-batch", "--type batch --credits 5");
+	tl_insert(2, "LN2", "--type target --serial LN2 --preload "
+	    "20260101:20301231");
+	d_config("ln", "1234", NULL);
+	d_start();
+	tl_insert(1, "LN1", "--type target --serial LN1");
+	d_wait_log("A 00 01: card -: FAILED: 4 PKCS#11 slots (IDs 0, 1, 2, 3) "
+	    "match this reader once its name is cut at 64 bytes; cannot tell "
+	    "which is its card, so none is used: add to [readers] \"map = Sim "
+	    "Line Acme", 10000);
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 2, 10000);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state <> "
+	    "'failed'"), 0);
+	s = q("SELECT ckr || '|' || count(*) FROM audit GROUP BY ckr");
+	ck_assert_str_eq(s, "CKR_SLOT_ID_INVALID|2");
+	free(s);
+	d_stop();
+	ck_assert_int_eq(card_num("ln-batch", "issued"), 0);
+	/* Mapped by slot ID (reader k is slot k on this line). */
+	snprintf(extra, sizeof(extra), "[readers]\nmap = %s -> slot-id 1\n"
+	    "map = %s -> slot-id 2\n", r1, r2);
+	d_config("ln2", "1234", extra);
+	d_start();
+	wait_n("SELECT count(*) FROM audit WHERE state IN ('verified', "
+	    "'skipped')", 2, 15000);
+	d_stop();
+	s = q("SELECT group_concat(reader || '|' || trim(CAST(serial AS TEXT))"
+	    " || '|' || state, ';') FROM (SELECT * FROM audit WHERE state IN "
+	    "('verified', 'skipped') ORDER BY reader)");
+	ck_assert_msg(strstr(s, "A 00 01|LN1|verified") != NULL &&
+	    strstr(s, "B 00 00|LN2|skipped") != NULL, "%s", s);
+	free(s);
+	ck_assert_int_eq(card_num("ln-batch", "issued"), 1);
+	free(r1);
+	free(r2);
+	tl_remove(1);
+	tl_remove(2);
+}
+END_TEST
+
 static Suite *
 credit_suite(void)
 {
@@ -706,6 +779,12 @@ credit_suite(void)
 	tcase_add_test(tc, startup_identifies_batch_cards_first);
 	tcase_add_test(tc, batch_card_pulled_while_probed_is_not_in_pool);
 	tcase_add_test(tc, hostile_middleware_answers);
+	suite_add_tcase(s, tc);
+	/* Last: it takes the suite's line down for one with long names. */
+	tc = tcase_create("long names");
+	tcase_set_timeout(tc, 120);
+	tcase_add_unchecked_fixture(tc, long_names_up, NULL);
+	tcase_add_test(tc, long_reader_names_never_mix_cards);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -4,16 +4,17 @@
  * p11-kit, and the faults the daemon's tests rely on.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <PCSC/winscard.h>
 #include <p11-kit/p11-kit.h>
 
 #include "testline.h"
 #include "../sim/simproto.h"
-#include "../daemon/date.h"
 
 #define MODULE	TOPDIR "/sim/cardlic-sim-p11.so"
 #define R_BATCH	0
@@ -283,6 +284,265 @@ START_TEST(slow_card_is_slow)
 }
 END_TEST
 
+/* A fresh batch card with the given fault options, selected. */
+static void
+hostile_card(const char *name, const char *opts)
+{
+	tl_insert(R_BATCH, name, "--type batch %s", opts);
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(tx(SELECT, NULL, NULL), 0x9000);
+}
+
+static char *
+credits_of(const char *name)
+{
+	return tl_read("grep ^credits= %s/cards/%s.state", tl_dir, name);
+}
+
+/*
+ * The hostile answers the fault matrix needs, each at a chosen APDU
+ * (0 is the SELECT, 1 the GENERATE, 2 on the GET RESPONSE pieces).
+ */
+START_TEST(hostile_batch_answers)
+{
+	uint8_t out[300];
+	size_t n;
+	char *cmd = gen_cmd(SERIAL_HEX, "20261124");
+	static const size_t lens[] = { 0, 135, 137, 256 };
+	char opts[64];
+	unsigned i;
+
+	/* Any status word, after the credit is spent. */
+	hostile_card("b-h-sw", "--credits 5 --garbage sw=6A81 --garbage-at 1");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x6A81);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_str_eq(credits_of("b-h-sw"), "credits=4\n");
+	/* --garbage-at hits that APDU only: the next answers are good. */
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x6188);
+	batch_teardown();
+	/* 61XX announcing one byte too many, then the true 136 bytes. */
+	hostile_card("b-h-wl", "--garbage wronglen --garbage-at 1");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x6189);
+	ck_assert_uint_eq(tx("00C0000089", out, &n), 0x9000);
+	ck_assert_uint_eq(n, 136);
+	batch_teardown();
+	/* A GET RESPONSE piece whose 61XX lies: 50 bytes, then 61 28. */
+	hostile_card("b-h-wl2", "--chunk 50 --garbage wronglen=28 "
+	    "--garbage-at 2");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x6188);
+	ck_assert_uint_eq(tx("00C0000088", out, &n), 0x6128);
+	ck_assert_uint_eq(n, 50);
+	ck_assert_uint_eq(tx("00C0000056", out, &n), 0x6124);	/* the truth */
+	batch_teardown();
+	/* Answers of a given length, with 9000. */
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		snprintf(opts, sizeof(opts), "--garbage len=%zu --garbage-at 1",
+		    lens[i]);
+		hostile_card("b-h-len", opts);
+		ck_assert_uint_eq(tx(cmd, out, &n), 0x9000);
+		ck_assert_uint_eq(n, lens[i]);
+		if (lens[i] >= 8)	/* the real answer first: its expiry */
+			ck_assert_int_eq(memcmp(out, "20271123", 8), 0);
+		if (lens[i] > 136)
+			ck_assert_uint_eq(out[136], 0xA5);
+		batch_teardown();
+	}
+	/* An expiry that is no date, and one before the start. */
+	hostile_card("b-h-exp", "--direct --bad-expiry notdate");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x9000);
+	ck_assert_uint_eq(n, 136);
+	ck_assert_int_eq(memcmp(out, "20271332", 8), 0);
+	ck_assert_int_eq(memcmp(out + 8 + 40, "2026112420271332", 16), 0);
+	batch_teardown();
+	hostile_card("b-h-exp", "--direct --bad-expiry before");
+	ck_assert_uint_eq(tx(cmd, out, &n), 0x9000);
+	ck_assert_int_eq(memcmp(out, "20261123", 8), 0);
+	batch_teardown();
+	/* Bad option values are refused, not taken as something else. */
+	ck_assert_int_eq(tl_sh_rc(TOPDIR "/sim/vcard --port 1 --state "
+	    "/nonexistent --garbage len=301 2>/dev/null"), 2);
+	ck_assert_int_eq(tl_sh_rc(TOPDIR "/sim/vcard --port 1 --state "
+	    "/nonexistent --garbage sw=6F4 2>/dev/null"), 2);
+	free(cmd);
+}
+END_TEST
+
+/* ---- the simulator's vendor constants against the vendor text ------- */
+
+#define SPEC	TOPDIR "/../shared/spec/"
+
+/*
+ * The first line at or after from that starts with prefix and contains
+ * what (NULL: anything); the line's text after prefix.  NULL if none.
+ */
+static const char *
+spec_line(const char *text, const char *from, const char *prefix,
+    const char *what)
+{
+	const char *p = from != NULL ? from : text, *eol;
+	size_t n = strlen(prefix);
+
+	for (; *p != '\0'; p = eol + (*eol != '\0')) {
+		eol = strchr(p, '\n');
+		if (eol == NULL)
+			eol = p + strlen(p);
+		if ((p != text && p[-1] != '\n') || strncmp(p, prefix, n) != 0)
+			continue;
+		if (what == NULL || (memmem(p, (size_t)(eol - p), what,
+		    strlen(what)) != NULL))
+			return p + n;
+	}
+	return NULL;
+}
+
+/* The hex number (2 or 4 digits, no prefix) at the start of s. */
+static unsigned
+spec_hex(const char *s, int digits)
+{
+	char buf[8];
+	char *end;
+	unsigned long v;
+
+	ck_assert_msg(s != NULL, "not found in the vendor text");
+	memcpy(buf, s, (size_t)digits);
+	buf[digits] = '\0';
+	v = strtoul(buf, &end, 16);
+	ck_assert_msg(*end == '\0', "\"%.*s\" is not hex", digits, s);
+	return (unsigned)v;
+}
+
+/*
+ * Every vendor constant the simulator uses, read from the vendor text and
+ * our reading notes at test time: if either changes, or the simulator's
+ * copy drifts, this fails (the simulator keeps its own copies on purpose,
+ * apart from the daemon's).
+ */
+START_TEST(vendor_constants_match_the_text)
+{
+	static const struct {
+		const char	*meaning;
+		unsigned	sw;
+	} sws[] = {
+		{ "Wrong application AID", BATCH_SW_WRONG_AID },
+		{ "Wrong CLA", BATCH_SW_WRONG_CLA },
+		{ "Incorrect P1-P2", BATCH_SW_WRONG_P1P2 },
+		{ "Invalid input data length", BATCH_SW_WRONG_LENGTH },
+		{ "No more credit", BATCH_SW_NO_CREDIT },
+		{ "date incorrectly formatted", BATCH_SW_BAD_DATE },
+		{ "Success", BATCH_SW_OK },
+	};
+	char *txt = tl_read("cat " SPEC "license-management.txt");
+	char *notes = tl_read("cat " SPEC "NOTES.md");
+	const char *p, *gen, *q;
+	uint8_t aid[32];
+	char hex[64];
+	size_t i, n;
+	unsigned found;
+
+	ck_assert_msg(strlen(txt) > 1000 && strlen(notes) > 1000,
+	    "vendor text missing under " SPEC);
+	/* SELECT: the AID, Lc, INS, P1, P2, CLA. */
+	p = strstr(txt, "AID of application:");
+	ck_assert_ptr_nonnull(p);
+	p += strlen("AID of application:");
+	while (*p != '\0' && strchr("0123456789ABCDEF", *p) == NULL)
+		p++;
+	for (n = 0; n < sizeof(hex) - 1 && p[n] != '\0' &&
+	    strchr("0123456789ABCDEF", p[n]) != NULL; n++)
+		hex[n] = p[n];
+	hex[n] = '\0';
+	n = tl_hex(hex, aid, sizeof(aid));
+	ck_assert_uint_eq(n, BATCH_AID_LEN);
+	ck_assert_int_eq(memcmp(aid, BATCH_AID, BATCH_AID_LEN), 0);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, NULL, "INS ", "Select"), 2),
+	    BATCH_INS_SELECT);
+	q = spec_line(txt, NULL, "INS ", "Select");
+	ck_assert_uint_eq(spec_hex(spec_line(txt, q, "Lc ", "Length of data"),
+	    2), BATCH_AID_LEN);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, q, "P1 ", NULL), 2),
+	    BATCH_SELECT_P1);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, q, "P2 ", "No FCI"), 2),
+	    BATCH_SELECT_P2);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, NULL, "CLA ", NULL), 2),
+	    BATCH_CLA);
+	/* GENERATE: INS, Lc, Le, and the fields of its data. */
+	gen = spec_line(txt, NULL, "INS ", "Generate license");
+	ck_assert_uint_eq(spec_hex(gen, 2), BATCH_INS_GENERATE);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, gen, "Lc ", NULL), 2),
+	    LIC_INPUT_LEN);
+	ck_assert_uint_eq(spec_hex(spec_line(txt, gen, "Le ", NULL), 2),
+	    LIC_RESPONSE_LEN);
+	ck_assert_ptr_nonnull(strstr(txt, "The model indication (16 bytes)"));
+	ck_assert_ptr_nonnull(strstr(txt, "The serial number (16 bytes)"));
+	ck_assert_ptr_nonnull(strstr(txt, "start date (8 bytes)"));
+	ck_assert_uint_eq(2 * LIC_FIELD_LEN + LIC_DATE_LEN, LIC_INPUT_LEN);
+	ck_assert_uint_eq(LIC_DATE_LEN + LIC_BLOB_LEN, LIC_RESPONSE_LEN);
+	/* The license and the status, in the loading chapter. */
+	ck_assert_ptr_nonnull(strstr(txt, "license data (128 bytes)"));
+	ck_assert_uint_eq(LIC_BLOB_LEN, 128);
+	ck_assert_ptr_nonnull(strstr(txt, "at least 19 bytes long"));
+	ck_assert_ptr_nonnull(strstr(txt, "length must be set to 19"));
+	ck_assert_uint_eq(LIC_STATUS_LEN, 19);
+	ck_assert_uint_eq(3 + 2 * LIC_DATE_LEN, LIC_STATUS_LEN);
+	p = strstr(txt, "vendor-specific constant 0x");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq(strtoul(p + strlen("vendor-specific constant "),
+	    NULL, 16), LIC_ATTRIBUTE);
+	/* Every status word, found by its meaning in a status table. */
+	for (i = 0; i < sizeof(sws) / sizeof(sws[0]); i++) {
+		found = 0;
+		for (p = txt; (p = strstr(p, sws[i].meaning)) != NULL; p++) {
+			q = p;
+			while (q > txt && q[-1] != '\n')
+				q--;
+			if (p - q >= 5 && q[4] == ' ' &&
+			    strspn(q, "0123456789ABCDEF") == 4) {
+				found = spec_hex(q, 4);
+				break;
+			}
+		}
+		ck_assert_msg(found == sws[i].sw, "%s: text %04X, sim %04X",
+		    sws[i].meaning, found, sws[i].sw);
+	}
+	/* Our reading notes say the same. */
+	ck_assert_ptr_nonnull(spec_line(notes, NULL, "| SELECT Lc | 09 | 9 | "
+	    "AID A0 00 00 03 63 4D 57 4C 01 |", NULL));
+	snprintf(hex, sizeof(hex), "| GENERATE Lc | %02X | %d |",
+	    LIC_INPUT_LEN, LIC_INPUT_LEN);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	snprintf(hex, sizeof(hex), "| GENERATE Le | %02X | %d |",
+	    LIC_RESPONSE_LEN, LIC_RESPONSE_LEN);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	snprintf(hex, sizeof(hex), "| 0x%02X | %d |", LIC_BLOB_LEN,
+	    LIC_BLOB_LEN);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	snprintf(hex, sizeof(hex), "| license status | - | %d |",
+	    LIC_STATUS_LEN);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	snprintf(hex, sizeof(hex), "{0x%lX, ", LIC_ATTRIBUTE);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	snprintf(hex, sizeof(hex), "`00 %02X 00 00 %02X <model 16><serial 16>"
+	    "<YYYYMMDD> %02X`", BATCH_INS_GENERATE, LIC_INPUT_LEN,
+	    LIC_RESPONSE_LEN);
+	ck_assert_msg(strstr(notes, hex) != NULL, "NOTES.md lacks %s", hex);
+	p = strstr(notes, "status words are listed in the text");
+	ck_assert_ptr_nonnull(p);
+	for (i = 0; i + 1 < sizeof(sws) / sizeof(sws[0]); i++) {
+		snprintf(hex, sizeof(hex), "%04X", sws[i].sw);
+		q = strstr(p, hex);
+		ck_assert_msg(q != NULL && q - p < 300, "NOTES.md lacks %s",
+		    hex);
+	}
+	free(txt);
+	free(notes);
+	/* And the simulator takes none of them from the daemon. */
+	ck_assert_int_ne(tl_sh_rc("grep -n 'daemon/' " TOPDIR "/sim/*.[ch] "
+	    ">&2"), 0);
+	ck_assert_int_ne(tl_sh_rc("sed -n '/^sim\\/[a-z0-9.-]*:/,/^$/p' "
+	    TOPDIR "/Makefile | grep -n 'daemon/' >&2"), 0);
+}
+END_TEST
+
 /* ---- the middleware, loaded through p11-kit as the daemon does ------ */
 
 static CK_FUNCTION_LIST	*p11;
@@ -490,6 +750,75 @@ START_TEST(license_of_another_serial_rejected)
 }
 END_TEST
 
+/*
+ * A license that is not one of ours reads back as present, not valid,
+ * with 00000000 dates: never the bytes that happen to sit where our own
+ * layout keeps its dates (see sim/README.md).
+ */
+START_TEST(foreign_license_has_no_dates)
+{
+	uint8_t blob[128], st[19];
+	CK_SESSION_HANDLE h;
+	int i;
+
+	tl_insert(R_TGT, "t-foreign", "--type target --serial T0001");
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	/* Our layout and this card's names, but no valid MAC. */
+	memset(blob, 0, sizeof(blob));
+	memcpy(blob, SIMLIC_MAGIC "SIM-MODEL-1     T0001           "
+	    "2026010120301231", 56);
+	ck_assert_uint_eq(set_license(h, blob, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\1\0\0" "00000000" "00000000", 19), 0);
+	/* Bytes of another vendor's format: not dates either. */
+	for (i = 0; i < 128; i++)
+		blob[i] = (uint8_t)(0xFF - i);
+	ck_assert_uint_eq(set_license(h, blob, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\1\0\0" "00000000" "00000000", 19), 0);
+	p11_down();
+}
+END_TEST
+
+/*
+ * Licenses from a batch card with a bad expiry, loaded anyway: one whose
+ * end is no date does not parse (00000000 dates); one that ends before it
+ * starts is ours, with its dates, and never date-valid.
+ */
+START_TEST(bad_expiry_licenses_read_back)
+{
+	uint8_t lic[136], st[19];
+	CK_SESSION_HANDLE h;
+	size_t n;
+
+	tl_insert(R_TGT, "t-badexp", "--type target --serial T0001");
+	tl_insert(R_BATCH, "b-notdate", "--type batch --bad-expiry notdate");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(generate(SERIAL_HEX, "20261101", lic, &n), 0x9000);
+	batch_teardown();
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	ck_assert_uint_eq(set_license(h, lic + 8, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\1\0\0" "00000000" "00000000", 19), 0);
+	p11_down();
+	tl_insert(R_BATCH, "b-before", "--type batch --bad-expiry before");
+	connect_reader(R_BATCH);
+	ck_assert_uint_eq(generate(SERIAL_HEX, "20261101", lic, &n), 0x9000);
+	batch_teardown();
+	p11_up();
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	ck_assert_uint_eq(set_license(h, lic + 8, 128), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(memcmp(st, "\1\1\0" "20261101" "20261031", 19), 0);
+	p11_down();
+}
+END_TEST
+
 START_TEST(expired_license_has_bad_date)
 {
 	uint8_t lic[136], st[19];
@@ -598,6 +927,223 @@ START_TEST(parallel_slots_keep_their_logins)
 }
 END_TEST
 
+/* The 16-byte serial of the token in reader k, or "" with the CKR. */
+static CK_RV
+token_serial(int k, char out[17])
+{
+	CK_TOKEN_INFO ti;
+	CK_RV rv;
+
+	out[0] = '\0';
+	rv = p11->C_GetTokenInfo(slot_of(k), &ti);
+	if (rv == CKR_OK) {
+		memcpy(out, ti.serialNumber, 16);
+		out[16] = '\0';
+	}
+	return rv;
+}
+
+/*
+ * A garbage answer to the token info, then another card in that reader:
+ * the new card is seen, not "no token" through a stale PC/SC handle.
+ */
+START_TEST(garbage_token_info_then_next_card)
+{
+	char serial[17];
+
+	/* APDU 0 is the probe's SELECT, 1 and 2 the SELECT and the info. */
+	tl_insert(R_TGT, "t-garb-info", "--type target --serial GARB01 "
+	    "--garbage sw --garbage-from 2");
+	p11_up();
+	ck_assert_uint_eq(token_serial(R_TGT, serial), CKR_DEVICE_ERROR);
+	tl_insert(R_TGT, "t-after-garb", "--type target --serial AFTER01");
+	ck_assert_uint_eq(token_serial(R_TGT, serial), CKR_OK);
+	ck_assert_str_eq(serial, "AFTER01         ");
+	p11_down();
+}
+END_TEST
+
+/* A card swapped between two calls: the slot follows the reader. */
+START_TEST(card_swapped_between_calls)
+{
+	char serial[17];
+	CK_SESSION_HANDLE h;
+	uint8_t st[19];
+
+	tl_insert(R_TGT, "t-swap-a", "--type target --serial SWAPA");
+	p11_up();
+	ck_assert_uint_eq(token_serial(R_TGT, serial), CKR_OK);
+	ck_assert_str_eq(serial, "SWAPA           ");
+	tl_insert(R_TGT, "t-swap-b", "--type target --serial SWAPB");
+	ck_assert_uint_eq(token_serial(R_TGT, serial), CKR_OK);
+	ck_assert_str_eq(serial, "SWAPB           ");
+	/* And a session opened after a swap works on the new card. */
+	tl_insert(R_TGT, "t-swap-c", "--type target --serial SWAPC");
+	h = open_rw(R_TGT);
+	ck_assert_uint_eq(login(h, "1234"), CKR_OK);
+	ck_assert_uint_eq(get_status(h, st), CKR_OK);
+	ck_assert_int_eq(st[0], 0);
+	ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
+	ck_assert_str_eq(tl_read("grep -c 'login ok' %s/cards/t-swap-c.events",
+	    tl_dir), "1\n");
+	p11_down();
+}
+END_TEST
+
+/*
+ * CKF_TOKEN_PRESENT in C_GetSlotInfo says exactly what C_OpenSession and
+ * C_GetTokenInfo find: a batch card, an unknown card or an empty reader
+ * holds no token of ours.
+ */
+START_TEST(slot_info_agrees_with_open_session)
+{
+	static const int want[4] = { 0, 1, 0, 0 };
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+	int k, round;
+	char *out;
+
+	tl_insert(R_BATCH, "b-slotinfo", "--type batch");
+	tl_insert(R_TGT, "t-slotinfo", "--type target --serial SLOT01");
+	tl_insert(R_TGT2, "u-slotinfo", "--type unknown");
+	tl_remove(3);
+	p11_up();
+	/* Twice: the second answer comes from what the first one learnt. */
+	for (round = 0; round < 2; round++) {
+		for (k = 0; k < 4; k++) {
+			ck_assert_uint_eq(p11->C_GetSlotInfo(slot_of(k), &si),
+			    CKR_OK);
+			ck_assert_msg(!!(si.flags & CKF_TOKEN_PRESENT) ==
+			    want[k], "reader %d: flags 0x%lx", k, si.flags);
+			rv = p11->C_OpenSession(slot_of(k), CKF_SERIAL_SESSION,
+			    NULL, NULL, &h);
+			ck_assert_msg((rv == CKR_OK) == want[k],
+			    "reader %d: C_OpenSession 0x%lx", k, rv);
+			if (rv == CKR_OK)
+				p11->C_CloseSession(h);
+			else
+				ck_assert_uint_eq(rv, CKR_TOKEN_NOT_PRESENT);
+			rv = p11->C_GetTokenInfo(slot_of(k), &ti);
+			ck_assert_msg((rv == CKR_OK) == want[k],
+			    "reader %d: C_GetTokenInfo 0x%lx", k, rv);
+		}
+	}
+	/* The batch card's state is as it was: nothing reached it. */
+	ck_assert_int_ne(tl_sh_rc("grep -q generate %s/cards/b-slotinfo.events",
+	    tl_dir), 0);
+	p11_down();
+	/* sim/README's example, batch card in reader 0 and all. */
+	tl_remove(R_TGT2);
+	out = tl_read("pkcs11-tool --module %s --login --pin 1234 -O 2>&1; "
+	    "echo \"exit $?\"", MODULE);
+	ck_assert_msg(strstr(out, "exit 0\n") != NULL, "%s", out);
+	free(out);
+	out = tl_read("pkcs11-tool --module %s -L 2>&1", MODULE);
+	ck_assert_msg(strstr(out, "serial num         : SLOT01") != NULL,
+	    "%s", out);
+	free(out);
+}
+END_TEST
+
+/* ---- many threads, many cards: the slot table under load ------------ */
+
+static volatile int	churn_stop;
+static long		churn_lists;
+
+/* What a second client thread does all along: refresh the slot list. */
+static void *
+churn_slot_lists(void *arg)
+{
+	CK_SLOT_ID ids[32];
+	CK_ULONG n;
+
+	(void)arg;
+	while (!churn_stop) {
+		n = 32;
+		ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, ids, &n),
+		    CKR_OK);
+		churn_lists++;
+	}
+	return NULL;
+}
+
+/*
+ * While another thread refreshes the slot list without a pause, a token
+ * that is in its reader is never reported missing (p11_refresh used to
+ * clear every slot's flag for a moment).  Bounded by count and by time;
+ * the verdict depends on neither.
+ */
+START_TEST(refresh_never_hides_a_present_token)
+{
+	CK_TOKEN_INFO ti;
+	CK_SLOT_ID slot;
+	pthread_t th;
+	long i, bad = 0, t0;
+	CK_RV rv, first = CKR_OK;
+
+	tl_insert(R_TGT, "t-churn", "--type target --serial CHURN01");
+	p11_up();
+	slot = slot_of(R_TGT);
+	churn_stop = 0;
+	ck_assert_int_eq(pthread_create(&th, NULL, churn_slot_lists, NULL), 0);
+	t0 = tl_now_ms();
+	for (i = 0; i < 4000 && tl_now_ms() - t0 < 8000; i++) {
+		rv = p11->C_GetTokenInfo(slot, &ti);
+		if (rv != CKR_OK && bad++ == 0)
+			first = rv;
+	}
+	churn_stop = 1;
+	pthread_join(th, NULL);
+	ck_assert_msg(bad == 0, "%ld of %ld C_GetTokenInfo failed (first "
+	    "0x%lx) during %ld slot list refreshes", bad, i, first,
+	    churn_lists);
+	ck_assert_int_gt(churn_lists, 0);
+	p11_down();
+}
+END_TEST
+
+/*
+ * Fast turnover on three target readers while the slot list is refreshed
+ * all along: every card inserted is seen with its own serial, opens a
+ * session and answers its status.
+ */
+START_TEST(turnover_on_three_readers)
+{
+	static const int readers[3] = { 1, 2, 3 };
+	char name[16], serial[17], want[17];
+	CK_SESSION_HANDLE h;
+	uint8_t st[19];
+	pthread_t th;
+	int round, r;
+
+	p11_up();
+	churn_stop = 0;
+	ck_assert_int_eq(pthread_create(&th, NULL, churn_slot_lists, NULL), 0);
+	for (round = 0; round < 6; round++) {
+		for (r = 0; r < 3; r++) {
+			snprintf(name, sizeof(name), "TURN%d%02d", r, round);
+			tl_insert(readers[r], name, "--type target --serial "
+			    "%s", name);
+			snprintf(want, sizeof(want), "%-16s", name);
+			ck_assert_uint_eq(token_serial(readers[r], serial),
+			    CKR_OK);
+			ck_assert_str_eq(serial, want);
+			/* Every other card: a token info, then a pull. */
+			if (round % 2 == 1)
+				continue;
+			h = open_rw(readers[r]);
+			ck_assert_uint_eq(get_status(h, st), CKR_OK);
+			ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
+		}
+	}
+	churn_stop = 1;
+	pthread_join(th, NULL);
+	p11_down();
+}
+END_TEST
+
 START_TEST(real_clients)
 {
 	char *out;
@@ -692,6 +1238,118 @@ START_TEST(system_pcscd_untouched)
 }
 END_TEST
 
+/*
+ * --long-names: every reader's PC/SC name is over 64 bytes and all share
+ * their first 64, as real CCID readers with a serial number do.  The
+ * middleware cuts slotDescription at 64 bytes, as a real one would; the
+ * slot ID of reader k is k (line k + 1 of DIR/readers).
+ */
+START_TEST(long_reader_names)
+{
+	char *names, *out, *line[4], *p, sock[512], want[80];
+	CK_SLOT_ID ids[32];
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+	CK_ULONG n = 32, i;
+	int k;
+
+	tl_sh(TOPDIR "/sim/line up --dir %s/long --readers 4 --long-names "
+	    ">/dev/null", tl_dir);
+	names = tl_read("cat %s/long/readers", tl_dir);
+	for (k = 0, p = names; k < 4; k++) {
+		line[k] = p;
+		p = strchr(p, '\n');
+		ck_assert_ptr_nonnull(p);
+		*p++ = '\0';
+		ck_assert_msg(strlen(line[k]) > 64, "%s", line[k]);
+		ck_assert_uint_le(strlen(line[k]), 127);
+		ck_assert_int_eq(memcmp(line[k], line[0], 64), 0);
+	}
+	ck_assert_str_eq(p, "");
+	for (k = 1; k < 4; k++)
+		ck_assert_str_ne(line[k], line[k - 1]);
+	/* pcscd names them exactly so. */
+	out = tl_read("PCSCLITE_CSOCK_NAME=%s/long/run/pcscd.comm "
+	    TOPDIR "/sim/simpcsc readers", tl_dir);
+	snprintf(sock, sizeof(sock), "%s\n%s\n%s\n%s\n", line[0], line[1],
+	    line[2], line[3]);
+	ck_assert_str_eq(out, sock);
+	free(out);
+	tl_sh(TOPDIR "/sim/line insert --dir %s/long --reader 2 --card LN02 "
+	    "-- --type target --serial LN02", tl_dir);
+	snprintf(sock, sizeof(sock), "%s/long/run/pcscd.comm", tl_dir);
+	setenv("PCSCLITE_CSOCK_NAME", sock, 1);
+	p11_up();
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, ids, &n), CKR_OK);
+	ck_assert_uint_eq(n, 4);
+	for (i = 0; i < n; i++) {
+		ck_assert_uint_eq(ids[i], i);
+		ck_assert_uint_eq(p11->C_GetSlotInfo(ids[i], &si), CKR_OK);
+		ck_assert_int_eq(memcmp(si.slotDescription, line[i], 64), 0);
+		ck_assert_uint_eq(p11->C_GetTokenInfo(ids[i], &ti),
+		    i == 2 ? CKR_OK : CKR_TOKEN_NOT_PRESENT);
+	}
+	p11_down();
+	/* What sim/README tells a test to read: pkcs11-tool -L. */
+	out = tl_read("pkcs11-tool --module %s -L 2>&1", MODULE);
+	snprintf(want, sizeof(want), "Slot 2 (0x2): %.64s", line[2]);
+	ck_assert_msg(strstr(out, want) != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "serial num         : LN02") != NULL, "%s",
+	    out);
+	free(out);
+	free(names);
+	tl_sh(TOPDIR "/sim/line down --dir %s/long >/dev/null", tl_dir);
+}
+END_TEST
+
+/*
+ * restart-pcscd keeps the port lock while its pcscd is down, so that no
+ * other line can take its ports meanwhile.
+ */
+START_TEST(restart_holds_the_port_lock)
+{
+	char *pid, *out;
+	int i;
+
+	tl_sh(TOPDIR "/sim/line up --dir %s/rs --readers 2 >/dev/null",
+	    tl_dir);
+	pid = tl_read("cat %s/rs/pcscd.pid", tl_dir);
+	pid[strcspn(pid, "\n")] = '\0';
+	tl_sh("RESTART_GAP=3 " TOPDIR "/sim/line restart-pcscd --dir %s/rs "
+	    ">%s/rs.out 2>&1 & echo $! > %s/rs.restart", tl_dir, tl_dir,
+	    tl_dir);
+	/* Bounded wait for the old pcscd to be gone: inside the gap now. */
+	for (i = 0; i < 500 && tl_sh_rc("kill -0 %s 2>/dev/null", pid) == 0;
+	    i++)
+		usleep(10000);
+	ck_assert_int_ne(tl_sh_rc("kill -0 %s 2>/dev/null", pid), 0);
+	ck_assert_int_ne(tl_sh_rc("flock -n ${TMPDIR:-/tmp}/cardlicd-sim-"
+	    "ports.lock true"), 0);
+	tl_sh("while kill -0 $(cat %s/rs.restart) 2>/dev/null; do "
+	    "sleep 0.1; done", tl_dir);
+	out = tl_read("cat %s/rs.out", tl_dir);
+	ck_assert_msg(strstr(out, "pcscd restarted: ") != NULL, "%s", out);
+	free(out);
+	out = tl_read("PCSCLITE_CSOCK_NAME=%s/rs/run/pcscd.comm "
+	    TOPDIR "/sim/simpcsc readers", tl_dir);
+	ck_assert_str_eq(out, "Sim Line A 00 00\nSim Line A 00 01\n");
+	free(out);
+	free(pid);
+	tl_sh(TOPDIR "/sim/line down --dir %s/rs >/dev/null", tl_dir);
+}
+END_TEST
+
+/* A test that left the suite's line down does not fail the next ones. */
+START_TEST(line_down_then_next_insert)
+{
+	tl_sh(TOPDIR "/sim/line down --dir %s >/dev/null", tl_dir);
+	tl_insert(R_TGT, "t-again", "--type target --serial AGAIN01");
+	ck_assert_int_eq(tl_sh_rc(TOPDIR "/sim/simpcsc readers | wc -l | "
+	    "grep -qx 4"), 0);
+	tl_remove(R_TGT);
+}
+END_TEST
+
 static void
 line_up(void)
 {
@@ -715,6 +1373,8 @@ sim_suite(void)
 	tcase_add_test(b, credits_run_out_and_stay_out);
 	tcase_add_test(b, unknown_card_and_garbage);
 	tcase_add_test(b, slow_card_is_slow);
+	tcase_add_test(b, vendor_constants_match_the_text);
+	tcase_add_test(b, hostile_batch_answers);
 	suite_add_tcase(s, b);
 
 	tcase_add_unchecked_fixture(t, line_up, tl_down);
@@ -725,11 +1385,18 @@ sim_suite(void)
 	tcase_add_test(t, load_then_status);
 	tcase_add_test(t, license_of_another_serial_rejected);
 	tcase_add_test(t, expired_license_has_bad_date);
+	tcase_add_test(t, foreign_license_has_no_dates);
+	tcase_add_test(t, bad_expiry_licenses_read_back);
 	tcase_add_test(t, global_license_card);
 	tcase_add_test(t, bad_calls_get_the_right_ckr);
 	tcase_add_test(t, card_pulled_mid_apdu);
 	tcase_add_test(t, parallel_slots_keep_their_logins);
 	tcase_add_test(t, real_clients);
+	tcase_add_test(t, garbage_token_info_then_next_card);
+	tcase_add_test(t, card_swapped_between_calls);
+	tcase_add_test(t, slot_info_agrees_with_open_session);
+	tcase_add_test(t, refresh_never_hides_a_present_token);
+	tcase_add_test(t, turnover_on_three_readers);
 	suite_add_tcase(s, t);
 
 	tcase_add_unchecked_fixture(l, line_up, tl_down);
@@ -737,6 +1404,9 @@ sim_suite(void)
 	tcase_add_test(l, taken_port_is_refused);
 	tcase_add_test(l, lines_side_by_side);
 	tcase_add_test(l, system_pcscd_untouched);
+	tcase_add_test(l, long_reader_names);
+	tcase_add_test(l, restart_holds_the_port_lock);
+	tcase_add_test(l, line_down_then_next_insert);
 	suite_add_tcase(s, l);
 	return s;
 }

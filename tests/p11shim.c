@@ -51,7 +51,8 @@ shim_rule(struct shim_rule *r)
 		if (sscanf(line, "status-len %ld", &r->status_len) == 1)
 			continue;
 		if (sscanf(line, "status %199s", hex) == 1) {
-			for (i = 0; i < sizeof(r->status) && hex[2 * i] != '\0' &&
+			for (i = 0; i < sizeof(r->status) &&
+			    hex[2 * i] != '\0' &&
 			    sscanf(hex + 2 * i, "%2x", &v) == 1; i++)
 				r->status[i] = (unsigned char)v;
 			r->status_n = i;

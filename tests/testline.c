@@ -3,6 +3,7 @@
  * directory, torn down by PID at the end.
  */
 #include <check.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 #include "testline.h"
 
 char	tl_dir[256];
+static int	tl_readers;
+static char	tl_opts[64];
 
 static char *
 tl_vfmt(const char *fmt, va_list ap)
@@ -63,8 +66,9 @@ tl_sh(const char *fmt, ...)
 	free(cmd);
 }
 
+/* As tl_up, with more options for sim/line up (e.g. "--long-names"). */
 void
-tl_up(int readers)
+tl_up_opts(int readers, const char *opts)
 {
 	char tmpl[] = "/tmp/cardlic-test-XXXXXX";
 	char sock[300];
@@ -72,8 +76,10 @@ tl_up(int readers)
 	if (mkdtemp(tmpl) == NULL)
 		abort();
 	snprintf(tl_dir, sizeof(tl_dir), "%s", tmpl);
-	if (tl_sh_rc(TOPDIR "/sim/line up --dir %s --readers %d >/dev/null",
-	    tl_dir, readers) != 0) {
+	tl_readers = readers;
+	snprintf(tl_opts, sizeof(tl_opts), "%s", opts);
+	if (tl_sh_rc(TOPDIR "/sim/line up --dir %s --readers %d %s >/dev/null",
+	    tl_dir, readers, opts) != 0) {
 		fprintf(stderr, "cannot bring the simulated line up\n");
 		exit(1);
 	}
@@ -85,6 +91,40 @@ tl_up(int readers)
 	/* Every PC/SC client of the suite, forks included, uses this line. */
 	snprintf(sock, sizeof(sock), "%s/run/pcscd.comm", tl_dir);
 	setenv("PCSCLITE_CSOCK_NAME", sock, 1);
+}
+
+void
+tl_up(int readers)
+{
+	tl_up_opts(readers, "");
+}
+
+/*
+ * The suite's line is up, or is brought up again in the same directory
+ * (same socket path, same card states).  A test that broke the line (a
+ * pcscd restart that failed, a line taken down) fails alone: the tests
+ * after it, which all start by inserting a card, get a line again instead
+ * of failing in turn.
+ */
+void
+tl_line_ensure(void)
+{
+	char *pid;
+	long n;
+
+	if (tl_dir[0] == '\0')
+		return;
+	pid = tl_read("cat %s/pcscd.pid 2>/dev/null", tl_dir);
+	n = strtol(pid, NULL, 10);
+	free(pid);
+	if (n > 0 && kill((pid_t)n, 0) == 0 &&
+	    tl_sh_rc("test -f %s/env", tl_dir) == 0)
+		return;
+	fprintf(stderr, "testline: the line in %s was down; bringing it up "
+	    "again\n", tl_dir);
+	tl_sh_rc(TOPDIR "/sim/line down --dir %s >/dev/null 2>&1", tl_dir);
+	tl_sh(TOPDIR "/sim/line up --dir %s --readers %d %s >/dev/null",
+	    tl_dir, tl_readers, tl_opts);
 }
 
 void
@@ -107,6 +147,7 @@ tl_insert(int k, const char *card, const char *fmt, ...)
 	va_start(ap, fmt);
 	opts = tl_vfmt(fmt, ap);
 	va_end(ap);
+	tl_line_ensure();
 	tl_remove(k);
 	tl_sh(TOPDIR "/sim/line insert --dir %s --reader %d --card %s -- %s",
 	    tl_dir, k, card, opts);

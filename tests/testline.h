@@ -8,6 +8,8 @@
 extern char	tl_dir[];
 
 void	tl_up(int);
+void	tl_up_opts(int, const char *);
+void	tl_line_ensure(void);
 void	tl_down(void);
 void	tl_sh(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	tl_sh_rc(const char *, ...) __attribute__((format(printf, 1, 2)));

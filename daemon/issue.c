@@ -1,0 +1,721 @@
+/*
+ * The issuance steps of one target card (DESIGN.md), run by its job's
+ * thread once the card is known to be a target card and claimed (job.c).
+ * Every step that could cost a credit or touch the PIN is guarded by the
+ * invariants:
+ *
+ *  1. the license is in the database before it is loaded, and the daemon
+ *     asks for one only after a row saying so was written;
+ *  2. a pending license of the same card is reused;
+ *  3. a card the middleware accepts costs nothing, unless due for renewal;
+ *  4. the PIN is tried once, never on a card whose flags say locked or
+ *     final try, and never again after it was refused;
+ *  5. only a read-back with both flags and the expected dates counts;
+ *  6. a credit that may have been spent with no license to show ends in
+ *     a durable in-doubt row, and the card gets no new credit until an
+ *     admin decides.
+ *
+ * A generated license is never held only in memory: its spill file is
+ * reserved before GENERATE, written as soon as the answer is in, and its
+ * row is committed with retries that do not give up while the daemon
+ * runs (the job stays open meanwhile).
+ *
+ * The outcome is decided here, once: the operator's line and the message
+ * to the loop both take it from issue_report.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "cardlicd.h"
+#include "dbhash.h"
+
+#define ISSUE_DB_RETRIES	3
+
+/* Per-step timings, as JSON for the audit row: {"token":3,"status":2}. */
+void
+issue_time(struct job *j, const char *step)
+{
+	long now = job_now_ms();
+	int n;
+
+	if (j->tlen + 40 >= sizeof(j->timings))
+		return;
+	n = snprintf(j->timings + j->tlen, sizeof(j->timings) - j->tlen,
+	    "%s\"%s\":%ld", j->tlen == 0 ? "{" : ",", step, now - j->tstep);
+	j->tlen += (size_t)n;
+	j->tstep = now;
+}
+
+static const char *
+issue_timings(struct job *j)
+{
+	static __thread char out[300];
+
+	snprintf(out, sizeof(out), "%s%s\"total\":%ld}", j->tlen == 0 ? "{" :
+	    j->timings, j->tlen == 0 ? "" : ",", job_now_ms() - j->t0);
+	return out;
+}
+
+static void
+issue_row_init(struct job *j, struct db_row *r, const char *state)
+{
+	memset(r, 0, sizeof(*r));
+	r->reader = j->c.reader;
+	r->job = j->id;
+	r->state = state;
+	r->model = j->tok.model;
+	r->serial = j->tok.serial;
+	r->batch_count = -1;
+	r->timings = issue_timings(j);
+}
+
+/*
+ * Append a row; on failure try again a few times (a busy or briefly full
+ * disk), then give up with an alert.  Returns the seq or -1.
+ */
+static long
+issue_record(struct job *j, const struct db_row *r)
+{
+	char err[512];
+	long seq;
+	int i;
+
+	for (i = 0; i < ISSUE_DB_RETRIES; i++) {
+		if ((seq = db_append(r, err, sizeof(err))) > 0)
+			return seq;
+		usleep(100000);
+	}
+	log_alert("%s: cannot record the %s row of card %s: %s", j->c.reader,
+	    r->state, j->serial, err);
+	return -1;
+}
+
+/*
+ * Append a row that must not be lost: a license paid for, or what became
+ * of it.  Retried while the daemon runs, with an alert now and then; the
+ * job (and the card's claim) stays open meanwhile.  A restart takes over
+ * from the spill file or the `requested` row.
+ */
+static long
+issue_record_forever(struct job *j, const struct db_row *r)
+{
+	char err[512];
+	long seq, waited = 0, delay = 100;
+
+	for (;;) {
+		if ((seq = db_append(r, err, sizeof(err))) > 0) {
+			if (waited > 0)
+				log_alert("%s: the %s row of card %s is "
+				    "recorded after %ld ms", j->c.reader,
+				    r->state, j->serial, waited);
+			return seq;
+		}
+		if (waited % 30000 < delay)
+			log_alert("%s: cannot record the %s row of card %s: "
+			    "%s; retrying until it is recorded", j->c.reader,
+			    r->state, j->serial, err);
+		usleep((useconds_t)delay * 1000);
+		waited += delay;
+		if (delay < 2000)
+			delay *= 2;
+	}
+}
+
+const char *
+outcome_name(enum outcome o)
+{
+	static const char *const names[] = { "-", "verified", "skipped",
+	    "FAILED", "REJECTED", "PAUSED", "IN-DOUBT", "UNKNOWN",
+	    "ignored" };
+
+	return (size_t)o < sizeof(names) / sizeof(names[0]) ? names[o] : "?";
+}
+
+/* The operator's line, with the outcome the loop will learn too. */
+void
+issue_report(struct job *j, enum outcome outcome, const char *reason)
+{
+	struct card_report cr;
+	char head[65];
+
+	db_chain_head(head);
+	memset(&cr, 0, sizeof(cr));
+	cr.reader = j->c.reader;
+	cr.serial = j->serial;
+	cr.model = j->model;
+	cr.outcome = outcome_name(outcome);
+	j->res.outcome = outcome;
+	cr.reason = reason;
+	cr.end_date = j->end_date;
+	cr.ms = job_now_ms() - j->t0;
+	cr.chain_head = head;
+	log_card(&cr);
+}
+
+/* A row saying what went wrong, and the operator's line. */
+static void
+issue_fail(struct job *j, const char *ckr, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+issue_fail(struct job *j, const char *ckr, const char *fmt, ...)
+{
+	struct db_row r;
+	char reason[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	issue_row_init(j, &r, "failed");
+	r.reason = reason;
+	r.ckr = ckr;
+	if (j->res.credit_used)
+		issue_record_forever(j, &r);
+	else
+		issue_record(j, &r);
+	issue_report(j, j->paused || j->res.pin_refused || j->res.no_credit ?
+	    OUTCOME_PAUSED : OUTCOME_FAILED, reason);
+}
+
+static void
+issue_end_session(struct job *j)
+{
+	if (j->logged_in)
+		p11_logout(j->session);
+	if (j->has_session)
+		p11_close(j->session);
+	j->logged_in = j->has_session = 0;
+}
+
+static int
+issue_renewal_due(const struct job *j, const uint8_t *st, long today)
+{
+	long end;
+
+	if (j->c.conf->renew_days == 0 || memcmp(st + 11, "00000000", 8) == 0)
+		return 0;
+	if (date_parse((const char *)st + 11, 8, &end) != 0)
+		return 1;
+	return end - today < j->c.conf->renew_days;
+}
+
+/* A credit may be spent with no license to show: say so, durably. */
+static void
+issue_doubt(struct job *j, const char *start, const struct batch_license *bl,
+    const char *sw)
+{
+	struct db_row r;
+	char reason[700];
+	long seq;
+
+	snprintf(reason, sizeof(reason), "%s; no new credit for this card "
+	    "until an admin decides (cardlicctl resolve)", bl->message);
+	issue_row_init(j, &r, "in-doubt");
+	r.reason = reason;
+	r.start_date = start;
+	r.sw = bl->sw != 0 ? sw : NULL;
+	r.batch_reader = bl->reader[0] != '\0' ? bl->reader : NULL;
+	r.batch_atr = bl->atr[0] != '\0' ? bl->atr : NULL;
+	/* The bytes that came, as evidence, when a whole answer came. */
+	r.license = bl->has_license ? bl->license : NULL;
+	j->res.credit_used = 1;
+	seq = issue_record_forever(j, &r);
+	log_alert("%s: card %s: a credit may have been spent (row %ld): %s",
+	    j->c.reader, j->serial, seq, bl->message);
+	issue_report(j, OUTCOME_IN_DOUBT, reason);
+}
+
+/*
+ * Get the license for the card: the pending one, or a new one from a batch
+ * card after the request is on record.  0 with lic filled, -1 when the job
+ * is over (already recorded and reported).
+ */
+/*
+ * The license is paid for: durable in the spill file first, then its
+ * `generated` row, retried until it is in (invariant 1).
+ */
+static int
+issue_keep_license(struct job *j, int spill, const char *start,
+    const struct batch_license *bl, const char *sw, struct db_pending *lic)
+{
+	struct spill_license sl;
+	struct db_row r;
+	char reason[300];
+	long seq;
+
+	j->res.credit_used = 1;
+	/* The license is paid for: first durable in the spill file. */
+	memset(&sl, 0, sizeof(sl));
+	memcpy(sl.model, j->tok.model, FIELD_LEN);
+	memcpy(sl.serial, j->tok.serial, FIELD_LEN);
+	snprintf(sl.start, sizeof(sl.start), "%s", start);
+	snprintf(sl.end, sizeof(sl.end), "%s", bl->end_date);
+	memcpy(sl.license, bl->license, LICENSE_LEN);
+	snprintf(sl.reader, sizeof(sl.reader), "%s", j->c.reader);
+	snprintf(sl.batch_reader, sizeof(sl.batch_reader), "%s", bl->reader);
+	snprintf(sl.batch_atr, sizeof(sl.batch_atr), "%s", bl->atr);
+	snprintf(sl.sw, sizeof(sl.sw), "%s", sw);
+	if (spill_write(spill, j->id, &sl, reason, sizeof(reason)) != 0)
+		log_alert("%s: %s: %s; the license is recorded in the database"
+		    " only", j->c.reader, j->serial, reason);
+	fault_point("commit-generated");
+	issue_row_init(j, &r, "generated");
+	r.reason = bl->message;
+	r.start_date = start;
+	r.end_date = bl->end_date;
+	r.license = bl->license;
+	r.batch_reader = bl->reader;
+	r.batch_atr = bl->atr;
+	r.batch_count = db_batch_count(bl->reader, bl->atr) + 1;
+	r.sw = sw;
+	seq = issue_record_forever(j, &r);
+	spill_release(spill, j->id);
+	issue_time(j, "record");
+	lic->license_seq = seq;
+	memcpy(lic->license, bl->license, LICENSE_LEN);
+	snprintf(lic->start_date, sizeof(lic->start_date), "%s", start);
+	snprintf(lic->end_date, sizeof(lic->end_date), "%s", bl->end_date);
+	return 0;
+}
+
+/*
+ * A new license from a batch card: room reserved, the request on record,
+ * then GENERATE.  0 with lic filled, -1 when the job is over.
+ */
+static int
+issue_generate(struct job *j, const char *start, const char *breader,
+    const char *batr, struct db_pending *lic)
+{
+	struct batch_license bl;
+	struct db_row r;
+	char reason[700], sw[8];
+	enum batch_result br;
+	int spill;
+
+	/* Invariant 1: room for the license before a credit is asked for. */
+	if ((spill = spill_reserve(j->id, reason, sizeof(reason))) < 0) {
+		issue_fail(j, NULL, "cannot reserve room to record a license "
+		    "(%s); no credit spent", reason);
+		return -1;
+	}
+	/* Invariant 1: no credit is asked for unless this row is on disk. */
+	issue_row_init(j, &r, "requested");
+	snprintf(reason, sizeof(reason), "asking for a license starting %s",
+	    start);
+	r.reason = reason;
+	r.start_date = start;
+	r.batch_reader = breader;
+	r.batch_atr = batr;
+	if (issue_record(j, &r) < 0) {
+		spill_release(spill, j->id);
+		issue_report(j, OUTCOME_FAILED, "cannot write to the audit "
+		    "database; no credit spent");
+		return -1;
+	}
+	fault_point("requested");
+	br = batch_generate(j->tok.model, j->tok.serial, start, &bl);
+	issue_time(j, "generate");
+	snprintf(sw, sizeof(sw), "%04X", bl.sw & 0xFFFF);
+	if (br == BATCH_DOUBT) {
+		spill_release(spill, j->id);
+		issue_doubt(j, start, &bl, sw);
+		return -1;
+	}
+	if (br != BATCH_OK) {
+		spill_release(spill, j->id);
+		issue_row_init(j, &r, "failed");
+		r.reason = bl.message;
+		r.start_date = start;
+		r.sw = bl.sw != 0 ? sw : NULL;
+		r.batch_reader = bl.reader[0] != '\0' ? bl.reader : NULL;
+		r.batch_atr = bl.atr[0] != '\0' ? bl.atr : NULL;
+		if (br == BATCH_NONE) {
+			j->res.no_credit = 1;
+			snprintf(reason, sizeof(reason), "%s; no batch card "
+			    "with credit left: issuance paused until one is "
+			    "inserted", bl.message);
+			r.reason = reason;
+		}
+		issue_record(j, &r);
+		issue_report(j, br == BATCH_NONE ? OUTCOME_PAUSED :
+		    OUTCOME_FAILED, r.reason);
+		return -1;
+	}
+	return issue_keep_license(j, spill, start, &bl, sw, lic);
+}
+
+static int
+issue_license(struct job *j, long today, struct db_pending *lic)
+{
+	char start[DATE_LEN + 1], breader[READER_MAX];
+	char batr[2 * ATR_MAX + 1];
+	long seq;
+	int rc;
+
+	rc = db_find_pending(j->tok.model, j->tok.serial, today, lic);
+	issue_time(j, "pending");
+	if (rc < 0) {
+		issue_fail(j, NULL, "cannot read the audit database; no credit "
+		    "spent");
+		return -1;
+	}
+	if (rc == 1) {
+		log_info("%s: %s: reusing its pending license (row %ld)",
+		    j->c.reader, j->serial, lic->license_seq);
+		return 0;
+	}
+	if ((seq = db_find_doubt(j->tok.model, j->tok.serial)) != 0) {
+		issue_fail(j, NULL, seq > 0 ? "a credit for this card is in "
+		    "doubt (row %ld); no new credit until an admin decides: "
+		    "cardlicctl resolve %ld spent|unspent REASON" : "cannot "
+		    "read the audit database (%ld); no credit spent", seq,
+		    seq);
+		return -1;
+	}
+	if (!batch_pick(breader, batr)) {
+		/* A batch card may be among the cards still unclassified. */
+		job_gate_wait();
+		if (!batch_pick(breader, batr)) {
+			j->res.no_credit = 1;
+			issue_fail(j, NULL, "no batch card with credit is "
+			    "inserted; issuance paused until one is");
+			return -1;
+		}
+	}
+	date_format(conf_start_date(j->c.conf, today), start);
+	return issue_generate(j, start, breader, batr, lic);
+}
+
+/*
+ * The flags are C chars: true is any non-zero byte.  Only both flags and
+ * the expected dates count (invariant 5).
+ */
+static int
+issue_status_valid(const uint8_t *st)
+{
+	return st[1] != 0 && st[2] != 0;
+}
+
+static int
+issue_status_matches(const uint8_t *st, const struct db_pending *lic)
+{
+	return issue_status_valid(st) &&
+	    memcmp(st + 3, lic->start_date, DATE_LEN) == 0 &&
+	    memcmp(st + 11, lic->end_date, DATE_LEN) == 0;
+}
+
+/* A status date: YYYYMMDD, or 00000000 for no limit. */
+static int
+issue_status_date_ok(const uint8_t *d)
+{
+	long days;
+
+	return memcmp(d, "00000000", DATE_LEN) == 0 ||
+	    date_parse((const char *)d, DATE_LEN, &days) == 0;
+}
+
+/* ", 18 bytes instead of 19", for a status of the wrong size. */
+static const char *
+issue_status_len(unsigned long rv, unsigned long len)
+{
+	static __thread char out[64];
+
+	out[0] = '\0';
+	if (rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_BUFFER_TOO_SMALL)
+		snprintf(out, sizeof(out), ": %lu bytes instead of %d", len,
+		    STATUS_LEN);
+	return out;
+}
+
+/* Load, read back, record.  The job's last steps for a target card. */
+static void
+issue_load(struct job *j, const struct db_pending *lic)
+{
+	struct db_row r;
+	uint8_t st[STATUS_LEN];
+	char reason[400];
+	unsigned long rv, stlen;
+
+	j->end_date = lic->end_date;
+	fault_point("load");
+	rv = p11_load_license(j->session, lic->license);
+	issue_time(j, "load");
+	if (rv != CKR_OK) {
+		issue_fail(j, p11_rv_name(rv), "loading the license failed "
+		    "(%s); it stays pending for this card and will be reused",
+		    p11_rv_name(rv));
+		return;
+	}
+	issue_row_init(j, &r, "loaded");
+	r.reason = "C_SetAttributeValue accepted the license";
+	r.license_seq = lic->license_seq;
+	r.start_date = lic->start_date;
+	r.end_date = lic->end_date;
+	r.ckr = "CKR_OK";
+	issue_record_forever(j, &r);
+	fault_point("readback");
+	rv = p11_status(j->session, st, &stlen);
+	issue_time(j, "readback");
+	if (rv != CKR_OK) {
+		issue_fail(j, p11_rv_name(rv), "reading the status back failed "
+		    "(%s%s); the license stays pending and will be reused",
+		    p11_rv_name(rv), issue_status_len(rv, stlen));
+		return;
+	}
+	issue_row_init(j, &r, "verified");
+	r.license_seq = lic->license_seq;
+	r.start_date = lic->start_date;
+	r.end_date = lic->end_date;
+	r.status = st;
+	r.ckr = "CKR_OK";
+	fault_point("commit-final");
+	if (issue_status_matches(st, lic)) {
+		r.reason = "the card reports the license valid with the "
+		    "expected dates";
+		issue_record_forever(j, &r);
+		issue_report(j, OUTCOME_VERIFIED, NULL);
+		return;
+	}
+	/* Invariant 5: recorded, and no new credit for this card. */
+	{
+		char sd[4 * DATE_LEN + 1], ed[4 * DATE_LEN + 1];
+
+		/* Invariant 9: the card's bytes, escaped. */
+		dbhash_text(st + 3, DATE_LEN, sd, sizeof(sd));
+		dbhash_text(st + 11, DATE_LEN, ed, sizeof(ed));
+		snprintf(reason, sizeof(reason), "the card reports "
+		    "licensePresent=%u serialValid=%u dateValid=%u start=%s "
+		    "end=%s; expected 1 1 1 %s %s", st[0], st[1], st[2], sd,
+		    ed, lic->start_date, lic->end_date);
+	}
+	r.state = "rejected";
+	r.reason = reason;
+	issue_record_forever(j, &r);
+	issue_report(j, OUTCOME_REJECTED, reason);
+}
+
+/*
+ * Log in, at most once per card.  CKR_FUNCTION_CANCELED (never sent to
+ * the card) when this configuration's PIN has already been refused.
+ */
+static unsigned long
+issue_login(struct job *j)
+{
+	struct conf *c = j->c.conf;
+	enum pinturn how;
+	unsigned long rv;
+
+	/* Invariant 4: a refused PIN is not tried; an untried one alone. */
+	if ((how = pinturn_begin(c->generation)) == PINTURN_REFUSED)
+		return CKR_FUNCTION_CANCELED;
+	rv = p11_login(j->session, c->pin, c->pin_len);
+	issue_time(j, "login");
+	pinturn_end(c->generation, how, rv == CKR_OK,
+	    rv == CKR_PIN_INCORRECT);
+	return rv;
+}
+
+/* A session, and the 19-byte status: 0, or -1 when the job is over. */
+static int
+issue_read_status(struct job *j, uint8_t st[STATUS_LEN])
+{
+	struct db_row r;
+	char reason[300], sd[4 * DATE_LEN + 1], ed[4 * DATE_LEN + 1];
+	unsigned long rv, stlen;
+
+	if ((rv = p11_open(j->tok.slot, &j->session)) != CKR_OK) {
+		issue_fail(j, p11_rv_name(rv), "cannot open a session (%s)",
+		    p11_rv_name(rv));
+		return -1;
+	}
+	j->has_session = 1;
+	fault_point("status");
+	rv = p11_status(j->session, st, &stlen);
+	issue_time(j, "status");
+	if (rv != CKR_OK) {
+		issue_fail(j, p11_rv_name(rv), "cannot read the license status "
+		    "(%s%s); no credit spent", p11_rv_name(rv),
+		    issue_status_len(rv, stlen));
+		return -1;
+	}
+	if (!issue_status_valid(st) || (issue_status_date_ok(st + 3) &&
+	    issue_status_date_ok(st + 11)))
+		return 0;
+	dbhash_text(st + 3, DATE_LEN, sd, sizeof(sd));
+	dbhash_text(st + 11, DATE_LEN, ed, sizeof(ed));
+	issue_row_init(j, &r, "failed");
+	snprintf(reason, sizeof(reason), "the middleware calls the card's "
+	    "license valid, with dates that are not YYYYMMDD (start %s, end "
+	    "%s); card left alone, no credit spent", sd, ed);
+	r.reason = reason;
+	r.status = st;
+	r.ckr = "CKR_OK";
+	issue_record(j, &r);
+	issue_report(j, OUTCOME_FAILED, reason);
+	return -1;
+}
+
+/*
+ * A card the middleware accepts: it shows the license pending for it
+ * (the load had worked, only its answer or the read-back was lost), or
+ * it needs none (invariant 3).  1 when that ends the job.
+ */
+static int
+issue_needs_none(struct job *j, const uint8_t *st)
+{
+	struct db_pending lic;
+	struct db_row r;
+	char reason[300], end[4 * DATE_LEN + 1];
+
+	if (!issue_status_valid(st))
+		return 0;
+	if (db_find_pending(j->tok.model, j->tok.serial, j->c.today, &lic) ==
+	    1 && issue_status_matches(st, &lic)) {
+		issue_row_init(j, &r, "verified");
+		snprintf(reason, sizeof(reason), "the card shows its pending "
+		    "license (row %ld) valid with the expected dates: it had "
+		    "been loaded before", lic.license_seq);
+		r.reason = reason;
+		r.license_seq = lic.license_seq;
+		r.start_date = lic.start_date;
+		r.end_date = lic.end_date;
+		r.status = st;
+		r.ckr = "CKR_OK";
+		issue_record_forever(j, &r);
+		j->end_date = lic.end_date;
+		issue_report(j, OUTCOME_VERIFIED, NULL);
+		return 1;
+	}
+	if (issue_renewal_due(j, st, j->c.today))
+		return 0;
+	issue_row_init(j, &r, "skipped");
+	dbhash_text(st + 11, DATE_LEN, end, sizeof(end));
+	if (st[0])
+		snprintf(reason, sizeof(reason), "already licensed until %s",
+		    end);
+	else
+		snprintf(reason, sizeof(reason), "covered by a global license: "
+		    "no license needed");
+	r.reason = reason;
+	r.status = st;
+	r.ckr = "CKR_OK";
+	issue_record(j, &r);
+	issue_report(j, OUTCOME_SKIPPED, reason);
+	return 1;
+}
+
+/* Invariant 4: the PIN is not tried where it could do harm.  0: go on. */
+static int
+issue_may_log_in(struct job *j)
+{
+	long rejected;
+
+	if (j->c.paused_pin) {
+		j->paused = 1;
+		issue_fail(j, NULL, "issuance is paused: the configured PIN "
+		    "was refused; fix the configuration and reload");
+		return -1;
+	}
+	if (p11_pin_locked(j->tok.flags)) {
+		issue_fail(j, NULL, "the card's PIN is locked; card not "
+		    "touched");
+		return -1;
+	}
+	fault_point("login");
+	if (p11_pin_final_try(j->tok.flags)) {
+		issue_fail(j, NULL, "only one PIN try left on the card; card "
+		    "not touched");
+		return -1;
+	}
+	rejected = db_find_rejected(j->tok.model, j->tok.serial);
+	if (rejected != 0) {
+		issue_fail(j, NULL, rejected > 0 ? "a license loaded on this "
+		    "card was rejected before (row %ld); no new credit is "
+		    "spent on it" : "cannot read the audit database (%ld)",
+		    rejected);
+		return -1;
+	}
+	if (j->c.paused_credit && !batch_available()) {
+		j->paused = 1;
+		issue_fail(j, NULL, "issuance is paused: no batch card with "
+		    "credit; insert one");
+		return -1;
+	}
+	return 0;
+}
+
+/* The login and what its refusal means.  0: logged in. */
+static int
+issue_log_in(struct job *j)
+{
+	unsigned long rv;
+
+	if ((rv = issue_login(j)) == CKR_FUNCTION_CANCELED) {
+		j->paused = 1;
+		issue_fail(j, NULL, "issuance is paused: the configured PIN "
+		    "was refused; fix the configuration and reload");
+		return -1;
+	}
+	if (rv == CKR_PIN_INCORRECT) {
+		j->res.pin_refused = 1;
+		log_alert("the configured PIN was refused by card %s in %s; "
+		    "issuance is paused: fix the PIN in %s and reload "
+		    "(systemctl reload cardlicd)", j->serial, j->c.reader,
+		    j->c.conf->path);
+		issue_fail(j, p11_rv_name(rv), "the configured PIN was "
+		    "refused; issuance paused until the configuration is "
+		    "fixed");
+		return -1;
+	}
+	if (rv != CKR_OK) {
+		issue_fail(j, p11_rv_name(rv), "login failed (%s)",
+		    p11_rv_name(rv));
+		return -1;
+	}
+	j->logged_in = 1;
+	return 0;
+}
+
+static void
+issue_issue(struct job *j)
+{
+	struct db_pending lic;
+	uint8_t st[STATUS_LEN];
+
+	j->id = db_next_job();
+	if (issue_read_status(j, st) != 0 || issue_needs_none(j, st) ||
+	    issue_may_log_in(j) != 0 || issue_log_in(j) != 0 ||
+	    issue_license(j, j->c.today, &lic) != 0)
+		return;
+	issue_load(j, &lic);
+}
+
+/* Recorded with no model or serial: the token could not be read. */
+void
+issue_token_failed(struct job *j, unsigned long rv, const char *why)
+{
+	struct db_row r;
+
+	j->id = db_next_job();
+	issue_row_init(j, &r, "failed");
+	r.model = r.serial = NULL;
+	r.reason = why;
+	r.ckr = p11_rv_name(rv);
+	issue_record(j, &r);
+	issue_report(j, OUTCOME_FAILED, why);
+}
+
+/* A claimed target card, from its session to its outcome. */
+void
+issue_card(struct job *j)
+{
+	issue_issue(j);
+	issue_end_session(j);
+}

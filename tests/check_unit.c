@@ -1,0 +1,681 @@
+/*
+ * Unit tests, without a line: the pieces of cardlicd and cardlicctl that
+ * can be checked alone, each in well under a second.  The daemon's
+ * objects are linked (daemon/conf.c, classify.c, date.c, dbhash.c ...), and
+ * ctl/cardlicctl.c is included here with its main() renamed, for ctl_esc.
+ *
+ * Covered here: the audit row's one definition against the SQL schema,
+ * the hash of known rows, the text of a card's bytes (trimming and
+ * escaping, in C and in SQL), dates, the classification rules, and the
+ * PIN's turn-taking (pinturn.c, with real threads).  The
+ * configuration's ranges and start-date policies are in check_conf.c.
+ */
+#include <check.h>
+#include <fcntl.h>
+
+int	cardlicctl_main(int, char **);
+#define main cardlicctl_main
+#include "../ctl/cardlicctl.c"
+#undef main
+
+#include "../daemon/cardlicd.h"
+#include "../daemon/date.h"
+#include "../daemon/dbhash.h"
+
+extern const char *const	sql_migrations[];
+extern const int		sql_migrations_count;
+
+/* A database made by the migrations, as cardlicd makes one. */
+static sqlite3 *
+cu_schema(void)
+{
+	sqlite3 *db;
+	char *e = NULL;
+	int i;
+
+	ck_assert_int_eq(sqlite3_open(":memory:", &db), SQLITE_OK);
+	for (i = 0; i < sql_migrations_count; i++)
+		ck_assert_msg(sqlite3_exec(db, sql_migrations[i], NULL, NULL,
+		    &e) == SQLITE_OK, "migration %d: %s", i + 1, e);
+	return db;
+}
+
+/* The C table and the table of the migrations: same names, order, types. */
+START_TEST(auditrow_matches_the_schema)
+{
+	sqlite3 *db = cu_schema();
+	sqlite3_stmt *st;
+	int i = 0;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT cid, name, type FROM "
+	    "pragma_table_info('audit') ORDER BY cid", -1, &st, NULL),
+	    SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		ck_assert_msg(i < AUDITROW_NCOLS, "column %s is in the SQL "
+		    "schema, not in auditrow.h", sqlite3_column_text(st, 1));
+		ck_assert_int_eq(sqlite3_column_int(st, 0), i);
+		ck_assert_str_eq((const char *)sqlite3_column_text(st, 1),
+		    auditrow_cols[i].name);
+		ck_assert_str_eq((const char *)sqlite3_column_text(st, 2),
+		    auditrow_cols[i].type);
+		i++;
+	}
+	sqlite3_finalize(st);
+	ck_assert_msg(i == AUDITROW_NCOLS, "the SQL schema has %d columns, "
+	    "auditrow.h %d", i, AUDITROW_NCOLS);
+	ck_assert_str_eq(auditrow_cols[AUDITROW_HASHED].name, "hash");
+	/* The INSERT of db_append and the SELECT of verify are valid. */
+	ck_assert_int_eq(sqlite3_prepare_v2(db, AUDITROW_INSERT, -1, &st,
+	    NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_bind_parameter_count(st), AUDITROW_NCOLS);
+	sqlite3_finalize(st);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT " AUDITROW_NAMES
+	    ", model_text, serial_text FROM audit_text", -1, &st, NULL),
+	    SQLITE_OK);
+	ck_assert_int_eq(sqlite3_column_count(st), AUDITROW_NCOLS + 2);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+END_TEST
+
+/* Export: every place taken once, by a column or its hex companion. */
+START_TEST(export_places_are_a_permutation)
+{
+	int seen[AUDITROW_EXPORTS] = { 0 };
+	int i;
+
+	for (i = 0; i < AUDITROW_NCOLS; i++) {
+		ck_assert_int_ge(auditrow_cols[i].export_at, 0);
+		ck_assert_int_lt(auditrow_cols[i].export_at, AUDITROW_EXPORTS);
+		seen[auditrow_cols[i].export_at]++;
+		if (auditrow_cols[i].hex_at >= 0) {
+			ck_assert_int_lt(auditrow_cols[i].hex_at,
+			    AUDITROW_EXPORTS);
+			seen[auditrow_cols[i].hex_at]++;
+		}
+	}
+	for (i = 0; i < AUDITROW_EXPORTS; i++)
+		ck_assert_msg(seen[i] == 1, "export place %d taken %d times",
+		    i, seen[i]);
+	ck_assert_int_eq(auditrow_cols[AUDITROW_station].export_at, 0);
+}
+END_TEST
+
+static void
+cu_val(struct dbhash_val *v, int type, const void *p, size_t len,
+    long long i)
+{
+	v->type = type;
+	v->p = p;
+	v->len = len;
+	v->i = i;
+}
+
+static void
+cu_text(struct dbhash_val *v, const char *s)
+{
+	cu_val(v, SQLITE_TEXT, s, strlen(s), 0);
+}
+
+/*
+ * Two known rows give known hashes.  The expected values were computed
+ * apart from this code, in Python, from the format that dbhash.c
+ * documents (hashlib.sha256 over prev, then per column: type byte, 4-byte
+ * big-endian length, bytes; integers in decimal; NULL as type 5, length 0).
+ */
+START_TEST(hash_of_known_rows)
+{
+	static const uint8_t model[16] = "MODEL-X         ";
+	static const uint8_t serial[16] = "SN000123\0\0\0\0\0\0\0";
+	uint8_t license[128], zero[32], h1[32], h2[32], h3[32];
+	struct dbhash_val v[AUDITROW_HASHED];
+	char hex[65];
+	int i;
+
+	for (i = 0; i < 128; i++)
+		license[i] = (uint8_t)i;
+	memset(zero, 0, sizeof(zero));
+	for (i = 0; i < AUDITROW_HASHED; i++)
+		cu_val(&v[i], SQLITE_NULL, NULL, 0, 0);
+	cu_val(&v[AUDITROW_seq], SQLITE_INTEGER, NULL, 0, 1);
+	cu_text(&v[AUDITROW_utc], "2026-11-24T10:00:00.000Z");
+	cu_text(&v[AUDITROW_station], "line-1");
+	cu_val(&v[AUDITROW_job], SQLITE_INTEGER, NULL, 0, 7);
+	cu_text(&v[AUDITROW_reader], "Reader 0");
+	cu_text(&v[AUDITROW_state], "generated");
+	cu_text(&v[AUDITROW_reason], "a new license");
+	cu_val(&v[AUDITROW_model], SQLITE_BLOB, model, 16, 0);
+	cu_val(&v[AUDITROW_serial], SQLITE_BLOB, serial, 16, 0);
+	cu_text(&v[AUDITROW_start_date], "20261124");
+	cu_text(&v[AUDITROW_end_date], "20271124");
+	cu_val(&v[AUDITROW_license], SQLITE_BLOB, license, 128, 0);
+	cu_text(&v[AUDITROW_batch_reader], "Batch 0");
+	cu_text(&v[AUDITROW_batch_atr], "3B8880");
+	cu_val(&v[AUDITROW_batch_count], SQLITE_INTEGER, NULL, 0, 1);
+	cu_text(&v[AUDITROW_sw], "9000");
+	cu_text(&v[AUDITROW_timings], "{\"gen\":12}");
+	dbhash_row(zero, v, h1);
+	dbhash_hex(h1, 32, 0, hex);
+	ck_assert_str_eq(hex, "a32f5d72053ef54d65acfe02303389e9"
+	    "def4577eb5ed814387e32759051c20ee");
+
+	/* Chained, with '', a negative number and zero-length blobs. */
+	for (i = 0; i < AUDITROW_HASHED; i++)
+		cu_val(&v[i], SQLITE_NULL, NULL, 0, 0);
+	cu_val(&v[AUDITROW_seq], SQLITE_INTEGER, NULL, 0, 2);
+	cu_text(&v[AUDITROW_utc], "2026-11-24T10:00:01.000Z");
+	cu_text(&v[AUDITROW_station], "line-1");
+	cu_val(&v[AUDITROW_job], SQLITE_INTEGER, NULL, 0, -3);
+	cu_text(&v[AUDITROW_reader], "");
+	cu_text(&v[AUDITROW_state], "failed");
+	cu_text(&v[AUDITROW_reason], "");
+	cu_val(&v[AUDITROW_license_seq], SQLITE_INTEGER, NULL, 0, 1);
+	cu_val(&v[AUDITROW_license], SQLITE_BLOB, license, 0, 0);
+	cu_text(&v[AUDITROW_ckr], "CKR_PIN_INCORRECT");
+	cu_val(&v[AUDITROW_status], SQLITE_BLOB, license, 0, 0);
+	dbhash_row(h1, v, h2);
+	dbhash_hex(h2, 32, 0, hex);
+	ck_assert_str_eq(hex, "c6d39ed52ddfc7fa2098f6178576570e"
+	    "a18883a89b610fb9204865907b607e36");
+
+	/* NULL, '' and an empty blob are three different rows. */
+	cu_val(&v[AUDITROW_status], SQLITE_NULL, NULL, 0, 0);
+	dbhash_row(h1, v, h3);
+	ck_assert(memcmp(h2, h3, 32) != 0);
+	cu_text(&v[AUDITROW_status], "");
+	dbhash_row(h1, v, h3);
+	ck_assert(memcmp(h2, h3, 32) != 0);
+	/* A NULL's stale pointer and number are not hashed. */
+	cu_val(&v[AUDITROW_status], SQLITE_BLOB, license, 0, 0);
+	cu_val(&v[AUDITROW_sw], SQLITE_NULL, license, 128, 99);
+	dbhash_row(h1, v, h3);
+	ck_assert(memcmp(h2, h3, 32) == 0);
+}
+END_TEST
+
+/*
+ * A card's padded field, and its text: the bytes before the trailing
+ * spaces and NULs, written by dbhash_text for the journal.
+ */
+static const struct {
+	const char	*in;
+	size_t		 len;
+	const char	*journal;	/* dbhash_text */
+	size_t		 kept;		/* bytes left after trimming */
+} cu_fields[] = {
+	{ "SN000123        ", 16, "SN000123", 8 },
+	{ "SN000123\0\0\0\0\0\0\0\0", 16, "SN000123", 8 },
+	{ "SN1 \0 \0\0\0\0\0\0\0\0\0\0", 16, "SN1", 3 },
+	{ "A\0B             ", 16, "A\\x00B", 3 },
+	{ " lead  ", 7, " lead", 5 },
+	{ "                ", 16, "", 0 },
+	{ "\0\0\0\0", 4, "", 0 },
+	{ "a\\b\x1b[2J\x7f \0", 10, "a\\\\b\\x1B[2J\\x7F", 8 },
+	{ "Q\"1,\xc3\xa9\r\n", 8, "Q\"1,\\xC3\\xA9\\x0D\\x0A", 8 },
+	{ "x\t", 2, "x\\x09", 2 },
+};
+
+/* dbhash_text: trimmed, escaped, and never past its buffer. */
+START_TEST(journal_text_of_card_bytes)
+{
+	char out[80], small[8];
+	size_t i;
+
+	for (i = 0; i < sizeof(cu_fields) / sizeof(cu_fields[0]); i++) {
+		dbhash_text((const uint8_t *)cu_fields[i].in, cu_fields[i].len,
+		    out, sizeof(out));
+		ck_assert_msg(strcmp(out, cu_fields[i].journal) == 0,
+		    "field %zu: want \"%s\", got \"%s\"", i,
+		    cu_fields[i].journal, out);
+		ck_assert_uint_eq(dbhash_trimmed((const uint8_t *)
+		    cu_fields[i].in, cu_fields[i].len), cu_fields[i].kept);
+	}
+	/* Short of room: cut before an escape, never inside one. */
+	memset(small, 'Z', sizeof(small));
+	dbhash_text((const uint8_t *)"ab\x01\x02", 4, small, sizeof(small));
+	ck_assert_str_eq(small, "ab\\x01");
+	dbhash_text((const uint8_t *)"abc", 3, small, 1);
+	ck_assert_str_eq(small, "");
+}
+END_TEST
+
+/* The view audit_text trims the same bytes as the journal. */
+START_TEST(sql_text_trims_as_the_journal)
+{
+	sqlite3 *db = cu_schema();
+	sqlite3_stmt *st;
+	size_t i;
+
+	ck_assert_int_eq(sqlite3_exec(db, "DROP TRIGGER audit_append_only",
+	    NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "INSERT INTO audit (seq, utc,"
+	    " station, job, reader, state, reason, model, serial, hash) VALUES"
+	    " (?1, 'u', 's', 1, 'r', 'skipped', '', ?2, ?2, x'00')", -1, &st,
+	    NULL), SQLITE_OK);
+	for (i = 0; i < sizeof(cu_fields) / sizeof(cu_fields[0]); i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, (long long)i + 1);
+		sqlite3_bind_blob(st, 2, cu_fields[i].in,
+		    (int)cu_fields[i].len, SQLITE_STATIC);
+		ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	}
+	sqlite3_finalize(st);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT seq, model_text, "
+	    "serial_text, typeof(serial_text) FROM audit_text ORDER BY seq",
+	    -1, &st, NULL), SQLITE_OK);
+	for (i = 0; sqlite3_step(st) == SQLITE_ROW; i++) {
+		ck_assert_int_eq(sqlite3_column_int(st, 0), (int)i + 1);
+		ck_assert_str_eq((const char *)sqlite3_column_text(st, 3),
+		    "text");
+		ck_assert_msg((size_t)sqlite3_column_bytes(st, 2) ==
+		    cu_fields[i].kept && memcmp(sqlite3_column_blob(st, 2),
+		    cu_fields[i].in, cu_fields[i].kept) == 0, "field %zu: "
+		    "serial_text is %d bytes, want %zu", i,
+		    sqlite3_column_bytes(st, 2), cu_fields[i].kept);
+		ck_assert_int_eq(sqlite3_column_bytes(st, 1),
+		    (int)cu_fields[i].kept);
+	}
+	ck_assert_uint_eq(i, sizeof(cu_fields) / sizeof(cu_fields[0]));
+	sqlite3_finalize(st);
+	/* No bytes, no text. */
+	ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO audit (seq, utc, "
+	    "station, job, reader, state, reason, hash) VALUES (1000, 'u', "
+	    "'s', 1, 'r', 'failed', '', x'00')", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT typeof(model_text) || "
+	    "typeof(serial_text) FROM audit_text WHERE seq = 1000", -1, &st,
+	    NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "nullnull");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+END_TEST
+
+/* ctl_esc: UTF-8 shown, the rest as \xNN, and ctl_unescape undoes it. */
+START_TEST(terminal_text_of_card_bytes)
+{
+	static const struct {
+		const char	*in;
+		size_t		 len;
+		const char	*want;
+	} t[] = {
+		{ "SN000123", 8, "SN000123" },
+		{ "Q\"1,\xc3\xa9", 6, "Q\"1,\xc3\xa9" },	/* é kept */
+		{ "a\\b", 3, "a\\\\b" },
+		{ "\x1b[2J\a", 5, "\\x1b[2J\\x07" },
+		{ "A\0B", 3, "A\\x00B" },
+		{ "\r\n\x7f", 3, "\\x0d\\x0a\\x7f" },
+		{ "\xc3", 1, "\\xc3" },			/* cut UTF-8 */
+		{ "\xc2\x85", 2, "\\xc2\\x85" },	/* C1: NEL */
+		{ "\xe2\x80\xa8", 3, "\\xe2\\x80\\xa8" }, /* U+2028 */
+		{ "\xe2\x80\xae", 3, "\\xe2\\x80\\xae" }, /* RLO */
+		{ "\xed\xa0\x80", 3, "\\xed\\xa0\\x80" }, /* a surrogate */
+		{ "\xc0\xaf", 2, "\\xc0\\xaf" },	/* overlong / */
+		{ "", 0, "" },
+	};
+	char back[64];
+	size_t i, n;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		const char *e = ctl_esc(t[i].in, t[i].len);
+
+		ck_assert_msg(strcmp(e, t[i].want) == 0, "case %zu: want "
+		    "\"%s\", got \"%s\"", i, t[i].want, e);
+		n = ctl_unescape(e, back);
+		ck_assert_msg(n == t[i].len && memcmp(back, t[i].in, n) == 0,
+		    "case %zu does not come back", i);
+	}
+}
+END_TEST
+
+/* Every day of 2000..2099 goes to text and back, one day apart. */
+START_TEST(dates_round_trip)
+{
+	long d, lo = date_to_days(2000, 1, 1), hi = date_to_days(2099, 12, 31);
+	long back, prev = lo - 1;
+	char s[DATE_LEN + 1];
+
+	ck_assert_int_eq(date_to_days(1970, 1, 1), 0);
+	ck_assert_int_eq(date_to_days(2000, 3, 1) - date_to_days(2000, 2, 28),
+	    2);
+	ck_assert_int_eq(date_to_days(2100, 3, 1) - date_to_days(2100, 2, 28),
+	    1);
+	ck_assert_int_eq(hi - lo + 1, 36525);
+	for (d = lo; d <= hi; d++) {
+		date_format(d, s);
+		ck_assert_int_eq(date_parse(s, DATE_LEN, &back), 0);
+		ck_assert_int_eq(back, d);
+		ck_assert_int_eq(back, prev + 1);
+		prev = back;
+	}
+	date_format(lo, s);
+	ck_assert_str_eq(s, "20000101");
+	date_format(date_to_days(1999, 12, 31), s);
+	ck_assert_str_eq(s, "19991231");
+}
+END_TEST
+
+START_TEST(dates_that_are_not_days)
+{
+	static const char *const bad[] = { "20230229", "21000229", "20260431",
+	    "20261301", "20260001", "20260100", "20260132", "00000000",
+	    "2026112", "202611240", "2026-11-", "2026112a", " 2026112",
+	    "+2026112" };
+	long d;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(date_parse(bad[i], strlen(bad[i]), &d) != 0,
+		    "\"%s\" taken for a day", bad[i]);
+	ck_assert_int_eq(date_parse("20240229", 8, &d), 0);
+	ck_assert_int_eq(d, date_to_days(2024, 2, 29));
+	ck_assert_int_eq(date_parse("20000229", 8, &d), 0);
+	/* Only len bytes are read: a longer string is cut by the caller. */
+	ck_assert_int_eq(date_parse("20261124XYZ", 8, &d), 0);
+	ck_assert_int_eq(d, date_to_days(2026, 11, 24));
+}
+END_TEST
+
+START_TEST(first_of_next_month)
+{
+	static const char *const t[][2] = {
+		{ "20261124", "20261201" }, { "20261201", "20270101" },
+		{ "20261231", "20270101" }, { "20240131", "20240201" },
+		{ "20240229", "20240301" }, { "20990101", "20990201" },
+		{ "20991215", "21000101" },
+	};
+	char s[DATE_LEN + 1];
+	long d;
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		ck_assert_int_eq(date_parse(t[i][0], 8, &d), 0);
+		date_format(date_first_of_next_month(d), s);
+		ck_assert_str_eq(s, t[i][1]);
+	}
+}
+END_TEST
+
+/* CARDLIC_TODAY stands the daemon on a day, only when it is one. */
+START_TEST(today_can_be_set_for_tests)
+{
+	struct tm tm;
+	time_t t0;
+	long a, b, today;
+
+	ck_assert_int_eq(date_tz_localtime("UTC", 0, &tm), 0);
+	ck_assert_int_eq(tm.tm_year, 70);
+	ck_assert_int_eq(tm.tm_yday, 0);
+	setenv("CARDLIC_TODAY", "20240229", 1);
+	ck_assert_int_eq(date_today("UTC"), date_to_days(2024, 2, 29));
+	setenv("CARDLIC_TODAY", "20230229", 1);
+	t0 = time(NULL);
+	a = t0 / 86400;
+	today = date_today("UTC");
+	b = time(NULL) / 86400;
+	/* Not a day: the clock's, whichever side of midnight it read. */
+	ck_assert_msg(today == a || today == b, "today %ld, clock %ld..%ld",
+	    today, a, b);
+	unsetenv("CARDLIC_TODAY");
+}
+END_TEST
+
+static char	cu_dir[64];
+
+static void
+cu_setup(void)
+{
+	snprintf(cu_dir, sizeof(cu_dir), "/tmp/check_unit.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(cu_dir));
+}
+
+static void
+cu_teardown(void)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/unit.conf", cu_dir);
+	unlink(path);
+	rmdir(cu_dir);
+}
+
+/* conf_load on text; NULL and err set on a mistake. */
+static struct conf *
+cu_conf(const char *text, char *err, size_t len)
+{
+	char path[128];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/unit.conf", cu_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	err[0] = '\0';
+	return conf_load(path, CONF_CHECK_ONLY, err, len);
+}
+
+#define CU_BASE "[pkcs11]\nmodule = /x.so\npin = 1234\n"
+
+/* The rules in their order, ATRs under their masks, readers by pattern. */
+START_TEST(classify_by_atr_and_reader)
+{
+	static const uint8_t batch[] = { 0x3B, 0x88, 0x80, 0x01 };
+	static const uint8_t ign1[] = { 0x3B, 0x8F, 0x80, 0x01, 0x77 };
+	static const uint8_t ign2[] = { 0x3B, 0x8F, 0x81, 0x01, 0x12 };
+	static const uint8_t other[] = { 0x3B, 0x9F, 0x80, 0x01, 0x77 };
+	static const struct {
+		const char	*reader;
+		const uint8_t	*atr;
+		size_t		 len;
+		enum card_kind	 want;
+	} t[] = {
+		/* The first rule that matches wins: here the reader's. */
+		{ "Twin Reader 01 00", batch, 4, KIND_TARGET },
+		{ "Twin Reader 00 00", batch, 4, KIND_BATCH },
+		/* An ATR matches at its exact length only. */
+		{ "Twin Reader 00 00", ign1, 4, KIND_UNKNOWN },
+		{ "Twin Reader 00 00", batch, 3, KIND_UNKNOWN },
+		/* Under the mask: bit 0 of byte 2, the last byte are free. */
+		{ "Twin Reader 00 00", ign1, 5, KIND_IGNORE },
+		{ "Twin Reader 00 00", ign2, 5, KIND_IGNORE },
+		{ "Twin Reader 00 00", other, 5, KIND_UNKNOWN },
+		{ "My Batch Reader", other, 5, KIND_BATCH },
+		{ "Twin Reader 00 00", NULL, 0, KIND_UNKNOWN },
+	};
+	struct conf *c;
+	char err[512];
+	size_t i;
+
+	c = cu_conf(CU_BASE "[classify]\n"
+	    "target-reader = Twin Reader 01*\n"
+	    "batch-atr = 3b888001\n"
+	    "ignore-atr = 3B8F8001FF/FFFFFEFF00\n"
+	    "batch-reader = *Batch*\n", err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_int_eq(c->n_rules, 4);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		ck_assert_msg(classify_card(c, t[i].reader, t[i].atr,
+		    t[i].len) == t[i].want, "case %zu: want kind %d", i,
+		    t[i].want);
+	conf_unref(c);
+	/* No rule: every card is probed. */
+	c = cu_conf(CU_BASE, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_int_eq(classify_card(c, "any", batch, sizeof(batch)),
+	    KIND_UNKNOWN);
+	conf_unref(c);
+}
+END_TEST
+
+/* A rule that is not one: refused, saying where and why. */
+START_TEST(classify_rules_refused)
+{
+	static const char *const t[][2] = {
+		{ "batch-atr = 3B8\n", ":5: batch-atr: \"3B8\" is not an ATR "
+		    "in hex (2 to 66 digits, optionally /MASK)" },
+		{ "batch-atr = 3BXX\n", ":5: batch-atr: \"3BXX\" is not an "
+		    "ATR" },
+		{ "ignore-atr = 3B88/FF\n", ":5: ignore-atr: the mask must be "
+		    "hex of the same length as the ATR" },
+		{ "ignore-atr = 3B88/FFFFFF\n", ":5: ignore-atr: the mask "
+		    "must be hex" },
+		{ "target-atr = /FF\n", ":5: target-atr: \"/FF\" is not an "
+		    "ATR" },
+	};
+	struct conf *c;
+	char text[512], err[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		snprintf(text, sizeof(text), CU_BASE "[classify]\n%s",
+		    t[i][0]);
+		c = cu_conf(text, err, sizeof(err));
+		ck_assert_msg(c == NULL && strstr(err, t[i][1]) != NULL,
+		    "%s: want \"%s\", got \"%s\"", t[i][0], t[i][1], err);
+	}
+}
+END_TEST
+
+/* [readers] include and exclude: patterns, exclude last. */
+START_TEST(readers_included_and_excluded)
+{
+	struct conf *c;
+	char err[512];
+
+	c = cu_conf(CU_BASE "[readers]\ninclude = Gemalto*\ninclude = "
+	    "ACS ACR38U*\nexclude = *Contactless*\n", err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert(classify_reader_wanted(c, "Gemalto PC Twin Reader 00 00"));
+	ck_assert(classify_reader_wanted(c, "ACS ACR38U 01 00"));
+	ck_assert(!classify_reader_wanted(c, "Gemalto Contactless 00 00"));
+	ck_assert(!classify_reader_wanted(c, "Virtual PCD 00 00"));
+	ck_assert(!classify_reader_wanted(c, "gemalto PC Twin Reader 00 00"));
+	conf_unref(c);
+	c = cu_conf(CU_BASE "[readers]\nexclude = Virtual*\n", err,
+	    sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert(classify_reader_wanted(c, "Gemalto PC Twin Reader 00 00"));
+	ck_assert(!classify_reader_wanted(c, "Virtual PCD 00 00"));
+	conf_unref(c);
+}
+END_TEST
+
+/* The PIN's turns (invariant 4), with real threads. */
+struct pt_arg {
+	unsigned long	 gen;
+	volatile int	*done;		/* set by the first login's end */
+	int		 saw_done;
+	enum pinturn	 how;
+};
+
+static void *
+pt_second(void *arg)
+{
+	struct pt_arg *a = arg;
+
+	a->how = pinturn_begin(a->gen);
+	a->saw_done = *a->done;
+	pinturn_end(a->gen, a->how, 0, 0);
+	return NULL;
+}
+
+START_TEST(pin_turns_until_accepted)
+{
+	volatile int done = 0;
+	struct pt_arg a = { 101, &done, 0, PINTURN_FREE };
+	pthread_t t;
+
+	/* Untried: the first login goes alone; the second waits for it. */
+	ck_assert_int_eq(pinturn_begin(101), PINTURN_ALONE);
+	ck_assert_int_eq(pthread_create(&t, NULL, pt_second, &a), 0);
+	usleep(100000);
+	done = 1;
+	pinturn_end(101, PINTURN_ALONE, 1, 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(a.saw_done, 1);
+	/* Accepted: logins go side by side, none waits. */
+	ck_assert_int_eq(a.how, PINTURN_FREE);
+	ck_assert_int_eq(pinturn_begin(101), PINTURN_FREE);
+	ck_assert_int_eq(pinturn_begin(101), PINTURN_FREE);
+}
+END_TEST
+
+START_TEST(pin_refused_is_never_tried_again)
+{
+	volatile int done = 0;
+	struct pt_arg a = { 202, &done, 0, PINTURN_ALONE };
+	pthread_t t;
+
+	ck_assert_int_eq(pinturn_begin(202), PINTURN_ALONE);
+	ck_assert_int_eq(pthread_create(&t, NULL, pt_second, &a), 0);
+	usleep(100000);
+	done = 1;
+	pinturn_end(202, PINTURN_ALONE, 0, 1);
+	pthread_join(t, NULL);
+	/* The card waiting its turn is not tried with the refused PIN. */
+	ck_assert_int_eq(a.saw_done, 1);
+	ck_assert_int_eq(a.how, PINTURN_REFUSED);
+	ck_assert_int_eq(pinturn_begin(202), PINTURN_REFUSED);
+	/* A new configuration (reload) is untried; the old one stays no. */
+	ck_assert_int_eq(pinturn_begin(203), PINTURN_ALONE);
+	pinturn_end(203, PINTURN_ALONE, 1, 0);
+	ck_assert_int_eq(pinturn_begin(202), PINTURN_REFUSED);
+	ck_assert_int_eq(pinturn_begin(203), PINTURN_FREE);
+}
+END_TEST
+
+START_TEST(pin_refused_after_accepted)
+{
+	/* A card that refuses a PIN once known good: refused from then on. */
+	ck_assert_int_eq(pinturn_begin(303), PINTURN_ALONE);
+	pinturn_end(303, PINTURN_ALONE, 1, 0);
+	ck_assert_int_eq(pinturn_begin(303), PINTURN_FREE);
+	pinturn_end(303, PINTURN_FREE, 0, 1);
+	ck_assert_int_eq(pinturn_begin(303), PINTURN_REFUSED);
+	/* A login that failed otherwise (a pulled card) teaches nothing. */
+	ck_assert_int_eq(pinturn_begin(404), PINTURN_ALONE);
+	pinturn_end(404, PINTURN_ALONE, 0, 0);
+	ck_assert_int_eq(pinturn_begin(404), PINTURN_ALONE);
+	pinturn_end(404, PINTURN_ALONE, 0, 0);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("unit");
+	TCase *row = tcase_create("row"), *text = tcase_create("text");
+	TCase *date = tcase_create("date"), *conf = tcase_create("classify");
+	TCase *pin = tcase_create("pin turns");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(row, auditrow_matches_the_schema);
+	tcase_add_test(row, export_places_are_a_permutation);
+	tcase_add_test(row, hash_of_known_rows);
+	suite_add_tcase(s, row);
+	tcase_add_test(text, journal_text_of_card_bytes);
+	tcase_add_test(text, sql_text_trims_as_the_journal);
+	tcase_add_test(text, terminal_text_of_card_bytes);
+	suite_add_tcase(s, text);
+	tcase_add_test(date, dates_round_trip);
+	tcase_add_test(date, dates_that_are_not_days);
+	tcase_add_test(date, first_of_next_month);
+	tcase_add_test(date, today_can_be_set_for_tests);
+	suite_add_tcase(s, date);
+	tcase_add_checked_fixture(conf, cu_setup, cu_teardown);
+	tcase_add_test(conf, classify_by_atr_and_reader);
+	tcase_add_test(conf, classify_rules_refused);
+	tcase_add_test(conf, readers_included_and_excluded);
+	suite_add_tcase(s, conf);
+	tcase_add_test(pin, pin_turns_until_accepted);
+	tcase_add_test(pin, pin_refused_is_never_tried_again);
+	tcase_add_test(pin, pin_refused_after_accepted);
+	suite_add_tcase(s, pin);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
