@@ -726,8 +726,9 @@ row_selected(const char *name)
 	if (rows_env == NULL || rows_env[0] == '\0')
 		return 1;
 	dup = strdup(rows_env);
-	for (p = strtok_r(dup, ",", &save); p != NULL && !found;
-	    p = strtok_r(NULL, ",", &save))
+	/* Make joins a continued line with a space: " step" is "step". */
+	for (p = strtok_r(dup, ", \t", &save); p != NULL && !found;
+	    p = strtok_r(NULL, ", \t", &save))
 		found = strcmp(p, name) == 0;
 	free(dup);
 	return found;
