@@ -63,7 +63,8 @@ TEST_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 	$(shell $(PKG) --cflags check libpcsclite p11-kit-1)
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
 CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
-	  tests/check_credit tests/check_service tests/check_ctl
+	  tests/check_credit tests/check_service tests/check_ctl \
+	  tests/check_batch tests/fuzz/check_regress
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
 	  libkeyutils
@@ -137,7 +138,8 @@ tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
 # Unit tests, without a line: the daemon's pieces linked, cardlicctl.c
 # included (its main renamed), the rest of cardlicctl linked.
 U_SRCS	= daemon/conf.c daemon/classify.c daemon/pinturn.c daemon/pin.c \
-	  daemon/date.c daemon/dbhash.c daemon/pkcs11.c $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
+	  daemon/date.c daemon/dbhash.c daemon/pkcs11.c daemon/log.c \
+	  $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
 	  build/sqlmig.c
 tests/check_unit: tests/check_unit.c $(U_SRCS) ctl/cardlicctl.c $(D_HDRS) \
     $(C_HDRS)
@@ -151,6 +153,14 @@ tests/p11shim.so: tests/p11shim.c
 	    tests/p11shim.c -ldl
 
 tests/check_credit: tests/p11shim.so
+
+# The batch card's answers, without a line: batch.c included, a scripted
+# card behind batch_exchange.
+tests/check_batch: tests/check_batch.c tests/fuzz/stubs.h daemon/batch.c \
+    daemon/date.c daemon/dbhash.c $(D_HDRS)
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto) -o $@ \
+	    tests/check_batch.c daemon/date.c daemon/dbhash.c $(TEST_LIBS) \
+	    $(shell $(PKG) --libs libcrypto) -pthread
 
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
@@ -177,8 +187,13 @@ check-faults-ci: deps all daemon/cardlicd-faults tests/check_faults
 	FAULT_ROWS='$(FAULT_CI_ROWS)' ./tests/check_faults
 
 # Every suite runs even when one fails; the summary lines come last.
+# The suites in three lanes at once (tests/run-suites): the two longest
+# alone, the others one after another.  Every suite runs even when one
+# fails; each one's output comes in order, and Check's summary lines last.
+CHECK_LANES = "tests/check_daemon" "tests/check_credit" \
+	"$(filter-out tests/check_daemon tests/check_credit,$(CHECKS))"
 check: deps all $(CHECKS) lint-man lint-unit lint-catalog check-hardening
-	@rc=0; for t in $(CHECKS); do ./$$t || rc=1; done; exit $$rc
+	@tests/run-suites $(CHECK_LANES)
 
 # The unit with its paths filled in; $(1) is where cardlicd lives.
 unit_sed = sed -e 's|@SBINDIR@|$(1)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
@@ -317,6 +332,82 @@ check-sanitize: deps sim
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(MAKE) check; \
 	    rc=$$?; rm -f daemon/cardlicd ctl/cardlicctl; exit $$rc
 
+# libFuzzer harnesses (tests/README.md, "Fuzzing"): make fuzz builds
+# them with clang and runs each FUZZ_SECONDS from its committed corpus
+# tests/fuzz/corpus/NAME (and its regressions); new inputs and crashes
+# go to tests/fuzz/work/NAME.  FUZZERS="batch conf" runs only those.
+FUZZ_PKGS = clang libclang-rt-14-dev
+FUZZ_CC	= clang
+FUZZ_SECONDS ?= 60
+FUZZERS	?= batch conf status atr verify
+FUZZ_FLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FZ_CONF_SRCS = daemon/pin.c daemon/date.c daemon/dbhash.c daemon/pkcs11.c \
+	daemon/classify.c
+FZ_CONF_PKGS = p11-kit-1 libpcsclite libcrypto
+FZ_SRCS_batch	= daemon/date.c daemon/dbhash.c
+FZ_PKGS_batch	= libpcsclite libcrypto
+FZ_SRCS_conf	= $(FZ_CONF_SRCS)
+FZ_PKGS_conf	= $(FZ_CONF_PKGS) libkeyutils
+FZ_SRCS_atr	= $(FZ_CONF_SRCS)
+FZ_PKGS_atr	= $(FZ_CONF_PKGS)
+FZ_SRCS_status	= daemon/date.c daemon/dbhash.c
+FZ_PKGS_status	= p11-kit-1 libcrypto
+FZ_SRCS_verify	= ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
+	daemon/dbhash.c build/sqlmig.c
+FZ_PKGS_verify	= sqlite3 inih libcrypto
+FZ_OPTS_batch	= -max_len=4096
+FZ_OPTS_conf	= -dict=tests/fuzz/conf.dict
+FZ_OPTS_status	= -max_len=100
+FZ_OPTS_verify	= -close_fd_mask=2
+FZ_LIBS	= -lkeyutils -pthread
+FZ_DEPS	= tests/fuzz/stubs.h $(D_SRCS) $(D_HDRS) $(C_SRCS) $(C_HDRS) \
+	build/sqlmig.c
+FUZZ_BINS = $(FUZZERS:%=tests/fuzz/fuzz_%)
+FUZZ_RUNS = tests/fuzz/run_batch tests/fuzz/run_conf tests/fuzz/run_status \
+	tests/fuzz/run_atr tests/fuzz/run_verify
+
+tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FZ_DEPS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell $(PKG) --cflags $(FZ_PKGS_$*)) \
+	    -o $@ $< $(FZ_SRCS_$*) $(shell $(PKG) --libs $(FZ_PKGS_$*)) \
+	    $(FZ_LIBS)
+
+# The same harnesses without libFuzzer, for make check: they replay the
+# corpora and the regressions (tests/fuzz/check_regress.sh).
+tests/fuzz/run_%: tests/fuzz/fuzz_%.c tests/fuzz/runner.c $(FZ_DEPS)
+	$(CC) $(WARN) $(CFLAGS) $(shell $(PKG) --cflags $(FZ_PKGS_$*)) \
+	    -o $@ $< tests/fuzz/runner.c $(FZ_SRCS_$*) \
+	    $(shell $(PKG) --libs $(FZ_PKGS_$*)) $(FZ_LIBS)
+
+tests/fuzz/check_regress: tests/fuzz/check_regress.sh $(FUZZ_RUNS)
+	cp tests/fuzz/check_regress.sh $@ && chmod +x $@
+
+# Seed databases for fuzz_verify, written by the daemon's own db.c.
+tests/fuzz/mkdb: tests/fuzz/mkdb.c daemon/db.c daemon/dbhash.c daemon/date.c \
+    build/sqlmig.c $(D_HDRS)
+	$(CC) $(WARN) $(CFLAGS) -pthread -o $@ tests/fuzz/mkdb.c daemon/db.c \
+	    daemon/dbhash.c daemon/date.c build/sqlmig.c \
+	    $(shell $(PKG) --libs sqlite3 libcrypto)
+
+# One fuzzer's bounded run; its statistics are printed at the end.
+fuzz_one = mkdir -p tests/fuzz/work/$(1); \
+	echo "fuzz_$(1): $(FUZZ_SECONDS) s"; \
+	tests/fuzz/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) \
+	    -print_final_stats=1 -timeout=25 \
+	    -artifact_prefix=tests/fuzz/work/$(1)/ \
+	    $(FZ_OPTS_$(1)) tests/fuzz/work/$(1) tests/fuzz/corpus/$(1) \
+	    $(wildcard tests/fuzz/regress/$(1)) \
+	    2>tests/fuzz/work/$(1).log || { rc=1; \
+	    echo "fuzz_$(1) FAILED: see tests/fuzz/work/$(1).log"; }; \
+	grep -E '^(stat::|Done)' tests/fuzz/work/$(1).log;
+
+fuzz: fuzz-deps $(FUZZ_BINS)
+	@rc=0; $(foreach f,$(FUZZERS),$(call fuzz_one,$(f))) exit $$rc
+
+# clang and its fuzzer runtime, installed when run as root.
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_PKGS)"
+
 bench/apdufloor: bench/apdufloor.c
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/apdufloor.c \
 	    $(SIM_LIBS)
@@ -349,7 +440,10 @@ clean:
 	rm -f daemon/cardlicd daemon/cardlicd-faults tests/check_faults \
 	    ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
 	rm -rf build
+	rm -f tests/fuzz/fuzz_batch tests/fuzz/fuzz_conf tests/fuzz/fuzz_status \
+	    tests/fuzz/fuzz_atr tests/fuzz/fuzz_verify $(FUZZ_RUNS) tests/fuzz/mkdb
+	rm -rf tests/fuzz/work
 
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
 	check-faults check-faults-ci demo bench clean install uninstall \
-	lint-man lint-unit lint-catalog
+	lint-man lint-unit lint-catalog fuzz fuzz-deps

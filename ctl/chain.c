@@ -96,12 +96,24 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total)
 	int bad = 0;
 
 	*total = 0;
-	if (sqlite3_prepare_v2(db, "SELECT DISTINCT station FROM audit ORDER "
-	    "BY station", -1, &st, NULL) != SQLITE_OK)
+	/* A station the daemon wrote is text: anything else was altered. */
+	if (sqlite3_prepare_v2(db, "SELECT DISTINCT station FROM audit WHERE "
+	    "typeof(station) = 'text' ORDER BY station", -1, &st, NULL) !=
+	    SQLITE_OK)
 		return -1;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		const char *s = (const char *)sqlite3_column_text(st, 0);
 
+		/*
+		 * A corrupt file (or no memory) can still give NULL; its
+		 * index may even loop: stop there.
+		 */
+		if (s == NULL) {
+			printf("%s: BROKEN: a station is unreadable: %s\n", name,
+			    sqlite3_errmsg(db));
+			bad = 1;
+			break;
+		}
 		if (chain_walk(db, s, &rows, &last, head, msg,
 		    sizeof(msg)) != 0) {
 			printf("%s: station %s: BROKEN at %s; %ld rows checked "
@@ -116,6 +128,21 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total)
 		*total += rows;
 	}
 	sqlite3_finalize(st);
+	/*
+	 * Every row must be in the chain that was walked: a row whose
+	 * station is not text (or not a station's at all) would be in none.
+	 */
+	if (!bad && sqlite3_prepare_v2(db, "SELECT count(*) FROM audit", -1,
+	    &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_int64(st, 0) != *total) {
+			printf("%s: BROKEN: %lld rows are in no station's "
+			    "chain (their station was altered)\n", name,
+			    sqlite3_column_int64(st, 0) - *total);
+			bad = 1;
+		}
+		sqlite3_finalize(st);
+	}
 	return bad ? -1 : 0;
 }
 

@@ -250,14 +250,15 @@ batch_sw_meaning(unsigned sw)
 /*
  * The status words after which the vendor text says GENERATE spent
  * nothing.  Every other word, after GENERATE was sent, may follow a spent
- * credit: it is in doubt, never a plain failure.
+ * credit: it is in doubt, never a plain failure.  6D00 (no such command)
+ * would mean the application was not selected; GENERATE is only sent
+ * after SELECT answered 9000, so here it is not in the vendor's table.
  */
 static int
 batch_sw_spends_nothing(unsigned sw)
 {
 	switch (sw) {
 	case 0x6700: case 0x6A80: case 0x6A86: case 0x6E00: case 0x6985:
-	case 0x6D00:
 		return 1;
 	default:
 		return 0;
@@ -265,16 +266,17 @@ batch_sw_spends_nothing(unsigned sw)
 }
 
 /*
- * PC/SC errors that pcscd gives before the command reaches the card: the
- * card was gone or reset as we sent.  Anything else (the reader's driver
- * failed mid-exchange, pcscd died) may follow a command the card got.
+ * PC/SC errors that pcscd gives only before the command reaches the card:
+ * the card was gone or reset as we sent.  Anything else (the reader's
+ * driver failed mid-exchange, pcscd died) may follow a command the card
+ * got.  SCARD_E_NO_SMARTCARD is not proof: pcsc-lite's IFDTransmit also
+ * returns it when the driver finds the card gone during the exchange.
  */
 static int
 batch_not_sent(long rv)
 {
 	return rv == (long)SCARD_W_REMOVED_CARD ||
 	    rv == (long)SCARD_W_RESET_CARD ||
-	    rv == (long)SCARD_E_NO_SMARTCARD ||
 	    rv == (long)SCARD_E_INVALID_HANDLE;
 }
 
@@ -382,7 +384,8 @@ batch_exchange(const struct batch_io *io, const uint8_t *model,
 	if ((sw == 0x9000 || (sw & 0xFF00) == 0x6100) && n <= sizeof(resp)) {
 		memcpy(all, resp, n);
 		total = n;
-	}
+	} else if (n > 0)
+		sw |= 0x10000;	/* a refusal with data is not the vendor's */
 	while ((sw & 0xFF00) == 0x6100 && total <= LIC_RESPONSE_LEN) {
 		/* A piece that carries nothing still counts against a bound. */
 		if (++pieces > LIC_RESPONSE_MAX) {

@@ -170,7 +170,7 @@ struct db_pending {
 int	db_open(const char *, const char *, char *, size_t);
 void	db_close(void);
 long	db_append(const struct db_row *, char *, size_t);
-int	db_find_pending(const uint8_t *, const uint8_t *, long,
+int	db_find_pending(const uint8_t *, const uint8_t *, long, int,
 	    struct db_pending *);
 long	db_find_rejected(const uint8_t *, const uint8_t *);
 long	db_batch_count(const char *, const char *);
@@ -204,6 +204,7 @@ int	pin_alloc(char **);
 void	pin_free(char *);
 struct stat;
 int	pin_open_file(const char *, off_t, struct stat *, char *, size_t);
+void	pin_identity(const struct conf *, char *, size_t);
 int	pin_check_stat(const struct stat *, uid_t, gid_t, const char *, char *,
 	    size_t);
 int	pin_read_file(const char *, uid_t, gid_t, char *, size_t *, char *,
@@ -369,6 +370,8 @@ void		 line_finish(void);
 enum pinturn { PINTURN_REFUSED, PINTURN_ALONE, PINTURN_FREE };
 enum pinturn	pinturn_begin(unsigned long);
 void		pinturn_end(unsigned long, enum pinturn, int, int);
+void		pinturn_trying(const struct conf *);
+void		pinturn_tried(const struct conf *, int);
 
 /* issue.c */
 void	issue_card(struct job *);

@@ -7,11 +7,15 @@
  * Job threads call in here; one lock serializes the writers, and nothing
  * here runs on the event loop's thread after start-up.
  */
+#include <sys/file.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -81,12 +85,50 @@ db_migrate(const char *path, char *err, size_t len)
 	return 0;
 }
 
+/*
+ * One daemon per database: two would number their jobs alike, share spill
+ * files, and each spend a credit on the same card.  The lock is held for
+ * the daemon's life (the descriptor is never closed); the file says who.
+ */
+static int
+db_lock_file(const char *path, char *err, size_t len)
+{
+	char lock[4200], pid[64], who[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0) {
+		snprintf(err, len, "%s: %s", lock, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		n = pread(fd, who, sizeof(who) - 1, 0);
+		who[n > 0 ? n : 0] = '\0';
+		who[strcspn(who, "\n")] = '\0';
+		snprintf(err, len, "%s: another cardlicd (pid %s) uses this "
+		    "database; one daemon per database", path, who[0] != '\0' ?
+		    who : "unknown");
+		close(fd);
+		return -1;
+	}
+	snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 ||
+	    pwrite(fd, pid, strlen(pid), 0) != (ssize_t)strlen(pid))
+		log_warnx("%s: cannot write our pid: %s", lock,
+		    strerror(errno));
+	return 0;
+}
+
 int
 db_open(const char *path, const char *station, char *err, size_t len)
 {
 	char msg[512];
 	sqlite3_stmt *st;
 
+	if (db_lock_file(path, err, len) != 0)
+		return -1;
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
 		snprintf(err, len, "%s: %s", path, db != NULL ?
@@ -323,13 +365,20 @@ out:
  */
 int
 db_find_pending(const uint8_t *model, const uint8_t *serial, long today,
-    struct db_pending *out)
+    int verified_too, struct db_pending *out)
 {
-	static const char sql[] = "SELECT g.seq, g.license, g.start_date,"
+	static const char pending[] = "SELECT g.seq, g.license, g.start_date,"
 	    " g.end_date FROM audit g WHERE g.state = 'generated'"
 	    " AND g.serial = ?1 AND g.model = ?2 AND NOT EXISTS (SELECT 1"
 	    " FROM audit v WHERE v.license_seq = g.seq AND v.state IN"
 	    " ('verified', 'rejected')) ORDER BY g.seq DESC";
+	/* Also one the card had, and lost (erased, or a card reset). */
+	static const char any[] = "SELECT g.seq, g.license, g.start_date,"
+	    " g.end_date FROM audit g WHERE g.state = 'generated'"
+	    " AND g.serial = ?1 AND g.model = ?2 AND NOT EXISTS (SELECT 1"
+	    " FROM audit v WHERE v.license_seq = g.seq AND v.state ="
+	    " 'rejected') ORDER BY g.seq DESC";
+	const char *sql = verified_too ? any : pending;
 	sqlite3_stmt *st;
 	const unsigned char *end;
 	long e;

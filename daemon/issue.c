@@ -359,7 +359,11 @@ issue_license(struct job *j, long today, struct db_pending *lic)
 	long seq;
 	int rc;
 
-	rc = db_find_pending(j->tok.model, j->tok.serial, today, lic);
+	/*
+	 * Invariant 2, and more: a license this card was given, pending or
+	 * verified once and lost since, is loaded again at no cost.
+	 */
+	rc = db_find_pending(j->tok.model, j->tok.serial, today, 1, lic);
 	issue_time(j, "pending");
 	if (rc < 0) {
 		issue_fail(j, NULL, "cannot read the audit database; no credit "
@@ -367,8 +371,9 @@ issue_license(struct job *j, long today, struct db_pending *lic)
 		return -1;
 	}
 	if (rc == 1) {
-		log_info("%s: %s: reusing its pending license (row %ld)",
-		    j->c.reader, j->serial, lic->license_seq);
+		log_info("%s: %s: loading the license it was given before "
+		    "(row %ld): no new credit", j->c.reader, j->serial,
+		    lic->license_seq);
 		return 0;
 	}
 	if ((seq = db_find_doubt(j->tok.model, j->tok.serial)) != 0) {
@@ -403,10 +408,33 @@ issue_status_valid(const uint8_t *st)
 	return st[1] != 0 && st[2] != 0;
 }
 
+/*
+ * A license whose start is still to come: the middleware says dateValid
+ * is false until that day, though the card holds the right license (a
+ * start policy of today-plus, next-month, or a fixed date ahead).
+ */
 static int
-issue_status_matches(const uint8_t *st, const struct db_pending *lic)
+issue_status_later(const uint8_t *st, long today)
 {
-	return issue_status_valid(st) &&
+	long start;
+
+	return st[1] != 0 && st[2] == 0 &&
+	    date_parse((const char *)st + 3, DATE_LEN, &start) == 0 &&
+	    start > today;
+}
+
+/* The middleware accepts the license now, or will from its start. */
+static int
+issue_status_ok(const uint8_t *st, long today)
+{
+	return issue_status_valid(st) || issue_status_later(st, today);
+}
+
+static int
+issue_status_matches(const uint8_t *st, const struct db_pending *lic,
+    long today)
+{
+	return issue_status_ok(st, today) &&
 	    memcmp(st + 3, lic->start_date, DATE_LEN) == 0 &&
 	    memcmp(st + 11, lic->end_date, DATE_LEN) == 0;
 }
@@ -476,9 +504,11 @@ issue_load(struct job *j, const struct db_pending *lic)
 	r.status = st;
 	r.ckr = "CKR_OK";
 	fault_point("commit-final");
-	if (issue_status_matches(st, lic)) {
-		r.reason = "the card reports the license valid with the "
-		    "expected dates";
+	if (issue_status_matches(st, lic, j->c.today)) {
+		r.reason = issue_status_valid(st) ? "the card reports the "
+		    "license valid with the expected dates" : "the card "
+		    "reports the license with the expected dates, valid from "
+		    "its start";
 		issue_record_forever(j, &r);
 		issue_report(j, OUTCOME_VERIFIED, NULL);
 		return;
@@ -515,8 +545,12 @@ issue_login(struct job *j)
 	/* Invariant 4: a refused PIN is not tried; an untried one alone. */
 	if ((how = pinturn_begin(c->generation)) == PINTURN_REFUSED)
 		return CKR_FUNCTION_CANCELED;
+	if (how == PINTURN_ALONE)
+		pinturn_trying(c);
 	rv = p11_login(j->session, c->pin, c->pin_len);
 	issue_time(j, "login");
+	if (how == PINTURN_ALONE || rv == CKR_PIN_INCORRECT)
+		pinturn_tried(c, rv == CKR_PIN_INCORRECT);
 	pinturn_end(c->generation, how, rv == CKR_OK,
 	    rv == CKR_PIN_INCORRECT);
 	return rv;
@@ -574,10 +608,10 @@ issue_needs_none(struct job *j, const uint8_t *st)
 	struct db_row r;
 	char reason[300], end[4 * DATE_LEN + 1];
 
-	if (!issue_status_valid(st))
+	if (!issue_status_ok(st, j->c.today))
 		return 0;
-	if (db_find_pending(j->tok.model, j->tok.serial, j->c.today, &lic) ==
-	    1 && issue_status_matches(st, &lic)) {
+	if (db_find_pending(j->tok.model, j->tok.serial, j->c.today, 0,
+	    &lic) == 1 && issue_status_matches(st, &lic, j->c.today)) {
 		issue_row_init(j, &r, "verified");
 		snprintf(reason, sizeof(reason), "the card shows its pending "
 		    "license (row %ld) valid with the expected dates: it had "
@@ -597,7 +631,10 @@ issue_needs_none(struct job *j, const uint8_t *st)
 		return 0;
 	issue_row_init(j, &r, "skipped");
 	dbhash_text(st + 11, DATE_LEN, end, sizeof(end));
-	if (st[0])
+	if (!issue_status_valid(st))
+		snprintf(reason, sizeof(reason), "already licensed from %.8s "
+		    "until %s", (const char *)st + 3, end);
+	else if (st[0])
 		snprintf(reason, sizeof(reason), "already licensed until %s",
 		    end);
 	else

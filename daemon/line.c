@@ -42,6 +42,7 @@ struct line_reader {
 
 static struct conf		*line_conf;
 static struct conf		*line_refused;	/* conf whose PIN was refused */
+static int			 line_refused_unsure;	/* or maybe refused */
 static struct line_reader	 line_readers[LINE_MAX_READERS];
 static int			 line_paused_credit;
 static int			 line_ready;
@@ -55,6 +56,7 @@ static void	line_pin_refusal_save(const struct conf *);
 static void	line_pin_refusal_clear(void);
 static void	line_tz_settle(void);
 static void	line_pin_refusal_load(void);
+static void	line_pin_trying_load(void);
 
 /*
  * setenv may move the environment under a thread that reads it (PC/SC and
@@ -368,36 +370,6 @@ line_tz_settle(void)
  * where the PIN came from and the files' identity (device, inode, size,
  * modification time), never anything derived from the PIN itself.
  */
-static void
-line_pin_identity(const struct conf *c, char *out, size_t len)
-{
-	struct stat st;
-	char path[4200];
-	const char *cred;
-	size_t n;
-
-	memset(&st, 0, sizeof(st));
-	stat(c->path, &st);
-	n = (size_t)snprintf(out, len, "conf %s %lu %lu %lld %lld.%09ld\n",
-	    c->path, (unsigned long)st.st_dev, (unsigned long)st.st_ino,
-	    (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-	    st.st_mtim.tv_nsec);
-	path[0] = '\0';
-	if (c->pin_source == PIN_FILE)
-		snprintf(path, sizeof(path), "%s", c->pin_where);
-	else if (c->pin_source == PIN_CREDENTIAL &&
-	    (cred = getenv("CREDENTIALS_DIRECTORY")) != NULL)
-		snprintf(path, sizeof(path), "%s/%s", cred, c->pin_where);
-	memset(&st, 0, sizeof(st));
-	if (path[0] != '\0')
-		stat(path, &st);
-	if (n < len)
-		snprintf(out + n, len - n,
-		    "pin %d %s %lu %lu %lld %lld.%09ld\n", (int)c->pin_source,
-		    c->pin_where, (unsigned long)st.st_dev,
-		    (unsigned long)st.st_ino, (long long)st.st_size,
-		    (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-}
 
 static void
 line_pin_refusal_path(char *out, size_t len)
@@ -413,7 +385,7 @@ line_pin_refusal_save(const struct conf *c)
 
 	line_pin_refusal_path(path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	line_pin_identity(c, id, sizeof(id));
+	pin_identity(c, id, sizeof(id));
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
 	if (fd < 0 || write(fd, id, strlen(id)) != (ssize_t)strlen(id) ||
@@ -432,6 +404,42 @@ line_pin_refusal_clear(void)
 	line_pin_refusal_path(path, sizeof(path));
 	if (unlink(path) != 0 && errno != ENOENT)
 		log_warnx("%s: %s", path, strerror(errno));
+	snprintf(path, sizeof(path), "%s.pin-trying", line_conf->database);
+	if (unlink(path) != 0 && errno != ENOENT)
+		log_warnx("%s: %s", path, strerror(errno));
+}
+
+/*
+ * At start-up: the daemon stopped while a card was trying a PIN that no
+ * card had accepted yet (pinturn.c keeps that mark).  If it was wrong,
+ * trying it again would cost another card a try: issuance stays paused
+ * until the admin reloads, which says the PIN is to be tried.
+ */
+static void
+line_pin_trying_load(void)
+{
+	char path[4200], id[8400], was[8400];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.pin-trying", line_conf->database);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return;
+	n = read(fd, was, sizeof(was) - 1);
+	close(fd);
+	was[n > 0 ? n : 0] = '\0';
+	pin_identity(line_conf, id, sizeof(id));
+	if (strcmp(id, was) != 0) {
+		unlink(path);
+		return;
+	}
+	line_refused = conf_ref(line_conf);
+	line_refused_unsure = 1;
+	log_alert("the daemon stopped while a card was trying the configured "
+	    "PIN for the first time, so whether it is right is not known; "
+	    "issuance is paused so that no other card loses a try: check "
+	    "the PIN in %s, then reload (systemctl reload cardlicd)",
+	    line_conf->path);
 }
 
 /* At start-up: is the PIN we were given the one refused before? */
@@ -443,12 +451,14 @@ line_pin_refusal_load(void)
 	int fd;
 
 	line_pin_refusal_path(path, sizeof(path));
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		line_pin_trying_load();
 		return;
+	}
 	n = read(fd, was, sizeof(was) - 1);
 	close(fd);
 	was[n > 0 ? n : 0] = '\0';
-	line_pin_identity(line_conf, id, sizeof(id));
+	pin_identity(line_conf, id, sizeof(id));
 	if (strcmp(id, was) != 0) {
 		log_info("the configuration or the PIN changed since the PIN "
 		    "was refused; issuance is not paused");
@@ -495,13 +505,16 @@ line_reload(struct conf *c)
 	line_tz_settle();
 	log_info("configuration reloaded from %s", c->path);
 	if (line_refused != NULL) {
-		if (c->pin_len == line_refused->pin_len &&
+		/* A reload confirms a PIN whose first try was cut short. */
+		if (!line_refused_unsure &&
+		    c->pin_len == line_refused->pin_len &&
 		    memcmp(c->pin, line_refused->pin, c->pin_len) == 0) {
 			log_alert("the PIN in the new configuration is the one "
 			    "that was refused; issuance stays paused");
 		} else {
 			conf_unref(line_refused);
 			line_refused = NULL;
+			line_refused_unsure = 0;
 			line_pin_refusal_clear();
 			line_resume("the PIN was changed");
 		}

@@ -285,3 +285,39 @@ pin_read_keyring(const char *desc, char *pin, size_t *pin_len, char *err,
 		    "4 to %d characters", desc, PIN_MAX);
 	return rc;
 }
+
+/*
+ * Where the PIN comes from, as files are known: the configuration's and
+ * the PIN file's or credential's device, inode, size and time.  A refused
+ * PIN is remembered by this, never by anything derived from the PIN.
+ */
+void
+pin_identity(const struct conf *c, char *out, size_t len)
+{
+	struct stat st;
+	char path[4200];
+	const char *cred;
+	size_t n;
+
+	memset(&st, 0, sizeof(st));
+	stat(c->path, &st);
+	n = (size_t)snprintf(out, len, "conf %s %lu %lu %lld %lld.%09ld\n",
+	    c->path, (unsigned long)st.st_dev, (unsigned long)st.st_ino,
+	    (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+	    st.st_mtim.tv_nsec);
+	path[0] = '\0';
+	if (c->pin_source == PIN_FILE)
+		snprintf(path, sizeof(path), "%s", c->pin_where);
+	else if (c->pin_source == PIN_CREDENTIAL &&
+	    (cred = getenv("CREDENTIALS_DIRECTORY")) != NULL)
+		snprintf(path, sizeof(path), "%s/%s", cred, c->pin_where);
+	memset(&st, 0, sizeof(st));
+	if (path[0] != '\0')
+		stat(path, &st);
+	if (n < len)
+		snprintf(out + n, len - n,
+		    "pin %d %s %lu %lu %lld %lld.%09ld\n", (int)c->pin_source,
+		    c->pin_where, (unsigned long)st.st_dev,
+		    (unsigned long)st.st_ino, (long long)st.st_size,
+		    (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+}

@@ -6,8 +6,20 @@
  * it again.  The state is kept by the configuration's generation (not in
  * the configuration, which stays as it was loaded), for the last few
  * configurations whose jobs may still be running after a reload.
+ *
+ * What a card said of the PIN must outlive the daemon: the holder of the
+ * first turn marks DB.pin-trying (the PIN's source, never the PIN) before
+ * the login, and turns it into DB.pin-refused if the card refuses, before
+ * anything else; a SIGKILL in between leaves the mark, and line.c then
+ * keeps issuance paused at the next start.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cardlicd.h"
 
@@ -73,4 +85,69 @@ pinturn_end(unsigned long gen, enum pinturn how, int accepted, int refused)
 	else if (accepted && *state == 0)
 		*state = 1;
 	pthread_mutex_unlock(&pinturn_lock);
+}
+
+static void
+pinturn_path(const struct conf *c, const char *what, char *out, size_t len)
+{
+	snprintf(out, len, "%s.%s", c->database, what);
+}
+
+static void
+pinturn_sync_dir(const char *path)
+{
+	char dir[4200];
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+}
+
+/* Writes the PIN's source into DB.what, durably. */
+static void
+pinturn_mark(const struct conf *c, const char *what)
+{
+	char path[4200], id[8400];
+	int fd, ok;
+
+	pinturn_path(c, what, path, sizeof(path));
+	pin_identity(c, id, sizeof(id));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	ok = fd >= 0 && write(fd, id, strlen(id)) == (ssize_t)strlen(id) &&
+	    fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (!ok)
+		log_warnx("%s: %s; a refusal of the PIN could be forgotten by "
+		    "a crash", path, strerror(errno));
+	pinturn_sync_dir(path);
+}
+
+/* Before the first login of an untried PIN (the turn's holder only). */
+void
+pinturn_trying(const struct conf *c)
+{
+	pinturn_mark(c, "pin-trying");
+}
+
+/* After it: a refusal is kept at once; anything else drops the mark. */
+void
+pinturn_tried(const struct conf *c, int refused)
+{
+	char trying[4200], done[4200];
+
+	pinturn_path(c, "pin-trying", trying, sizeof(trying));
+	pinturn_path(c, "pin-refused", done, sizeof(done));
+	if (refused) {
+		/* No mark when a PIN known good was refused: write one. */
+		if (rename(trying, done) != 0)
+			pinturn_mark(c, "pin-refused");
+	} else if (unlink(trying) != 0 && errno != ENOENT)
+		log_warnx("%s: %s", trying, strerror(errno));
+	pinturn_sync_dir(trying);
 }

@@ -695,6 +695,159 @@ START_TEST(hostile_middleware_answers)
 END_TEST
 
 /*
+ * From the adversary (black-box): a second daemon started by hand on the
+ * same database.  The old code ran both; both spent a credit on one card
+ * under the same job number.  Now the second one refuses to start.
+ */
+START_TEST(second_daemon_on_one_database_refused)
+{
+	char *s;
+
+	d_config("two", "1234", NULL);
+	d_start();
+	s = tl_read("timeout 20 " CARDLICD " --allow-root -f %s 2>&1; "
+	    "echo \"exit $?\"", d_conf);
+	ck_assert_msg(strstr(s, "another cardlicd (pid ") != NULL &&
+	    strstr(s, "uses this database; one daemon per database") != NULL &&
+	    strstr(s, "exit 0") == NULL, "%s", s);
+	free(s);
+	ck_assert_int_eq(kill(d_pid, 0), 0);
+	d_stop();
+}
+END_TEST
+
+/*
+ * From the adversary: SIGKILL while the first card is refusing the PIN
+ * (its answer slowed).  The old code tried the same PIN on the next card
+ * after the restart: two cards lost a try.  Now the try is marked before
+ * the login, and the restart keeps issuance paused until a reload.
+ */
+START_TEST(pin_refusal_survives_sigkill_during_login)
+{
+	char *s;
+
+	tl_insert(0, "pk-batch", "--type batch --credits 5");
+	d_config("pk", "9999", NULL);
+	d_start();
+	tl_insert(1, "PK1", "--type target --serial PK1 --slow 1500");
+	wait_event("PK1", "login bad", 20000);
+	d_kill9();
+	ck_assert_int_eq(card_num("PK1", "tries"), 2);
+	d_start();
+	d_wait_log("whether it is right is not known", 5000);
+	tl_remove(1);
+	tl_insert(2, "PK2", "--type target --serial PK2");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed' AND "
+	    "CAST(serial AS TEXT) LIKE 'PK2%'", 1, 10000);
+	ck_assert_int_eq(card_num("PK2", "tries"), 3);
+	s = tl_read("grep -c login %s/cards/PK2.events || true", tl_dir);
+	ck_assert_str_eq(s, "0\n");
+	free(s);
+	/* The admin fixes the PIN and reloads: the waiting card goes on. */
+	tl_sh("printf '1234\\n' > %s/pk.pin", tl_dir);
+	kill(d_pid, SIGHUP);
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    10000);
+	d_stop();
+	ck_assert_int_eq(card_num("PK2", "tries"), 3);
+	tl_remove(2);
+}
+END_TEST
+
+/*
+ * From the adversary: a card verified once comes back without its
+ * license (erased; here the same model and serial on a fresh card).  The
+ * old code bought it a second credit; it now gets the license it was
+ * given, which is in the audit rows.
+ */
+START_TEST(lost_license_is_loaded_again)
+{
+	char *s;
+
+	tl_insert(0, "ll-batch", "--type batch --credits 5");
+	d_config("ll", "1234", NULL);
+	d_start();
+	tl_insert(1, "LLA", "--type target --serial LL1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    10000);
+	tl_remove(1);
+	tl_insert(1, "LLB", "--type target --serial LL1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 2,
+	    10000);
+	d_stop();
+	ck_assert_int_eq(card_num("ll-batch", "issued"), 1);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'generated'"), 1);
+	s = q("SELECT count(DISTINCT license_seq) FROM audit WHERE state = "
+	    "'verified'");
+	ck_assert_str_eq(s, "1");
+	free(s);
+	ck_assert_int_eq(card_num("LLB", "loads"), 1);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * From the adversary: 6D00 after GENERATE.  The vendor lists 6D00 for no
+ * command; GENERATE comes only after SELECT said 9000, so it is no
+ * refusal that the text knows, and the credit is in doubt.  The old
+ * code called it "no credit spent" while the card had spent it.
+ */
+START_TEST(sw_6d00_after_select_is_in_doubt)
+{
+	/* 0 probe, 1 the middleware's look, 2 SELECT, 3 GENERATE. */
+	tl_insert(0, "dd-batch", "--type batch --credits 5 --garbage sw=6D00 "
+	    "--garbage-at 3");
+	d_config("dd", "1234", NULL);
+	d_start();
+	tl_insert(1, "DD1", "--type target --serial DD1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'in-doubt'", 1,
+	    10000);
+	d_stop();
+	ck_assert_int_eq(card_num("dd-batch", "issued"), 1);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE sw = '6D00' "
+	    "AND state = 'in-doubt'"), 1);
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * From the adversary: start-policy today-plus.  A license that starts in
+ * a week reads back with dateValid 0 until then; the old code called
+ * every card REJECTED.  It is verified, and skipped when it comes back.
+ */
+START_TEST(future_start_is_verified)
+{
+	char *s;
+
+	tl_insert(0, "fs-batch", "--type batch --credits 5");
+	d_config("fs", "1234", "[license]\nstart-policy = today-plus\n"
+	    "start-offset-days = 7\n");
+	d_start();
+	tl_insert(1, "FS1", "--type target --serial FS1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    10000);
+	s = q("SELECT start_date || '|' || reason FROM audit WHERE state = "
+	    "'verified'");
+	ck_assert_str_eq(s, "20261201|the card reports the license with the "
+	    "expected dates, valid from its start");
+	free(s);
+	tl_remove(1);
+	tl_insert(1, "FS1", "%s", "");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'skipped'", 1, 10000);
+	d_stop();
+	s = q("SELECT reason FROM audit WHERE state = 'skipped'");
+	ck_assert_msg(strncmp(s, "already licensed from 20261201 until ", 37)
+	    == 0, "%s", s);
+	free(s);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'rejected'"), 0);
+	ck_assert_int_eq(card_num("fs-batch", "issued"), 1);
+	tl_remove(1);
+}
+END_TEST
+
+/*
  * Problem 3: reader names over 64 bytes that share their first 64 (sim
  * line --long-names), as real CCID names with a serial number do.  The old
  * code matched slotDescription's 64 bytes and handled another reader's
@@ -779,6 +932,11 @@ credit_suite(void)
 	tcase_add_test(tc, startup_identifies_batch_cards_first);
 	tcase_add_test(tc, batch_card_pulled_while_probed_is_not_in_pool);
 	tcase_add_test(tc, hostile_middleware_answers);
+	tcase_add_test(tc, second_daemon_on_one_database_refused);
+	tcase_add_test(tc, pin_refusal_survives_sigkill_during_login);
+	tcase_add_test(tc, lost_license_is_loaded_again);
+	tcase_add_test(tc, sw_6d00_after_select_is_in_doubt);
+	tcase_add_test(tc, future_start_is_verified);
 	suite_add_tcase(s, tc);
 	/* Last: it takes the suite's line down for one with long names. */
 	tc = tcase_create("long names");
