@@ -170,6 +170,22 @@ $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $@.c tests/testline.c \
 	    tests/testdaemon.c $(TEST_LIBS)
 
+tests/check_faults: tests/check_faults.c tests/testline.c tests/testline.h \
+    tests/testdaemon.c tests/testdaemon.h
+	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ tests/check_faults.c \
+	    tests/testline.c tests/testdaemon.c $(TEST_LIBS)
+
+# The fault matrix (tests/README.md): every step of a job x every fault.
+# check-faults-ci runs the credit-critical rows only, GENERATE to the
+# final commit.
+FAULT_CI_ROWS = generate,spent,getresp1,getresp2,getresp3,generated,\
+	commit-generated,load,readback,commit-final
+check-faults: deps all daemon/cardlicd-faults tests/check_faults
+	./tests/check_faults
+
+check-faults-ci: deps all daemon/cardlicd-faults tests/check_faults
+	FAULT_ROWS='$(FAULT_CI_ROWS)' ./tests/check_faults
+
 # Every suite runs even when one fails; the summary lines come last.
 # The suites in three lanes at once (tests/run-suites): the two longest
 # alone, the others one after another.  Every suite runs even when one
@@ -477,12 +493,14 @@ deps:
 	fi
 
 clean:
-	rm -f daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
+	rm -f daemon/cardlicd daemon/cardlicd-faults tests/check_faults \
+	    ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
 	rm -rf build
 	rm -f tests/fuzz/fuzz_batch tests/fuzz/fuzz_conf tests/fuzz/fuzz_status \
 	    tests/fuzz/fuzz_atr tests/fuzz/fuzz_verify $(FUZZ_RUNS) tests/fuzz/mkdb
 	rm -rf tests/fuzz/work
 
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
-	demo bench clean install uninstall lint-man lint-unit lint-catalog \
-	fuzz fuzz-deps check-tsan check-valgrind soak
+	check-faults check-faults-ci demo bench clean install uninstall \
+	lint-man lint-unit lint-catalog fuzz fuzz-deps check-tsan \
+	check-valgrind soak
