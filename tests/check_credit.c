@@ -737,8 +737,9 @@ START_TEST(pin_refusal_survives_sigkill_during_login)
 	d_wait_log("whether it is right is not known", 5000);
 	tl_remove(1);
 	tl_insert(2, "PK2", "--type target --serial PK2");
+	/* A wait, not a speed: make check runs three suites at once. */
 	wait_n("SELECT count(*) FROM audit WHERE state = 'failed' AND "
-	    "CAST(serial AS TEXT) LIKE 'PK2%'", 1, 10000);
+	    "CAST(serial AS TEXT) LIKE 'PK2%'", 1, 30000);
 	ck_assert_int_eq(card_num("PK2", "tries"), 3);
 	s = tl_read("grep -c login %s/cards/PK2.events || true", tl_dir);
 	ck_assert_str_eq(s, "0\n");

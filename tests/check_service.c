@@ -106,7 +106,8 @@ START_TEST(ready_reload_stop_protocol)
 	ck_assert(!notify_wait("READY=1", 1500, seen, sizeof(seen)));
 	ck_assert_int_eq(qn("PRAGMA user_version"), 4);
 	tl_sh(TOPDIR "/sim/line up --dir %s --readers 2 >/dev/null", second);
-	ck_assert_msg(notify_wait("READY=1", 8000, seen, sizeof(seen)),
+	/* The watcher retries pcscd every 5 s at most; three suites run. */
+	ck_assert_msg(notify_wait("READY=1", 20000, seen, sizeof(seen)),
 	    "no READY=1 once pcscd is up: %s", seen);
 	ck_assert(d_log_has("connected to pcscd"));
 	ck_assert(notify_wait("STATUS=running: issued 0, skipped 0, failed 0,"
