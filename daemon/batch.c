@@ -13,6 +13,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <PCSC/winscard.h>
 #include <PCSC/pcsclite.h>
@@ -212,23 +213,39 @@ batch_tx(struct batch_conn *c, const uint8_t *cmd, size_t len, uint8_t *out,
 	return 0;
 }
 
-/* Classification: does the card answer the SELECT of the batch AID? */
+/*
+ * Classification: does the card answer the SELECT of the batch AID?  1 or
+ * 0; -1 when it could not be asked.  A card just inserted may not answer
+ * at once (still powering up, or another program in a transaction on
+ * it): the question is asked again for up to a second, unless pcscd says
+ * the card is gone.
+ */
 int
 batch_probe(const char *reader)
 {
 	struct batch_conn c;
 	unsigned sw = 0;
-	int rc;
+	long rv = 0;
+	int tries;
 
-	if (batch_connect(&c, reader) != SCARD_S_SUCCESS) {
+	for (tries = 0; tries < 6; tries++) {
+		if (tries > 0)
+			usleep(200000);
+		rv = batch_connect(&c, reader);
+		if (rv == SCARD_S_SUCCESS)
+			rv = batch_tx(&c, batch_select, sizeof(batch_select),
+			    NULL, NULL, &sw);
 		batch_disconnect(&c);
-		return -1;
+		if (rv == 0)
+			return sw == 0x9000;
+		if (rv == (long)SCARD_E_NO_SMARTCARD ||
+		    rv == (long)SCARD_W_REMOVED_CARD ||
+		    rv == (long)SCARD_E_UNKNOWN_READER)
+			break;
 	}
-	rc = batch_tx(&c, batch_select, sizeof(batch_select), NULL, NULL, &sw);
-	batch_disconnect(&c);
-	if (rc != 0)
-		return -1;
-	return sw == 0x9000;
+	log_info("%s: the card could not be asked what it is: %s", reader,
+	    pcsc_stringify_error((LONG)rv));
+	return -1;
 }
 
 static const char *

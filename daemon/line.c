@@ -415,24 +415,36 @@ line_pin_refusal_clear(void)
  * trying it again would cost another card a try: issuance stays paused
  * until the admin reloads, which says the PIN is to be tried.
  */
-static void
-line_pin_trying_load(void)
+/*
+ * A mark left by pinturn.c (DB.pin-refused, DB.pin-trying): 1 when it is
+ * there and names the PIN source we run with, 0 when it names another
+ * (then it is removed), -1 when there is none.
+ */
+static int
+line_pin_mark(const char *what)
 {
 	char path[4200], id[8400], was[8400];
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s.pin-trying", line_conf->database);
+	snprintf(path, sizeof(path), "%s.%s", line_conf->database, what);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-		return;
+		return -1;
 	n = read(fd, was, sizeof(was) - 1);
 	close(fd);
 	was[n > 0 ? n : 0] = '\0';
 	pin_identity(line_conf, id, sizeof(id));
-	if (strcmp(id, was) != 0) {
-		unlink(path);
+	if (strcmp(id, was) == 0)
+		return 1;
+	unlink(path);
+	return 0;
+}
+
+static void
+line_pin_trying_load(void)
+{
+	if (line_pin_mark("pin-trying") != 1)
 		return;
-	}
 	line_refused = conf_ref(line_conf);
 	line_refused_unsure = 1;
 	log_alert("the daemon stopped while a card was trying the configured "
@@ -446,20 +458,11 @@ line_pin_trying_load(void)
 static void
 line_pin_refusal_load(void)
 {
-	char path[4200], id[8400], was[8400];
-	ssize_t n;
-	int fd;
-
-	line_pin_refusal_path(path, sizeof(path));
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+	switch (line_pin_mark("pin-refused")) {
+	case -1:
 		line_pin_trying_load();
 		return;
-	}
-	n = read(fd, was, sizeof(was) - 1);
-	close(fd);
-	was[n > 0 ? n : 0] = '\0';
-	pin_identity(line_conf, id, sizeof(id));
-	if (strcmp(id, was) != 0) {
+	case 0:
 		log_info("the configuration or the PIN changed since the PIN "
 		    "was refused; issuance is not paused");
 		line_pin_refusal_clear();
