@@ -217,8 +217,8 @@ batch_tx(struct batch_conn *c, const uint8_t *cmd, size_t len, uint8_t *out,
  * Classification: does the card answer the SELECT of the batch AID?  1 or
  * 0; -1 when it could not be asked.  A card just inserted may not answer
  * at once (still powering up, or another program in a transaction on
- * it): the question is asked again for up to a second, unless pcscd says
- * the card is gone.
+ * it): the question is asked again for up to a second, unless the reader
+ * itself is gone.
  */
 int
 batch_probe(const char *reader)
@@ -238,9 +238,11 @@ batch_probe(const char *reader)
 		batch_disconnect(&c);
 		if (rv == 0)
 			return sw == 0x9000;
-		if (rv == (long)SCARD_E_NO_SMARTCARD ||
-		    rv == (long)SCARD_W_REMOVED_CARD ||
-		    rv == (long)SCARD_E_UNKNOWN_READER)
+		/*
+		 * "No smart card" too can come from a card still powering
+		 * up: only a reader that is gone ends the questions early.
+		 */
+		if (rv == (long)SCARD_E_UNKNOWN_READER)
 			break;
 	}
 	log_info("%s: the card could not be asked what it is: %s", reader,
