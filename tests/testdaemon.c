@@ -16,6 +16,22 @@
 #include "testdaemon.h"
 
 pid_t	d_pid;
+/*
+ * The daemons a suite started, for its teardown to stop.  One file per
+ * suite process: make check runs suites side by side in one checkout, and
+ * a suite's teardown must never stop another suite's daemons.
+ */
+static char	d_pids[300];
+
+static const char *
+d_pids_path(void)
+{
+	/* Set by d_suite_up in the suite's process; tests are its forks. */
+	if (d_pids[0] == '\0')
+		snprintf(d_pids, sizeof(d_pids), "%s/tests/.daemon.pids.%ld",
+		    TOPDIR, (long)getpid());
+	return d_pids;
+}
 char	d_db[300], d_conf[300], d_log[300];
 
 /* A configuration with the given PIN line ("pin-file = ..." and so on). */
@@ -128,7 +144,7 @@ d_spawn(char *const argv[], char *const env[], int wait)
 		execvp(argv[0], argv);
 		_exit(127);
 	}
-	pf = fopen(TOPDIR "/tests/.daemon.pids", "a");
+	pf = fopen(d_pids_path(), "a");
 	if (pf != NULL) {
 		fprintf(pf, "%d\n", (int)d_pid);
 		fclose(pf);
@@ -157,7 +173,7 @@ void
 d_suite_up(int readers)
 {
 	tl_up(readers);
-	unlink(TOPDIR "/tests/.daemon.pids");
+	unlink(d_pids_path());
 }
 
 /* The end of a suite: its daemons, then its line. */
@@ -172,7 +188,7 @@ d_suite_down(void)
 void
 d_kill_leftovers(void)
 {
-	FILE *f = fopen(TOPDIR "/tests/.daemon.pids", "r");
+	FILE *f = fopen(d_pids_path(), "r");
 	int pid;
 
 	while (f != NULL && fscanf(f, "%d", &pid) == 1)
@@ -180,7 +196,7 @@ d_kill_leftovers(void)
 			kill(pid, SIGKILL);
 	if (f != NULL)
 		fclose(f);
-	unlink(TOPDIR "/tests/.daemon.pids");
+	unlink(d_pids_path());
 }
 
 void
