@@ -54,7 +54,7 @@ static pthread_mutex_t	job_gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t	job_gate_cond = PTHREAD_COND_INITIALIZER;
 static int		job_gate_open_n;
 
-/* Milliseconds, monotonic: the jobs' clock for timings. */
+/* Milliseconds, monotonic: for timings, and the loop's stuck-job check. */
 long
 job_now_ms(void)
 {

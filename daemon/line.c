@@ -65,15 +65,6 @@ static void	line_pin_trying_load(void);
  */
 static int	line_tz_pending;
 
-static long
-line_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Why issuance is paused, or NULL while it runs. */
 static const char *
 line_pause_reason(void)
@@ -163,7 +154,7 @@ line_start_job(struct line_reader *r)
 	}
 	r->busy = 1;
 	r->classified = 0;
-	r->busy_since = line_now_ms();
+	r->busy_since = job_now_ms();
 	r->job_conf = conf_ref(line_conf);
 	line_gate();
 }
@@ -539,7 +530,7 @@ line_stop(void)
 const char *
 line_watchdog_why(void)
 {
-	long now = line_now_ms();
+	long now = job_now_ms();
 	const char *why = NULL;
 	int i;
 
