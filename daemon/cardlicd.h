@@ -219,6 +219,17 @@ struct token {
 	uint8_t		serial[FIELD_LEN];
 	unsigned long	flags;
 };
+/*
+ * A first try of the PIN that a stop cut short (DB.pin-trying at
+ * start-up): the card it was tried on, if the mark says.
+ */
+struct pin_doubt {
+	int		on;
+	int		known;		/* the mark names the card */
+	uint8_t		model[FIELD_LEN];
+	uint8_t		serial[FIELD_LEN];
+	unsigned long	flags;		/* its token flags before the try */
+};
 int		 p11_load(const char *, char *, size_t);
 void		 p11_unload(void);
 unsigned long	 p11_find_token(const struct conf *, const char *,
@@ -233,6 +244,7 @@ unsigned long	 p11_load_license(unsigned long, const uint8_t *);
 const char	*p11_rv_name(unsigned long);
 int		 p11_pin_locked(unsigned long);
 int		 p11_pin_final_try(unsigned long);
+int		 p11_pin_tried_wrong(unsigned long);
 
 /* batch.c */
 enum batch_result {
@@ -313,6 +325,7 @@ struct job_result {
 	enum outcome	outcome;
 	int		credit_used;	/* a credit spent, or maybe spent */
 	int		pin_refused;	/* wrong PIN: stop until conf changes */
+	int		pin_settled;	/* a doubted first try: PIN accepted */
 	int		no_credit;	/* no batch card with credit */
 };
 struct job_ctx {
@@ -323,6 +336,7 @@ struct job_ctx {
 	unsigned	insertion;
 	long		today;		/* days: the loop owns the time zone */
 	int		paused_pin;
+	struct pin_doubt pin_doubt;	/* paused_pin, maybe not refused */
 	int		paused_credit;
 	int		notify_fd;
 };
@@ -370,7 +384,8 @@ void		 line_finish(void);
 enum pinturn { PINTURN_REFUSED, PINTURN_ALONE, PINTURN_FREE };
 enum pinturn	pinturn_begin(unsigned long);
 void		pinturn_end(unsigned long, enum pinturn, int, int);
-void		pinturn_trying(const struct conf *);
+void		pinturn_trying(const struct conf *, const struct token *);
+int		pinturn_doubt_parse(const char *, struct pin_doubt *);
 void		pinturn_tried(const struct conf *, int);
 
 /* issue.c */

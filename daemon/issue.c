@@ -546,7 +546,7 @@ issue_login(struct job *j)
 	if ((how = pinturn_begin(c->generation)) == PINTURN_REFUSED)
 		return CKR_FUNCTION_CANCELED;
 	if (how == PINTURN_ALONE)
-		pinturn_trying(c);
+		pinturn_trying(c, &j->tok);
 	rv = p11_login(j->session, c->pin, c->pin_len);
 	issue_time(j, "login");
 	if (how == PINTURN_ALONE || rv == CKR_PIN_INCORRECT)
@@ -648,13 +648,68 @@ issue_needs_none(struct job *j, const uint8_t *st)
 	return 1;
 }
 
+/*
+ * After a stop that cut short the first try of the PIN (line.c): only the
+ * card it was tried on may settle it, by its flags.  A wrong PIN entered
+ * since its flags were kept is ours; none means the try was accepted, or
+ * never reached the card, and trying again (alone) costs nothing more.
+ * 0: log in.
+ */
+static int
+issue_pin_doubt(struct job *j)
+{
+	const struct pin_doubt *d = &j->c.pin_doubt;
+	char serial[4 * FIELD_LEN + 1];
+
+	if (!d->known) {
+		j->paused = 1;
+		issue_fail(j, NULL, "issuance is paused: a stop cut short the "
+		    "PIN's first try; check the PIN and reload");
+		return -1;
+	}
+	if (memcmp(d->model, j->tok.model, FIELD_LEN) != 0 ||
+	    memcmp(d->serial, j->tok.serial, FIELD_LEN) != 0) {
+		dbhash_text(d->serial, dbhash_trimmed(d->serial, FIELD_LEN),
+		    serial, sizeof(serial));
+		j->paused = 1;
+		issue_fail(j, NULL, "issuance is paused: a stop cut short the "
+		    "PIN's first try, on card %s; insert that card again, or "
+		    "check the PIN and reload", serial);
+		return -1;
+	}
+	if (!p11_pin_tried_wrong(j->tok.flags))
+		return 0;
+	if (p11_pin_tried_wrong(d->flags)) {
+		j->paused = 1;
+		issue_fail(j, NULL, "issuance is paused: this card had a wrong "
+		    "PIN try before the one a stop cut short, so it cannot "
+		    "tell whether the configured PIN is right; check the PIN "
+		    "and reload");
+		return -1;
+	}
+	pinturn_tried(j->c.conf, 1);
+	pinturn_end(j->c.conf->generation, PINTURN_FREE, 0, 1);
+	j->res.pin_refused = 1;
+	log_alert("card %s in %s shows a wrong PIN try since the login that a "
+	    "stop cut short: the configured PIN was refused; issuance is "
+	    "paused: fix the PIN in %s and reload (systemctl reload cardlicd)",
+	    j->serial, j->c.reader, j->c.conf->path);
+	issue_fail(j, NULL, "the configured PIN was refused (the card counts "
+	    "a wrong try since the restart's cause); issuance paused until the "
+	    "configuration is fixed");
+	return -1;
+}
+
 /* Invariant 4: the PIN is not tried where it could do harm.  0: go on. */
 static int
 issue_may_log_in(struct job *j)
 {
 	long rejected;
 
-	if (j->c.paused_pin) {
+	if (j->c.paused_pin && j->c.pin_doubt.on) {
+		if (issue_pin_doubt(j) != 0)
+			return -1;
+	} else if (j->c.paused_pin) {
 		j->paused = 1;
 		issue_fail(j, NULL, "issuance is paused: the configured PIN "
 		    "was refused; fix the configuration and reload");
@@ -717,6 +772,7 @@ issue_log_in(struct job *j)
 		return -1;
 	}
 	j->logged_in = 1;
+	j->res.pin_settled = j->c.pin_doubt.on;
 	return 0;
 }
 

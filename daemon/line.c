@@ -20,6 +20,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "cardlicd.h"
+#include "dbhash.h"
 
 #define LINE_MAX_READERS	32
 #define LINE_JOB_STUCK_MS	90000	/* a job this old is hung */
@@ -43,6 +44,7 @@ struct line_reader {
 static struct conf		*line_conf;
 static struct conf		*line_refused;	/* conf whose PIN was refused */
 static int			 line_refused_unsure;	/* or maybe refused */
+static struct pin_doubt		 line_doubt;	/* when unsure: the card */
 static struct line_reader	 line_readers[LINE_MAX_READERS];
 static int			 line_paused_credit;
 static int			 line_ready;
@@ -57,6 +59,7 @@ static void	line_pin_refusal_clear(void);
 static void	line_tz_settle(void);
 static void	line_pin_refusal_load(void);
 static void	line_pin_trying_load(void);
+static void	line_pin_doubt_end(void);
 
 /*
  * setenv may move the environment under a thread that reads it (PC/SC and
@@ -69,6 +72,9 @@ static int	line_tz_pending;
 static const char *
 line_pause_reason(void)
 {
+	if (line_refused_unsure)
+		return "a stop cut short the PIN's first try; insert that card "
+		    "again, or check the PIN and reload";
 	if (line_refused != NULL)
 		return "the PIN was refused; fix the configuration and reload";
 	if (line_paused_credit)
@@ -143,6 +149,8 @@ line_start_job(struct line_reader *r)
 	/* Only the loop sets TZ; jobs get the day, not the clock. */
 	c.today = date_today(NULL);
 	c.paused_pin = line_refused != NULL;
+	if (line_refused_unsure)
+		c.pin_doubt = line_doubt;
 	c.paused_credit = line_paused_credit;
 	c.notify_fd = line_job_fd;
 	r->queued = 0;
@@ -239,6 +247,16 @@ line_on_job(evutil_socket_t fd, short what, void *arg)
 			line_refused = used;
 			used = NULL;
 			line_pin_refusal_save(line_refused);
+		} else if (res.pin_refused && line_refused_unsure) {
+			line_pin_doubt_end();
+			line_pin_refusal_save(line_refused);
+		}
+		if (res.pin_settled && line_refused_unsure) {
+			line_pin_doubt_end();
+			conf_unref(line_refused);
+			line_refused = NULL;
+			line_resume("the card whose first try of the PIN was cut "
+			    "short accepted it");
 		}
 		if (res.no_credit && !line_paused_credit) {
 			if (batch_available() > 0) {
@@ -409,10 +427,11 @@ line_pin_refusal_clear(void)
 /*
  * A mark left by pinturn.c (DB.pin-refused, DB.pin-trying): 1 when it is
  * there and names the PIN source we run with, 0 when it names another
- * (then it is removed), -1 when there is none.
+ * (then it is removed), -1 when there is none.  What follows the PIN's
+ * source (pin_identity's lines) goes to rest.
  */
 static int
-line_pin_mark(const char *what)
+line_pin_mark(const char *what, char *rest, size_t restlen)
 {
 	char path[4200], id[8400], was[8400];
 	ssize_t n;
@@ -425,31 +444,63 @@ line_pin_mark(const char *what)
 	close(fd);
 	was[n > 0 ? n : 0] = '\0';
 	pin_identity(line_conf, id, sizeof(id));
-	if (strcmp(id, was) == 0)
+	if (strncmp(id, was, strlen(id)) == 0) {
+		if (rest != NULL)
+			snprintf(rest, restlen, "%s", was + strlen(id));
 		return 1;
+	}
 	unlink(path);
 	return 0;
 }
 
+/*
+ * At start-up: the daemon stopped while a card was trying a PIN that no
+ * card had accepted yet.  If it was wrong, trying it on another card would
+ * cost that card a try too.  So issuance waits for the card it was tried
+ * on: its token flags then say whether a wrong PIN was entered since its
+ * flags were kept (issue.c).  A reload also ends the wait: the admin says
+ * the PIN is to be tried.
+ */
 static void
 line_pin_trying_load(void)
 {
-	if (line_pin_mark("pin-trying") != 1)
+	char rest[256], serial[4 * FIELD_LEN + 1];
+
+	if (line_pin_mark("pin-trying", rest, sizeof(rest)) != 1)
 		return;
 	line_refused = conf_ref(line_conf);
 	line_refused_unsure = 1;
-	log_alert("the daemon stopped while a card was trying the configured "
+	if (pinturn_doubt_parse(rest, &line_doubt) != 0) {
+		log_alert("the daemon stopped while a card was trying the "
+		    "configured PIN for the first time, so whether it is right "
+		    "is not known; issuance is paused so that no other card "
+		    "loses a try: check the PIN in %s, then reload (systemctl "
+		    "reload cardlicd)", line_conf->path);
+		return;
+	}
+	dbhash_text(line_doubt.serial, dbhash_trimmed(line_doubt.serial,
+	    FIELD_LEN), serial, sizeof(serial));
+	log_alert("the daemon stopped while card %s was trying the configured "
 	    "PIN for the first time, so whether it is right is not known; "
-	    "issuance is paused so that no other card loses a try: check "
-	    "the PIN in %s, then reload (systemctl reload cardlicd)",
-	    line_conf->path);
+	    "issuance waits for that card, whose PIN counter will tell, so "
+	    "that no other card loses a try.  Insert card %s again, or check "
+	    "the PIN in %s and reload (systemctl reload cardlicd)", serial,
+	    serial, line_conf->path);
+}
+
+/* The doubt is over: the loop forgets it. */
+static void
+line_pin_doubt_end(void)
+{
+	line_refused_unsure = 0;
+	memset(&line_doubt, 0, sizeof(line_doubt));
 }
 
 /* At start-up: is the PIN we were given the one refused before? */
 static void
 line_pin_refusal_load(void)
 {
-	switch (line_pin_mark("pin-refused")) {
+	switch (line_pin_mark("pin-refused", NULL, 0)) {
 	case -1:
 		line_pin_trying_load();
 		return;
@@ -508,7 +559,7 @@ line_reload(struct conf *c)
 		} else {
 			conf_unref(line_refused);
 			line_refused = NULL;
-			line_refused_unsure = 0;
+			line_pin_doubt_end();
 			line_pin_refusal_clear();
 			line_resume("the PIN was changed");
 		}

@@ -10,18 +10,22 @@
  * What a card said of the PIN must outlive the daemon: the holder of the
  * first turn marks DB.pin-trying (the PIN's source, never the PIN) before
  * the login, and turns it into DB.pin-refused if the card refuses, before
- * anything else; a SIGKILL in between leaves the mark, and line.c then
- * keeps issuance paused at the next start.
+ * anything else; a SIGKILL in between leaves the mark.  The mark also
+ * names the card and its token flags before the try: when that card comes
+ * back, its flags tell whether the try was refused (line.c, issue.c).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cardlicd.h"
+#include "dbhash.h"
 
 #define PINTURN_GENS	16
 
@@ -107,15 +111,27 @@ pinturn_sync_dir(const char *path)
 	}
 }
 
-/* Writes the PIN's source into DB.what, durably. */
+/*
+ * Writes the PIN's source into DB.what, durably, then the card it is
+ * tried on (if any): "card MODEL SERIAL FLAGS", in hex.
+ */
 static void
-pinturn_mark(const struct conf *c, const char *what)
+pinturn_mark(const struct conf *c, const char *what, const struct token *t)
 {
-	char path[4200], id[8400];
+	char path[4200], id[8400], model[2 * FIELD_LEN + 1];
+	char serial[2 * FIELD_LEN + 1];
+	size_t n;
 	int fd, ok;
 
 	pinturn_path(c, what, path, sizeof(path));
 	pin_identity(c, id, sizeof(id));
+	if (t != NULL) {
+		dbhash_hex(t->model, FIELD_LEN, 1, model);
+		dbhash_hex(t->serial, FIELD_LEN, 1, serial);
+		n = strlen(id);
+		snprintf(id + n, sizeof(id) - n, "card %s %s %lx\n", model,
+		    serial, t->flags);
+	}
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
 	ok = fd >= 0 && write(fd, id, strlen(id)) == (ssize_t)strlen(id) &&
@@ -130,9 +146,44 @@ pinturn_mark(const struct conf *c, const char *what)
 
 /* Before the first login of an untried PIN (the turn's holder only). */
 void
-pinturn_trying(const struct conf *c)
+pinturn_trying(const struct conf *c, const struct token *t)
 {
-	pinturn_mark(c, "pin-trying");
+	pinturn_mark(c, "pin-trying", t);
+}
+
+static int
+pinturn_unhex(const char *s, uint8_t *out, size_t n)
+{
+	char pair[3] = { 0, 0, 0 }, *end;
+	size_t i;
+
+	if (strlen(s) != 2 * n)
+		return -1;
+	for (i = 0; i < n; i++) {
+		pair[0] = s[2 * i];
+		pair[1] = s[2 * i + 1];
+		out[i] = (uint8_t)strtoul(pair, &end, 16);
+		if (*end != '\0' || !isxdigit((unsigned char)pair[0]))
+			return -1;
+	}
+	return 0;
+}
+
+/* What follows the PIN's source in a DB.pin-trying mark.  0: a card. */
+int
+pinturn_doubt_parse(const char *text, struct pin_doubt *d)
+{
+	char model[2 * FIELD_LEN + 2], serial[2 * FIELD_LEN + 2];
+
+	memset(d, 0, sizeof(*d));
+	d->on = 1;
+	if (sscanf(text, "card %33s %33s %lx", model, serial,
+	    &d->flags) != 3 ||
+	    pinturn_unhex(model, d->model, FIELD_LEN) != 0 ||
+	    pinturn_unhex(serial, d->serial, FIELD_LEN) != 0)
+		return -1;
+	d->known = 1;
+	return 0;
 }
 
 /* After it: a refusal is kept at once; anything else drops the mark. */
@@ -146,7 +197,7 @@ pinturn_tried(const struct conf *c, int refused)
 	if (refused) {
 		/* No mark when a PIN known good was refused: write one. */
 		if (rename(trying, done) != 0)
-			pinturn_mark(c, "pin-refused");
+			pinturn_mark(c, "pin-refused", NULL);
 	} else if (unlink(trying) != 0 && errno != ENOENT)
 		log_warnx("%s: %s", trying, strerror(errno));
 	pinturn_sync_dir(trying);

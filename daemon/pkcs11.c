@@ -213,6 +213,14 @@ p11_pin_final_try(unsigned long flags)
 	return (flags & CKF_USER_PIN_FINAL_TRY) != 0;
 }
 
+/* A wrong PIN was tried since the last good login (PKCS#11 2.40, 3.2). */
+int
+p11_pin_tried_wrong(unsigned long flags)
+{
+	return (flags & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY |
+	    CKF_USER_PIN_LOCKED)) != 0;
+}
+
 unsigned long
 p11_open(unsigned long slot, unsigned long *h)
 {

@@ -720,7 +720,8 @@ END_TEST
  * From the adversary: SIGKILL while the first card is refusing the PIN
  * (its answer slowed).  The old code tried the same PIN on the next card
  * after the restart: two cards lost a try.  Now the try is marked before
- * the login, and the restart keeps issuance paused until a reload.
+ * the login, with the card and its token flags; after the restart, that
+ * card's flags show the wrong try, and no card is tried again.
  */
 START_TEST(pin_refusal_survives_sigkill_during_login)
 {
@@ -734,7 +735,18 @@ START_TEST(pin_refusal_survives_sigkill_during_login)
 	d_kill9();
 	ck_assert_int_eq(card_num("PK1", "tries"), 2);
 	d_start();
-	d_wait_log("whether it is right is not known", 5000);
+	/* PK1 is still in its reader: its flags settle the doubt. */
+	d_wait_log("shows a wrong PIN try", 20000);
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed' AND "
+	    "CAST(serial AS TEXT) LIKE 'PK1%' AND reason LIKE "
+	    "'%PIN was refused%'", 1, 10000);
+	ck_assert_int_eq(card_num("PK1", "tries"), 2);
+	s = tl_read("grep -c 'login bad' %s/cards/PK1.events || true",
+	    tl_dir);
+	ck_assert_str_eq(s, "1\n");
+	free(s);
+	ck_assert_int_eq(tl_sh_rc("test -e %s.pin-refused", d_db), 0);
+	ck_assert_int_eq(tl_sh_rc("test -e %s.pin-trying", d_db), 1);
 	tl_remove(1);
 	tl_insert(2, "PK2", "--type target --serial PK2");
 	/* A wait, not a speed: make check runs three suites at once. */
@@ -744,6 +756,11 @@ START_TEST(pin_refusal_survives_sigkill_during_login)
 	s = tl_read("grep -c login %s/cards/PK2.events || true", tl_dir);
 	ck_assert_str_eq(s, "0\n");
 	free(s);
+	/* The refusal is kept now: a second restart still spares PK2. */
+	d_kill9();
+	d_start();
+	d_wait_log("stays paused", 5000);
+	ck_assert_int_eq(card_num("PK2", "tries"), 3);
 	/* The admin fixes the PIN and reloads: the waiting card goes on. */
 	tl_sh("printf '1234\\n' > %s/pk.pin", tl_dir);
 	kill(d_pid, SIGHUP);
@@ -751,6 +768,51 @@ START_TEST(pin_refusal_survives_sigkill_during_login)
 	    10000);
 	d_stop();
 	ck_assert_int_eq(card_num("PK2", "tries"), 3);
+	tl_remove(2);
+}
+END_TEST
+
+/*
+ * The fault matrix's login x kill: SIGKILL while the first card accepts
+ * the PIN.  No card may be tried with it until its card tells: another
+ * card waits (no login), and the first one, inserted again, shows no
+ * wrong try, so it is tried once more, accepted, and the line resumes
+ * without an admin.
+ */
+START_TEST(pin_first_try_cut_short_settles_on_its_card)
+{
+	char *s;
+
+	tl_insert(0, "ps-batch", "--type batch --credits 5");
+	d_config("ps", "1234", NULL);
+	d_start();
+	tl_insert(1, "PS1", "--type target --serial PS1 --slow 1500");
+	wait_event("PS1", "login ok", 20000);
+	d_kill9();
+	tl_remove(1);
+	d_start();
+	d_wait_log("issuance waits for that card", 5000);
+	tl_insert(2, "PS2", "--type target --serial PS2");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed' AND "
+	    "CAST(serial AS TEXT) LIKE 'PS2%' AND reason LIKE "
+	    "'%on card PS1;%'", 1, 30000);
+	s = tl_read("grep -c login %s/cards/PS2.events || true", tl_dir);
+	ck_assert_str_eq(s, "0\n");
+	free(s);
+	s = tl_read(CTL " -c %s status", d_conf);
+	ck_assert_msg(strstr(s, "cut short the PIN's first try") != NULL,
+	    "%s", s);
+	free(s);
+	/* PS1 comes back: no wrong try on it, so it is tried again. */
+	tl_insert(1, "PS1", "--type target --serial PS1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 2,
+	    20000);
+	d_stop();
+	ck_assert_int_eq(card_num("PS1", "tries"), 3);
+	ck_assert_int_eq(card_num("PS2", "tries"), 3);
+	ck_assert_int_eq(tl_sh_rc("test -e %s.pin-trying", d_db), 1);
+	ck_assert_int_eq(tl_sh_rc("test -e %s.pin-refused", d_db), 1);
+	tl_remove(1);
 	tl_remove(2);
 }
 END_TEST
@@ -935,6 +997,7 @@ credit_suite(void)
 	tcase_add_test(tc, hostile_middleware_answers);
 	tcase_add_test(tc, second_daemon_on_one_database_refused);
 	tcase_add_test(tc, pin_refusal_survives_sigkill_during_login);
+	tcase_add_test(tc, pin_first_try_cut_short_settles_on_its_card);
 	tcase_add_test(tc, lost_license_is_loaded_again);
 	tcase_add_test(tc, sw_6d00_after_select_is_in_doubt);
 	tcase_add_test(tc, future_start_is_verified);
