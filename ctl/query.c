@@ -257,7 +257,7 @@ cmd_show(struct ctl *c, int argc, char **argv)
  * are the card's text, trimmed as everywhere else).
  */
 static void
-q_export_sql(char *sql, size_t len)
+q_export_sql(char *sql, size_t len, int sig)
 {
 	const struct auditrow_col *c;
 	size_t o;
@@ -267,6 +267,8 @@ q_export_sql(char *sql, size_t len)
 	for (at = 0; at < AUDITROW_EXPORTS; at++)
 		for (i = 0; i < AUDITROW_NCOLS && o < len; i++) {
 			c = &auditrow_cols[i];
+			if (i == AUDITROW_sig && !sig)
+				continue;
 			if (c->export_at == at)
 				o += (size_t)snprintf(sql + o, len - o, "%s, ",
 				    c->export != NULL ? c->export : c->name);
@@ -375,7 +377,7 @@ cmd_export(struct ctl *c, int argc, char **argv)
 		return ctl_usage(export_help);
 	csv = strcmp(fmt, "csv") == 0;
 	jsonl = strcmp(fmt, "jsonl") == 0;
-	q_export_sql(sql, sizeof(sql));
+	q_export_sql(sql, sizeof(sql), 0);
 	if ((st = ctl_prepare(c, sql)) == NULL)
 		return CTL_USAGE;
 	cols = sqlite3_column_count(st) - 1;

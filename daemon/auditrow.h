@@ -17,15 +17,18 @@
  *           is sorted by station, then seq);
  *   hex_at  where export also gives its exact bytes in hex as NAME_hex,
  *           or -1.
- * hash comes last: it is the hash of the columns before it.
+ * hash follows the columns it covers: it is the hash of the columns
+ * before it.  sig comes last: the station's signature over the hash
+ * (daemon/sign.c), not covered by it; export gives it with --signed only.
  */
 #ifndef CARDLIC_AUDITROW_H
 #define CARDLIC_AUDITROW_H
 
 #define AUDITROW_COLUMNS(X)	AUDITROW_HASHED_COLUMNS(X)		\
-	X(hash,		BLOB,	"hex(hash) AS hash",	22,	-1)
+	X(hash,		BLOB,	"hex(hash) AS hash",	22,	-1)	\
+	X(sig,		BLOB,	"hex(sig) AS sig",	23,	-1)
 
-/* The columns that the hash covers: all but hash. */
+/* The columns that the hash covers: all but hash and sig. */
 #define AUDITROW_HASHED_COLUMNS(X)					\
 	X(seq,		INTEGER, NULL,			1,	-1)	\
 	X(utc,		TEXT,	NULL,			2,	-1)	\
@@ -60,16 +63,17 @@ enum auditrow_index {
 
 /* How many columns the hash covers. */
 #define AUDITROW_HASHED	AUDITROW_hash
-_Static_assert(AUDITROW_hash == AUDITROW_NCOLS - 1,
-    "hash must be the audit row's last column");
+_Static_assert(AUDITROW_hash == AUDITROW_NCOLS - 2 &&
+    AUDITROW_sig == AUDITROW_NCOLS - 1,
+    "hash and sig must be the audit row's last columns, in that order");
 
-/* "seq, utc, ..., hash": every column, in the table's order. */
+/* "seq, utc, ..., hash, sig": every column, in the table's order. */
 #define AUDITROW_NAME(name, type, exp, at, hex_at)	#name ", "
 #define AUDITROW_PARAM(name, type, exp, at, hex_at)	"?, "
-#define AUDITROW_NAMES	AUDITROW_HASHED_COLUMNS(AUDITROW_NAME) "hash"
+#define AUDITROW_NAMES	AUDITROW_HASHED_COLUMNS(AUDITROW_NAME) "hash, sig"
 /* The whole row appended: parameter i + 1 is column i. */
 #define AUDITROW_INSERT	"INSERT INTO audit (" AUDITROW_NAMES ") VALUES (" \
-	AUDITROW_HASHED_COLUMNS(AUDITROW_PARAM) "?)"
+	AUDITROW_HASHED_COLUMNS(AUDITROW_PARAM) "?, ?)"
 
 struct auditrow_col {
 	const char	*name;

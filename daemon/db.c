@@ -344,6 +344,8 @@ db_append(const struct db_row *r, char *err, size_t len)
 		rc = sqlite3_bind_blob(st, AUDITROW_hash + 1, hash, 32,
 		    SQLITE_STATIC);
 	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_null(st, AUDITROW_sig + 1);
+	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
 	if (rc == SQLITE_OK)
 		rc = db_exec("COMMIT", msg, sizeof(msg)) == 0 ? SQLITE_OK :

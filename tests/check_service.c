@@ -104,7 +104,7 @@ START_TEST(ready_reload_stop_protocol)
 	/* pcscd is not there yet: no READY, even with the database open. */
 	d_start_env(env, 0);
 	ck_assert(!notify_wait("READY=1", 1500, seen, sizeof(seen)));
-	ck_assert_int_eq(qn("PRAGMA user_version"), 4);
+	ck_assert_int_eq(qn("PRAGMA user_version"), 5);
 	tl_sh(TOPDIR "/sim/line up --dir %s --readers 2 >/dev/null", second);
 	/* The watcher retries pcscd every 5 s at most; three suites run. */
 	ck_assert_msg(notify_wait("READY=1", 20000, seen, sizeof(seen)),

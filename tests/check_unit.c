@@ -64,6 +64,15 @@ START_TEST(auditrow_matches_the_schema)
 	ck_assert_msg(i == AUDITROW_NCOLS, "the SQL schema has %d columns, "
 	    "auditrow.h %d", i, AUDITROW_NCOLS);
 	ck_assert_str_eq(auditrow_cols[AUDITROW_HASHED].name, "hash");
+	ck_assert_str_eq(auditrow_cols[AUDITROW_sig].name, "sig");
+	/* Both new states of migration 5 are allowed, a made-up one not. */
+	ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO audit (seq, utc, "
+	    "station, job, reader, state, reason, hash) VALUES (1, 'u', 's', "
+	    "1, 'r', 'key', 'x', x'00'), (2, 'u', 's', 1, 'r', 'counted', "
+	    "'x', x'00')", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_ne(sqlite3_exec(db, "INSERT INTO audit (seq, utc, "
+	    "station, job, reader, state, reason, hash) VALUES (3, 'u', 's', "
+	    "1, 'r', 'forged', 'x', x'00')", NULL, NULL, NULL), SQLITE_OK);
 	/* The INSERT of db_append and the SELECT of verify are valid. */
 	ck_assert_int_eq(sqlite3_prepare_v2(db, AUDITROW_INSERT, -1, &st,
 	    NULL), SQLITE_OK);
