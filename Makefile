@@ -169,10 +169,12 @@ tests/check_batch: tests/check_batch.c tests/fuzz/stubs.h daemon/batch.c \
 # attacked with sqlite3, judged by cardlicctl verify.
 tests/check_tamper: tests/check_tamper.c tests/fuzz/stubs.h daemon/db.c \
     daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c $(D_HDRS) \
+    tests/testline.c tests/testline.h tests/testdaemon.c tests/testdaemon.h \
     ctl/cardlicctl daemon/cardlicd sim/cardlic-sim-p11.so
 	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags sqlite3 libcrypto) \
 	    $(PIE) $(LDFLAGS) -o $@ tests/check_tamper.c daemon/db.c \
 	    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c \
+	    tests/testline.c tests/testdaemon.c \
 	    $(TEST_LIBS) $(shell $(PKG) --libs sqlite3 libcrypto) -pthread
 
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
