@@ -484,6 +484,18 @@ bench/apdufloor: bench/apdufloor.c
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/apdufloor.c \
 	    $(SIM_LIBS)
 
+# What signing costs (issue 11): sign and check per row, and verify --key
+# over SIGNCOST_ROWS rows (default 1,000,000; see bench/README).
+bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
+    daemon/sign.h daemon/dbhash.h daemon/auditrow.h build/sqlmig.c
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' $(PIE) \
+	    $(LDFLAGS) -o $@ bench/signcost.c daemon/sign.c daemon/dbhash.c \
+	    build/sqlmig.c $(shell $(PKG) --libs sqlite3 libcrypto)
+
+bench-sign: bench/signcost ctl/cardlicctl
+	@d=$$(mktemp -d /tmp/cardlicd-signcost-XXXXXX) && \
+	bench/signcost $$d; rc=$$?; rm -rf $$d; exit $$rc
+
 # Figures, printed: per-card latency against the bare APDU floor.
 bench: deps all bench/apdufloor
 	bench/run
@@ -510,7 +522,8 @@ deps:
 
 clean:
 	rm -f daemon/cardlicd daemon/cardlicd-faults tests/check_faults \
-	    ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
+	    ctl/cardlicctl bench/apdufloor bench/signcost $(SIM_BINS) \
+	    $(CHECKS) sim/*.o
 	rm -rf build
 	rm -f tests/fuzz/fuzz_batch tests/fuzz/fuzz_conf tests/fuzz/fuzz_status \
 	    tests/fuzz/fuzz_atr tests/fuzz/fuzz_verify $(FUZZ_RUNS) tests/fuzz/mkdb
@@ -519,4 +532,4 @@ clean:
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
 	check-faults check-faults-ci demo bench clean install uninstall \
 	lint-man lint-unit lint-catalog fuzz fuzz-deps check-tsan \
-	check-valgrind soak
+	check-valgrind soak bench-sign
