@@ -219,6 +219,9 @@ MANPAGES = man/cardlicd.8 man/cardlicd.conf.5 man/cardlicctl.1
 # as root; a package does them in its maintainer scripts instead.
 LIVE	= [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ]
 CONF	= $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf
+# The signing key, as the unit's LoadCredential=cardlicd-key finds it.
+KEY	= $(SYSCONFDIR)/credstore/cardlicd-key
+KEYPUB	= $(SYSCONFDIR)/cardlicd/station.pub
 
 # Never -Werror here: an admin's newer compiler must not stop the install.
 install: WERROR =
@@ -261,6 +264,17 @@ install: daemon/cardlicd ctl/cardlicctl
 	        "(systemd-sysusers), run:" \
 	        "chown root:cardlicd $(SYSCONFDIR)/cardlicd/cardlicd.conf"; \
 	    fi; fi
+	@# The station's signing key, once: never in the repository, never
+	@# replaced (a new key is cardlicctl keygen --rotate), never removed.
+	@if ! $(LIVE); then echo "no signing key made (DESTDIR or not" \
+	    "root): run cardlicctl keygen $(KEY) $(KEYPUB) as root"; \
+	elif [ -e $(KEY) ]; then echo "kept $(KEY)"; \
+	elif [ -e $(KEYPUB) ]; then echo "$(KEYPUB) exists but" \
+	    "$(KEY) does not: no key made; see cardlicctl(1), keygen"; \
+	else install -d -m 0700 $(SYSCONFDIR)/credstore && \
+	    ctl/cardlicctl keygen $(KEY) $(KEYPUB) && \
+	    echo "give $(KEYPUB) to the auditors (cardlicctl verify --key)"; \
+	fi
 
 # What install may have made, deepest first: uninstall removes each one
 # that is empty.  bin, sbin and the manual's root are left alone.
