@@ -490,7 +490,8 @@ db_append(const struct db_row *r, char *err, size_t len)
 		    SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = signed_ok ? sqlite3_bind_blob(st, AUDITROW_sig + 1, sig,
-		    64, SQLITE_STATIC) : sqlite3_bind_null(st, AUDITROW_sig + 1);
+		    64, SQLITE_STATIC) :
+		    sqlite3_bind_null(st, AUDITROW_sig + 1);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
 	if (rc == SQLITE_OK)
