@@ -76,14 +76,15 @@ D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/date.c daemon/db.c daemon/dbhash.c daemon/pkcs11.c \
 	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
 	  daemon/fault.c daemon/spill.c daemon/issue.c \
-	  daemon/line.c daemon/classify.c daemon/pinturn.c
+	  daemon/line.c daemon/classify.c daemon/pinturn.c daemon/sign.c
 D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/auditrow.h \
-	  daemon/version.h
+	  daemon/version.h daemon/sign.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
 C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
-	  daemon/dbhash.c
-C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h
+	  daemon/dbhash.c daemon/sign.c
+C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h \
+	  daemon/sign.h
 C_PKGS	= sqlite3 inih libcrypto
 
 all: daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl sim
@@ -128,19 +129,19 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
 # The configuration, without a line: conf.c included, the golden table of
 # tests/conf/ run through cardlicd -n.
 tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
-    daemon/dbhash.c daemon/pkcs11.c daemon/classify.c $(D_HDRS) daemon/cardlicd \
-    sim/cardlic-sim-p11.so
+    daemon/dbhash.c daemon/sign.c daemon/pkcs11.c daemon/classify.c $(D_HDRS) \
+    daemon/cardlicd sim/cardlic-sim-p11.so
 	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto libkeyutils) \
 	    $(PIE) $(LDFLAGS) -o $@ \
 	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
-	    daemon/pkcs11.c daemon/classify.c $(TEST_LIBS) \
+	    daemon/sign.c daemon/pkcs11.c daemon/classify.c $(TEST_LIBS) \
 	    $(shell $(PKG) --libs libcrypto libkeyutils)
 
 # Unit tests, without a line: the daemon's pieces linked, cardlicctl.c
 # included (its main renamed), the rest of cardlicctl linked.
 U_SRCS	= daemon/conf.c daemon/classify.c daemon/pinturn.c daemon/pin.c \
-	  daemon/date.c daemon/dbhash.c daemon/pkcs11.c daemon/log.c \
-	  $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
+	  daemon/date.c daemon/dbhash.c daemon/sign.c daemon/pkcs11.c \
+	  daemon/log.c $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
 	  build/sqlmig.c
 tests/check_unit: tests/check_unit.c $(U_SRCS) ctl/cardlicctl.c $(D_HDRS) \
     $(C_HDRS)
@@ -343,8 +344,8 @@ FUZZ_SECONDS ?= 60
 FUZZERS	?= batch conf status atr verify
 FUZZ_FLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FZ_CONF_SRCS = daemon/pin.c daemon/date.c daemon/dbhash.c daemon/pkcs11.c \
-	daemon/classify.c
+FZ_CONF_SRCS = daemon/pin.c daemon/date.c daemon/dbhash.c daemon/sign.c \
+	daemon/pkcs11.c daemon/classify.c
 FZ_CONF_PKGS = p11-kit-1 libpcsclite libcrypto
 FZ_SRCS_batch	= daemon/date.c daemon/dbhash.c
 FZ_PKGS_batch	= libpcsclite libcrypto
@@ -355,7 +356,7 @@ FZ_PKGS_atr	= $(FZ_CONF_PKGS)
 FZ_SRCS_status	= daemon/date.c daemon/dbhash.c
 FZ_PKGS_status	= p11-kit-1 libcrypto
 FZ_SRCS_verify	= ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
-	daemon/dbhash.c build/sqlmig.c
+	daemon/dbhash.c daemon/sign.c build/sqlmig.c
 FZ_PKGS_verify	= sqlite3 inih libcrypto
 FZ_OPTS_batch	= -max_len=4096
 FZ_OPTS_conf	= -dict=tests/fuzz/conf.dict
@@ -384,10 +385,10 @@ tests/fuzz/check_regress: tests/fuzz/check_regress.sh $(FUZZ_RUNS)
 	cp tests/fuzz/check_regress.sh $@ && chmod +x $@
 
 # Seed databases for fuzz_verify, written by the daemon's own db.c.
-tests/fuzz/mkdb: tests/fuzz/mkdb.c daemon/db.c daemon/dbhash.c daemon/date.c \
-    build/sqlmig.c $(D_HDRS)
+tests/fuzz/mkdb: tests/fuzz/mkdb.c daemon/db.c daemon/dbhash.c daemon/sign.c \
+    daemon/date.c build/sqlmig.c $(D_HDRS)
 	$(CC) $(WARN) $(CFLAGS) -pthread -o $@ tests/fuzz/mkdb.c daemon/db.c \
-	    daemon/dbhash.c daemon/date.c build/sqlmig.c \
+	    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c \
 	    $(shell $(PKG) --libs sqlite3 libcrypto)
 
 # One fuzzer's bounded run; its statistics are printed at the end.

@@ -119,9 +119,16 @@ struct conf {
 	int		n_maps;
 	int		refs;
 	int		database_line, module_line, pin_line;	/* 0: default */
+	/* [audit]: the station's signing key (issue 11), or none. */
+	char		key_file[4096];
+	char		key_credential[256];
+	int		key_line;
+	struct sign_key	*key;		/* NULL: none, or not read (reload) */
+	char		key_endorsement[129];	/* hex, "" when none */
 };
 
 #define CONF_CHECK_ONLY	0x1	/* -n: do not fetch credential or key */
+#define CONF_NO_SIGN_KEY 0x2	/* reload: the key read at start stays */
 struct conf	*conf_load(const char *, int, char *, size_t);
 void		 conf_print(const struct conf *, FILE *);
 struct conf	*conf_ref(struct conf *);
@@ -181,6 +188,9 @@ long	db_count(const char *, const char *, long, const char *, char *,
 	    size_t);
 int	db_totals(long *, long *, long *, long *, long *);
 long	db_next_job(void);
+struct sign_key;
+long	db_sign_start(struct sign_key *, const char *, char *, size_t);
+const struct sign_key *db_signing_key(void);
 void	db_chain_head(char [65]);
 
 /* spill.c */

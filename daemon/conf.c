@@ -28,11 +28,13 @@
 
 #include "cardlicd.h"
 #include "dbhash.h"
+#include "sign.h"
 
 #define CONF_FILE_MAX	65536	/* bytes: a configuration is a page or two */
 #define CONF_MAX_SEEN	32
 #define CONF_MAX_WARN	8
 #define CONF_STATE_DIR	"/var/lib/cardlicd"	/* the unit's StateDirectory */
+#define CONF_KEY_MAX	4096	/* bytes: a PEM Ed25519 key is 119 */
 
 struct conf_seen {
 	int		 section;
@@ -52,7 +54,7 @@ struct conf_parse {
 	int		 flags;
 	struct stat	 st;		/* the file as opened */
 	int		 section;	/* index in conf_sections, -1: none */
-	int		 section_lines[5];
+	int		 section_lines[6];
 	struct conf_seen seen[CONF_MAX_SEEN];
 	int		 n_seen;
 	int		 date_line;
@@ -63,7 +65,7 @@ struct conf_parse {
 };
 
 static const char *const conf_sections[] = {
-	"station", "pkcs11", "readers", "classify", "license"
+	"station", "pkcs11", "readers", "classify", "license", "audit"
 };
 
 static const char *const conf_pin_keys[] = {
@@ -248,6 +250,30 @@ conf_pin(struct conf_parse *p, enum pin_source src, const char *v)
 	}
 }
 
+/* [audit] key-file or key-credential: one of them; read in conf_finish. */
+static int
+conf_key(struct conf_parse *p, const char *key, const char *v)
+{
+	struct conf *c = p->c;
+	const char *s;
+
+	if (c->key_line != 0)
+		return conf_fail(p, "%s: a signing key is already given (%s, "
+		    "line %d); give one of key-file, key-credential", key,
+		    c->key_file[0] != '\0' ? "key-file" : "key-credential",
+		    c->key_line);
+	c->key_line = p->line;
+	if (strcmp(key, "key-file") == 0)
+		return conf_path(p, c->key_file, sizeof(c->key_file), key, v);
+	for (s = v; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && strchr("._-", *s) == NULL)
+			return conf_fail(p, "key-credential: \"%s\" is not a "
+			    "credential name (letters, digits, '.', '_', '-')",
+			    v);
+	return conf_copy(p, c->key_credential, sizeof(c->key_credential),
+	    key, v);
+}
+
 /*
  * [readers] map = READER -> slot-id N
  *         | map = READER -> description TEXT
@@ -373,6 +399,10 @@ conf_handler(void *arg, const char *section, const char *key,
 		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 			if (strcmp(key, keys[i]) == 0)
 				return conf_rule(p, key, v);
+	} else if (strcmp(section, "audit") == 0) {
+		if (strcmp(key, "key-file") == 0 ||
+		    strcmp(key, "key-credential") == 0)
+			return conf_key(p, key, v);
 	} else if (strcmp(section, "license") == 0) {
 		if (strcmp(key, "start-policy") == 0) {
 			p->policy_line = p->line;
@@ -697,6 +727,145 @@ conf_fetch_pin(struct conf_parse *p, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * KEY.endorsement, when there is one: the previous key's signature over
+ * the new one (cardlicctl keygen --rotate), 128 hex digits on one line.
+ * It is public; a missing file means no rotation.  0, or -1 with msg.
+ */
+static int
+conf_read_endorsement(const char *key, char *out, char *msg, size_t len)
+{
+	char path[PATH_MAX], buf[256];
+	size_t n;
+	FILE *f;
+
+	out[0] = '\0';
+	if ((size_t)snprintf(path, sizeof(path), "%s.endorsement", key) >=
+	    sizeof(path))
+		return 0;
+	if ((f = fopen(path, "re")) == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(msg, len, "%s: cannot open: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (strlen(buf) != 128 || strspn(buf, "0123456789abcdef") != 128) {
+		snprintf(msg, len, "%s: not an endorsement (128 lower-case hex "
+		    "digits on one line, as cardlicctl keygen --rotate writes "
+		    "it)", path);
+		return -1;
+	}
+	memcpy(out, buf, 129);
+	return 0;
+}
+
+/*
+ * The signing key, from a file that only its owner (root or the daemon's
+ * user) may read, 0600, never through a link; or from a systemd
+ * credential, whose directory systemd keeps for this service alone.  The
+ * PEM text goes through a locked page that is wiped.
+ */
+static struct sign_key *
+conf_read_key(const char *path, int check, uid_t uid, char *msg, size_t len)
+{
+	struct sign_key *k = NULL;
+	struct stat st;
+	char *buf, why[300];
+	size_t n = 0;
+	ssize_t r;
+	int fd;
+
+	if ((fd = pin_open_file(path, CONF_KEY_MAX, &st, msg, len)) < 0)
+		return NULL;
+	if (check && (st.st_mode & 077) != 0) {
+		snprintf(msg, len, "%s: this file holds the station's signing "
+		    "key but others or its group may read it (mode %04o); "
+		    "run chmod 0600 on it", path,
+		    (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return NULL;
+	}
+	if (check && st.st_uid != 0 && st.st_uid != uid) {
+		snprintf(msg, len, "%s: this file holds the station's signing "
+		    "key but belongs to uid %u, neither root nor the daemon's "
+		    "user (uid %u)", path, (unsigned)st.st_uid,
+		    (unsigned)uid);
+		close(fd);
+		return NULL;
+	}
+	if (pin_alloc(&buf) != 0) {
+		snprintf(msg, len, "%s: out of memory", path);
+		close(fd);
+		return NULL;
+	}
+	while (n <= CONF_KEY_MAX &&
+	    (r = read(fd, buf + n, CONF_KEY_MAX + 1 - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(msg, len, "%s: cannot read: %s", path,
+			    strerror(errno));
+			goto out;
+		}
+		n += (size_t)r;
+	}
+	if (n > CONF_KEY_MAX)
+		snprintf(msg, len, "%s: refused: more than %d bytes", path,
+		    CONF_KEY_MAX);
+	else if ((k = sign_key_from_pem(buf, n, why, sizeof(why))) == NULL)
+		snprintf(msg, len, "%s: %s; make one with cardlicctl keygen",
+		    path, why);
+out:
+	close(fd);
+	pin_free(buf);
+	return k;
+}
+
+/* The signing key, when [audit] names one; errors name the key's line. */
+static int
+conf_fetch_key(struct conf_parse *p, char *err, size_t errlen)
+{
+	struct conf *c = p->c;
+	const char *dir;
+	char msg[PATH_MAX + 512], path[PATH_MAX];
+	uid_t uid;
+	gid_t gid;
+	int check = 1;
+
+	if (c->key_line == 0 || (p->flags & CONF_NO_SIGN_KEY))
+		return 0;
+	if (c->key_file[0] != '\0')
+		snprintf(path, sizeof(path), "%s", c->key_file);
+	else {
+		if (p->flags & CONF_CHECK_ONLY)
+			return 0;
+		dir = getenv("CREDENTIALS_DIRECTORY");
+		if (dir == NULL || dir[0] == '\0') {
+			snprintf(err, errlen, "%s:%d: key-credential %s: "
+			    "CREDENTIALS_DIRECTORY is not set; give the "
+			    "credential with LoadCredential= or "
+			    "LoadCredentialEncrypted= in the unit", c->path,
+			    c->key_line, c->key_credential);
+			return -1;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, c->key_credential);
+		check = 0;
+	}
+	conf_service_ids(c, &uid, &gid);
+	if ((c->key = conf_read_key(path, check, uid, msg, sizeof(msg))) ==
+	    NULL || conf_read_endorsement(path, c->key_endorsement, msg,
+	    sizeof(msg)) != 0) {
+		snprintf(err, errlen, "%s:%d: %s", c->path, c->key_line, msg);
+		return -1;
+	}
+	return 0;
+}
+
 /* "file:line", or "file" for a key left at its default. */
 static const char *
 conf_at(const struct conf *c, int line, char *buf, size_t len)
@@ -772,6 +941,8 @@ conf_finish(struct conf_parse *p, char *err, size_t errlen)
 		return -1;
 	}
 	conf_policy_warnings(p);
+	if (conf_fetch_key(p, err, errlen) != 0)
+		return -1;
 	return conf_fetch_pin(p, err, errlen);
 }
 
@@ -841,6 +1012,7 @@ conf_unref(struct conf *c)
 	if (!last)
 		return;
 	pin_free(c->pin);
+	sign_key_free(c->key);
 	free(c);
 }
 
@@ -860,6 +1032,30 @@ conf_start_date(const struct conf *c, long today)
 	default:
 		return today;
 	}
+}
+
+/* [audit], only when it names a key: the public half may be shown. */
+static void
+conf_print_key(const struct conf *c, FILE *f)
+{
+	uint8_t pub[32];
+	char hex[65];
+
+	if (c->key_line == 0)
+		return;
+	fprintf(f, "\n[audit]\n");
+	if (c->key_file[0] != '\0')
+		fprintf(f, "key-file = %s", c->key_file);
+	else
+		fprintf(f, "key-credential = %s", c->key_credential);
+	if (c->key != NULL) {
+		sign_key_public(c->key, pub);
+		dbhash_hex(pub, 32, 0, hex);
+		fprintf(f, " (Ed25519 key read, public key %s%s)\n", hex,
+		    c->key_endorsement[0] != '\0' ? ", endorsed by the "
+		    "previous key" : "");
+	} else
+		fprintf(f, " (read when the daemon starts)\n");
 }
 
 /* cardlicd -n: the configuration as the daemon understood it. */
@@ -909,6 +1105,7 @@ conf_print(const struct conf *c, FILE *f)
 	date_format(conf_start_date(c, today), s);
 	fprintf(f, "# a card issued today (%s) gets a license starting %s\n",
 	    d, s);
+	conf_print_key(c, f);
 }
 
 /* Text from a module or card, made printable (invariant 9). */

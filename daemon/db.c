@@ -21,6 +21,7 @@
 
 #include "cardlicd.h"
 #include "dbhash.h"
+#include "sign.h"
 
 extern const char *const	sql_migrations[];
 extern const int		sql_migrations_count;
@@ -30,6 +31,8 @@ static pthread_mutex_t	 db_lock = PTHREAD_MUTEX_INITIALIZER;
 static char		 db_station[64];
 static long		 db_job;
 static uint8_t		 db_head[32];
+/* The key read at start-up; a reload never changes it.  NULL: none. */
+static struct sign_key	*db_key;
 
 static int
 db_exec(const char *sql, char *err, size_t len)
@@ -186,6 +189,138 @@ db_close(void)
 	if (db != NULL)
 		sqlite3_close_v2(db);
 	db = NULL;
+	sign_key_free(db_key);
+	db_key = NULL;
+}
+
+const struct sign_key *
+db_signing_key(void)
+{
+	return db_key;
+}
+
+/*
+ * The newest key row of this station: its public key (from "ed25519
+ * HEX ..."), and its seq.  0 when there is none, 1 when found, -1 when a
+ * key row cannot be read.
+ */
+static int
+db_last_key(uint8_t pub[32], long *seq)
+{
+	sqlite3_stmt *st;
+	const char *r;
+	int rc = 0, i;
+	unsigned x;
+
+	if (sqlite3_prepare_v2(db, "SELECT seq, reason FROM audit WHERE "
+	    "station = ?1 AND state = 'key' ORDER BY seq DESC LIMIT 1", -1,
+	    &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*seq = (long)sqlite3_column_int64(st, 0);
+		r = (const char *)sqlite3_column_text(st, 1);
+		rc = r != NULL && strncmp(r, "ed25519 ", 8) == 0 &&
+		    strspn(r + 8, "0123456789abcdef") >= 64 ? 1 : -1;
+		for (i = 0; rc == 1 && i < 32; i++) {
+			sscanf(r + 8 + 2 * i, "%2x", &x);
+			pub[i] = (uint8_t)x;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * Start signing with key (db takes it), and publish it: a `key` row when
+ * it is not the station's newest key already.  reason says "ed25519
+ * PUBHEX"; for a rotation, "endorsed-by PREVHEX ENDORSEMENT" when the
+ * previous key endorsed this one (cardlicctl keygen --rotate), checked
+ * here first.  The key row is the first row the new key signs.  Returns
+ * the key row's seq, 0 when none was needed, -1 with err.  With no key,
+ * warn: rows are written unsigned.
+ */
+long
+db_sign_start(struct sign_key *key, const char *endorsement, char *err,
+    size_t len)
+{
+	struct db_row r;
+	uint8_t pub[32], prev[32], e[64], msg[sizeof(db_station) + 33];
+	char reason[400], hex[65], phex[65];
+	size_t sl = strlen(db_station);
+	long seq = 0;
+	int have, i, good = 0;
+	unsigned x;
+
+	pthread_mutex_lock(&db_lock);
+	have = db_last_key(prev, &seq);
+	pthread_mutex_unlock(&db_lock);
+	if (key == NULL) {
+		if (have != 0)
+			log_warnx("no signing key ([audit] key-file or "
+			    "key-credential), though this station's rows are "
+			    "signed since row %ld: rows are now written "
+			    "unsigned, and cardlicctl verify reports them as "
+			    "BROKEN", seq);
+		else
+			log_warnx("no signing key ([audit] key-file or "
+			    "key-credential): audit rows are written unsigned,"
+			    " and nothing proves that this daemon wrote them; "
+			    "make one with cardlicctl keygen (see "
+			    "cardlicd.conf(5))");
+		return 0;
+	}
+	if (have < 0) {
+		snprintf(err, len, "the newest key row of station %s cannot "
+		    "be read", db_station);
+		sign_key_free(key);
+		return -1;
+	}
+	pthread_mutex_lock(&db_lock);
+	db_key = key;
+	pthread_mutex_unlock(&db_lock);
+	sign_key_public(key, pub);
+	dbhash_hex(pub, 32, 0, hex);
+	if (have == 1 && memcmp(pub, prev, 32) == 0)
+		return 0;
+	snprintf(reason, sizeof(reason), "ed25519 %s", hex);
+	if (have == 1) {
+		dbhash_hex(prev, 32, 0, phex);
+		if (endorsement != NULL && strlen(endorsement) == 128) {
+			for (i = 0; i < 64; i++) {
+				sscanf(endorsement + 2 * i, "%2x", &x);
+				e[i] = (uint8_t)x;
+			}
+			/* station || NUL || the new key (db_station < 64). */
+			memcpy(msg, db_station, sl);
+			msg[sl] = '\0';
+			memcpy(msg + sl + 1, pub, 32);
+			good = sign_check(prev, SIGN_DOMAIN_KEY, msg, sl + 33,
+			    e);
+		}
+		if (good)
+			snprintf(reason, sizeof(reason), "ed25519 %s "
+			    "endorsed-by %s %s", hex, phex, endorsement);
+		else
+			log_warnx("the signing key changed (row %ld had %s, "
+			    "now %s) with no endorsement by the previous key%s"
+			    ": cardlicctl verify accepts it only when given "
+			    "the new key with --key", seq, phex, hex,
+			    endorsement != NULL && endorsement[0] != '\0' ?
+			    " that checks (the .endorsement file is not the "
+			    "previous key's for this station)" : "");
+	}
+	memset(&r, 0, sizeof(r));
+	r.reader = "";
+	r.job = 0;
+	r.state = "key";
+	r.reason = reason;
+	r.license_seq = 0;
+	r.batch_count = -1;
+	if ((seq = db_append(&r, err, len)) < 0)
+		return -1;
+	log_info("signing key %s published in row %ld", hex, seq);
+	return seq;
 }
 
 long
@@ -253,9 +388,9 @@ db_append(const struct db_row *r, char *err, size_t len)
 	struct dbhash_val v[AUDITROW_HASHED];
 	sqlite3_stmt *st = NULL;
 	char utc[64], msg[512];
-	uint8_t hash[32];
+	uint8_t hash[32], sig[64];
 	long seq = -1;
-	int i, bad, rc;
+	int i, bad, rc, signed_ok = 0;
 
 	pthread_mutex_lock(&db_lock);
 	if (db == NULL) {
@@ -321,7 +456,17 @@ db_append(const struct db_row *r, char *err, size_t len)
 		rc = SQLITE_MISUSE;
 	} else {
 		dbhash_row(db_head, v, hash);
-		rc = sqlite3_prepare_v2(db, AUDITROW_INSERT, -1, &st, NULL);
+		/* The signature binds the hash, which binds the chain. */
+		if (db_key != NULL && sign_bytes(db_key, SIGN_DOMAIN_ROW, hash,
+		    32, sig) != 0) {
+			snprintf(msg, sizeof(msg), "cannot sign the row");
+			bad = 0;
+			rc = SQLITE_MISUSE;
+		} else {
+			signed_ok = db_key != NULL;
+			rc = sqlite3_prepare_v2(db, AUDITROW_INSERT, -1, &st,
+			    NULL);
+		}
 	}
 	for (i = 0; rc == SQLITE_OK && i < AUDITROW_HASHED; i++) {
 		switch (v[i].type) {
@@ -344,7 +489,8 @@ db_append(const struct db_row *r, char *err, size_t len)
 		rc = sqlite3_bind_blob(st, AUDITROW_hash + 1, hash, 32,
 		    SQLITE_STATIC);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_null(st, AUDITROW_sig + 1);
+		rc = signed_ok ? sqlite3_bind_blob(st, AUDITROW_sig + 1, sig,
+		    64, SQLITE_STATIC) : sqlite3_bind_null(st, AUDITROW_sig + 1);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
 	if (rc == SQLITE_OK)

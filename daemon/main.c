@@ -81,8 +81,12 @@ main_on_hup(evutil_socket_t sig, short what, void *arg)
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)now.tv_sec * 1000000ULL +
 	    (unsigned long long)now.tv_nsec / 1000ULL);
-	if ((c = conf_load(line_current()->path, 0, err, sizeof(err))) ==
-	    NULL) {
+	/*
+	 * The signing key stays the one read at start-up (a root-only
+	 * file may be out of reach now; a new key is a restart's).
+	 */
+	if ((c = conf_load(line_current()->path, CONF_NO_SIGN_KEY, err,
+	    sizeof(err))) == NULL) {
 		log_warnx("reload refused, the running configuration stays: "
 		    "%s", err);
 		sd_notify(0, "READY=1");
@@ -205,6 +209,13 @@ main_start(struct conf *c, int allow_root)
 	signal(SIGPIPE, SIG_IGN);
 	if (db_open(c->database, c->station, err, sizeof(err)) != 0)
 		fatalx("%s", err);
+	/*
+	 * The key row comes before any other row the key signs.  db takes
+	 * the key: nothing else has seen this configuration yet.
+	 */
+	if (db_sign_start(c->key, c->key_endorsement, err, sizeof(err)) < 0)
+		fatalx("%s: %s", c->database, err);
+	c->key = NULL;
 	/* Before any card: what a crash left behind is recorded first. */
 	if (db_recover(err, sizeof(err)) < 0)
 		fatalx("%s: %s", c->database, err);

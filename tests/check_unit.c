@@ -21,6 +21,7 @@ int	cardlicctl_main(int, char **);
 #include "../daemon/cardlicd.h"
 #include "../daemon/date.h"
 #include "../daemon/dbhash.h"
+#include "../daemon/sign.h"
 
 extern const char *const	sql_migrations[];
 extern const int		sql_migrations_count;
@@ -650,6 +651,121 @@ START_TEST(pin_refused_after_accepted)
 }
 END_TEST
 
+/* A key made here, at test time: no key is ever kept in the repository. */
+static struct sign_key *
+cu_key(char *pem, size_t len)
+{
+	struct sign_key *k;
+	char err[256];
+
+	ck_assert_msg(sign_key_generate(pem, len, err, sizeof(err)) == 0,
+	    "%s", err);
+	ck_assert_ptr_nonnull(strstr(pem, "-----BEGIN PRIVATE KEY-----"));
+	k = sign_key_from_pem(pem, strlen(pem), err, sizeof(err));
+	ck_assert_msg(k != NULL, "%s", err);
+	return k;
+}
+
+/* Sign, check; any flipped bit of signature, message or key fails. */
+START_TEST(sign_round_trip_and_flipped_bits)
+{
+	uint8_t hash[32], sig[64], again[64], pub[32];
+	char pem[1024];
+	struct sign_key *k = cu_key(pem, sizeof(pem));
+	size_t i;
+
+	for (i = 0; i < sizeof(hash); i++)
+		hash[i] = (uint8_t)(i * 7 + 1);
+	sign_key_public(k, pub);
+	ck_assert_int_eq(sign_bytes(k, SIGN_DOMAIN_ROW, hash, 32, sig), 0);
+	ck_assert_int_eq(sign_check(pub, SIGN_DOMAIN_ROW, hash, 32, sig), 1);
+	/* Ed25519 is deterministic: the same row, the same signature. */
+	ck_assert_int_eq(sign_bytes(k, SIGN_DOMAIN_ROW, hash, 32, again), 0);
+	ck_assert_mem_eq(sig, again, 64);
+	for (i = 0; i < 64 * 8; i += 13) {
+		sig[i / 8] ^= (uint8_t)(1 << (i % 8));
+		ck_assert_msg(!sign_check(pub, SIGN_DOMAIN_ROW, hash, 32,
+		    sig), "signature bit %zu flipped still checks", i);
+		sig[i / 8] ^= (uint8_t)(1 << (i % 8));
+	}
+	for (i = 0; i < 32 * 8; i += 5) {
+		hash[i / 8] ^= (uint8_t)(1 << (i % 8));
+		ck_assert_msg(!sign_check(pub, SIGN_DOMAIN_ROW, hash, 32,
+		    sig), "hash bit %zu flipped still checks", i);
+		hash[i / 8] ^= (uint8_t)(1 << (i % 8));
+	}
+	pub[5] ^= 0x10;
+	ck_assert(!sign_check(pub, SIGN_DOMAIN_ROW, hash, 32, sig));
+	pub[5] ^= 0x10;
+	ck_assert_int_eq(sign_check(pub, SIGN_DOMAIN_ROW, hash, 32, sig), 1);
+	sign_key_free(k);
+}
+END_TEST
+
+/* A signature for one purpose never passes for another. */
+START_TEST(sign_wrong_domain_fails)
+{
+	uint8_t msg[32] = { 1, 2, 3 }, sig[64], pub[32], other[32];
+	char pem[1024];
+	struct sign_key *k = cu_key(pem, sizeof(pem));
+	struct sign_key *k2 = cu_key(pem, sizeof(pem));
+
+	sign_key_public(k, pub);
+	sign_key_public(k2, other);
+	ck_assert_mem_ne(pub, other, 32);
+	ck_assert_int_eq(sign_bytes(k, SIGN_DOMAIN_ROW, msg, 32, sig), 0);
+	ck_assert(!sign_check(pub, SIGN_DOMAIN_KEY, msg, 32, sig));
+	ck_assert(!sign_check(pub, SIGN_DOMAIN_CHECKPOINT, msg, 32, sig));
+	/* The NUL after the domain is signed: no shifting a byte across. */
+	ck_assert(!sign_check(pub, "cardlicd-row-v", msg, 32, sig));
+	ck_assert(!sign_check(other, SIGN_DOMAIN_ROW, msg, 32, sig));
+	ck_assert_int_eq(sign_check(pub, SIGN_DOMAIN_ROW, msg, 32, sig), 1);
+	sign_key_free(k);
+	sign_key_free(k2);
+}
+END_TEST
+
+/* Private PEM -> public key -> PEM file -> the same 32 bytes. */
+START_TEST(sign_pem_round_trip)
+{
+	char pem[1024], pubpem[512], path[] = "/tmp/cu-pub-XXXXXX", err[256];
+	uint8_t pub[32], back[32], msg[1] = { 0 }, sig[64];
+	struct sign_key *k = cu_key(pem, sizeof(pem)), *bad;
+	int fd;
+
+	sign_key_public(k, pub);
+	ck_assert_int_eq(sign_pub_pem(pub, pubpem, sizeof(pubpem)), 0);
+	ck_assert_ptr_nonnull(strstr(pubpem, "-----BEGIN PUBLIC KEY-----"));
+	ck_assert_int_eq(sign_pub_pem(pub, pubpem, 20), -1);
+	ck_assert_int_eq(sign_pub_pem(pub, pubpem, sizeof(pubpem)), 0);
+	ck_assert_int_ge(fd = mkstemp(path), 0);
+	ck_assert_int_eq(write(fd, pubpem, strlen(pubpem)),
+	    (ssize_t)strlen(pubpem));
+	close(fd);
+	memset(back, 0, sizeof(back));
+	ck_assert_msg(sign_pub_read(path, back, err, sizeof(err)) == 0, "%s",
+	    err);
+	ck_assert_mem_eq(pub, back, 32);
+	/* A private key is no public key file, and names the file. */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_eq(write(fd, pem, strlen(pem)), (ssize_t)strlen(pem));
+	close(fd);
+	ck_assert_int_eq(sign_pub_read(path, back, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, path));
+	unlink(path);
+	ck_assert_int_eq(sign_pub_read(path, back, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "cannot open"));
+	/* Garbage, a truncated key and a public key are no private key. */
+	ck_assert_ptr_null(sign_key_from_pem("junk", 4, err, sizeof(err)));
+	ck_assert_ptr_null(sign_key_from_pem(pem, 40, err, sizeof(err)));
+	ck_assert_ptr_null(bad = sign_key_from_pem(pubpem, strlen(pubpem),
+	    err, sizeof(err)));
+	ck_assert_int_eq(sign_bytes(k, "", msg, 0, sig), 0);
+	ck_assert_int_eq(sign_check(back, "", msg, 0, sig), 1);
+	sign_key_free(k);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -657,6 +773,7 @@ main(void)
 	TCase *row = tcase_create("row"), *text = tcase_create("text");
 	TCase *date = tcase_create("date"), *conf = tcase_create("classify");
 	TCase *pin = tcase_create("pin turns");
+	TCase *sign = tcase_create("sign");
 	SRunner *sr;
 	int failed;
 
@@ -682,6 +799,10 @@ main(void)
 	tcase_add_test(pin, pin_refused_is_never_tried_again);
 	tcase_add_test(pin, pin_refused_after_accepted);
 	suite_add_tcase(s, pin);
+	tcase_add_test(sign, sign_round_trip_and_flipped_bits);
+	tcase_add_test(sign, sign_wrong_domain_fails);
+	tcase_add_test(sign, sign_pem_round_trip);
+	suite_add_tcase(s, sign);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
