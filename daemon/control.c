@@ -145,6 +145,22 @@ control_parse_count(struct control_req *q, char *line, char *msg,
 	return NULL;
 }
 
+/* The row is written by a thread of its own, which answers the client. */
+static void
+control_spawn(struct control_req *q, void *(*fn)(void *))
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, fn, q) != 0) {
+		control_reply(q->fd, "error: cannot start a thread\n");
+		free(q);
+	}
+	pthread_attr_destroy(&attr);
+}
+
 /*
  * "resolve SEQ spent|unspent REASON" or "batch-count N LEN READER
  * REASON": checked, then handed to a thread.
@@ -155,8 +171,6 @@ control_request(int c, char *line)
 	struct control_req *q;
 	struct ucred cr;
 	socklen_t cl = sizeof(cr);
-	pthread_attr_t attr;
-	pthread_t t;
 	char word[16], msg[800], out[900], *end;
 	const char *bad;
 	int n = 0, k, count = strncmp(line, "batch-count ", 12) == 0;
@@ -182,9 +196,9 @@ control_request(int c, char *line)
 			free(q);
 			snprintf(out, sizeof(out), "error: %s\n", bad);
 			control_reply(c, out);
-			return;
-		}
-		goto start;
+		} else
+			control_spawn(q, control_count);
+		return;
 	}
 	q->seq = strtol(line + 8, &end, 10);
 	k = sscanf(end, " %15s %n", word, &n);
@@ -197,15 +211,7 @@ control_request(int c, char *line)
 	}
 	q->spent = strcmp(word, "spent") == 0;
 	snprintf(q->why, sizeof(q->why), "%s", end + n);
-start:
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, count ? control_count :
-	    control_resolve, q) != 0) {
-		free(q);
-		control_reply(c, "error: cannot start a thread\n");
-	}
-	pthread_attr_destroy(&attr);
+	control_spawn(q, control_resolve);
 }
 
 static void
