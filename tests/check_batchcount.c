@@ -136,9 +136,13 @@ START_TEST(count_is_an_audited_row)
 	snprintf(want, sizeof(want), BATCH ": the batch card's counter says 0 "
 	    "licenses emitted, as uid 0 read it (row %ld)", seq);
 	d_wait_log(want, 2000);
-	/* The chain still holds with the new state in it. */
-	out = tl_read(CTL " -d %s verify 2>&1; echo \"exit $?\"", d_db);
+	/* The chain holds, signed by the station's key, with the new row. */
+	out = tl_read("openssl pkey -in %s/bc.key -pubout -out %s/bc.pub && "
+	    CTL " -d %s verify --key %s/bc.pub 2>&1; echo \"exit $?\"",
+	    tl_dir, tl_dir, d_db, tl_dir);
+	expect(out, " signed, key ");
 	expect(out, "exit 0");
+	ck_assert_msg(strstr(out, "unsigned") == NULL, "%s", out);
 	free(out);
 }
 END_TEST
