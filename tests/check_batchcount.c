@@ -239,8 +239,8 @@ START_TEST(reconcile_agrees_with_the_card)
 	ck_assert_int_eq(card_num("bc-batch", "issued"), 2);
 	/* Before a second count: what the counter should say now. */
 	out = tl_read(CTL " -d %s reconcile; echo \"exit $?\"", d_db);
-	snprintf(want, sizeof(want), "test " BATCH " (ATR " ATR "): count #%ld ",
-	    first);
+	snprintf(want, sizeof(want), "test " BATCH " (ATR " ATR "): count "
+	    "#%ld ", first);
 	expect(out, want);
 	snprintf(want, sizeof(want), ": 0, the first: the baseline\n"
 	    "    since #%ld: 2 spent (2 generated); the counter should now "
