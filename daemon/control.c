@@ -41,7 +41,7 @@ struct control_req {
 	int		 fd;
 	long		 seq;		/* resolve: the in-doubt row */
 	int		 spent;
-	long		 count;		/* batch-count: its counter */
+	long		 count;		/* batch-count: the count */
 	char		 reader[READER_MAX];
 	char		 atr[2 * ATR_MAX + 1];
 	char		 why[400];
