@@ -62,6 +62,7 @@ int	cmd_backup(struct ctl *, int, char **);
 
 /* resolve.c */
 int	cmd_resolve(struct ctl *, int, char **);
+int	cmd_batch_count(struct ctl *, int, char **);
 
 /* follow.c */
 int	cmd_watch(struct ctl *, int, char **);
