@@ -536,6 +536,25 @@ START_TEST(stripped_signatures_are_caught)
 }
 END_TEST
 
+/*
+ * verify checks each key's last signature, which covers every row before
+ * it through the chain: a middle row's signature bytes spoilt, with its
+ * contents untouched, leave rows that the key did sign.  --every-signature
+ * checks each row's own, and names it.
+ */
+START_TEST(every_signature_names_a_spoilt_one)
+{
+	sqlite3 *db = tk_open();
+	char args[600];
+
+	tk_exec(db, "UPDATE audit SET sig = zeroblob(64) WHERE seq = 7");
+	sqlite3_close(db);
+	free(tk_passes(tk_pub));
+	snprintf(args, sizeof(args), "%s --every-signature", tk_pub);
+	tk_broken(args, 7, "its signature is not the station's key's");
+}
+END_TEST
+
 /* keygen --rotate: the new key row is endorsed; verify follows it. */
 START_TEST(endorsed_rotation_passes)
 {
@@ -818,6 +837,7 @@ main(void)
 	tcase_add_test(keys, replaced_key_is_caught);
 	tcase_add_test(keys, unendorsed_key_change_is_caught);
 	tcase_add_test(keys, stripped_signatures_are_caught);
+	tcase_add_test(keys, every_signature_names_a_spoilt_one);
 	tcase_add_test(keys, endorsed_rotation_passes);
 	tcase_add_test(keys, daemon_refuses_a_readable_key_file);
 	tcase_add_test(keys, old_database_migrates_unsigned);
