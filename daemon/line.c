@@ -39,6 +39,7 @@ struct line_reader {
 	int		 batch;
 	long		 busy_since;	/* ms, monotonic */
 	struct conf	*job_conf;	/* the configuration its job uses */
+	int		 job_paused;	/* its job started while paused */
 };
 
 static struct conf		*line_conf;
@@ -161,6 +162,7 @@ line_start_job(struct line_reader *r)
 		return;
 	}
 	r->busy = 1;
+	r->job_paused = c.paused_pin || c.paused_credit;
 	r->classified = 0;
 	r->busy_since = job_now_ms();
 	r->job_conf = conf_ref(line_conf);
@@ -275,11 +277,13 @@ line_on_job(evutil_socket_t fd, short what, void *arg)
 			}
 		}
 		/*
-		 * The pause that this job met was lifted while it ran (a
-		 * reload, a batch card, a PIN settled): the card goes on now,
-		 * not at its next insertion.
+		 * The pause that this job started under was lifted while it
+		 * ran (a reload, a batch card, a PIN settled): the card goes
+		 * on now, not at its next insertion.  A job that met a pause
+		 * the loop has not heard of yet (another job's refusal of the
+		 * PIN, on its way) is not one.
 		 */
-		if (r->paused && line_pause_reason() == NULL)
+		if (r->paused && r->job_paused && line_pause_reason() == NULL)
 			r->queued = 1;
 		conf_unref(used);
 		line_gate();
