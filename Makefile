@@ -86,6 +86,9 @@ C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h \
 	  daemon/sign.h
 C_PKGS	= sqlite3 inih libcrypto
+# verify --checkpoints: the checkpoints, and the journal that holds them.
+C_SRCS	+= ctl/checkpoint.c
+C_PKGS	+= libsystemd
 
 all: daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl sim
 

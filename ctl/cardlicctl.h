@@ -3,6 +3,7 @@
 #define CARDLICCTL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <sqlite3.h>
@@ -47,6 +48,12 @@ int	cmd_reconcile(struct ctl *, int, char **);
 int	cmd_verify(struct ctl *, int, char **);
 int	cmd_merge(struct ctl *, int, char **);
 int	cmd_backup(struct ctl *, int, char **);
+
+/* checkpoint.c: verify --checkpoints */
+int	checkpoint_add_source(const char *);
+void	checkpoint_station(const char *);
+int	checkpoint_sources(void);
+int	checkpoint_verify(struct ctl *, const uint8_t (*)[32], int);
 
 /* resolve.c */
 int	cmd_resolve(struct ctl *, int, char **);
