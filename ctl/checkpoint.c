@@ -36,6 +36,7 @@ struct cp {
 	size_t		 len;
 	char		 where[300];	/* FILE:LINE, or journal entry K */
 	int		 parsed;
+	int		 good;		/* signed by the station's key */
 	long		 n;
 	char		 station[64];
 	long		 seq;
@@ -435,10 +436,10 @@ checkpoint_rows(struct ctl *c, const struct cp *p)
 
 /* One source's checkpoints of one station, in order. */
 static int
-checkpoint_one_source(struct ctl *c, const struct cp_source *src,
+checkpoint_one_source(struct ctl *c, struct cp_source *src,
     const char *station, const struct cp_keys *k, long *count)
 {
-	const struct cp *p, *last = NULL;
+	struct cp *p, *last = NULL;
 	int bad = 0;
 	size_t i;
 
@@ -453,6 +454,7 @@ checkpoint_one_source(struct ctl *c, const struct cp_source *src,
 			    "line (forged or altered)", p->where, p->n);
 			continue;
 		}
+		p->good = 1;
 		if (last != NULL && p->n == 1 &&
 		    memcmp(p->prev, cp_zero, 32) == 0)
 			printf("checkpoints: %s: a new series starts (the "
@@ -500,8 +502,7 @@ checkpoint_index(const struct cp_source *src, const char *station,
 	if ((v = calloc(src->n + 1, sizeof(*v))) == NULL)
 		return NULL;
 	for (i = 0; i < src->n; i++)
-		if (src->v[i].parsed && strcmp(src->v[i].station, station) ==
-		    0)
+		if (src->v[i].good && strcmp(src->v[i].station, station) == 0)
 			v[(*n)++] = &src->v[i];
 	qsort(v, *n, sizeof(*v), cmp);
 	return v;
@@ -530,7 +531,7 @@ checkpoint_two(const struct cp_source *a, const struct cp_source *b,
 	}
 	for (i = 0; i < a->n; i++) {
 		key = &a->v[i];
-		if (!key->parsed || strcmp(key->station, station) != 0)
+		if (!key->good || strcmp(key->station, station) != 0)
 			continue;
 		la = key;
 		if (memcmp(key->prev, cp_zero, 32) == 0)
@@ -547,7 +548,7 @@ checkpoint_two(const struct cp_source *a, const struct cp_source *b,
 			if (&b->v[i] == *f)
 				at = i;
 		for (i = at + 1; i < b->n; i++)
-			if (b->v[i].parsed && strcmp(b->v[i].station, station)
+			if (b->v[i].good && strcmp(b->v[i].station, station)
 			    == 0)
 				lastb = b->v[i].n;
 		if (lastb > 0)
@@ -575,7 +576,7 @@ checkpoint_report_after(struct ctl *c, const char *station)
 	for (s = 0; s < cp_nsrc; s++)
 		for (i = 0; i < cp_src[s].n; i++) {
 			p = &cp_src[s].v[i];
-			if (p->parsed && strcmp(p->station, station) == 0 &&
+			if (p->good && strcmp(p->station, station) == 0 &&
 			    (best == NULL || p->seq > best->seq ||
 			    (p->seq == best->seq && p->n > best->n)))
 				best = p;
@@ -589,10 +590,15 @@ checkpoint_report_after(struct ctl *c, const char *station)
 			last = (long)sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
-	printf("checkpoints: station %s: the last checkpoint is n=%ld (%s), "
-	    "row %ld; %ld rows were written after it, which no checkpoint "
-	    "covers yet\n", station, best->n, best->where, best->seq,
-	    last > best->seq ? last - best->seq : 0);
+	if (last < best->seq)
+		printf("checkpoints: station %s: the last checkpoint is n=%ld "
+		    "(%s), row %ld; the database ends before it, at row %ld\n",
+		    station, best->n, best->where, best->seq, last);
+	else
+		printf("checkpoints: station %s: the last checkpoint is n=%ld "
+		    "(%s), row %ld; %ld rows were written after it, which no "
+		    "checkpoint covers yet\n", station, best->n, best->where,
+		    best->seq, last - best->seq);
 }
 
 /*
