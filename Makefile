@@ -65,6 +65,7 @@ TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
 CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
 	  tests/check_credit tests/check_service tests/check_ctl \
 	  tests/check_batch tests/fuzz/check_regress
+CHECKS	+= tests/check_checkpoint
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
 	  libkeyutils
@@ -170,6 +171,7 @@ tests/check_batch: tests/check_batch.c tests/fuzz/stubs.h daemon/batch.c \
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
 	   tests/check_ctl
+D_CHECKS += tests/check_checkpoint
 $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
     tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $@.c tests/testline.c \
