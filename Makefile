@@ -64,7 +64,8 @@ TEST_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' \
 TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
 CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
 	  tests/check_credit tests/check_service tests/check_ctl \
-	  tests/check_batch tests/fuzz/check_regress
+	  tests/check_batch tests/fuzz/check_regress \
+	  tests/check_tamper
 CHECKS	+= tests/check_checkpoint
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
@@ -83,6 +84,7 @@ D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/auditrow.h \
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
 C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
+	  ctl/keys.c ctl/vexport.c \
 	  daemon/dbhash.c daemon/sign.c
 C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h \
 	  daemon/sign.h
@@ -167,6 +169,16 @@ tests/check_batch: tests/check_batch.c tests/fuzz/stubs.h daemon/batch.c \
 	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto) -o $@ \
 	    tests/check_batch.c daemon/date.c daemon/dbhash.c $(TEST_LIBS) \
 	    $(shell $(PKG) --libs libcrypto) -pthread
+
+# The tamper suite (issue 11): databases written by the daemon's own db.c,
+# attacked with sqlite3, judged by cardlicctl verify.
+tests/check_tamper: tests/check_tamper.c tests/fuzz/stubs.h daemon/db.c \
+    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c $(D_HDRS) \
+    ctl/cardlicctl daemon/cardlicd sim/cardlic-sim-p11.so
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags sqlite3 libcrypto) \
+	    $(PIE) $(LDFLAGS) -o $@ tests/check_tamper.c daemon/db.c \
+	    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c \
+	    $(TEST_LIBS) $(shell $(PKG) --libs sqlite3 libcrypto) -pthread
 
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
@@ -361,6 +373,7 @@ FZ_PKGS_atr	= $(FZ_CONF_PKGS)
 FZ_SRCS_status	= daemon/date.c daemon/dbhash.c
 FZ_PKGS_status	= p11-kit-1 libcrypto
 FZ_SRCS_verify	= ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
+	ctl/keys.c ctl/vexport.c \
 	daemon/dbhash.c daemon/sign.c build/sqlmig.c
 FZ_PKGS_verify	= sqlite3 inih libcrypto
 FZ_OPTS_batch	= -max_len=4096

@@ -20,6 +20,7 @@
 #include "../daemon/version.h"
 
 static char	ctl_db_buf[4096];
+static char	ctl_station_buf[64];	/* [station] id, for keygen --rotate */
 static char	ctl_control_buf[108];
 
 int
@@ -44,10 +45,16 @@ static const char *const ctl_help =
 "                        one line per license, or per card that needed\n"
 "                        none or failed before a credit was spent\n"
 "  show SERIAL           the whole history of one card\n"
-"  export --format csv|json|jsonl\n"
+"  export --format csv|json|jsonl [--signed]\n"
 "                        every audit row, streamed\n"
 "  stats                 per day, per batch card, per outcome\n"
-"  verify [--head HASH]  walk the hash chain and the sequence numbers\n"
+"  verify [--key PUB]... [--head HASH]\n"
+"                        walk the hash chain, the sequence numbers and\n"
+"                        the signatures\n"
+"  verify --export FILE [--key PUB]...   check an export --signed file\n"
+"  keygen PRIV PUB       make the station's signing key (Ed25519)\n"
+"  keygen --rotate OLDPRIV NEWPRIV NEWPUB   a new key, endorsed by the old\n"
+"  pubkey                the station's public key, as PEM\n"
 "  reconcile             credits spent against cards licensed, per batch\n"
 "  resolve SEQ spent|unspent REASON   decide on a credit in doubt (admins)\n"
 "  watch                 follow new cards live\n"
@@ -283,6 +290,8 @@ ctl_conf_handler(void *arg, const char *section, const char *key,
 		snprintf(ctl_db_buf, sizeof(ctl_db_buf), "%s", value);
 	else if (strcmp(key, "control") == 0)
 		snprintf(ctl_control_buf, sizeof(ctl_control_buf), "%s", value);
+	else if (strcmp(key, "id") == 0)
+		snprintf(ctl_station_buf, sizeof(ctl_station_buf), "%s", value);
 	return 1;
 }
 
@@ -400,10 +409,11 @@ main(int argc, char **argv)
 	} cmds[] = {
 		{ "list", cmd_list, 1 }, { "show", cmd_show, 1 },
 		{ "export", cmd_export, 1 }, { "stats", cmd_stats, 1 },
-		{ "verify", cmd_verify, 1 }, { "reconcile", cmd_reconcile, 1 },
+		{ "verify", cmd_verify, 0 }, { "reconcile", cmd_reconcile, 1 },
 		{ "watch", cmd_watch, 1 }, { "status", cmd_status, 0 },
 		{ "merge", cmd_merge, 0 }, { "backup", cmd_backup, 1 },
-		{ "resolve", cmd_resolve, 0 }
+		{ "resolve", cmd_resolve, 0 },
+		{ "keygen", cmd_keygen, 0 }, { "pubkey", cmd_pubkey, 1 }
 	};
 	const char *conf = CTL_CONF_DEFAULT, *db = NULL;
 	struct ctl c;
@@ -432,6 +442,7 @@ main(int argc, char **argv)
 	/* The daemon's file may be unreadable to auditors: then defaults. */
 	(void)ini_parse(conf, ctl_conf_handler, NULL);
 	c.db_path = db != NULL ? db : ctl_db_buf;
+	c.station = ctl_station_buf[0] != '\0' ? ctl_station_buf : NULL;
 	c.control = ctl_control_buf;
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(argv[optind], cmds[i].name) != 0)

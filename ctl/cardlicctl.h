@@ -21,6 +21,7 @@ struct ctl {
 	const char	*db_path;
 	const char	*control;
 	int		 local;		/* --local: show local time */
+	const char	*station;	/* the configuration's [station] id */
 	sqlite3		*db;
 };
 
@@ -46,6 +47,16 @@ int	cmd_reconcile(struct ctl *, int, char **);
 
 /* chain.c */
 int	cmd_verify(struct ctl *, int, char **);
+int	chain_verify_all(sqlite3 *, const char *, int, long *,
+	    const uint8_t (*)[32], int);
+int	chain_unhex(const char *, size_t, uint8_t *, size_t);
+
+/* keys.c: the station's signing keys */
+int	cmd_keygen(struct ctl *, int, char **);
+int	cmd_pubkey(struct ctl *, int, char **);
+
+/* vexport.c: verify --export */
+int	vexport_verify(const char *, const uint8_t (*)[32], int);
 int	cmd_merge(struct ctl *, int, char **);
 int	cmd_backup(struct ctl *, int, char **);
 
@@ -53,7 +64,7 @@ int	cmd_backup(struct ctl *, int, char **);
 int	checkpoint_add_source(const char *);
 void	checkpoint_station(const char *);
 int	checkpoint_sources(void);
-int	checkpoint_verify(struct ctl *, const uint8_t (*)[32], int);
+int	checkpoint_verify(struct ctl *, const uint8_t (*)[32], int, int);
 
 /* resolve.c */
 int	cmd_resolve(struct ctl *, int, char **);

@@ -16,44 +16,258 @@
 
 #include "cardlicctl.h"
 #include "../daemon/dbhash.h"
+#include "../daemon/sign.h"
+
+static int
+chain_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * The signatures (issue 11).  A station's rows before its first `key` row
+ * were written before signing: their sig is NULL and they are counted as
+ * unsigned.  From the first key row on, every row carries the signature
+ * of the active key over ("cardlicd-row-v1\0" || its hash); a key row
+ * makes its key the active one, and is signed by it.  A key is accepted
+ * when it is the station's first (and, with --key, one of the files
+ * given), or endorsed by the active key (cardlicctl keygen --rotate), or
+ * one of the files given.
+ */
+struct chain_state {
+	const uint8_t	(*trust)[32];	/* the --key files */
+	int		 n_trust;
+	const char	*station;
+	uint8_t		 prev[32];
+	long		 expect, rows, unsigned_rows, signed_rows, key_rows;
+	int		 have_key;
+	uint8_t		 active[32];
+	long		 key_seq;	/* the active key's row */
+};
+
+static void
+chain_state_init(struct chain_state *cs, const char *station,
+    const uint8_t (*trust)[32], int n_trust)
+{
+	memset(cs, 0, sizeof(*cs));
+	cs->station = station;
+	cs->trust = trust;
+	cs->n_trust = n_trust;
+	cs->expect = 1;
+}
+
+static int
+chain_trusted(const struct chain_state *cs, const uint8_t pub[32])
+{
+	int i;
+
+	for (i = 0; i < cs->n_trust; i++)
+		if (memcmp(cs->trust[i], pub, 32) == 0)
+			return 1;
+	return 0;
+}
+
+/* n bytes from 2n hex digits (either case); -1 if they are not. */
+int
+chain_unhex(const char *s, size_t slen, uint8_t *out, size_t n)
+{
+	size_t i;
+	int hi, lo;
+
+	if (slen != 2 * n)
+		return -1;
+	for (i = 0; i < n; i++) {
+		hi = chain_nibble(s[2 * i]);
+		lo = chain_nibble(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+/*
+ * A key row's reason: "ed25519 PUB" or "ed25519 PUB endorsed-by PREV
+ * ENDORSEMENT".  0 when it reads so (endorsed tells which).
+ */
+static int
+chain_key_reason(const char *r, size_t n, uint8_t pub[32], int *endorsed,
+    uint8_t prev[32], uint8_t e[64])
+{
+	*endorsed = 0;
+	if (n == 8 + 64 && strncmp(r, "ed25519 ", 8) == 0)
+		return chain_unhex(r + 8, 64, pub, 32);
+	if (n != 8 + 64 + 13 + 64 + 1 + 128 || strncmp(r, "ed25519 ", 8) != 0 ||
+	    strncmp(r + 72, " endorsed-by ", 13) != 0 || r[149] != ' ')
+		return -1;
+	*endorsed = 1;
+	if (chain_unhex(r + 8, 64, pub, 32) != 0 ||
+	    chain_unhex(r + 85, 64, prev, 32) != 0 ||
+	    chain_unhex(r + 150, 128, e, 64) != 0)
+		return -1;
+	return 0;
+}
+
+static const char *
+chain_short(const uint8_t pub[32])
+{
+	static char hex[65];
+
+	dbhash_hex(pub, 32, 0, hex);
+	return hex;
+}
+
+/* A key row: is its key accepted?  0, or -1 with msg. */
+static int
+chain_key_row(struct chain_state *cs, long seq, const struct dbhash_val *v,
+    char *msg, size_t len)
+{
+	uint8_t pub[32], prev[32], e[64], m[64 + 33];
+	size_t sl = strlen(cs->station);
+	int endorsed, ok = 0;
+
+	if (v[AUDITROW_reason].type != SQLITE_TEXT ||
+	    chain_key_reason((const char *)v[AUDITROW_reason].p,
+	    v[AUDITROW_reason].len, pub, &endorsed, prev, e) != 0) {
+		snprintf(msg, len, "row %ld: a key row whose reason does not "
+		    "read \"ed25519 PUBLICKEY [endorsed-by KEY SIGNATURE]\"",
+		    seq);
+		return -1;
+	}
+	if (!cs->have_key) {
+		if (cs->n_trust > 0 && !chain_trusted(cs, pub)) {
+			snprintf(msg, len, "row %ld: the station's first key "
+			    "%s is none of the --key files (the key was "
+			    "replaced)", seq, chain_short(pub));
+			return -1;
+		}
+	} else if (memcmp(pub, cs->active, 32) != 0) {
+		if (endorsed && memcmp(prev, cs->active, 32) == 0 &&
+		    sl < sizeof(m) - 33) {
+			memcpy(m, cs->station, sl);
+			m[sl] = '\0';
+			memcpy(m + sl + 1, pub, 32);
+			ok = sign_check(cs->active, SIGN_DOMAIN_KEY, m, sl + 33,
+			    e);
+		}
+		if (!ok && !chain_trusted(cs, pub)) {
+			snprintf(msg, len, "row %ld: the key changes to %s "
+			    "with no valid endorsement by the active key (row "
+			    "%ld), and it is none of the --key files", seq,
+			    chain_short(pub), cs->key_seq);
+			return -1;
+		}
+	}
+	cs->have_key = 1;
+	memcpy(cs->active, pub, 32);
+	cs->key_seq = seq;
+	cs->key_rows++;
+	return 0;
+}
+
+/*
+ * One row of a station, in order: its seq, its hash, its signature.  v
+ * holds the hashed columns; hash and sig are the stored ones (sig NULL
+ * when the column is NULL).  0, or -1 with msg naming the row and why.
+ */
+static int
+chain_row(struct chain_state *cs, const struct dbhash_val *v,
+    const uint8_t *hash, size_t hlen, const uint8_t *sig, size_t slen,
+    char *msg, size_t len)
+{
+	uint8_t h[32];
+	long seq = (long)v[AUDITROW_seq].i;
+	int key;
+
+	if (v[AUDITROW_seq].type != SQLITE_INTEGER || seq != cs->expect) {
+		if (v[AUDITROW_seq].type == SQLITE_INTEGER && seq > cs->expect)
+			snprintf(msg, len, "row %ld is missing: the rows go "
+			    "from %ld to %ld (removed)", cs->expect,
+			    cs->expect - 1, seq);
+		else
+			snprintf(msg, len, "row %ld is out of order (after row "
+			    "%ld)", seq, cs->expect - 1);
+		return -1;
+	}
+	dbhash_row(cs->prev, v, h);
+	if (hash == NULL || hlen != 32 || memcmp(h, hash, 32) != 0) {
+		snprintf(msg, len, "row %ld was altered: its contents or its "
+		    "place no longer match its hash", seq);
+		return -1;
+	}
+	key = v[AUDITROW_state].type == SQLITE_TEXT &&
+	    v[AUDITROW_state].len == 3 &&
+	    memcmp(v[AUDITROW_state].p, "key", 3) == 0;
+	if (key && chain_key_row(cs, seq, v, msg, len) != 0)
+		return -1;
+	if (!cs->have_key) {
+		if (sig != NULL) {
+			snprintf(msg, len, "row %ld is signed, but no key row "
+			    "comes before it", seq);
+			return -1;
+		}
+		cs->unsigned_rows++;
+	} else if (sig == NULL) {
+		snprintf(msg, len, "row %ld has no signature, though the "
+		    "station signs its rows since its key row %ld (a row "
+		    "written without the station's key)", seq, cs->key_seq);
+		return -1;
+	} else if (slen != 64 || !sign_check(cs->active, SIGN_DOMAIN_ROW, h,
+	    32, sig)) {
+		snprintf(msg, len, "row %ld: its signature is not the "
+		    "station's key's (key row %ld): a row forged or "
+		    "re-chained without the key", seq, cs->key_seq);
+		return -1;
+	} else
+		cs->signed_rows++;
+	memcpy(cs->prev, h, 32);
+	cs->rows++;
+	cs->expect++;
+	return 0;
+}
+
+/* The end of a station's rows: with --key, some row must be signed. */
+static int
+chain_end(struct chain_state *cs, char *msg, size_t len)
+{
+	if (cs->n_trust > 0 && !cs->have_key && cs->rows > 0) {
+		snprintf(msg, len, "row %ld: the station has no key row, so "
+		    "none of its %ld rows is signed, though --key was given",
+		    cs->rows, cs->rows);
+		return -1;
+	}
+	return 0;
+}
 
 /*
  * Walk one station's chain.  0 when intact; -1 with msg naming the first
- * row that was altered, removed or put out of order.  rows, last_seq and
- * head tell how far it went.
+ * row that was altered, removed, put out of order or not signed.  The
+ * state tells how far it went.
  */
 static int
-chain_walk(sqlite3 *db, const char *station, long *rows, long *last_seq,
-    uint8_t head[32], char *msg, size_t len)
+chain_walk(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
 {
 	struct dbhash_val v[AUDITROW_HASHED];
-	uint8_t prev[32], h[32];
 	sqlite3_stmt *st;
-	long expect = 1, seq;
 	int i, rc;
 
-	memset(prev, 0, sizeof(prev));
-	*rows = 0;
-	*last_seq = 0;
+	/* A database that cardlicd has not migrated to 5 has no sig. */
 	if (sqlite3_prepare_v2(db, "SELECT " AUDITROW_NAMES " FROM audit WHERE "
-	    "station = ?1 ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+	    "station = ?1 ORDER BY seq", -1, &st, NULL) != SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT " AUDITROW_HASHED_COLUMNS(
+	    AUDITROW_NAME) "hash, NULL AS sig FROM audit WHERE station = ?1 "
+	    "ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
 		snprintf(msg, len, "%s", sqlite3_errmsg(db));
 		return -1;
 	}
-	sqlite3_bind_text(st, 1, station, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, cs->station, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		seq = (long)sqlite3_column_int64(st, AUDITROW_seq);
-		if (seq != expect) {
-			if (seq > expect)
-				snprintf(msg, len, "row %ld is missing: the "
-				    "rows go from %ld to %ld (removed)",
-				    expect, expect - 1, seq);
-			else
-				snprintf(msg, len, "row %ld is out of order "
-				    "(after row %ld)", seq, expect - 1);
-			sqlite3_finalize(st);
-			return -1;
-		}
 		for (i = 0; i < AUDITROW_HASHED; i++) {
 			v[i].type = sqlite3_column_type(st, i);
 			v[i].i = sqlite3_column_int64(st, i);
@@ -62,38 +276,50 @@ chain_walk(sqlite3 *db, const char *station, long *rows, long *last_seq,
 			    sqlite3_column_text(st, i);
 			v[i].len = (size_t)sqlite3_column_bytes(st, i);
 		}
-		dbhash_row(prev, v, h);
-		if (sqlite3_column_bytes(st, AUDITROW_hash) != 32 ||
-		    memcmp(h, sqlite3_column_blob(st, AUDITROW_hash), 32)
-		    != 0) {
-			snprintf(msg, len, "row %ld was altered: its contents "
-			    "or its place no longer match its hash", seq);
+		if (chain_row(cs, v, sqlite3_column_blob(st, AUDITROW_hash),
+		    (size_t)sqlite3_column_bytes(st, AUDITROW_hash),
+		    sqlite3_column_type(st, AUDITROW_sig) == SQLITE_NULL ? NULL :
+		    sqlite3_column_blob(st, AUDITROW_sig),
+		    (size_t)sqlite3_column_bytes(st, AUDITROW_sig), msg,
+		    len) != 0) {
 			sqlite3_finalize(st);
 			return -1;
 		}
-		memcpy(prev, h, 32);
-		(*rows)++;
-		*last_seq = seq;
-		expect++;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		snprintf(msg, len, "%s", sqlite3_errmsg(db));
 		return -1;
 	}
-	memcpy(head, prev, 32);
-	return 0;
+	return chain_end(cs, msg, len);
 }
 
-/* Every station's chain; prints one line per station. 0 when all hold. */
-static int
-chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total)
+/* "; 12 signed (key ... since row 3), 2 unsigned (written before ...)" */
+static void
+chain_print_sigs(const struct chain_state *cs)
 {
+	if (cs->have_key)
+		printf("; %ld signed, key %s (row %ld)", cs->signed_rows,
+		    chain_short(cs->active), cs->key_seq);
+	else
+		printf("; no key row");
+	if (cs->unsigned_rows > 0)
+		printf("; %ld unsigned (written before signing)",
+		    cs->unsigned_rows);
+}
+
+/*
+ * Every station's chain; prints one line per station. 0 when all hold.
+ * keys are the --key files (n 0: none, the verify is unanchored).
+ */
+int
+chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total,
+    const uint8_t (*keys)[32], int n_keys)
+{
+	struct chain_state cs;
 	sqlite3_stmt *st;
-	uint8_t head[32];
-	char msg[256], hex[65];
-	long rows, last;
-	int bad = 0;
+	char msg[512], hex[65];
+	int bad = 0, keyed = 0;
 
 	*total = 0;
 	/* A station the daemon wrote is text: anything else was altered. */
@@ -114,18 +340,21 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total)
 			bad = 1;
 			break;
 		}
-		if (chain_walk(db, s, &rows, &last, head, msg,
-		    sizeof(msg)) != 0) {
+		chain_state_init(&cs, s, keys, n_keys);
+		if (chain_walk(db, &cs, msg, sizeof(msg)) != 0) {
 			printf("%s: station %s: BROKEN at %s; %ld rows checked "
 			    "before it\n", name, ctl_esc(s, strlen(s)), msg,
-			    rows);
+			    cs.rows);
 			bad = 1;
 		} else if (!quiet) {
-			dbhash_hex(head, 32, 0, hex);
+			dbhash_hex(cs.prev, 32, 0, hex);
 			printf("%s: station %s: %ld rows, chain intact, head "
-			    "%s\n", name, ctl_esc(s, strlen(s)), rows, hex);
+			    "%s", name, ctl_esc(s, strlen(s)), cs.rows, hex);
+			chain_print_sigs(&cs);
+			printf("\n");
 		}
-		*total += rows;
+		keyed |= cs.have_key;
+		*total += cs.rows;
 	}
 	sqlite3_finalize(st);
 	/*
@@ -143,42 +372,72 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total)
 		}
 		sqlite3_finalize(st);
 	}
+	if (!quiet && !bad && keyed && n_keys == 0)
+		printf("unanchored: no --key given, so the keys are the "
+		    "database's own key rows, which whoever can write the "
+		    "file could replace; give the station's public key with "
+		    "--key\n");
 	return bad ? -1 : 0;
 }
 
 static const char *const verify_help =
-"usage: cardlicctl verify [--head HASH] [--checkpoints FILE|journal]...\n"
-"                         [--station ID]\n"
+"usage: cardlicctl verify [--key PUB]... [--head HASH]\n"
+"                         [--checkpoints FILE|journal]... [--station ID]\n"
+"       cardlicctl verify --export FILE [--key PUB]...\n"
 "Walks each station's rows in order, checks that the sequence numbers\n"
-"have no gap and recomputes every row's hash.  Names the first row that\n"
-"was altered, removed or put out of order, and prints how many rows were\n"
-"checked.  The chain cannot show that its newest rows were cut off:\n"
-"--head HASH (from CARDLIC_CHAIN_HEAD in the journal) checks that the\n"
-"database still holds that row.  --checkpoints (repeatable) checks the\n"
-"signed checkpoints that cardlicd wrote to FILE ([audit] checkpoint-file)\n"
-"or the journal: their signatures, their chain, that each named row is\n"
-"still there with its head, and that the sources agree; --station keeps\n"
-"one station's.  Exit 1 when anything is wrong.\n";
+"have no gap, recomputes every row's hash and checks every row's\n"
+"Ed25519 signature.  Names the first row that was altered, removed, put\n"
+"out of order or not signed by the station's key, and prints how many\n"
+"rows were checked.  Rows written before the station had a key are\n"
+"counted as unsigned.  --key PUB (a PEM public key, as cardlicctl\n"
+"pubkey or keygen gives it; repeatable) anchors the check: the station's\n"
+"first key must be one of them, and a new key must be endorsed by the\n"
+"previous one or be one of them.  Without --key the database's own key\n"
+"rows are trusted, and the result says it is unanchored.  The chain\n"
+"cannot show that its newest rows were cut off: --head HASH (from\n"
+"CARDLIC_CHAIN_HEAD in the journal) checks that the database still holds\n"
+"that row.  --checkpoints (repeatable) checks the signed checkpoints\n"
+"that cardlicd wrote to FILE ([audit] checkpoint-file) or the journal:\n"
+"their signatures (under --key, else the key rows), their chain, that\n"
+"each named row is still there with its head, and that the sources\n"
+"agree; --station keeps one station's.  --export FILE checks a file made by export --signed (CSV or\n"
+"JSONL), with no database.  Exit 1 when anything is wrong.\n";
+
+#define CHAIN_MAX_KEYS	16
 
 int
 cmd_verify(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "head", required_argument, NULL, 'H' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "export", required_argument, NULL, 'e' },
 		{ "checkpoints", required_argument, NULL, 'C' },
 		{ "station", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *want = NULL;
+	uint8_t keys[CHAIN_MAX_KEYS][32];
+	const char *want = NULL, *export = NULL;
+	char err[4300];
 	sqlite3_stmt *st;
 	long total;
-	int ch, rc;
+	int ch, rc, n_keys = 0;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'H': want = optarg; break;
+		case 'e': export = optarg; break;
+		case 'k':
+			if (n_keys == CHAIN_MAX_KEYS)
+				return ctl_fail("verify: at most %d --key",
+				    CHAIN_MAX_KEYS);
+			if (sign_pub_read(optarg, keys[n_keys], err,
+			    sizeof(err)) != 0)
+				return ctl_fail("%s", err);
+			n_keys++;
+			break;
 		case 'C':
 			if (checkpoint_add_source(optarg) != 0)
 				return ctl_usage(verify_help);
@@ -189,13 +448,23 @@ cmd_verify(struct ctl *c, int argc, char **argv)
 		}
 	}
 	if (optind != argc || (want != NULL && (strlen(want) != 64 ||
-	    strspn(want, "0123456789abcdefABCDEF") != 64)))
+	    strspn(want, "0123456789abcdefABCDEF") != 64)) ||
+	    (export != NULL && want != NULL))
 		return ctl_usage(verify_help);
-	rc = chain_verify_all(c->db, c->db_path, 0, &total);
+	if (export != NULL)
+		return vexport_verify(export, (const uint8_t (*)[32])keys,
+		    n_keys);
+	if (ctl_open(c) != 0)
+		return CTL_USAGE;
+	rc = chain_verify_all(c->db, c->db_path, 0, &total,
+	    (const uint8_t (*)[32])keys, n_keys);
 	printf("%ld rows checked\n", total);
-	/* Also when the chain is broken: a cut-off end shows only here. */
-	if (checkpoint_sources() > 0 && (ch = checkpoint_verify(c, NULL, 0))
-	    != CTL_OK) {
+	/*
+	 * Also when the chain is broken: a cut-off end shows only here.
+	 * The key rows are trusted only if the walk held (under --key).
+	 */
+	if (checkpoint_sources() > 0 && (ch = checkpoint_verify(c,
+	    (const uint8_t (*)[32])keys, n_keys, rc == 0)) != CTL_OK) {
 		if (ch == CTL_USAGE)
 			return CTL_USAGE;
 		rc = -1;
@@ -298,12 +567,13 @@ chain_create_merged(sqlite3 *db, char *err, size_t len)
 static int
 chain_merge_one(sqlite3 *out, const char *in, long *added)
 {
-	char sql[4400], msg[256], hex[65], now[32];
+	char sql[4400], msg[512], hex[65], now[32];
+	struct chain_state cs;
 	sqlite3_stmt *st, *hs;
 	struct tm tm;
 	time_t t = time(NULL);
 	sqlite3 *src;
-	long total, omax, rows, last;
+	long total, omax, rows;
 	uint8_t head[32];
 	int rc = 0, ok;
 
@@ -317,7 +587,7 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 		return -1;
 	}
 	/* Each station's chain must hold before anything is taken from it. */
-	if (chain_verify_all(src, in, 1, &total) != 0) {
+	if (chain_verify_all(src, in, 1, &total, NULL, 0) != 0) {
 		sqlite3_close(src);
 		ctl_fail("%s: its chain is broken; nothing merged from it", in);
 		return -1;
@@ -371,12 +641,14 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 		sqlite3_finalize(hs);
 		rows = sqlite3_changes(out);
 		*added += rows;
-		if (rc == 0 && chain_walk(out, s, &total, &last, head, msg,
-		    sizeof(msg)) != 0) {
+		chain_state_init(&cs, s, NULL, 0);
+		if (rc == 0 && chain_walk(out, &cs, msg, sizeof(msg)) != 0) {
 			ctl_fail("%s: station %s: merged chain broken: %s", in,
 			    ctl_esc(s, strlen(s)), msg);
 			rc = -1;
 		}
+		total = cs.rows;
+		memcpy(head, cs.prev, 32);
 		dbhash_hex(head, 32, 0, hex);
 		sqlite3_prepare_v2(out, "INSERT INTO merges VALUES (?1, ?2, ?3,"
 		    " ?4, ?5)", -1, &hs, NULL);
@@ -546,7 +818,7 @@ cmd_backup(struct ctl *c, int argc, char **argv)
 		printf("%s: the copy is damaged: %s\n", file, ok != NULL ?
 		    ctl_esc(ok, strlen(ok)) : sqlite3_errmsg(dst));
 		rc = CTL_NOTHING;
-	} else if (chain_verify_all(dst, file, 0, &total) != 0) {
+	} else if (chain_verify_all(dst, file, 0, &total, NULL, 0) != 0) {
 		printf("%s: the copy does NOT verify (kept for inspection); "
 		    "%ld rows checked\n", file, total);
 		rc = CTL_NOTHING;

@@ -276,6 +276,23 @@ q_export_sql(char *sql, size_t len, int sig)
 				o += (size_t)snprintf(sql + o, len - o,
 				    "hex(%s) AS %s_hex, ", c->name, c->name);
 		}
+	/*
+	 * --signed: what verify --export needs to recompute each hash with
+	 * no database.  Text is escaped for CSV and JSON, so every hashed
+	 * text column also comes as its exact bytes (NAME_hex, unless it
+	 * has one already), and types gives each hashed column's SQLite
+	 * type, one letter each (i, t, b, n for NULL), in the hash's order.
+	 */
+	for (i = 0; sig && i < AUDITROW_HASHED && o < len; i++) {
+		c = &auditrow_cols[i];
+		if (c->sqlite_type == SQLITE_TEXT && c->hex_at < 0)
+			o += (size_t)snprintf(sql + o, len - o, "hex(%s) AS "
+			    "%s_hex, ", c->name, c->name);
+	}
+	for (i = 0; sig && i < AUDITROW_HASHED && o < len; i++)
+		o += (size_t)snprintf(sql + o, len - o, "%ssubstr(typeof(%s), "
+		    "1, 1)%s", i == 0 ? "" : "|| ", auditrow_cols[i].name,
+		    i == AUDITROW_HASHED - 1 ? " AS types, " : " ");
 	/* The last column says whether timings is JSON, for JSON's sake. */
 	if (o < len)
 		snprintf(sql + o, len - o, "json_valid(timings) FROM "
@@ -342,32 +359,37 @@ json_value(sqlite3_stmt *st, int i, int raw_ok)
 }
 
 static const char *const export_help =
-"usage: cardlicctl export --format csv|json|jsonl\n"
+"usage: cardlicctl export --format csv|json|jsonl [--signed]\n"
 "Every audit row, oldest first, streamed.  CSV follows RFC 4180 (quotes\n"
 "doubled, CRLF), one record per line: text is escaped as list prints it\n"
 "(\\xNN), and text starting with = + - @ gets a leading '.  JSON is one\n"
 "array (json) or one object per line (jsonl), valid UTF-8 whatever the\n"
 "card said: bytes that are not UTF-8 become U+FFFD.  Model and serial come\n"
 "trimmed and as their exact bytes in hex; the license, status and hash in\n"
-"hex.\n";
+"hex.  --signed adds what cardlicctl verify --export needs to check the\n"
+"file with no database: each row's signature (sig), every text column's\n"
+"exact bytes (NAME_hex) and the columns' types; the key rows' reason\n"
+"holds the station's public keys.\n";
 
 int
 cmd_export(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "format", required_argument, NULL, 'f' },
+		{ "signed", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *fmt = NULL, *name;
-	char sql[2048];
+	char sql[4096];
 	sqlite3_stmt *st;
-	int ch, i, n, rc, cols, csv, jsonl;
+	int ch, i, n, rc, cols, csv, jsonl, sig = 0;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f': fmt = optarg; break;
+		case 's': sig = 1; break;
 		case 'h': fputs(export_help, stdout); return CTL_OK;
 		default: return ctl_usage(export_help);
 		}
@@ -377,7 +399,7 @@ cmd_export(struct ctl *c, int argc, char **argv)
 		return ctl_usage(export_help);
 	csv = strcmp(fmt, "csv") == 0;
 	jsonl = strcmp(fmt, "jsonl") == 0;
-	q_export_sql(sql, sizeof(sql), 0);
+	q_export_sql(sql, sizeof(sql), sig);
 	if ((st = ctl_prepare(c, sql)) == NULL)
 		return CTL_USAGE;
 	cols = sqlite3_column_count(st) - 1;

@@ -636,12 +636,20 @@ db_find_rejected(const uint8_t *model, const uint8_t *serial)
 	    serial);
 }
 
-/* Licenses generated so far on the batch card (reader, ATR). */
+/*
+ * Licenses generated so far on the batch card (reader, ATR): the count
+ * on its last `generated` row, found through audit_batch in rowid order,
+ * so the cost does not grow with the table (a count(*) there took 28 ms
+ * per card at 247,000 licenses).  The count is only for rows without one.
+ */
 long
 db_batch_count(const char *reader, const char *atr)
 {
-	return db_long2("SELECT count(*) FROM audit WHERE state = 'generated'"
-	    " AND batch_reader = ?1 AND batch_atr = ?2", 0, reader, atr);
+	return db_long2("SELECT coalesce((SELECT batch_count FROM audit "
+	    "WHERE state = 'generated' AND batch_reader = ?1 AND batch_atr = "
+	    "?2 ORDER BY seq DESC LIMIT 1), (SELECT count(*) FROM audit WHERE "
+	    "state = 'generated' AND batch_reader = ?1 AND batch_atr = ?2))",
+	    0, reader, atr);
 }
 
 /*

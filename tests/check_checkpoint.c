@@ -102,7 +102,7 @@ build(void)
 	tl_sh("openssl genpkey -algorithm ed25519 -out %s 2>/dev/null && "
 	    "chmod 600 %s && openssl pkey -in %s -pubout -out %s", key, key,
 	    key, pub);
-	snprintf(kopt, sizeof(kopt), " ");
+	snprintf(kopt, sizeof(kopt), " --key %s", pub);
 	config("10");
 	snprintf(db, sizeof(db), "%s", d_db);
 	tl_insert(0, "cp-batch", "--type batch --credits 10");

@@ -126,6 +126,13 @@ p11_pin_final_try(unsigned long flags)
 	return (fs_in[59] & 0x02) != 0;
 }
 
+int
+p11_pin_tried_wrong(unsigned long flags)
+{
+	(void)flags;
+	return (fs_in[59] & 0x04) != 0;
+}
+
 /* The database. */
 long
 db_append(const struct db_row *r, char *err, size_t len)
@@ -270,6 +277,14 @@ pinturn_end(unsigned long gen, enum pinturn how, int ok, int refused)
 	(void)gen;
 	(void)how;
 	(void)ok;
+	(void)refused;
+}
+
+/* A stop never cut a first try short here (no pin_doubt in the job). */
+void
+pinturn_tried(const struct conf *c, int refused)
+{
+	(void)c;
 	(void)refused;
 }
 

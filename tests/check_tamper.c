@@ -1,0 +1,761 @@
+/*
+ * The tamper suite of issue 11: someone who can write the database file,
+ * with the triggers dropped, edits, deletes, swaps, re-chains (the hash
+ * is plain SHA-256: anyone can recompute it), appends a forged row with
+ * a correct hash, or replaces the station's public key.  Each attack must
+ * be caught by cardlicctl verify --key, naming the first bad row and the
+ * reason.  Also: a database from before signing migrates, and verify
+ * calls its old rows unsigned, not forged; a key rotation endorsed by the
+ * previous key passes; an export --signed is checked with no database,
+ * and an edited field in it is caught.
+ *
+ * The databases are written by the daemon's own db.c (linked here, in a
+ * child process per database: db.c holds one database and its lock for
+ * the process's life), with keys made at test time by cardlicctl keygen.
+ * Truncation and dropped checkpoints are check_checkpoint.c's.
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "../daemon/cardlicd.h"
+#include "../daemon/dbhash.h"
+#include "../daemon/sign.h"
+#include "fuzz/stubs.h"
+
+#define CTL	TOPDIR "/ctl/cardlicctl"
+
+extern const char *const	sql_migrations[];
+extern const int		sql_migrations_count;
+
+void	spill_init(const char *);
+void
+spill_init(const char *path)
+{
+	(void)path;
+}
+
+int
+spill_recover(int (*fn)(long, const struct spill_license *))
+{
+	(void)fn;
+	return 0;
+}
+
+static char	tk_dir[] = "/tmp/check-tamper-XXXXXX";
+static char	tk_db[300], tk_pub[300], tk_priv[300];
+
+/* A shell command's output and exit status. */
+static char *
+tk_run(int *status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static char *
+tk_run(int *status, const char *fmt, ...)
+{
+	char cmd[2048], *out;
+	size_t n = 0, cap = 65536;
+	va_list ap;
+	FILE *p;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	strncat(cmd, " 2>&1", sizeof(cmd) - strlen(cmd) - 1);
+	ck_assert_ptr_nonnull(p = popen(cmd, "r"));
+	ck_assert_ptr_nonnull(out = malloc(cap));
+	while (n < cap - 1 && fgets(out + n, (int)(cap - n), p) != NULL)
+		n += strlen(out + n);
+	out[n] = '\0';
+	st = pclose(p);
+	*status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return out;
+}
+
+/* verify must fail, naming row seq and the reason. */
+static void
+tk_broken(const char *args, long seq, const char *why)
+{
+	char want[64];
+	char *out;
+	int st;
+
+	out = tk_run(&st, CTL " -d %s verify %s", tk_db, args);
+	snprintf(want, sizeof(want), "BROKEN at row %ld", seq);
+	ck_assert_msg(st == 1, "verify %s: exit %d, not 1: %s", args, st,
+	    out);
+	ck_assert_msg(strstr(out, want) != NULL, "verify %s: not \"%s\": %s",
+	    args, want, out);
+	ck_assert_msg(strstr(out, why) != NULL, "verify %s: not \"%s\": %s",
+	    args, why, out);
+	free(out);
+}
+
+static char *
+tk_passes(const char *args)
+{
+	char *out;
+	int st;
+
+	out = tk_run(&st, CTL " -d %s verify %s", tk_db, args);
+	ck_assert_msg(st == 0 && strstr(out, "BROKEN") == NULL,
+	    "verify %s: exit %d: %s", args, st, out);
+	return out;
+}
+
+static void
+tk_keygen(const char *name)
+{
+	char *out;
+	int st;
+
+	out = tk_run(&st, CTL " keygen %s/%s %s/%s.pub", tk_dir, name, tk_dir,
+	    name);
+	ck_assert_msg(st == 0, "keygen: %s", out);
+	free(out);
+}
+
+/* n rows of one card's life, as the daemon writes them. */
+static void
+tk_rows(int n)
+{
+	static const uint8_t model[FIELD_LEN] = "IDOPTE MODEL 1  ";
+	static const uint8_t serial[FIELD_LEN] = "SN-000042\0\0\0\0\0\0";
+	static const char *const states[] = { "requested", "generated",
+	    "loaded", "verified" };
+	uint8_t lic[LICENSE_LEN];
+	struct db_row r;
+	char err[512], reason[64];
+	int i;
+
+	memset(lic, 0xA7, sizeof(lic));
+	for (i = 0; i < n; i++) {
+		memset(&r, 0, sizeof(r));
+		snprintf(reason, sizeof(reason), "step %d, \"quoted\", =1", i);
+		r.reader = "Sim Line A 00 01";
+		r.job = db_next_job();
+		r.state = states[i % 4];
+		r.reason = reason;
+		r.model = model;
+		r.serial = serial;
+		r.batch_count = -1;
+		r.start_date = "20260101";
+		if (i % 4 == 1) {
+			r.end_date = "20301231";
+			r.license = lic;
+			r.batch_reader = "Sim Line A 00 00";
+			r.batch_atr = "3B8880010000000000000000";
+			r.batch_count = i;
+			r.sw = "9000";
+		}
+		r.ckr = "CKR_OK";
+		r.timings = "{\"total\":12}";
+		if (db_append(&r, err, sizeof(err)) < 0)
+			fatalx("db_append: %s", err);
+	}
+}
+
+/*
+ * The daemon's start and n rows, in a child: with the key in file priv
+ * (NULL: none) and its .endorsement when there is one.
+ */
+static void
+tk_daemon(const char *priv, int n)
+{
+	struct sign_key *k = NULL;
+	char pem[4096], err[512], end[200] = "", path[400];
+	size_t len;
+	pid_t pid;
+	FILE *f;
+	int st;
+
+	ck_assert_int_ge(pid = fork(), 0);
+	if (pid == 0) {
+		if (priv != NULL) {
+			if ((f = fopen(priv, "r")) == NULL)
+				_exit(3);
+			len = fread(pem, 1, sizeof(pem), f);
+			fclose(f);
+			if ((k = sign_key_from_pem(pem, len, err,
+			    sizeof(err))) == NULL)
+				_exit(4);
+			snprintf(path, sizeof(path), "%s.endorsement", priv);
+			if ((f = fopen(path, "r")) != NULL) {
+				if (fgets(end, sizeof(end), f) == NULL)
+					end[0] = '\0';
+				end[strcspn(end, "\n")] = '\0';
+				fclose(f);
+			}
+		}
+		if (db_open(tk_db, "st1", err, sizeof(err)) != 0 ||
+		    db_sign_start(k, end, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s\n", err);
+			_exit(5);
+		}
+		tk_rows(n);
+		db_close();
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "the daemon's db.c failed: status %d", st);
+}
+
+static sqlite3 *
+tk_open(void)
+{
+	sqlite3 *db;
+
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "DROP TRIGGER IF EXISTS "
+	    "audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; "
+	    "DROP TRIGGER IF EXISTS audit_append_only",
+	    NULL, NULL, NULL), SQLITE_OK);
+	return db;
+}
+
+static void
+tk_exec(sqlite3 *db, const char *sql)
+{
+	char *e = NULL;
+
+	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &e) == SQLITE_OK,
+	    "%s: %s", sql, e);
+}
+
+/*
+ * The attacker's re-chain: every hash recomputed in order with the
+ * daemon's own function.  With key (the attacker's), every row from
+ * from_seq on is signed again too.
+ */
+static void
+tk_rechain(sqlite3 *db, const struct sign_key *key, long from_seq)
+{
+	struct dbhash_val v[AUDITROW_HASHED];
+	sqlite3_stmt *st, *up;
+	uint8_t prev[32], h[32], sig[64];
+	int i;
+
+	memset(prev, 0, sizeof(prev));
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT " AUDITROW_NAMES
+	    " FROM audit ORDER BY seq", -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "UPDATE audit SET hash = ?1, "
+	    "sig = CASE WHEN ?3 IS NULL THEN sig ELSE ?3 END WHERE seq = ?2",
+	    -1, &up, NULL), SQLITE_OK);
+	tk_exec(db, "BEGIN");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		for (i = 0; i < AUDITROW_HASHED; i++) {
+			v[i].type = sqlite3_column_type(st, i);
+			v[i].i = sqlite3_column_int64(st, i);
+			v[i].p = v[i].type == SQLITE_BLOB ?
+			    sqlite3_column_blob(st, i) :
+			    sqlite3_column_text(st, i);
+			v[i].len = (size_t)sqlite3_column_bytes(st, i);
+		}
+		dbhash_row(prev, v, h);
+		memcpy(prev, h, 32);
+		sqlite3_reset(up);
+		sqlite3_bind_blob(up, 1, h, 32, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(up, 2, v[AUDITROW_seq].i);
+		if (key != NULL && v[AUDITROW_seq].i >= from_seq) {
+			ck_assert_int_eq(sign_bytes(key, SIGN_DOMAIN_ROW, h, 32,
+			    sig), 0);
+			sqlite3_bind_blob(up, 3, sig, 64, SQLITE_TRANSIENT);
+		} else
+			sqlite3_bind_null(up, 3);
+		ck_assert_int_eq(sqlite3_step(up), SQLITE_DONE);
+	}
+	tk_exec(db, "COMMIT");
+	sqlite3_finalize(st);
+	sqlite3_finalize(up);
+}
+
+/* The attacker's own key, made at test time. */
+static struct sign_key *
+tk_evil_key(uint8_t pub[32])
+{
+	struct sign_key *k;
+	char pem[1024], err[256];
+
+	ck_assert_int_eq(sign_key_generate(pem, sizeof(pem), err,
+	    sizeof(err)), 0);
+	ck_assert_ptr_nonnull(k = sign_key_from_pem(pem, strlen(pem), err,
+	    sizeof(err)));
+	sign_key_public(k, pub);
+	return k;
+}
+
+/*
+ * Each test: rows 1-3 written before signing (no key), then the daemon
+ * with key k1: row 4 publishes it, rows 5-12 are signed.
+ */
+static void
+tk_setup(void)
+{
+	ck_assert_ptr_nonnull(mkdtemp(tk_dir));
+	snprintf(tk_db, sizeof(tk_db), "%s/audit.db", tk_dir);
+	snprintf(tk_priv, sizeof(tk_priv), "%s/k1", tk_dir);
+	snprintf(tk_pub, sizeof(tk_pub), "--key %s/k1.pub", tk_dir);
+	tk_keygen("k1");
+	tk_daemon(NULL, 3);
+	tk_daemon(tk_priv, 8);
+}
+
+static void
+tk_teardown(void)
+{
+	char *out;
+	int st;
+
+	out = tk_run(&st, "rm -rf %s", tk_dir);
+	free(out);
+}
+
+START_TEST(intact_database_passes_anchored)
+{
+	char *out = tk_passes(tk_pub);
+
+	ck_assert_msg(strstr(out, "12 rows, chain intact") != NULL, "%s",
+	    out);
+	/* The key row is signed too, by the key it publishes. */
+	ck_assert_msg(strstr(out, "9 signed") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "3 unsigned (written before signing)") !=
+	    NULL, "%s", out);
+	ck_assert_msg(strstr(out, "(row 4)") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "unanchored") == NULL, "%s", out);
+	free(out);
+	out = tk_passes("");
+	ck_assert_msg(strstr(out, "unanchored") != NULL, "%s", out);
+	free(out);
+}
+END_TEST
+
+START_TEST(every_row_after_the_key_is_signed)
+{
+	sqlite3 *db = tk_open();
+	sqlite3_stmt *st;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT seq, state, "
+	    "length(sig), reason FROM audit ORDER BY seq", -1, &st, NULL),
+	    SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		long seq = sqlite3_column_int64(st, 0);
+
+		if (seq < 4)
+			ck_assert_int_eq(sqlite3_column_type(st, 2),
+			    SQLITE_NULL);
+		else
+			ck_assert_int_eq(sqlite3_column_int(st, 2), 64);
+		if (seq == 4) {
+			ck_assert_str_eq((const char *)sqlite3_column_text(st,
+			    1), "key");
+			ck_assert_int_eq(strncmp((const char *)
+			    sqlite3_column_text(st, 3), "ed25519 ", 8), 0);
+			ck_assert_int_eq(sqlite3_column_bytes(st, 3), 72);
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	/* The same key again: no second key row. */
+	tk_daemon(tk_priv, 1);
+	db = tk_open();
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM audit "
+	    "WHERE state = 'key'", -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_int_eq(sqlite3_column_int(st, 0), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(tk_passes(tk_pub));
+}
+END_TEST
+
+START_TEST(edit_is_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "UPDATE audit SET reason = 'nothing to see' WHERE seq = 7");
+	sqlite3_close(db);
+	tk_broken(tk_pub, 7, "was altered");
+}
+END_TEST
+
+START_TEST(delete_is_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "DELETE FROM audit WHERE seq = 7");
+	sqlite3_close(db);
+	tk_broken(tk_pub, 7, "is missing");
+}
+END_TEST
+
+START_TEST(swap_is_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "UPDATE audit SET seq = -1 WHERE seq = 6; UPDATE audit "
+	    "SET seq = 6 WHERE seq = 7; UPDATE audit SET seq = 7 WHERE seq = "
+	    "-1");
+	sqlite3_close(db);
+	tk_broken(tk_pub, 6, "was altered");
+}
+END_TEST
+
+START_TEST(rechain_after_edit_is_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "UPDATE audit SET state = 'rejected' WHERE seq = 8");
+	tk_rechain(db, NULL, 0);
+	sqlite3_close(db);
+	/* The plain chain is whole again: only the signature tells. */
+	tk_broken(tk_pub, 8, "signature is not the station's key's");
+	tk_broken("", 8, "signature is not the station's key's");
+}
+END_TEST
+
+START_TEST(rechain_after_delete_is_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "DELETE FROM audit WHERE seq = 7; UPDATE audit SET seq = "
+	    "seq - 1 WHERE seq > 7");
+	tk_rechain(db, NULL, 0);
+	sqlite3_close(db);
+	tk_broken(tk_pub, 7, "signature is not the station's key's");
+}
+END_TEST
+
+START_TEST(rechain_after_insert_is_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "UPDATE audit SET seq = seq + 1000 WHERE seq >= 7; "
+	    "UPDATE audit SET seq = seq - 999 WHERE seq >= 1000; "
+	    "INSERT INTO audit (seq, utc, station, job, reader, state, reason,"
+	    " hash) SELECT 7, utc, station, job, reader, 'verified', 'forged',"
+	    " x'00' FROM audit WHERE seq = 6");
+	tk_rechain(db, NULL, 0);
+	sqlite3_close(db);
+	tk_broken(tk_pub, 7, "has no signature");
+}
+END_TEST
+
+/* One forged row with a correct hash, unsigned or signed by another key. */
+START_TEST(forged_append_is_caught)
+{
+	struct sign_key *evil;
+	uint8_t pub[32];
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "INSERT INTO audit (seq, utc, station, job, reader, state,"
+	    " reason, model, serial, license_seq, hash) SELECT 13, utc, "
+	    "station, job, reader, 'verified', 'license loaded and read back',"
+	    " model, serial, 6, x'00' FROM audit WHERE seq = 12");
+	tk_rechain(db, NULL, 0);
+	sqlite3_close(db);
+	tk_broken(tk_pub, 13, "has no signature");
+	db = tk_open();
+	evil = tk_evil_key(pub);
+	tk_rechain(db, evil, 13);
+	sqlite3_close(db);
+	tk_broken(tk_pub, 13, "signature is not the station's key's");
+	sign_key_free(evil);
+}
+END_TEST
+
+/*
+ * The key row rewritten to the attacker's key and every row re-signed:
+ * a whole chain that checks, under the wrong key.  Only --key tells.
+ */
+START_TEST(replaced_key_is_caught)
+{
+	struct sign_key *evil;
+	uint8_t pub[32];
+	char sql[300], hex[65], *out;
+	sqlite3 *db = tk_open();
+
+	evil = tk_evil_key(pub);
+	dbhash_hex(pub, 32, 0, hex);
+	snprintf(sql, sizeof(sql), "UPDATE audit SET reason = 'ed25519 %s' "
+	    "WHERE seq = 4", hex);
+	tk_exec(db, sql);
+	tk_rechain(db, evil, 4);
+	sqlite3_close(db);
+	tk_broken(tk_pub, 4, "is none of the --key files");
+	out = tk_passes("");
+	ck_assert_msg(strstr(out, "unanchored") != NULL, "%s", out);
+	free(out);
+	sign_key_free(evil);
+}
+END_TEST
+
+/* A new key row appended, unendorsed, and rows signed by it. */
+START_TEST(unendorsed_key_change_is_caught)
+{
+	struct sign_key *evil;
+	uint8_t pub[32];
+	char sql[400], hex[65];
+	sqlite3 *db = tk_open();
+
+	evil = tk_evil_key(pub);
+	dbhash_hex(pub, 32, 0, hex);
+	snprintf(sql, sizeof(sql), "INSERT INTO audit (seq, utc, station, job,"
+	    " reader, state, reason, hash) SELECT 13, utc, station, 0, '', "
+	    "'key', 'ed25519 %s', x'00' FROM audit WHERE seq = 12", hex);
+	tk_exec(db, sql);
+	tk_rechain(db, evil, 13);
+	sqlite3_close(db);
+	tk_broken(tk_pub, 13, "with no valid endorsement by the active key");
+	tk_broken("", 13, "with no valid endorsement by the active key");
+	sign_key_free(evil);
+}
+END_TEST
+
+/* Every signature and the key row removed, the chain re-computed. */
+START_TEST(stripped_signatures_are_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "DELETE FROM audit WHERE seq = 4; UPDATE audit SET seq = "
+	    "seq - 1 WHERE seq > 4; UPDATE audit SET sig = NULL");
+	tk_rechain(db, NULL, 0);
+	sqlite3_close(db);
+	tk_broken(tk_pub, 11, "no key row");
+}
+END_TEST
+
+/* keygen --rotate: the new key row is endorsed; verify follows it. */
+START_TEST(endorsed_rotation_passes)
+{
+	char k2[400], *out;
+	int st;
+
+	snprintf(k2, sizeof(k2), "%s/k2", tk_dir);
+	out = tk_run(&st, CTL " keygen --rotate --station st1 %s %s %s.pub",
+	    tk_priv, k2, k2);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	/* Never over an existing key. */
+	out = tk_run(&st, CTL " keygen %s %s.pub2", k2, k2);
+	ck_assert_msg(st != 0 && strstr(out, "never overwrites") != NULL,
+	    "%s", out);
+	free(out);
+	tk_daemon(k2, 3);
+	out = tk_passes(tk_pub);
+	ck_assert_msg(strstr(out, "16 rows, chain intact") != NULL, "%s",
+	    out);
+	ck_assert_msg(strstr(out, "(row 13)") != NULL, "%s", out);
+	free(out);
+	/* pubkey gives the newest key: the one that k2.pub holds. */
+	out = tk_run(&st, CTL " -d %s pubkey | cmp - %s.pub", tk_db, k2);
+	ck_assert_msg(st == 0, "pubkey is not k2.pub: %s", out);
+	free(out);
+	/* The endorsement is for station st1 only. */
+	out = tk_run(&st, CTL " keygen --rotate --station other %s %s/k3 "
+	    "%s/k3.pub", k2, tk_dir, tk_dir);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	snprintf(k2, sizeof(k2), "%s/k3", tk_dir);
+	tk_daemon(k2, 1);
+	tk_broken(tk_pub, 17, "with no valid endorsement");
+}
+END_TEST
+
+/* A key file that others may read is refused by cardlicd (conf.c). */
+START_TEST(daemon_refuses_a_readable_key_file)
+{
+	char conf[400], *out;
+	FILE *f;
+	int st;
+
+	snprintf(conf, sizeof(conf), "%s/c.conf", tk_dir);
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[station]\nid = st1\n[pkcs11]\nmodule = %s\npin = 1234\n"
+	    "[audit]\nkey-file = %s\n", TOPDIR "/sim/cardlic-sim-p11.so",
+	    tk_priv);
+	fclose(f);
+	chmod(conf, 0600);
+	chmod(tk_priv, 0640);
+	out = tk_run(&st, TOPDIR "/daemon/cardlicd -n --allow-root -f %s",
+	    conf);
+	ck_assert_msg(st == 2 && strstr(out, "c.conf:7:") != NULL &&
+	    strstr(out, "chmod 0600") != NULL, "exit %d: %s", st, out);
+	free(out);
+	chmod(tk_priv, 0600);
+	out = tk_run(&st, TOPDIR "/daemon/cardlicd -n --allow-root -f %s",
+	    conf);
+	ck_assert_msg(strstr(out, "Ed25519 key read, public key") != NULL,
+	    "exit %d: %s", st, out);
+	free(out);
+}
+END_TEST
+
+/*
+ * A database of migration 4 (before signing), written as cardlicd wrote
+ * it then, is migrated by the daemon with a key: its old rows are
+ * unsigned, not forged.
+ */
+START_TEST(old_database_migrates_unsigned)
+{
+	struct dbhash_val v[AUDITROW_HASHED];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	uint8_t prev[32], h[32];
+	char *out;
+	int i, s;
+
+	unlink(tk_db);
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	for (i = 0; i < 4; i++)
+		tk_exec(db, sql_migrations[i]);
+	tk_exec(db, "PRAGMA user_version = 4");
+	memset(prev, 0, sizeof(prev));
+	for (s = 1; s <= 5; s++) {
+		memset(v, 0, sizeof(v));
+		for (i = 0; i < AUDITROW_HASHED; i++)
+			v[i].type = SQLITE_NULL;
+		v[AUDITROW_seq].type = SQLITE_INTEGER;
+		v[AUDITROW_seq].i = s;
+		v[AUDITROW_job].type = SQLITE_INTEGER;
+		v[AUDITROW_job].i = s;
+#define TK_TEXT(col, str) do { v[AUDITROW_##col].type = SQLITE_TEXT; \
+	v[AUDITROW_##col].p = (const uint8_t *)(str); \
+	v[AUDITROW_##col].len = strlen(str); } while (0)
+		TK_TEXT(utc, "2026-01-01T00:00:00.000Z");
+		TK_TEXT(station, "st1");
+		TK_TEXT(reader, "Old Reader 00 00");
+		TK_TEXT(state, "skipped");
+		TK_TEXT(reason, "a valid license already");
+		dbhash_row(prev, v, h);
+		memcpy(prev, h, 32);
+		ck_assert_int_eq(sqlite3_prepare_v2(db, "INSERT INTO audit "
+		    "(seq, utc, station, job, reader, state, reason, hash) "
+		    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", -1, &st, NULL),
+		    SQLITE_OK);
+		sqlite3_bind_int64(st, 1, s);
+		sqlite3_bind_text(st, 2, "2026-01-01T00:00:00.000Z", -1,
+		    SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, "st1", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, s);
+		sqlite3_bind_text(st, 5, "Old Reader 00 00", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, "skipped", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 7, "a valid license already", -1,
+		    SQLITE_STATIC);
+		sqlite3_bind_blob(st, 8, h, 32, SQLITE_STATIC);
+		ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	out = tk_passes("");
+	ck_assert_msg(strstr(out, "5 rows, chain intact") != NULL &&
+	    strstr(out, "5 unsigned (written before signing)") != NULL, "%s",
+	    out);
+	free(out);
+	tk_daemon(tk_priv, 2);
+	out = tk_passes(tk_pub);
+	ck_assert_msg(strstr(out, "8 rows, chain intact") != NULL &&
+	    strstr(out, "3 signed") != NULL &&
+	    strstr(out, "5 unsigned (written before signing)") != NULL &&
+	    strstr(out, "(row 6)") != NULL, "%s", out);
+	free(out);
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1,
+	    &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_int_eq(sqlite3_column_int(st, 0), sql_migrations_count);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+END_TEST
+
+/* sed on line L of an export: one field edited, as an attacker would. */
+static void
+tk_export_edit(const char *fmt, const char *sed, const char *want)
+{
+	char file[400], *out;
+	int st;
+
+	snprintf(file, sizeof(file), "%s/export.%s", tk_dir, fmt);
+	out = tk_run(&st, CTL " -d %s export --signed --format %s > %s && "
+	    CTL " verify --export %s %s", tk_db, fmt, file, file, tk_pub);
+	ck_assert_msg(st == 0 && strstr(out, "12 rows checked; every column "
+	    "matches") != NULL, "%s: %s", fmt, out);
+	free(out);
+	out = tk_run(&st, "cp %s %s.orig && sed -i '%s' %s && ! cmp -s %s "
+	    "%s.orig", file, file, sed, file, file, file);
+	ck_assert_msg(st == 0, "sed '%s' changed nothing: %s", sed, out);
+	free(out);
+	out = tk_run(&st, CTL " verify --export %s %s", file, tk_pub);
+	ck_assert_msg(st == 1 && strstr(out, want) != NULL,
+	    "%s after %s: exit %d, not \"%s\": %s", fmt, sed, st, want, out);
+	free(out);
+}
+
+START_TEST(csv_export_verifies_and_edits_are_caught)
+{
+	/* The text people read (row 8 is line 9 of the CSV). */
+	tk_export_edit("csv", "9s/step 3/step 5/", "BROKEN at line 9");
+	/* The exact bytes: the hash no longer holds. */
+	tk_export_edit("csv", "9s/737465702033/737465702035/",
+	    "BROKEN at row 8");
+}
+END_TEST
+
+START_TEST(jsonl_export_verifies_and_edits_are_caught)
+{
+	tk_export_edit("jsonl", "8s/step 3/step 5/",
+	    "BROKEN at line 8 (station st1 row 8)");
+	tk_export_edit("jsonl", "8s/737465702033/737465702035/",
+	    "BROKEN at row 8");
+	/* A line removed: row 8 is missing. */
+	tk_export_edit("jsonl", "8d", "row 8 is missing");
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("tamper");
+	TCase *rows = tcase_create("rows"), *keys = tcase_create("keys");
+	TCase *exp = tcase_create("export");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(rows, tk_setup, tk_teardown);
+	tcase_add_checked_fixture(keys, tk_setup, tk_teardown);
+	tcase_add_checked_fixture(exp, tk_setup, tk_teardown);
+	tcase_add_test(rows, intact_database_passes_anchored);
+	tcase_add_test(rows, every_row_after_the_key_is_signed);
+	tcase_add_test(rows, edit_is_caught);
+	tcase_add_test(rows, delete_is_caught);
+	tcase_add_test(rows, swap_is_caught);
+	tcase_add_test(rows, rechain_after_edit_is_caught);
+	tcase_add_test(rows, rechain_after_delete_is_caught);
+	tcase_add_test(rows, rechain_after_insert_is_caught);
+	tcase_add_test(rows, forged_append_is_caught);
+	tcase_add_test(keys, replaced_key_is_caught);
+	tcase_add_test(keys, unendorsed_key_change_is_caught);
+	tcase_add_test(keys, stripped_signatures_are_caught);
+	tcase_add_test(keys, endorsed_rotation_passes);
+	tcase_add_test(keys, daemon_refuses_a_readable_key_file);
+	tcase_add_test(keys, old_database_migrates_unsigned);
+	tcase_add_test(exp, csv_export_verifies_and_edits_are_caught);
+	tcase_add_test(exp, jsonl_export_verifies_and_edits_are_caught);
+	suite_add_tcase(s, rows);
+	suite_add_tcase(s, keys);
+	suite_add_tcase(s, exp);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
