@@ -174,10 +174,12 @@ tests/check_batch: tests/check_batch.c tests/fuzz/stubs.h daemon/batch.c \
 # attacked with sqlite3, judged by cardlicctl verify.
 tests/check_tamper: tests/check_tamper.c tests/fuzz/stubs.h daemon/db.c \
     daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c $(D_HDRS) \
+    tests/testline.c tests/testline.h tests/testdaemon.c tests/testdaemon.h \
     ctl/cardlicctl daemon/cardlicd sim/cardlic-sim-p11.so
 	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags sqlite3 libcrypto) \
 	    $(PIE) $(LDFLAGS) -o $@ tests/check_tamper.c daemon/db.c \
 	    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c \
+	    tests/testline.c tests/testdaemon.c \
 	    $(TEST_LIBS) $(shell $(PKG) --libs sqlite3 libcrypto) -pthread
 
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
@@ -223,6 +225,9 @@ MANPAGES = man/cardlicd.8 man/cardlicd.conf.5 man/cardlicctl.1
 # as root; a package does them in its maintainer scripts instead.
 LIVE	= [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ]
 CONF	= $(DESTDIR)$(SYSCONFDIR)/cardlicd/cardlicd.conf
+# The signing key, as the unit's LoadCredential=cardlicd-key finds it.
+KEY	= $(SYSCONFDIR)/credstore/cardlicd-key
+KEYPUB	= $(SYSCONFDIR)/cardlicd/station.pub
 
 # Never -Werror here: an admin's newer compiler must not stop the install.
 install: WERROR =
@@ -265,6 +270,17 @@ install: daemon/cardlicd ctl/cardlicctl
 	        "(systemd-sysusers), run:" \
 	        "chown root:cardlicd $(SYSCONFDIR)/cardlicd/cardlicd.conf"; \
 	    fi; fi
+	@# The station's signing key, once: never in the repository, never
+	@# replaced (a new key is cardlicctl keygen --rotate), never removed.
+	@if ! $(LIVE); then echo "no signing key made (DESTDIR or not" \
+	    "root): run cardlicctl keygen $(KEY) $(KEYPUB) as root"; \
+	elif [ -e $(KEY) ]; then echo "kept $(KEY)"; \
+	elif [ -e $(KEYPUB) ]; then echo "$(KEYPUB) exists but" \
+	    "$(KEY) does not: no key made; see cardlicctl(1), keygen"; \
+	else install -d -m 0700 $(SYSCONFDIR)/credstore && \
+	    ctl/cardlicctl keygen $(KEY) $(KEYPUB) && \
+	    echo "give $(KEYPUB) to the auditors (cardlicctl verify --key)"; \
+	fi
 
 # What install may have made, deepest first: uninstall removes each one
 # that is empty.  bin, sbin and the manual's root are left alone.
@@ -488,6 +504,18 @@ bench/apdufloor: bench/apdufloor.c
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/apdufloor.c \
 	    $(SIM_LIBS)
 
+# What signing costs (issue 11): sign and check per row, and verify --key
+# over SIGNCOST_ROWS rows (default 1,000,000; see bench/README).
+bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
+    daemon/sign.h daemon/dbhash.h daemon/auditrow.h build/sqlmig.c
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' $(PIE) \
+	    $(LDFLAGS) -o $@ bench/signcost.c daemon/sign.c daemon/dbhash.c \
+	    build/sqlmig.c $(shell $(PKG) --libs sqlite3 libcrypto)
+
+bench-sign: bench/signcost ctl/cardlicctl
+	@d=$$(mktemp -d /tmp/cardlicd-signcost-XXXXXX) && \
+	bench/signcost $$d; rc=$$?; rm -rf $$d; exit $$rc
+
 # Figures, printed: per-card latency against the bare APDU floor.
 bench: deps all bench/apdufloor
 	bench/run
@@ -514,7 +542,8 @@ deps:
 
 clean:
 	rm -f daemon/cardlicd daemon/cardlicd-faults tests/check_faults \
-	    ctl/cardlicctl bench/apdufloor $(SIM_BINS) $(CHECKS) sim/*.o
+	    ctl/cardlicctl bench/apdufloor bench/signcost $(SIM_BINS) \
+	    $(CHECKS) sim/*.o
 	rm -rf build
 	rm -f tests/fuzz/fuzz_batch tests/fuzz/fuzz_conf tests/fuzz/fuzz_status \
 	    tests/fuzz/fuzz_atr tests/fuzz/fuzz_verify $(FUZZ_RUNS) tests/fuzz/mkdb
@@ -523,4 +552,4 @@ clean:
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
 	check-faults check-faults-ci demo bench clean install uninstall \
 	lint-man lint-unit lint-catalog fuzz fuzz-deps check-tsan \
-	check-valgrind soak
+	check-valgrind soak bench-sign

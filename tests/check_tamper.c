@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,8 @@
 #include "../daemon/dbhash.h"
 #include "../daemon/sign.h"
 #include "fuzz/stubs.h"
+#include "testdaemon.h"
+#include "testline.h"
 
 #define CTL	TOPDIR "/ctl/cardlicctl"
 
@@ -721,12 +724,75 @@ START_TEST(jsonl_export_verifies_and_edits_are_caught)
 }
 END_TEST
 
+static void
+tk_line_up(void)
+{
+	d_suite_up(2);
+}
+
+/*
+ * cardlicd itself on the simulated line, with [audit] key-file: the key
+ * row comes first, every row is signed, a reload keeps the key; started
+ * again without a key, it warns, and its unsigned rows are BROKEN.
+ */
+START_TEST(daemon_signs_its_rows)
+{
+	char extra[600], key[400], *out;
+	int st;
+
+	snprintf(key, sizeof(key), "%s/station.key", tl_dir);
+	out = tk_run(&st, CTL " keygen %s %s.pub", key, key);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	snprintf(extra, sizeof(extra), "[audit]\nkey-file = %s\n", key);
+	d_config("signed", "1234", extra);
+	snprintf(tk_db, sizeof(tk_db), "%s", d_db);
+	tl_insert(0, "s-batch", "--type batch --credits 5");
+	d_start();
+	d_wait_log("published in row 1", 5000);
+	tl_insert(1, "SG1", "--type target --serial SG1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1, 8000);
+	tl_remove(1);
+	/* A reload keeps the key, even with the file gone. */
+	rename(key, "/tmp/check-tamper-moved.key");
+	kill(d_pid, SIGHUP);
+	d_wait_log("configuration reloaded from", 5000);
+	ck_assert(!d_log_has("reload refused"));
+	tl_insert(1, "SG2", "--type target --serial SG2");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 2, 8000);
+	tl_remove(1);
+	d_stop();
+	rename("/tmp/check-tamper-moved.key", key);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = 'key'"),
+	    1);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE sig IS NULL OR "
+	    "length(sig) != 64"), 0);
+	ck_assert_int_eq(qn("SELECT min(seq) FROM audit WHERE state = 'key'"),
+	    1);
+	snprintf(extra, sizeof(extra), "--key %s.pub", key);
+	out = tk_passes(extra);
+	ck_assert_msg(strstr(out, "no key row") == NULL &&
+	    strstr(out, "unsigned") == NULL, "%s", out);
+	free(out);
+	/* Again without a key: a warning, and rows verify calls BROKEN. */
+	d_config("signed", "1234", NULL);
+	d_start();
+	d_wait_log("rows are now written unsigned", 5000);
+	tl_insert(1, "SG3", "--type target --serial SG3");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 3, 8000);
+	tl_remove(1);
+	d_stop();
+	tk_broken(extra, qn("SELECT min(seq) FROM audit WHERE sig IS NULL"),
+	    "has no signature");
+}
+END_TEST
+
 int
 main(void)
 {
 	Suite *s = suite_create("tamper");
 	TCase *rows = tcase_create("rows"), *keys = tcase_create("keys");
-	TCase *exp = tcase_create("export");
+	TCase *exp = tcase_create("export"), *daemon = tcase_create("daemon");
 	SRunner *sr;
 	int failed;
 
@@ -753,6 +819,10 @@ main(void)
 	suite_add_tcase(s, rows);
 	suite_add_tcase(s, keys);
 	suite_add_tcase(s, exp);
+	tcase_add_unchecked_fixture(daemon, tk_line_up, d_suite_down);
+	tcase_set_timeout(daemon, 90);
+	tcase_add_test(daemon, daemon_signs_its_rows);
+	suite_add_tcase(s, daemon);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
