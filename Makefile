@@ -458,6 +458,8 @@ TSAN_BINS = daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl \
 	    sim/cardlic-sim-p11.so
 TSAN_SUITES = tests/check_daemon tests/check_credit tests/check_service \
 	      tests/check_ctl
+# The checkpoint thread, beside the loop and the jobs.
+TSAN_SUITES += tests/check_checkpoint
 TSAN_OPTS = halt_on_error=0:second_deadlock_stack=1:exitcode=0:$\
 	suppressions=$(CURDIR)/tests/tsan.supp:log_path=$(CURDIR)/build/tsan/report
 check-tsan: sim $(TSAN_SUITES) bench/apdufloor
