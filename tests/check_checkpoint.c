@@ -107,6 +107,9 @@ build(void)
 	snprintf(db, sizeof(db), "%s", d_db);
 	tl_insert(0, "cp-batch", "--type batch --credits 10");
 	d_start();
+	d_wait_log("checkpoints: no earlier checkpoint of station test found "
+	    "in", 3000);
+	d_wait_log("a new series starts at 1", 100);
 	tl_insert(1, "V1", "--type target --serial V1");
 	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1, 5000);
 	/* The timer's checkpoint names the newest row. */
@@ -239,6 +242,12 @@ START_TEST(written_and_chained)
 	expect(s, "every one holds");
 	expect(s, "0 rows were written after it");
 	expect(s, "exit 0");
+	free(s);
+	/* --station keeps one station's: here, none. */
+	s = ctl(db, "%s --checkpoints %s --station other", kopt, cp_file);
+	expect(s, "checkpoints: BROKEN: no checkpoint of that station to "
+	    "check the database against");
+	expect(s, "exit 1");
 	free(s);
 }
 END_TEST
