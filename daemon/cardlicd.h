@@ -154,6 +154,7 @@ enum card_kind	 classify_card(const struct conf *, const char *,
 /* checkpoint.c */
 struct event_base;
 void	checkpoint_init(const struct conf *, struct event_base *);
+void	checkpoint_reload(const struct conf *);
 void	checkpoint_finish(void);
 
 /* db.c */

@@ -58,6 +58,7 @@ static int			 cp_on;
 static const struct sign_key	*cp_key;
 static char			 cp_station[64];
 static char			 cp_path[4096];
+static long			 cp_interval;	/* as read at start-up */
 static int			 cp_fd = -1;
 static long			 cp_n;		/* the last checkpoint's n */
 static uint8_t			 cp_prev[32];	/* SHA-256 of its line */
@@ -359,13 +360,14 @@ checkpoint_init(const struct conf *c, struct event_base *base)
 	struct timeval tv;
 	const char *from;
 
+	cp_interval = c->checkpoint_interval;
+	snprintf(cp_path, sizeof(cp_path), "%s", c->checkpoint_file);
 	if ((cp_key = db_signing_key()) == NULL) {
 		log_warnx("no checkpoints: they need the station's key "
 		    "([audit] key-file or key-credential)");
 		return;
 	}
 	snprintf(cp_station, sizeof(cp_station), "%s", c->station);
-	snprintf(cp_path, sizeof(cp_path), "%s", c->checkpoint_file);
 	if (cp_path[0] != '\0' && (cp_fd = open(cp_path, O_WRONLY | O_APPEND |
 	    O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640)) < 0)
 		fatalx("%s: %s ([audit] checkpoint-file)", cp_path,
@@ -394,6 +396,28 @@ checkpoint_init(const struct conf *c, struct event_base *base)
 	if ((cp_timer = event_new(base, -1, EV_PERSIST, checkpoint_on_timer,
 	    NULL)) == NULL || event_add(cp_timer, &tv) != 0)
 		fatalx("libevent: cannot add the checkpoint timer");
+}
+
+/*
+ * A reload keeps the checkpoints as they were started (the file stays
+ * open, the series and the timer go on): a change of them is a restart's,
+ * and the log says so rather than seem to take it.
+ */
+void
+checkpoint_reload(const struct conf *c)
+{
+	char every[64];
+
+	if (c->checkpoint_interval == cp_interval &&
+	    strcmp(c->checkpoint_file, cp_path) == 0)
+		return;
+	if (cp_interval > 0)
+		snprintf(every, sizeof(every), "every %ld s", cp_interval);
+	else
+		snprintf(every, sizeof(every), "at shutdown only");
+	log_warnx("%s: [audit] checkpoint-interval and checkpoint-file take "
+	    "effect at the next restart; until then, checkpoints go on %s%s%s",
+	    c->path, every, cp_path[0] != '\0' ? " to " : "", cp_path);
 }
 
 /*

@@ -92,6 +92,7 @@ main_on_hup(evutil_socket_t sig, short what, void *arg)
 		sd_notify(0, "READY=1");
 		return;
 	}
+	checkpoint_reload(c);
 	line_reload(c);
 	sd_notify(0, "READY=1");
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <check.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,12 @@ build(void)
 	tl_insert(1, "V3", "--type target --serial V3");
 	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 3, 5000);
 	tl_remove(1);
+	/* A reload does not seem to take a new interval: it says so. */
+	config("60");
+	kill(d_pid, SIGHUP);
+	d_wait_log("[audit] checkpoint-interval and checkpoint-file take "
+	    "effect at the next restart; until then, checkpoints go on at "
+	    "shutdown only to ", 5000);
 	d_stop();
 }
 
