@@ -628,9 +628,16 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 			rc = -1;
 			break;
 		}
-		sqlite3_prepare_v2(out, "INSERT INTO main.audit SELECT * FROM "
-		    "src.audit WHERE station = ?1 AND seq > ?2 ORDER BY seq",
-		    -1, &hs, NULL);
+		/* A source from before migration 5 has no sig: NULL. */
+		if (sqlite3_prepare_v2(out, "INSERT INTO main.audit ("
+		    AUDITROW_NAMES ") SELECT " AUDITROW_NAMES " FROM src.audit "
+		    "WHERE station = ?1 AND seq > ?2 ORDER BY seq", -1, &hs,
+		    NULL) != SQLITE_OK)
+			sqlite3_prepare_v2(out, "INSERT INTO main.audit ("
+			    AUDITROW_NAMES ") SELECT " AUDITROW_HASHED_COLUMNS(
+			    AUDITROW_NAME) "hash, NULL FROM src.audit WHERE "
+			    "station = ?1 AND seq > ?2 ORDER BY seq", -1, &hs,
+			    NULL);
 		sqlite3_bind_text(hs, 1, s, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(hs, 2, omax);
 		if (sqlite3_step(hs) != SQLITE_DONE) {

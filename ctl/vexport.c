@@ -299,21 +299,20 @@ vx_export_again(sqlite3 *db, int jsonl, FILE *out)
 	return rc;
 }
 
-/* The file and the export of its rows, line by line: the first change. */
+/*
+ * The file and the export of its rows, line by line: the first change.
+ * x holds the CSV header's names, to name the row of a changed line.
+ */
 static int
-vx_compare(const char *path, FILE *in, FILE *again, int jsonl)
+vx_compare(const char *path, FILE *in, FILE *again, struct vx *x)
 {
-	struct vx x;
-	char *a = NULL, *b = NULL, *unq = NULL;
+	char *a = NULL, *b = NULL;
 	size_t na = 0, nb = 0;
 	ssize_t la, lb;
 	long line = 0;
-	int n;
 
 	rewind(in);
 	rewind(again);
-	memset(&x, 0, sizeof(x));
-	x.jsonl = jsonl;
 	for (;;) {
 		la = getline(&a, &na, in);
 		lb = getline(&b, &nb, again);
@@ -322,27 +321,22 @@ vx_compare(const char *path, FILE *in, FILE *again, int jsonl)
 			break;
 		if (la == lb && memcmp(a, b, (size_t)la) == 0)
 			continue;
+		printf("%s: BROKEN at line %ld", path, line);
 		/* Which row: the file's line, read as a record. */
 		if (la > 0) {
 			a[strcspn(a, "\r\n")] = '\0';
-			if (!jsonl && (unq = malloc((size_t)la + 1)) != NULL) {
-				x.unq = unq;
-				x.head[0].name = "station";
-			}
-		}
-		printf("%s: BROKEN at line %ld", path, line);
-		if (la > 0 && (jsonl ? vx_jsonl(a, x.f, &n) == 0 :
-		    unq != NULL && vx_csv(&x, a, x.f, &n) == 0)) {
-			x.n = n;
-			if (jsonl)
-				printf(" (%s)", vx_row_name(&x));
+			free(x->unq);
+			x->unq = malloc((size_t)la + 1);
+			if ((x->jsonl ? vx_jsonl(a, x->f, &x->n) :
+			    x->unq == NULL ? -1 : vx_csv(x, a, x->f, &x->n)) ==
+			    0)
+				printf(" (%s)", vx_row_name(x));
 		}
 		printf(": %s\n", la < 0 ? "the file ends before its rows do" :
 		    lb < 0 ? "a line that is no row of the export" :
 		    "its columns are not what the row's exact values (the "
 		    "_hex columns, types) give: a field was edited, or the "
 		    "lines were moved");
-		free(unq);
 		free(a);
 		free(b);
 		return -1;
@@ -453,7 +447,7 @@ vexport_verify(const char *path, const uint8_t (*keys)[32], int n_keys)
 		rc = ctl_fail("%s: cannot export the rows again", path);
 		goto out;
 	}
-	if (vx_compare(path, in, again, x.jsonl) != 0)
+	if (vx_compare(path, in, again, &x) != 0)
 		goto out;
 	printf("%ld rows checked; every column matches the signed rows\n",
 	    total);

@@ -856,6 +856,12 @@ conf_fetch_key(struct conf_parse *p, char *err, size_t errlen)
 
 	if (c->key_line == 0 || (p->flags & CONF_NO_SIGN_KEY))
 		return 0;
+	/*
+	 * -n as the service's user (the unit's ExecReload=): a reload
+	 * never reads the key, and a root-only file is out of its reach.
+	 */
+	if ((p->flags & CONF_CHECK_ONLY) && geteuid() != 0)
+		return 0;
 	if (c->key_file[0] != '\0')
 		snprintf(path, sizeof(path), "%s", c->key_file);
 	else {

@@ -274,6 +274,13 @@ line_on_job(evutil_socket_t fd, short what, void *arg)
 				    "credit; insert one to resume");
 			}
 		}
+		/*
+		 * The pause that this job met was lifted while it ran (a
+		 * reload, a batch card, a PIN settled): the card goes on now,
+		 * not at its next insertion.
+		 */
+		if (r->paused && line_pause_reason() == NULL)
+			r->queued = 1;
 		conf_unref(used);
 		line_gate();
 		line_tz_settle();

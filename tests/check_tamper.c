@@ -663,6 +663,12 @@ START_TEST(old_database_migrates_unsigned)
 	    strstr(out, "5 unsigned (written before signing)") != NULL, "%s",
 	    out);
 	free(out);
+	/* merge takes it as it is, with no sig column. */
+	out = tk_run(&s, CTL " merge %s/m.db %s && " CTL " -d %s/m.db verify",
+	    tk_dir, tk_db, tk_dir);
+	ck_assert_msg(s == 0 && strstr(out, "5 rows added") != NULL &&
+	    strstr(out, "5 unsigned") != NULL, "%s", out);
+	free(out);
 	tk_daemon(tk_priv, 2);
 	out = tk_passes(tk_pub);
 	ck_assert_msg(strstr(out, "8 rows, chain intact") != NULL &&
@@ -706,7 +712,8 @@ tk_export_edit(const char *fmt, const char *sed, const char *want)
 START_TEST(csv_export_verifies_and_edits_are_caught)
 {
 	/* The text people read (row 8 is line 9 of the CSV). */
-	tk_export_edit("csv", "9s/step 3/step 5/", "BROKEN at line 9");
+	tk_export_edit("csv", "9s/step 3/step 5/",
+	    "BROKEN at line 9 (station st1 row 8)");
 	/* The exact bytes: the hash no longer holds. */
 	tk_export_edit("csv", "9s/737465702033/737465702035/",
 	    "BROKEN at row 8");
