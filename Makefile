@@ -395,6 +395,9 @@ FZ_SRCS_verify	= ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	ctl/keys.c ctl/vexport.c \
 	daemon/dbhash.c daemon/sign.c build/sqlmig.c
 FZ_PKGS_verify	= sqlite3 inih libcrypto
+# cmd_verify's --checkpoints (ctl/checkpoint.c, which reads the journal).
+FZ_SRCS_verify	+= ctl/checkpoint.c
+FZ_PKGS_verify	+= libsystemd
 FZ_OPTS_batch	= -max_len=4096
 FZ_OPTS_conf	= -dict=tests/fuzz/conf.dict
 FZ_OPTS_status	= -max_len=100
