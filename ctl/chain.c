@@ -400,8 +400,9 @@ static const char *const verify_help =
 "that cardlicd wrote to FILE ([audit] checkpoint-file) or the journal:\n"
 "their signatures (under --key, else the key rows), their chain, that\n"
 "each named row is still there with its head, and that the sources\n"
-"agree; --station keeps one station's.  --export FILE checks a file made by export --signed (CSV or\n"
-"JSONL), with no database.  Exit 1 when anything is wrong.\n";
+"agree; --station keeps one station's.  --export FILE checks a file\n"
+"made by export --signed (CSV or JSONL), with no database.  Exit 1 when\n"
+"anything is wrong.\n";
 
 #define CHAIN_MAX_KEYS	16
 

@@ -380,10 +380,10 @@ checkpoint_rows(struct ctl *c, const struct cp *p)
 		    "%ld: rows %ld..%ld were cut off (truncated)", p->where,
 		    p->n, p->seq, p->station, hex, last, last + 1, p->seq);
 	if (have != 1)
-		return checkpoint_fail("%s: checkpoint n=%ld: row %ld of station "
-		    "%s does not have the head it names (%s): the row was "
-		    "altered or the chain re-computed", p->where, p->n, p->seq,
-		    p->station, hex);
+		return checkpoint_fail("%s: checkpoint n=%ld: row %ld of "
+		    "station %s does not have the head it names (%s): the row "
+		    "was altered or the chain re-computed", p->where, p->n,
+		    p->seq, p->station, hex);
 	/* READER|ATR|COUNT;...: the generated rows up to seq, per card. */
 	if (strcmp(p->batch, "-") == 0 || (b = strdup(p->batch)) == NULL)
 		return 0;

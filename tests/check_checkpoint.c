@@ -301,6 +301,25 @@ START_TEST(truncation_detected)
 }
 END_TEST
 
+/* The row a checkpoint names, re-written with another hash. */
+START_TEST(altered_head_detected)
+{
+	long last = qn("SELECT max(seq) FROM audit");
+	long n = lines_in(cp_file);
+	char *t = truncated(last), *s, want[2000];
+
+	tl_sh("sqlite3 %s \"UPDATE audit SET hash = zeroblob(32) WHERE seq = "
+	    "%ld\"", t, last);
+	s = ctl(t, "%s --checkpoints %s", kopt, cp_file);
+	snprintf(want, sizeof(want), "checkpoints: BROKEN: %s:%ld: checkpoint "
+	    "n=%ld: row %ld of station test does not have the head it names",
+	    cp_file, n, n, last);
+	expect(s, want);
+	expect(s, "exit 1");
+	free(s);
+}
+END_TEST
+
 START_TEST(dropped_middle_detected)
 {
 	char f[400], *s, want[2000];
@@ -489,6 +508,7 @@ checkpoint_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, written_and_chained);
 	tcase_add_test(tc, truncation_detected);
+	tcase_add_test(tc, altered_head_detected);
 	tcase_add_test(tc, dropped_middle_detected);
 	tcase_add_test(tc, dropped_tail_two_sources);
 	tcase_add_test(tc, forged_detected);
