@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -257,40 +258,65 @@ checkpoint_on_timer(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&cp_lock);
 }
 
+/* Hex to bytes; 0 when all n bytes were there. */
+static int
+checkpoint_unhex(const char *s, uint8_t *out, size_t n)
+{
+	unsigned v;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!isxdigit((unsigned char)s[2 * i]) ||
+		    !isxdigit((unsigned char)s[2 * i + 1]) ||
+		    sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
 /*
  * What the series continues from: n, the SHA-256 of the line, and the
  * head that it named.  0 if the line is a checkpoint of this station.
+ * The line comes from a file or the journal: copied, so that it ends.
  */
 static int
-checkpoint_resume(const char *line, size_t len)
+checkpoint_resume(const char *text, size_t len, const char *from)
 {
-	char want[96], hhex[65];
-	const char *p;
-	size_t i;
+	char want[96], *line, *p;
+	uint8_t pub[32], sig[64];
+	int rc = -1;
 
-	snprintf(want, sizeof(want), " station=%s ", cp_station);
-	if (len < sizeof(CP_MAGIC) || strncmp(line, CP_MAGIC,
-	    sizeof(CP_MAGIC) - 1) != 0 || memmem(line, len, want,
-	    strlen(want)) == NULL || (p = memmem(line, len, " n=", 3)) ==
-	    NULL)
+	if ((line = strndup(text, len)) == NULL)
 		return -1;
+	len = strlen(line);
+	snprintf(want, sizeof(want), " station=%s ", cp_station);
+	if (strncmp(line, CP_MAGIC, sizeof(CP_MAGIC) - 1) != 0 ||
+	    strstr(line, want) == NULL || (p = strstr(line, " n=")) == NULL)
+		goto out;
 	cp_n = strtol(p + 3, NULL, 10);
 	checkpoint_sha256(line, len, cp_prev);
-	if ((p = memmem(line, len, " seq=", 5)) != NULL)
+	if ((p = strstr(line, " seq=")) != NULL)
 		cp_seq = strtol(p + 5, NULL, 10);
-	if ((p = memmem(line, len, " head=", 6)) != NULL &&
-	    (size_t)(line + len - p) > 6 + 64) {
-		memcpy(hhex, p + 6, 64);
-		hhex[64] = '\0';
-		for (i = 0; i < 32; i++) {
-			unsigned v;
-
-			if (sscanf(hhex + 2 * i, "%2x", &v) != 1)
-				break;
-			cp_head[i] = (uint8_t)v;
-		}
-	}
-	return cp_n > 0 ? 0 : -1;
+	if ((p = strstr(line, " head=")) == NULL ||
+	    checkpoint_unhex(p + 6, cp_head, 32) != 0)
+		memset(cp_head, 0, 32);
+	/*
+	 * Said, not refused: the series goes on from it either way, and
+	 * cardlicctl verify --checkpoints judges (a rotated key is fine).
+	 */
+	sign_key_public(cp_key, pub);
+	if ((p = strstr(line, " sig=")) == NULL ||
+	    checkpoint_unhex(p + 5, sig, 64) != 0 ||
+	    sign_check(pub, SIGN_DOMAIN_CHECKPOINT, (const uint8_t *)line,
+	    (size_t)(p - line), sig) != 1)
+		log_warnx("%s: the last checkpoint (n=%ld) is not signed by "
+		    "this key: the key changed, or the line was altered; "
+		    "cardlicctl verify --checkpoints will tell", from, cp_n);
+	rc = cp_n > 0 ? 0 : -1;
+out:
+	free(line);
+	return rc;
 }
 
 /* The file's last line: 0 when it was a checkpoint of this station. */
@@ -320,7 +346,7 @@ checkpoint_resume_file(void)
 			*--end = '\0';
 		s = memrchr(buf, '\n', (size_t)(end - buf));
 		s = s != NULL ? s + 1 : buf;
-		rc = checkpoint_resume(s, (size_t)(end - s));
+		rc = checkpoint_resume(s, (size_t)(end - s), cp_path);
 	}
 	free(buf);
 	return rc;
@@ -345,7 +371,7 @@ checkpoint_resume_journal(void)
 			if (sd_journal_get_data(j, "CARDLICD_CHECKPOINT", &d,
 			    &len) >= 0 && len > 20)
 				rc = checkpoint_resume((const char *)d + 20,
-				    len - 20);
+				    len - 20, "the journal");
 	sd_journal_close(j);
 	return rc;
 }

@@ -244,6 +244,8 @@ START_TEST(written_and_chained)
 	    "checkpoint' %s", d_log);
 	ck_assert_str_eq(s, "1\n");
 	free(s);
+	/* The line it went on from was checked under its key: good. */
+	ck_assert(!d_log_has("is not signed by this key"));
 	/* All of it verifies, under the key given. */
 	s = ctl(db, "%s --checkpoints %s", kopt, cp_file);
 	expect(s, "every one holds");
