@@ -65,7 +65,8 @@ TEST_LIBS = $(shell $(PKG) --libs check libpcsclite p11-kit-1)
 CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
 	  tests/check_credit tests/check_service tests/check_ctl \
 	  tests/check_batch tests/fuzz/check_regress \
-	  tests/check_tamper
+	  tests/check_tamper \
+	  tests/check_batchcount
 CHECKS	+= tests/check_checkpoint
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
@@ -184,7 +185,7 @@ tests/check_tamper: tests/check_tamper.c tests/fuzz/stubs.h daemon/db.c \
 
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
-	   tests/check_ctl
+	   tests/check_ctl tests/check_batchcount
 D_CHECKS += tests/check_checkpoint
 $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
     tests/testdaemon.h

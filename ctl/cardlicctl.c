@@ -59,6 +59,7 @@ static const char *const ctl_help =
 "  pubkey                the station's public key, as PEM\n"
 "  reconcile             credits spent against cards licensed, per batch\n"
 "  resolve SEQ spent|unspent REASON   decide on a credit in doubt (admins)\n"
+"  batch-count READER N REASON   record a batch card's counter (admins)\n"
 "  watch                 follow new cards live\n"
 "  status [--json]       the running daemon's state\n"
 "  merge OUT.db IN.db... consolidate several stations' databases\n"
@@ -415,7 +416,8 @@ main(int argc, char **argv)
 		{ "watch", cmd_watch, 1 }, { "status", cmd_status, 0 },
 		{ "merge", cmd_merge, 0 }, { "backup", cmd_backup, 1 },
 		{ "resolve", cmd_resolve, 0 },
-		{ "keygen", cmd_keygen, 0 }, { "pubkey", cmd_pubkey, 1 }
+		{ "keygen", cmd_keygen, 0 }, { "pubkey", cmd_pubkey, 1 },
+		{ "batch-count", cmd_batch_count, 0 }
 	};
 	const char *conf = CTL_CONF_DEFAULT, *db = NULL;
 	struct ctl c;

@@ -68,6 +68,7 @@ int	checkpoint_verify(struct ctl *, const uint8_t (*)[32], int, int);
 
 /* resolve.c */
 int	cmd_resolve(struct ctl *, int, char **);
+int	cmd_batch_count(struct ctl *, int, char **);
 
 /* follow.c */
 int	cmd_watch(struct ctl *, int, char **);

@@ -254,6 +254,7 @@ static int
 chain_walk(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
 {
 	struct dbhash_val v[AUDITROW_HASHED];
+	const uint8_t *sig;
 	sqlite3_stmt *st;
 	int i, rc;
 
@@ -276,10 +277,10 @@ chain_walk(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
 			    sqlite3_column_text(st, i);
 			v[i].len = (size_t)sqlite3_column_bytes(st, i);
 		}
+		sig = sqlite3_column_type(st, AUDITROW_sig) == SQLITE_NULL ?
+		    NULL : sqlite3_column_blob(st, AUDITROW_sig);
 		if (chain_row(cs, v, sqlite3_column_blob(st, AUDITROW_hash),
-		    (size_t)sqlite3_column_bytes(st, AUDITROW_hash),
-		    sqlite3_column_type(st, AUDITROW_sig) == SQLITE_NULL ? NULL :
-		    sqlite3_column_blob(st, AUDITROW_sig),
+		    (size_t)sqlite3_column_bytes(st, AUDITROW_hash), sig,
 		    (size_t)sqlite3_column_bytes(st, AUDITROW_sig), msg,
 		    len) != 0) {
 			sqlite3_finalize(st);

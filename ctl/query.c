@@ -3,6 +3,7 @@
  * All of them read the views of sql/002-views.sql or the audit rows.
  */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -511,16 +512,186 @@ static const char *const reconcile_help =
 "For each batch card: credits spent against what became of them.  SPENT\n"
 "counts the licenses generated, the credits in doubt nobody has decided on,\n"
 "and those an admin resolved as spent; a batch card's own counter should\n"
-"say the same.  Then every credit with no card to show for it is listed: a\n"
-"license still pending (its card has not come back), and a credit in doubt\n"
-"(decide with cardlicctl resolve).  The exit status is 1 while any is\n"
-"listed.\n";
+"say the same.  Where the counter was typed in (cardlicctl batch-count),\n"
+"its rise between two counts must equal the credits that the rows between\n"
+"them say were spent (licenses generated, and credits in doubt resolved as\n"
+"spent); the first count is the baseline.  A difference is shown with both\n"
+"counts; credits in doubt not yet decided may explain one (\"possibly\").\n"
+"Then every credit with no card to show for it is listed: a license still\n"
+"pending (its card has not come back), and a credit in doubt (decide with\n"
+"cardlicctl resolve).  The exit status is 1 while any difference or any\n"
+"such credit is listed.\n";
+
+/*
+ * Between counts #p and #s (s 0: up to now) of one batch card: the credits
+ * that the rows say were spent (licenses generated, credits in doubt
+ * resolved as spent), and the credits in doubt nobody has decided on,
+ * with their rows.  A credit in doubt belongs where its in-doubt row is:
+ * the GENERATE it stands for came before it, after its `requested` row,
+ * and a count is refused while a `requested` row has no outcome.
+ */
+static int
+q_count_rows(sqlite3_stmt *st, sqlite3_stmt *k, long p, long s,
+    long long out[3], char *doubts, size_t len)
+{
+	const unsigned char *t;
+	int i;
+
+	sqlite3_reset(st);
+	for (i = 1; i <= 3; i++)
+		sqlite3_bind_value(st, i, sqlite3_column_value(k, i - 1));
+	sqlite3_bind_int64(st, 4, p);
+	sqlite3_bind_int64(st, 5, s > 0 ? s : INT64_MAX);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return -1;
+	for (i = 0; i < 3; i++)
+		out[i] = sqlite3_column_int64(st, i);
+	t = sqlite3_column_text(st, 3);
+	snprintf(doubts, len, "%s", t != NULL ? (const char *)t : "");
+	return 0;
+}
+
+/* "3 generated, 1 in doubt resolved as spent" */
+static const char *
+q_spent_words(const long long n[3])
+{
+	static char buf[120];
+
+	if (n[1] == 0)
+		snprintf(buf, sizeof(buf), "%lld generated", n[0]);
+	else
+		snprintf(buf, sizeof(buf), "%lld generated, %lld in doubt "
+		    "resolved as spent", n[0], n[1]);
+	return buf;
+}
+
+/* One count as the difference shows it: "#57 2026-11-24 10:00:00Z: 412". */
+static void
+q_count_line(sqlite3_stmt *k, int seq, int at, int count, int why)
+{
+	printf("    count #%s %s: %s, %s\n", q_text(k, seq), q_text(k, at),
+	    q_text(k, count), q_text(k, why));
+}
+
+/*
+ * Count k against the one before it, n and doubts being the rows between
+ * (q_count_rows): 1 for a difference, else 0 (a possible one, that the
+ * credits in doubt not yet decided may explain, is shown but not counted:
+ * those are listed, and make reconcile exit 1, anyway).
+ */
+static int
+q_count_check(sqlite3_stmt *k, const long long n[3], const char *doubts)
+{
+	long long rise, spent = n[0] + n[1], undecided = n[2];
+	int maybe;
+
+	rise = sqlite3_column_int64(k, 4) - sqlite3_column_int64(k, 8);
+	if (rise == spent && undecided == 0) {
+		printf("  %s %s (ATR %s): count #%s %s: %s, up %lld since #%s: "
+		    "agrees with the rows (%s)\n", q_text(k, 0), q_text(k, 1),
+		    q_text(k, 2), q_text(k, 3), q_text(k, 5), q_text(k, 4),
+		    rise, q_text(k, 7), q_spent_words(n));
+		return 0;
+	}
+	maybe = rise >= spent && rise <= spent + undecided;
+	printf("  %s on %s %s (ATR %s):\n", maybe ? "POSSIBLE DIFFERENCE" :
+	    "DIFFERENCE", q_text(k, 0), q_text(k, 1), q_text(k, 2));
+	q_count_line(k, 7, 9, 8, 10);
+	q_count_line(k, 3, 5, 4, 6);
+	if (rise < 0)
+		printf("    the counter went down, by %lld: not the same batch "
+		    "card, or a count typed in wrong\n", -rise);
+	else
+		printf("    the counter rose by %lld; the rows between say "
+		    "%lld were spent (%s)\n", rise, spent, q_spent_words(n));
+	if (undecided > 0)
+		printf("    and %lld credit(s) in doubt are not decided (%s): "
+		    "possibly %s\n", undecided, doubts, maybe ? "those; decide "
+		    "them with cardlicctl resolve" : "spent, still no match");
+	if (!maybe && rise > spent + undecided)
+		printf("    %lld credit(s) spent that no row shows\n",
+		    rise - spent - undecided);
+	else if (!maybe && rise >= 0)
+		printf("    %lld credit(s) in the rows that the counter did "
+		    "not count\n", spent - rise);
+	return !maybe;
+}
+
+/*
+ * The batch cards' own counters, as admins typed them in, against the
+ * rows: for each batch card (station, reader, ATR), each count after the
+ * first must have risen by what the rows between say was spent.  Returns
+ * the number of differences, or -1.
+ */
+static int
+q_counts(struct ctl *c)
+{
+	char sql[1400], doubts[400];
+	sqlite3_stmt *k, *st;
+	long long n[3];
+	int diffs = 0, shown = 0;
+
+	/* Columns: 0..2 the card, 3 seq, 4 count, 5 time, 6 reason, then
+	 * the previous count's 7 seq, 8 count, 9 time, 10 reason; 11: last. */
+	snprintf(sql, sizeof(sql), "SELECT station, batch_reader, batch_atr, "
+	    "seq, batch_count, t, reason, lag(seq) OVER w, lag(batch_count) "
+	    "OVER w, lag(t) OVER w, lag(reason) OVER w, lead(seq) OVER w IS "
+	    "NULL FROM (SELECT *, %s AS t FROM audit WHERE state = 'counted') "
+	    "WINDOW w AS (PARTITION BY station, batch_reader, batch_atr ORDER "
+	    "BY seq) ORDER BY station, batch_reader, batch_atr, seq",
+	    ctl_time(c, "utc"));
+	if ((k = ctl_prepare(c, sql)) == NULL)
+		return -1;
+	st = ctl_prepare(c, "SELECT coalesce(sum(a.state = 'generated'), 0), "
+	    "coalesce(sum(a.state = 'in-doubt' AND r.reason LIKE 'spent:%'), "
+	    "0), coalesce(sum(a.state = 'in-doubt' AND r.seq IS NULL), 0), "
+	    "group_concat(CASE WHEN a.state = 'in-doubt' AND r.seq IS NULL "
+	    "THEN '#' || a.seq END, ', ') FROM audit a LEFT JOIN audit r ON "
+	    "a.state = 'in-doubt' AND r.station = a.station AND r.state = "
+	    "'resolved' AND r.license_seq = a.seq WHERE a.station = ?1 AND "
+	    "a.batch_reader = ?2 AND a.batch_atr = ?3 AND a.seq > ?4 AND "
+	    "a.seq < ?5 AND a.state IN ('generated', 'in-doubt')");
+	if (st == NULL) {
+		sqlite3_finalize(k);
+		return -1;
+	}
+	while (sqlite3_step(k) == SQLITE_ROW) {
+		if (shown++ == 0)
+			printf("\nbatch card counters (cardlicctl batch-count):"
+			    "\n");
+		if (sqlite3_column_type(k, 7) == SQLITE_NULL)
+			printf("  %s %s (ATR %s): count #%s %s: %s, the first: "
+			    "the baseline\n", q_text(k, 0), q_text(k, 1),
+			    q_text(k, 2), q_text(k, 3), q_text(k, 5),
+			    q_text(k, 4));
+		else if (q_count_rows(st, k, sqlite3_column_int64(k, 7),
+		    sqlite3_column_int64(k, 3), n, doubts,
+		    sizeof(doubts)) == 0)
+			diffs += q_count_check(k, n, doubts);
+		else
+			diffs = -1;
+		/* After the last count: what the counter should say now. */
+		if (sqlite3_column_int(k, 11) && q_count_rows(st, k,
+		    sqlite3_column_int64(k, 3), 0, n, doubts,
+		    sizeof(doubts)) == 0 && n[0] + n[1] + n[2] > 0)
+			printf("    since #%s: %lld spent (%s)%s%s%s; the "
+			    "counter should now say %lld\n", q_text(k, 3),
+			    n[0] + n[1], q_spent_words(n), n[2] > 0 ? ", and "
+			    "in doubt not decided: " : "", doubts,
+			    n[2] > 0 ? " (possibly more)" : "",
+			    sqlite3_column_int64(k, 4) + n[0] + n[1]);
+	}
+	sqlite3_finalize(st);
+	sqlite3_finalize(k);
+	return diffs;
+}
 
 int
 cmd_reconcile(struct ctl *c, int argc, char **argv)
 {
 	sqlite3_stmt *st;
 	long flags = 0;
+	int diffs;
 
 	if (argc != 1) {
 		if (ctl_has_opt(argc, argv, "--help")) {
@@ -552,6 +723,9 @@ cmd_reconcile(struct ctl *c, int argc, char **argv)
 		    sqlite3_column_int64(st, 7), sqlite3_column_int64(st, 8));
 	}
 	sqlite3_finalize(st);
+	if ((diffs = q_counts(c)) < 0)
+		return CTL_USAGE;
+	flags += diffs;
 	st = ctl_prepare(c, "SELECT station, license_seq, serial_text, "
 	    "batch_reader, generated_utc FROM pending ORDER BY station, "
 	    "license_seq");
@@ -582,5 +756,8 @@ cmd_reconcile(struct ctl *c, int argc, char **argv)
 	sqlite3_finalize(st);
 	if (flags == 0)
 		printf("\nevery credit spent is accounted for\n");
+	else if (diffs > 0)
+		printf("\n%d difference(s) between the batch cards' counters "
+		    "and the rows\n", diffs);
 	return flags == 0 ? CTL_OK : CTL_NOTHING;
 }

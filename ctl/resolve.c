@@ -1,8 +1,9 @@
 /*
- * cardlicctl resolve: an admin's decision on a credit in doubt.  The
- * database stays read-only here: the decision goes to the running daemon
- * over its control socket, and the daemon appends it as a `resolved` row
- * of the chain, with the uid that asked.
+ * cardlicctl resolve: an admin's decision on a credit in doubt; and
+ * cardlicctl batch-count: a batch card's counter as an admin read it.
+ * The database stays read-only here: each goes to the running daemon
+ * over its control socket, and the daemon appends it as a row of the
+ * chain (`resolved`, `counted`), with the uid that asked.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -25,38 +26,22 @@ static const char *const resolve_help =
 "The running daemon records the decision, with REASON and your uid, as a\n"
 "row of the audit chain.  Only root or the daemon's user may do it.\n";
 
-int
-cmd_resolve(struct ctl *c, int argc, char **argv)
+/*
+ * One request to the daemon's control socket (req ends in a newline):
+ * its answer to stdout ("ok: ...", exit 0) or stderr (exit 1).
+ */
+static int
+resolve_ask(struct ctl *c, char *req, size_t k, const char *what)
 {
 	struct sockaddr_un sa;
-	char req[600], out[1024], *end;
-	size_t k;
+	char out[1024], *p;
 	ssize_t n, got = 0;
-	long seq;
-	int fd, i;
+	int fd;
 
-	if (ctl_has_opt(argc, argv, "--help")) {
-		fputs(resolve_help, stdout);
-		return CTL_OK;
-	}
-	if (argc < 4)
-		return ctl_usage(resolve_help);
-	seq = strtol(argv[1], &end, 10);
-	if (seq <= 0 || *end != '\0')
-		return ctl_fail("resolve: \"%s\" is not a row number", argv[1]);
-	if (strcmp(argv[2], "spent") != 0 && strcmp(argv[2], "unspent") != 0)
-		return ctl_fail("resolve: say spent or unspent, not \"%s\"",
-		    argv[2]);
-	k = (size_t)snprintf(req, sizeof(req), "resolve %ld %s", seq, argv[2]);
-	for (i = 3; i < argc && k < sizeof(req); i++)
-		k += (size_t)snprintf(req + k, sizeof(req) - k, " %s", argv[i]);
-	if (k + 2 >= sizeof(req))
-		return ctl_fail("resolve: the reason is too long");
-	for (end = req; *end != '\0'; end++)
-		if ((unsigned char)*end < 0x20)
-			*end = ' ';
-	req[k++] = '\n';
-	req[k] = '\0';
+	/* The daemon would blank them too: no line ends early. */
+	for (p = req; p < req + k - 1; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = ' ';
 	if (strlen(c->control) >= sizeof(sa.sun_path))
 		return ctl_fail("%s: path too long", c->control);
 	memset(&sa, 0, sizeof(sa));
@@ -64,8 +49,8 @@ cmd_resolve(struct ctl *c, int argc, char **argv)
 	memcpy(sa.sun_path, c->control, strlen(c->control) + 1);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		ctl_fail("%s: %s: is cardlicd running? The decision is recorded"
-		    " by the daemon", c->control, strerror(errno));
+		ctl_fail("%s: %s: is cardlicd running? The %s is recorded"
+		    " by the daemon", c->control, strerror(errno), what);
 		if (fd >= 0)
 			close(fd);
 		return CTL_USAGE;
@@ -81,4 +66,90 @@ cmd_resolve(struct ctl *c, int argc, char **argv)
 	out[got > 0 ? got : 0] = '\0';
 	fputs(out, strncmp(out, "ok:", 3) == 0 ? stdout : stderr);
 	return strncmp(out, "ok:", 3) == 0 ? CTL_OK : CTL_NOTHING;
+}
+
+/* " WORD WORD ...\n" after req[0..k): 0, or -1 when it does not fit. */
+static int
+resolve_words(char *req, size_t *k, size_t len, int argc, char **argv)
+{
+	int i;
+
+	for (i = 0; i < argc && *k < len; i++)
+		*k += (size_t)snprintf(req + *k, len - *k, " %s", argv[i]);
+	if (*k + 2 >= len)
+		return -1;
+	req[(*k)++] = '\n';
+	req[*k] = '\0';
+	return 0;
+}
+
+int
+cmd_resolve(struct ctl *c, int argc, char **argv)
+{
+	char req[600], *end;
+	size_t k;
+	long seq;
+
+	if (ctl_has_opt(argc, argv, "--help")) {
+		fputs(resolve_help, stdout);
+		return CTL_OK;
+	}
+	if (argc < 4)
+		return ctl_usage(resolve_help);
+	seq = strtol(argv[1], &end, 10);
+	if (seq <= 0 || *end != '\0')
+		return ctl_fail("resolve: \"%s\" is not a row number", argv[1]);
+	if (strcmp(argv[2], "spent") != 0 && strcmp(argv[2], "unspent") != 0)
+		return ctl_fail("resolve: say spent or unspent, not \"%s\"",
+		    argv[2]);
+	k = (size_t)snprintf(req, sizeof(req), "resolve %ld %s", seq, argv[2]);
+	if (resolve_words(req, &k, sizeof(req), argc - 3, argv + 3) != 0)
+		return ctl_fail("resolve: the reason is too long");
+	return resolve_ask(c, req, k, "decision");
+}
+
+static const char *const batch_count_help =
+"usage: cardlicctl batch-count READER N REASON...\n"
+"Record N, the batch card's own \"total number of emitted licenses\" as the\n"
+"vendor's tool shows it, for the batch card in READER now (its name as\n"
+"cardlicctl status prints it).  N is 0 to 2147483647.  Read the counter\n"
+"and type it in while no card is being issued.  The running daemon\n"
+"records it, with the card's ATR, REASON and your uid, as a row of the\n"
+"audit chain; cardlicctl reconcile then checks the rows against the\n"
+"counter.  Only root or the daemon's user may do it.\n";
+
+int
+cmd_batch_count(struct ctl *c, int argc, char **argv)
+{
+	char req[700], reader[300], *end;
+	size_t k, rlen;
+	long long n;
+
+	if (ctl_has_opt(argc, argv, "--help")) {
+		fputs(batch_count_help, stdout);
+		return CTL_OK;
+	}
+	if (argc < 4)
+		return ctl_usage(batch_count_help);
+	/* As list and status print it: \xNN for what cannot be shown. */
+	if (strlen(argv[1]) >= sizeof(reader))
+		return ctl_fail("batch-count: the reader name is too long");
+	rlen = ctl_unescape(argv[1], reader);
+	reader[rlen] = '\0';
+	if (rlen == 0 || strlen(reader) != rlen)
+		return ctl_fail("batch-count: \"%s\" is not a reader name",
+		    ctl_esc(argv[1], strlen(argv[1])));
+	errno = 0;
+	n = strtoll(argv[2], &end, 10);
+	if (argv[2][0] < '0' || argv[2][0] > '9' || *end != '\0' ||
+	    errno != 0 || n > 2147483647LL)
+		return ctl_fail("batch-count: \"%s\" is not a count: want a "
+		    "number from 0 to 2147483647", ctl_esc(argv[2],
+		    strlen(argv[2])));
+	k = (size_t)snprintf(req, sizeof(req), "batch-count %lld %zu %s", n,
+	    rlen, reader);
+	if (k >= sizeof(req) || resolve_words(req, &k, sizeof(req), argc - 3,
+	    argv + 3) != 0)
+		return ctl_fail("batch-count: the reason is too long");
+	return resolve_ask(c, req, k, "count");
 }

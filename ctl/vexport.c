@@ -22,7 +22,7 @@
 struct vx_field {
 	const char	*name;
 	size_t		 name_len;
-	const char	*p;		/* the value, unquoted; NULL: JSON null */
+	const char	*p;		/* unquoted; NULL: JSON null */
 	size_t		 len;
 };
 
@@ -405,8 +405,8 @@ vexport_verify(const char *path, const uint8_t (*keys)[32], int n_keys)
 			x.head_line = x.unq;
 			if (vx_csv(&x, line, x.head, &x.n_head) != 0) {
 				x.unq = NULL;
-				printf("%s: BROKEN at line 1: not a CSV header\n",
-				    path);
+				printf("%s: BROKEN at line 1: not a CSV "
+				    "header\n", path);
 				goto out;
 			}
 			x.unq = NULL;
@@ -424,8 +424,8 @@ vexport_verify(const char *path, const uint8_t (*keys)[32], int n_keys)
 		}
 		if (vx_insert(&x, ins, buf, (size_t)n, msg, sizeof(msg)) !=
 		    0) {
-			printf("%s: BROKEN at line %ld (%s): %s\n", path, lineno,
-			    vx_row_name(&x), msg);
+			printf("%s: BROKEN at line %ld (%s): %s\n", path,
+			    lineno, vx_row_name(&x), msg);
 			goto out;
 		}
 	}

@@ -142,6 +142,37 @@ batch_list(char *out, size_t len)
 	return n;
 }
 
+/*
+ * The ATR of the batch card in reader now (cardlicctl batch-count): 1, or
+ * 0 with the readers that hold one listed in others ("A", "B").
+ */
+int
+batch_find(const char *reader, char *atr, char *others, size_t len)
+{
+	size_t n = 0;
+	int i, k, found = 0;
+
+	if (len > 0)
+		others[0] = '\0';
+	pthread_mutex_lock(&batch_lock);
+	for (i = 0; i < BATCH_MAX; i++) {
+		if (!batch_pool[i].used)
+			continue;
+		if (strcmp(batch_pool[i].reader, reader) == 0) {
+			snprintf(atr, 2 * ATR_MAX + 1, "%s", batch_pool[i].atr);
+			found = 1;
+		}
+		k = snprintf(others + n, len - n, "%s\"%s\"", n > 0 ? ", " : "",
+		    batch_pool[i].reader);
+		if (k > 0 && (size_t)k < len - n)
+			n += (size_t)k;
+		else if (n < len)
+			others[n] = '\0';	/* no half a name */
+	}
+	pthread_mutex_unlock(&batch_lock);
+	return found;
+}
+
 struct batch_conn {
 	SCARDCONTEXT	ctx;
 	SCARDHANDLE	card;

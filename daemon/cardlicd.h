@@ -195,6 +195,8 @@ long	db_batch_count(const char *, const char *);
 long	db_find_doubt(const uint8_t *, const uint8_t *);
 int	db_recover(char *, size_t);
 long	db_resolve(long, int, const char *, char *, size_t);
+long	db_count(const char *, const char *, long, const char *, char *,
+	    size_t);
 int	db_totals(long *, long *, long *, long *, long *);
 long	db_next_job(void);
 struct sign_key;
@@ -307,6 +309,7 @@ enum batch_result batch_parse(unsigned, const uint8_t *, size_t,
 	    const char *, struct batch_license *);
 void	batch_status(char *, size_t);
 size_t	batch_list(char *, size_t);
+int	batch_find(const char *, char *, char *, size_t);
 
 /* watch.c */
 enum watch_event { WATCH_INSERT, WATCH_REMOVE, WATCH_PCSC_UP,

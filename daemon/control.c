@@ -4,11 +4,14 @@
  * (no PIN, no license data), so any local user may ask; cardlicctl status
  * is its client.  Served from the event loop with non-blocking calls only.
  *
- * One request changes something: "resolve SEQ spent|unspent REASON\n",
- * an admin's decision on a credit in doubt (cardlicctl resolve), taken
- * only from root or the daemon's own user (SO_PEERCRED).  A client that
- * sends nothing within CONTROL_WAIT_MS gets the status.  The decision is
- * written by a thread of its own, as it waits for the disk.
+ * Two requests change something, taken only from root or the daemon's own
+ * user (SO_PEERCRED): "resolve SEQ spent|unspent REASON\n", an admin's
+ * decision on a credit in doubt (cardlicctl resolve), and "batch-count N
+ * LEN READER REASON\n", a batch card's counter as an admin read it with
+ * the vendor's tool (cardlicctl batch-count; LEN is the reader name's
+ * length in bytes, as a name may hold spaces).  A client that sends
+ * nothing within CONTROL_WAIT_MS gets the status.  The row is written by
+ * a thread of its own, as it waits for the disk.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,11 +39,17 @@ static struct event_base	*control_base;
 
 struct control_req {
 	int		 fd;
-	long		 seq;
+	long		 seq;		/* resolve: the in-doubt row */
 	int		 spent;
+	long		 count;		/* batch-count: the count */
+	char		 reader[READER_MAX];
+	char		 atr[2 * ATR_MAX + 1];
 	char		 why[400];
 	uid_t		 uid;
 };
+
+/* The longest count: the vendor's counter as a signed 32-bit number. */
+#define CONTROL_COUNT_MAX	2147483647L
 
 static void
 control_reply(int c, const char *text)
@@ -74,23 +83,105 @@ control_resolve(void *arg)
 	return NULL;
 }
 
-/* "resolve SEQ spent|unspent REASON": checked, then handed to a thread. */
+static void *
+control_count(void *arg)
+{
+	struct control_req *q = arg;
+	char err[600], why[520], out[700];
+	long seq;
+
+	snprintf(why, sizeof(why), "%s (by uid %lu)", q->why,
+	    (unsigned long)q->uid);
+	seq = db_count(q->reader, q->atr, q->count, why, err, sizeof(err));
+	if (seq > 0) {
+		log_alert("%s: the batch card's counter says %ld licenses "
+		    "emitted, as uid %lu read it (row %ld)", q->reader,
+		    q->count, (unsigned long)q->uid, seq);
+		snprintf(out, sizeof(out), "ok: row %ld records the count %ld "
+		    "of the batch card in %s (ATR %s)\n", seq, q->count,
+		    q->reader, q->atr);
+	} else
+		snprintf(out, sizeof(out), "error: %s\n", err);
+	control_reply(q->fd, out);
+	free(q);
+	return NULL;
+}
+
+/*
+ * "batch-count N LEN READER REASON" into q: NULL, or what is wrong.  The
+ * batch card is the one in READER now; its ATR is read here, on the loop,
+ * from the pool (a brief lock), so the row names the card the admin saw.
+ */
+static const char *
+control_parse_count(struct control_req *q, char *line, char *msg,
+    size_t len)
+{
+	char others[600], *p = line + 12, *end;
+	long rlen;
+
+	errno = 0;
+	q->count = strtol(p, &end, 10);
+	if (*p < '0' || *p > '9' || errno != 0 ||
+	    q->count > CONTROL_COUNT_MAX || *end != ' ') {
+		snprintf(msg, len, "the count must be a number from 0 to %ld",
+		    CONTROL_COUNT_MAX);
+		return msg;
+	}
+	p = end + 1;
+	rlen = strtol(p, &end, 10);
+	if (*p < '0' || *p > '9' || *end != ' ' || rlen <= 0 ||
+	    rlen >= (long)sizeof(q->reader) || (long)strlen(end + 1) <= rlen ||
+	    end[1 + rlen] != ' ' || end[2 + rlen] == '\0')
+		return "want: batch-count N LEN READER REASON";
+	memcpy(q->reader, end + 1, (size_t)rlen);
+	q->reader[rlen] = '\0';
+	snprintf(q->why, sizeof(q->why), "%s", end + 2 + rlen);
+	if (!batch_find(q->reader, q->atr, others, sizeof(others))) {
+		snprintf(msg, len, "no batch card in reader \"%s\"; %s%s",
+		    q->reader, others[0] != '\0' ? "batch cards are in " :
+		    "no reader holds a batch card", others);
+		return msg;
+	}
+	return NULL;
+}
+
+/* The row is written by a thread of its own, which answers the client. */
+static void
+control_spawn(struct control_req *q, void *(*fn)(void *))
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, fn, q) != 0) {
+		control_reply(q->fd, "error: cannot start a thread\n");
+		free(q);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/*
+ * "resolve SEQ spent|unspent REASON" or "batch-count N LEN READER
+ * REASON": checked, then handed to a thread.
+ */
 static void
 control_request(int c, char *line)
 {
 	struct control_req *q;
 	struct ucred cr;
 	socklen_t cl = sizeof(cr);
-	pthread_attr_t attr;
-	pthread_t t;
-	char word[16], *end;
-	int n = 0, k;
+	char word[16], msg[800], out[900], *end;
+	const char *bad;
+	int n = 0, k, count = strncmp(line, "batch-count ", 12) == 0;
 
 	line[strcspn(line, "\n")] = '\0';
 	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 ||
 	    (cr.uid != 0 && cr.uid != geteuid())) {
-		control_reply(c, "error: only root or the daemon's user may "
-		    "resolve a credit in doubt\n");
+		control_reply(c, count ? "error: only root or the daemon's "
+		    "user may record a batch card's count\n" : "error: only "
+		    "root or the daemon's user may resolve a credit in "
+		    "doubt\n");
 		return;
 	}
 	if ((q = calloc(1, sizeof(*q))) == NULL) {
@@ -99,6 +190,16 @@ control_request(int c, char *line)
 	}
 	q->fd = c;
 	q->uid = cr.uid;
+	if (count) {
+		if ((bad = control_parse_count(q, line, msg, sizeof(msg))) !=
+		    NULL) {
+			free(q);
+			snprintf(out, sizeof(out), "error: %s\n", bad);
+			control_reply(c, out);
+		} else
+			control_spawn(q, control_count);
+		return;
+	}
 	q->seq = strtol(line + 8, &end, 10);
 	k = sscanf(end, " %15s %n", word, &n);
 	if (q->seq <= 0 || k != 1 || (strcmp(word, "spent") != 0 &&
@@ -110,13 +211,7 @@ control_request(int c, char *line)
 	}
 	q->spent = strcmp(word, "spent") == 0;
 	snprintf(q->why, sizeof(q->why), "%s", end + n);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, control_resolve, q) != 0) {
-		free(q);
-		control_reply(c, "error: cannot start a thread\n");
-	}
-	pthread_attr_destroy(&attr);
+	control_spawn(q, control_resolve);
 }
 
 static void
@@ -129,7 +224,8 @@ control_on_client(evutil_socket_t c, short what, void *arg)
 	if (what & EV_READ)
 		n = read(c, buf, sizeof(buf) - 1);
 	event_free(ev);
-	if (n > 8 && strncmp(buf, "resolve ", 8) == 0) {
+	if ((n > 8 && strncmp(buf, "resolve ", 8) == 0) ||
+	    (n > 12 && strncmp(buf, "batch-count ", 12) == 0)) {
 		buf[n] = '\0';
 		/* Card bytes never come here; still, no control bytes. */
 		for (ssize_t i = 0; i < n; i++)

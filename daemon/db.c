@@ -519,7 +519,8 @@ db_append(const struct db_row *r, char *err, size_t len)
 		    SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = signed_ok ? sqlite3_bind_blob(st, AUDITROW_sig + 1, sig,
-		    64, SQLITE_STATIC) : sqlite3_bind_null(st, AUDITROW_sig + 1);
+		    64, SQLITE_STATIC) :
+		    sqlite3_bind_null(st, AUDITROW_sig + 1);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
 	if (rc == SQLITE_OK)
@@ -904,6 +905,60 @@ db_resolve(long seq, int spent, const char *why, char *err, size_t len)
 	db_card_row(&c, &r, "resolved", reason);
 	r.start_date = NULL;
 	r.license_seq = seq;
+	return db_append(&r, err, len);
+}
+
+/*
+ * A batch card's counter of emitted licenses, as an admin read it with the
+ * vendor's tool, as a `counted` row: the batch card's reader (also the
+ * row's reader), its ATR and the count, with the admin's words in reason.
+ * A license being made at this moment (a `requested` row of this station
+ * with no outcome yet) may or may not be in the count that was read, so
+ * the count is refused until it is done.  Returns the new row's seq, or
+ * -1 with err.
+ */
+long
+db_count(const char *reader, const char *atr, long n, const char *why,
+    char *err, size_t len)
+{
+	static const char busy[] = "SELECT r.job, r.seq FROM audit r WHERE"
+	    " r.state = 'requested' AND r.station = ?1 AND NOT EXISTS"
+	    " (SELECT 1 FROM audit x WHERE x.station = r.station AND"
+	    " x.job = r.job AND x.seq > r.seq) ORDER BY r.seq LIMIT 1";
+	struct db_row r;
+	sqlite3_stmt *st;
+	long job = 0, seq = 0;
+	int rc = SQLITE_ERROR;
+
+	pthread_mutex_lock(&db_lock);
+	if (db != NULL && sqlite3_prepare_v2(db, busy, -1, &st, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
+		if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			job = (long)sqlite3_column_int64(st, 0);
+			seq = (long)sqlite3_column_int64(st, 1);
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&db_lock);
+	if (rc == SQLITE_ROW) {
+		snprintf(err, len, "a license is being made right now (job %ld,"
+		    " row %ld): the count read may or may not include it; type "
+		    "the count again once that card is done", job, seq);
+		return -1;
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(err, len, "audit database: cannot read it");
+		return -1;
+	}
+	memset(&r, 0, sizeof(r));
+	r.reader = reader;
+	r.job = 0;	/* no card insertion */
+	r.state = "counted";
+	r.reason = why;
+	r.batch_reader = reader;
+	r.batch_atr = atr;
+	r.batch_count = n;
 	return db_append(&r, err, len);
 }
 

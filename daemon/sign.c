@@ -237,9 +237,11 @@ sign_key_generate(char *out, size_t len, char *err, size_t errlen)
 	int rc = -1;
 
 	if ((ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL)) != NULL &&
-	    EVP_PKEY_keygen_init(ctx) == 1 && EVP_PKEY_keygen(ctx, &pkey) == 1 &&
+	    EVP_PKEY_keygen_init(ctx) == 1 &&
+	    EVP_PKEY_keygen(ctx, &pkey) == 1 &&
 	    (bio = BIO_new(BIO_s_mem())) != NULL &&
-	    PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) == 1 &&
+	    PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL,
+	    NULL) == 1 &&
 	    (n = BIO_get_mem_data(bio, &p)) > 0 && (size_t)n < len) {
 		memcpy(out, p, (size_t)n);
 		out[n] = '\0';

@@ -242,7 +242,7 @@ START_TEST(verify_finds_each_tampering)
 	    "INSERT INTO audit SELECT 7 - seq, utc, station, job, reader, "
 	    "state, reason, model, serial, start_date, end_date, license_seq,"
 	    " license, batch_reader, batch_atr, batch_count, sw, ckr, status,"
-	    " timings, hash FROM t ORDER BY seq DESC");
+	    " timings, hash, sig FROM t ORDER BY seq DESC");
 	expect(out, "BROKEN at row 3 was altered");
 	expect(out, "exit 1");
 	free(out);

@@ -366,6 +366,7 @@ START_TEST(make_install_lists_its_files)
 	    "644 ./usr/share/cardlicd/sql/002-views.sql\n"
 	    "644 ./usr/share/cardlicd/sql/003-in-doubt.sql\n"
 	    "644 ./usr/share/cardlicd/sql/004-card-text.sql\n"
+	    "644 ./usr/share/cardlicd/sql/005-signatures.sql\n"
 	    "644 ./usr/share/man/man1/cardlicctl.1\n"
 	    "644 ./usr/share/man/man5/cardlicd.conf.5\n"
 	    "644 ./usr/share/man/man8/cardlicd.8\n"
