@@ -67,6 +67,7 @@ CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
 	  tests/check_batch tests/fuzz/check_regress \
 	  tests/check_tamper \
 	  tests/check_batchcount
+CHECKS	+= tests/check_checkpoint
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
 	  libkeyutils
@@ -78,6 +79,7 @@ D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
 	  daemon/fault.c daemon/spill.c daemon/issue.c \
 	  daemon/line.c daemon/classify.c daemon/pinturn.c daemon/sign.c
+D_SRCS	+= daemon/checkpoint.c
 D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/auditrow.h \
 	  daemon/version.h daemon/sign.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
@@ -88,6 +90,9 @@ C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h \
 	  daemon/sign.h
 C_PKGS	= sqlite3 inih libcrypto
+# verify --checkpoints: the checkpoints, and the journal that holds them.
+C_SRCS	+= ctl/checkpoint.c
+C_PKGS	+= libsystemd
 
 all: daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl sim
 
@@ -181,6 +186,7 @@ tests/check_tamper: tests/check_tamper.c tests/fuzz/stubs.h daemon/db.c \
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
 	   tests/check_ctl tests/check_batchcount
+D_CHECKS += tests/check_checkpoint
 $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
     tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $@.c tests/testline.c \
@@ -390,6 +396,9 @@ FZ_SRCS_verify	= ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	ctl/keys.c ctl/vexport.c \
 	daemon/dbhash.c daemon/sign.c build/sqlmig.c
 FZ_PKGS_verify	= sqlite3 inih libcrypto
+# cmd_verify's --checkpoints (ctl/checkpoint.c, which reads the journal).
+FZ_SRCS_verify	+= ctl/checkpoint.c
+FZ_PKGS_verify	+= libsystemd
 FZ_OPTS_batch	= -max_len=4096
 FZ_OPTS_conf	= -dict=tests/fuzz/conf.dict
 FZ_OPTS_status	= -max_len=100
@@ -453,6 +462,8 @@ TSAN_BINS = daemon/cardlicd daemon/cardlicd-faults ctl/cardlicctl \
 	    sim/cardlic-sim-p11.so
 TSAN_SUITES = tests/check_daemon tests/check_credit tests/check_service \
 	      tests/check_ctl
+# The checkpoint thread, beside the loop and the jobs.
+TSAN_SUITES += tests/check_checkpoint
 TSAN_OPTS = halt_on_error=0:second_deadlock_stack=1:exitcode=0:$\
 	suppressions=$(CURDIR)/tests/tsan.supp:log_path=$(CURDIR)/build/tsan/report
 check-tsan: sim $(TSAN_SUITES) bench/apdufloor

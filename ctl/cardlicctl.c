@@ -52,6 +52,8 @@ static const char *const ctl_help =
 "                        walk the hash chain, the sequence numbers and\n"
 "                        the signatures\n"
 "  verify --export FILE [--key PUB]...   check an export --signed file\n"
+"  verify [--key PUB]... --checkpoints FILE|journal... [--station ID]\n"
+"                        also against cardlicd's signed checkpoints\n"
 "  keygen PRIV PUB       make the station's signing key (Ed25519)\n"
 "  keygen --rotate OLDPRIV NEWPRIV NEWPUB   a new key, endorsed by the old\n"
 "  pubkey                the station's public key, as PEM\n"

@@ -60,6 +60,12 @@ int	vexport_verify(const char *, const uint8_t (*)[32], int);
 int	cmd_merge(struct ctl *, int, char **);
 int	cmd_backup(struct ctl *, int, char **);
 
+/* checkpoint.c: verify --checkpoints */
+int	checkpoint_add_source(const char *);
+void	checkpoint_station(const char *);
+int	checkpoint_sources(void);
+int	checkpoint_verify(struct ctl *, const uint8_t (*)[32], int, int);
+
 /* resolve.c */
 int	cmd_resolve(struct ctl *, int, char **);
 int	cmd_batch_count(struct ctl *, int, char **);

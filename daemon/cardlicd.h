@@ -51,6 +51,8 @@ struct card_report {
 	const char	*chain_head;	/* hex */
 };
 void	log_card(const struct card_report *);
+extern const char log_id_checkpoint[];
+void	log_checkpoint(const char *);
 
 /* control.c */
 struct event_base;
@@ -125,6 +127,9 @@ struct conf {
 	int		key_line;
 	struct sign_key	*key;		/* NULL: none, or not read (reload) */
 	char		key_endorsement[129];	/* hex, "" when none */
+	long		checkpoint_interval;	/* s; 0: at shutdown only */
+	char		checkpoint_file[4096];	/* "": the journal only */
+	int		checkpoint_file_line;
 };
 
 #define CONF_CHECK_ONLY	0x1	/* -n: do not fetch credential or key */
@@ -145,6 +150,12 @@ void		 classify_print_rule(FILE *, const struct rule *);
 int		 classify_reader_wanted(const struct conf *, const char *);
 enum card_kind	 classify_card(const struct conf *, const char *,
 		    const uint8_t *, size_t);
+
+/* checkpoint.c */
+struct event_base;
+void	checkpoint_init(const struct conf *, struct event_base *);
+void	checkpoint_reload(const struct conf *);
+void	checkpoint_finish(void);
 
 /* db.c */
 struct db_row {
@@ -192,6 +203,8 @@ struct sign_key;
 long	db_sign_start(struct sign_key *, const char *, char *, size_t);
 const struct sign_key *db_signing_key(void);
 void	db_chain_head(char [65]);
+int	db_head_row(long *, uint8_t [32]);
+long	db_batch_count_upto(const char *, const char *, long);
 
 /* spill.c */
 struct spill_license {

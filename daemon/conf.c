@@ -403,6 +403,22 @@ conf_handler(void *arg, const char *section, const char *key,
 		if (strcmp(key, "key-file") == 0 ||
 		    strcmp(key, "key-credential") == 0)
 			return conf_key(p, key, v);
+		/* 0: at shutdown only; below 10 s, the file would flood. */
+		if (strcmp(key, "checkpoint-interval") == 0) {
+			if (!conf_number(p, &c->checkpoint_interval, key, v, 0,
+			    86400))
+				return 0;
+			if (c->checkpoint_interval > 0 &&
+			    c->checkpoint_interval < 10)
+				return conf_fail(p, "%s: \"%s\" is not 0 (at "
+				    "shutdown only) nor in 10..86400", key, v);
+			return 1;
+		}
+		if (strcmp(key, "checkpoint-file") == 0) {
+			p->c->checkpoint_file_line = p->line;
+			return conf_path(p, c->checkpoint_file,
+			    sizeof(c->checkpoint_file), key, v);
+		}
 	} else if (strcmp(section, "license") == 0) {
 		if (strcmp(key, "start-policy") == 0) {
 			p->policy_line = p->line;
@@ -679,6 +695,7 @@ conf_new(void)
 	c->policy = START_TODAY;
 	c->start_date = -1;
 	c->renew_days = 0;
+	c->checkpoint_interval = 300;
 	c->refs = 1;
 	c->generation = ++conf_generation;
 	return c;
@@ -911,6 +928,47 @@ conf_policy_warnings(struct conf_parse *p)
 }
 
 /*
+ * A checkpoint file in the database's directory would share its fate: one
+ * who may cut the database's rows (or restore an old copy of the
+ * directory) would cut the checkpoints too.  Compared by name, then, where
+ * both directories exist, by what they resolve to (a symlink, "..").
+ */
+static int
+conf_checkpoint_place(const struct conf *c, char *err, size_t errlen)
+{
+	char dd[4096], fd[4096], rd[PATH_MAX], rf[PATH_MAX];
+	size_t n;
+	char *s;
+	int in;
+
+	if (c->checkpoint_file[0] == '\0')
+		return 0;
+	snprintf(dd, sizeof(dd), "%s", c->database);
+	snprintf(fd, sizeof(fd), "%s", c->checkpoint_file);
+	if ((s = strrchr(dd, '/')) != NULL)
+		s[s == dd ? 1 : 0] = '\0';
+	if ((s = strrchr(fd, '/')) != NULL)
+		s[s == fd ? 1 : 0] = '\0';
+	n = strlen(dd);
+	in = strcmp(dd, fd) == 0 || (strncmp(fd, dd, n) == 0 &&
+	    (fd[n] == '/' || dd[n - 1] == '/'));
+	if (!in && realpath(dd, rd) != NULL && realpath(fd, rf) != NULL) {
+		n = strlen(rd);
+		in = strcmp(rd, rf) == 0 || (strncmp(rf, rd, n) == 0 &&
+		    (rf[n] == '/' || rd[n - 1] == '/'));
+	}
+	if (in) {
+		snprintf(err, errlen, "%s:%d: checkpoint-file %s is in the "
+		    "database's directory %s: put it where one who can "
+		    "change the database cannot (another file system, a "
+		    "write-once path)", c->path, c->checkpoint_file_line,
+		    c->checkpoint_file, dd);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Checks that need the whole file: the start policy's own keys, exactly
  * one PIN source, the module.  Errors point at the key that needs the
  * missing one.
@@ -946,6 +1004,8 @@ conf_finish(struct conf_parse *p, char *err, size_t errlen)
 		    "start-offset-days (1..366)", c->path, p->policy_line);
 		return -1;
 	}
+	if (conf_checkpoint_place(c, err, errlen) != 0)
+		return -1;
 	conf_policy_warnings(p);
 	if (conf_fetch_key(p, err, errlen) != 0)
 		return -1;
@@ -1064,6 +1124,22 @@ conf_print_key(const struct conf *c, FILE *f)
 		fprintf(f, " (read when the daemon starts)\n");
 }
 
+/* The checkpoints' keys, in [audit] (shown only when it is). */
+static void
+conf_print_checkpoint(const struct conf *c, FILE *f)
+{
+	if (c->key_line == 0 && c->checkpoint_file[0] == '\0' &&
+	    c->checkpoint_interval == 300)
+		return;
+	if (c->key_line == 0)
+		fprintf(f, "\n[audit]\n# no key-file nor key-credential: no "
+		    "checkpoints are written\n");
+	fprintf(f, "checkpoint-interval = %ld%s\n", c->checkpoint_interval,
+	    c->checkpoint_interval == 0 ? " (at shutdown only)" : "");
+	if (c->checkpoint_file[0] != '\0')
+		fprintf(f, "checkpoint-file = %s\n", c->checkpoint_file);
+}
+
 /* cardlicd -n: the configuration as the daemon understood it. */
 void
 conf_print(const struct conf *c, FILE *f)
@@ -1112,6 +1188,7 @@ conf_print(const struct conf *c, FILE *f)
 	fprintf(f, "# a card issued today (%s) gets a license starting %s\n",
 	    d, s);
 	conf_print_key(c, f);
+	conf_print_checkpoint(c, f);
 }
 
 /* Text from a module or card, made printable (invariant 9). */

@@ -342,6 +342,35 @@ db_chain_head(char out[65])
 	pthread_mutex_unlock(&db_lock);
 }
 
+/*
+ * The chain's newest row, for a checkpoint: its seq (0 when there is
+ * none) and its hash.  Under db's lock, so that no append is half done;
+ * the lock may be held through an append's fsync: not for the loop.
+ */
+int
+db_head_row(long *seq, uint8_t hash[32])
+{
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	*seq = 0;
+	memset(hash, 0, 32);
+	pthread_mutex_lock(&db_lock);
+	if (db != NULL && sqlite3_prepare_v2(db, "SELECT seq, hash FROM audit "
+	    "ORDER BY seq DESC LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*seq = (long)sqlite3_column_int64(st, 0);
+			if (sqlite3_column_bytes(st, 1) == 32)
+				memcpy(hash, sqlite3_column_blob(st, 1), 32);
+		}
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&db_lock);
+	return rc;
+}
+
 static void
 db_utc(char out[64])
 {
@@ -622,6 +651,31 @@ db_batch_count(const char *reader, const char *atr)
 	    "?2 ORDER BY seq DESC LIMIT 1), (SELECT count(*) FROM audit WHERE "
 	    "state = 'generated' AND batch_reader = ?1 AND batch_atr = ?2))",
 	    0, reader, atr);
+}
+
+/*
+ * Licenses generated on the batch card (reader, ATR) in the rows up to
+ * seq: a checkpoint's count, which cardlicctl can count again.
+ */
+long
+db_batch_count_upto(const char *reader, const char *atr, long seq)
+{
+	sqlite3_stmt *st;
+	long v = -1;
+
+	pthread_mutex_lock(&db_lock);
+	if (db != NULL && sqlite3_prepare_v2(db, "SELECT count(*) FROM audit "
+	    "WHERE state = 'generated' AND batch_reader = ?1 AND batch_atr = "
+	    "?2 AND seq <= ?3", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, reader, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, atr, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, seq);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = (long)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&db_lock);
+	return v;
 }
 
 /* The card's in-doubt row that no admin has resolved: seq, 0, or -1. */

@@ -131,6 +131,9 @@ static const struct {
 	{ "IN-DOUBT",	"440f5fb49a0144fcb587b5a3542b27f0" },
 };
 
+/* A signed checkpoint of the audit chain (daemon/checkpoint.c). */
+const char log_id_checkpoint[] = "c08c406bc46841f4824041f32851faaa";
+
 /* An outcome that this table does not know yet has an id too. */
 #define LOG_ID_OTHER	"030a2692bfce473caa6ec40578a371cf"
 
@@ -182,4 +185,21 @@ log_card(const struct card_report *r)
 	    "CARDLIC_MS=%ld", r->ms,
 	    "CARDLIC_CHAIN_HEAD=%s", r->chain_head != NULL ?
 	    r->chain_head : "", NULL);
+}
+
+/*
+ * A signed checkpoint: the line itself in CARDLICD_CHECKPOINT, so that
+ * cardlicctl verify --checkpoints journal reads it back byte for byte.
+ */
+void
+log_checkpoint(const char *line)
+{
+	if (!log_journal) {
+		fprintf(stderr, "cardlicd: checkpoint: %s\n", line);
+		return;
+	}
+	sd_journal_send("MESSAGE=checkpoint: %s", line, "PRIORITY=%d",
+	    LOG_INFO, "SYSLOG_IDENTIFIER=cardlicd",
+	    "MESSAGE_ID=%s", log_id_checkpoint,
+	    "CARDLICD_CHECKPOINT=%s", line, NULL);
 }

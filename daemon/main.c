@@ -92,6 +92,7 @@ main_on_hup(evutil_socket_t sig, short what, void *arg)
 		sd_notify(0, "READY=1");
 		return;
 	}
+	checkpoint_reload(c);
 	line_reload(c);
 	sd_notify(0, "READY=1");
 }
@@ -314,6 +315,7 @@ main(int argc, char **argv)
 	control_open(main_base, c->control, line_control_fill);
 	if (watch_start(main_watch_pipe[1], watch_ms) != 0)
 		fatalx("cannot start the reader watcher");
+	checkpoint_init(c, main_base);
 	log_info("cardlicd %s: station %s, database %s, module %s, start "
 	    "policy %s", CARDLICD_VERSION, c->station, c->database, c->module,
 	    conf_policy_name(c->policy));
@@ -338,6 +340,8 @@ main(int argc, char **argv)
 	if (job_running() > 0)
 		log_warnx("%d job(s) still running at exit; their licenses "
 		    "stay pending", job_running());
+	/* After the last row: the series says where the daemon stopped. */
+	checkpoint_finish();
 	for (i = 0; i < MAIN_EVENTS; i++)
 		if (ev[i] != NULL)
 			event_free(ev[i]);

@@ -1,0 +1,474 @@
+/*
+ * Signed checkpoints (anchored heads, issue 11): now and then, and always
+ * at shutdown, one line of text that names the audit chain's newest row
+ * and its hash, the batch cards' counts, and the time, signed with the
+ * station's key and chained to the checkpoint before it:
+ *
+ *   cardlicd-checkpoint v1 n=K station=S seq=N head=HEX prev=HEX
+ *   batch=READER|ATR|COUNT;... utc=TIME sig=HEX
+ *
+ * (one line).  It goes to the journal (its own MESSAGE_ID, the line in
+ * CARDLICD_CHECKPOINT) and, with [audit] checkpoint-file, is appended to
+ * that file.  A copy of the head kept outside the database is what shows
+ * that rows were cut off its end (cardlicctl verify --checkpoints).
+ *
+ * The timer fires on the loop, and only wakes the checkpoint thread:
+ * reading the head waits for db's lock (an append holds it through its
+ * fsync), and the file's fsync may take as long, so neither runs on the
+ * loop.  At shutdown, once the loop and the jobs are over, the last
+ * checkpoint is written by the main thread, after the thread has ended.
+ */
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <systemd/sd-journal.h>
+
+#include "cardlicd.h"
+#include "dbhash.h"
+#include "sign.h"
+
+#define CP_LINE_MAX	16384	/* 16 batch cards with long reader names */
+#define CP_TAIL		65536	/* bytes read back from the file's end */
+#define CP_MAGIC	"cardlicd-checkpoint v1 "
+
+static struct event		*cp_timer;
+static pthread_t		 cp_thread;
+static int			 cp_thread_on;
+static pthread_mutex_t		 cp_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t		 cp_cond = PTHREAD_COND_INITIALIZER;
+static int			 cp_wanted;	/* under cp_lock */
+static int			 cp_stopping;	/* under cp_lock */
+
+/*
+ * The series: touched only by whoever writes a checkpoint, the thread,
+ * or the main thread once the thread has been joined.
+ */
+static int			 cp_on;
+static const struct sign_key	*cp_key;
+static char			 cp_station[64];
+static char			 cp_path[4096];
+static long			 cp_interval;	/* as read at start-up */
+static int			 cp_fd = -1;
+static long			 cp_n;		/* the last checkpoint's n */
+static uint8_t			 cp_prev[32];	/* SHA-256 of its line */
+static long			 cp_seq = -1;	/* the head it named */
+static uint8_t			 cp_head[32];
+
+static void
+checkpoint_sha256(const char *s, size_t len, uint8_t out[32])
+{
+	unsigned int n = 32;
+
+	if (EVP_Digest(s, len, out, &n, EVP_sha256(), NULL) != 1)
+		memset(out, 0, 32);
+}
+
+/*
+ * A reader's name in the line: pcscd's text, so that no space, '|', ';'
+ * or control byte can change where a field ends (invariant 9 in spirit).
+ */
+static size_t
+checkpoint_enc(char *out, size_t len, size_t at, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	unsigned char ch;
+
+	for (; *s != '\0' && at + 4 < len; s++) {
+		ch = (unsigned char)*s;
+		if (ch <= 0x20 || ch >= 0x7f || strchr("%|;=", ch) != NULL) {
+			out[at++] = '%';
+			out[at++] = hex[ch >> 4];
+			out[at++] = hex[ch & 15];
+		} else
+			out[at++] = (char)ch;
+	}
+	out[at] = '\0';
+	return at;
+}
+
+/*
+ * batch=: each batch card in the pool now (batch_list's lines, "batch:
+ * READER | ATR | state"), with the licenses the rows up to seq say it
+ * generated.  "-" when there is none.
+ */
+static void
+checkpoint_batches(long seq, char *out, size_t len)
+{
+	char list[16 * (READER_MAX + 2 * ATR_MAX + 64)];
+	char *line, *next, *atr, *st;
+	size_t at = 0;
+	long n;
+	int k;
+
+	list[batch_list(list, sizeof(list) - 1)] = '\0';
+	out[0] = '\0';
+	for (line = list; *line != '\0'; line = next) {
+		next = line + strcspn(line, "\n");
+		if (*next == '\n')
+			*next++ = '\0';
+		if (strncmp(line, "batch: ", 7) != 0 ||
+		    (st = strrchr(line, '|')) == NULL || st < line + 10)
+			continue;
+		st[-1] = '\0';			/* " | state" */
+		if ((atr = strrchr(line, '|')) == NULL)
+			continue;
+		atr[-1] = '\0';			/* " | ATR" */
+		atr += 2;
+		n = db_batch_count_upto(line + 7, atr, seq);
+		if (at > 0 && at + 1 < len)
+			out[at++] = ';';
+		at = checkpoint_enc(out, len, at, line + 7);
+		k = snprintf(out + at, len - at, "|%s|%ld", atr, n);
+		if (k < 0 || (size_t)k >= len - at)
+			break;
+		at += (size_t)k;
+	}
+	if (at == 0)
+		snprintf(out, len, "-");
+}
+
+static void
+checkpoint_utc(char out[64])
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+/* One line on the file's end, on the disk before the next one. */
+static void
+checkpoint_append(const char *line, size_t len)
+{
+	struct iovec iov[2];
+	ssize_t w;
+
+	if (cp_fd < 0)
+		return;
+	iov[0].iov_base = (void *)(uintptr_t)line;
+	iov[0].iov_len = len;
+	iov[1].iov_base = (void *)(uintptr_t)"\n";
+	iov[1].iov_len = 1;
+	/* O_APPEND: one writev lands whole at the end, or reports why. */
+	w = writev(cp_fd, iov, 2);
+	if (w != (ssize_t)len + 1)
+		log_warnx("%s: checkpoint %ld not written: %s", cp_path, cp_n,
+		    w < 0 ? strerror(errno) : "short write");
+	else if (fsync(cp_fd) != 0)
+		log_warnx("%s: checkpoint %ld not on the disk: %s", cp_path,
+		    cp_n, strerror(errno));
+}
+
+/*
+ * Write a checkpoint if the head moved since the last one, or always
+ * (at shutdown).  Blocks (db's lock, fsync): never on the loop.
+ */
+static void
+checkpoint_take(int always)
+{
+	char *line, hhex[65], phex[65], utc[64], sighex[129];
+	uint8_t head[32], sig[64];
+	long seq;
+	size_t len;
+	int k;
+
+	if (db_head_row(&seq, head) != 0) {
+		log_warnx("checkpoint: cannot read the audit chain's head");
+		return;
+	}
+	if (!always && seq == cp_seq && memcmp(head, cp_head, 32) == 0)
+		return;
+	if ((line = malloc(CP_LINE_MAX)) == NULL) {
+		log_warnx("checkpoint: out of memory");
+		return;
+	}
+	dbhash_hex(head, 32, 0, hhex);
+	dbhash_hex(cp_prev, 32, 0, phex);
+	checkpoint_utc(utc);
+	k = snprintf(line, CP_LINE_MAX, CP_MAGIC "n=%ld station=%s seq=%ld "
+	    "head=%s prev=%s batch=", cp_n + 1, cp_station, seq, hhex, phex);
+	len = (size_t)k;
+	checkpoint_batches(seq, line + len, CP_LINE_MAX - len - 300);
+	len += strlen(line + len);
+	len += (size_t)snprintf(line + len, CP_LINE_MAX - len, " utc=%s",
+	    utc);
+	if (sign_bytes(cp_key, SIGN_DOMAIN_CHECKPOINT, (const uint8_t *)line,
+	    len, sig) != 0) {
+		log_warnx("checkpoint: signing failed; none written");
+		free(line);
+		return;
+	}
+	dbhash_hex(sig, 64, 0, sighex);
+	len += (size_t)snprintf(line + len, CP_LINE_MAX - len, " sig=%s",
+	    sighex);
+	cp_n++;
+	checkpoint_sha256(line, len, cp_prev);
+	cp_seq = seq;
+	memcpy(cp_head, head, 32);
+	log_checkpoint(line);
+	checkpoint_append(line, len);
+	free(line);
+}
+
+static void *
+checkpoint_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&cp_lock);
+	for (;;) {
+		while (!cp_wanted && !cp_stopping)
+			pthread_cond_wait(&cp_cond, &cp_lock);
+		if (cp_stopping)
+			break;
+		cp_wanted = 0;
+		pthread_mutex_unlock(&cp_lock);
+		checkpoint_take(0);
+		pthread_mutex_lock(&cp_lock);
+	}
+	pthread_mutex_unlock(&cp_lock);
+	return NULL;
+}
+
+/* On the loop: only a wake-up for the thread, never a wait. */
+static void
+checkpoint_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	pthread_mutex_lock(&cp_lock);
+	cp_wanted = 1;
+	pthread_cond_signal(&cp_cond);
+	pthread_mutex_unlock(&cp_lock);
+}
+
+/* Hex to bytes; 0 when all n bytes were there. */
+static int
+checkpoint_unhex(const char *s, uint8_t *out, size_t n)
+{
+	unsigned v;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!isxdigit((unsigned char)s[2 * i]) ||
+		    !isxdigit((unsigned char)s[2 * i + 1]) ||
+		    sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+/*
+ * What the series continues from: n, the SHA-256 of the line, and the
+ * head that it named.  0 if the line is a checkpoint of this station.
+ * The line comes from a file or the journal: copied, so that it ends.
+ */
+static int
+checkpoint_resume(const char *text, size_t len, const char *from)
+{
+	char want[96], *line, *p;
+	uint8_t pub[32], sig[64];
+	int rc = -1;
+
+	if ((line = strndup(text, len)) == NULL)
+		return -1;
+	len = strlen(line);
+	snprintf(want, sizeof(want), " station=%s ", cp_station);
+	if (strncmp(line, CP_MAGIC, sizeof(CP_MAGIC) - 1) != 0 ||
+	    strstr(line, want) == NULL || (p = strstr(line, " n=")) == NULL)
+		goto out;
+	cp_n = strtol(p + 3, NULL, 10);
+	checkpoint_sha256(line, len, cp_prev);
+	if ((p = strstr(line, " seq=")) != NULL)
+		cp_seq = strtol(p + 5, NULL, 10);
+	if ((p = strstr(line, " head=")) == NULL ||
+	    checkpoint_unhex(p + 6, cp_head, 32) != 0)
+		memset(cp_head, 0, 32);
+	/*
+	 * Said, not refused: the series goes on from it either way, and
+	 * cardlicctl verify --checkpoints judges (a rotated key is fine).
+	 */
+	sign_key_public(cp_key, pub);
+	if ((p = strstr(line, " sig=")) == NULL ||
+	    checkpoint_unhex(p + 5, sig, 64) != 0 ||
+	    sign_check(pub, SIGN_DOMAIN_CHECKPOINT, (const uint8_t *)line,
+	    (size_t)(p - line), sig) != 1)
+		log_warnx("%s: the last checkpoint (n=%ld) is not signed by "
+		    "this key: the key changed, or the line was altered; "
+		    "cardlicctl verify --checkpoints will tell", from, cp_n);
+	rc = cp_n > 0 ? 0 : -1;
+out:
+	free(line);
+	return rc;
+}
+
+/* The file's last line: 0 when it was a checkpoint of this station. */
+static int
+checkpoint_resume_file(void)
+{
+	char *buf, *end, *s;
+	struct stat st;
+	off_t from;
+	ssize_t n;
+	int fd, rc = -1;
+
+	if ((fd = open(cp_path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	if (fstat(fd, &st) != 0 || st.st_size == 0 ||
+	    (buf = malloc(CP_TAIL + 1)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	from = st.st_size > CP_TAIL ? st.st_size - CP_TAIL : 0;
+	n = pread(fd, buf, CP_TAIL, from);
+	close(fd);
+	if (n > 0) {
+		buf[n] = '\0';
+		end = buf + n;
+		while (end > buf && end[-1] == '\n')
+			*--end = '\0';
+		s = memrchr(buf, '\n', (size_t)(end - buf));
+		s = s != NULL ? s + 1 : buf;
+		rc = checkpoint_resume(s, (size_t)(end - s), cp_path);
+	}
+	free(buf);
+	return rc;
+}
+
+/* The journal's newest checkpoint of this station, if it may be read. */
+static int
+checkpoint_resume_journal(void)
+{
+	char match[64];
+	sd_journal *j;
+	const void *d;
+	size_t len;
+	int rc = -1;
+
+	if (sd_journal_open(&j, SD_JOURNAL_LOCAL_ONLY) < 0)
+		return -1;
+	snprintf(match, sizeof(match), "MESSAGE_ID=%s", log_id_checkpoint);
+	if (sd_journal_add_match(j, match, 0) >= 0 &&
+	    sd_journal_seek_tail(j) >= 0)
+		while (rc != 0 && sd_journal_previous(j) > 0)
+			if (sd_journal_get_data(j, "CARDLICD_CHECKPOINT", &d,
+			    &len) >= 0 && len > 20)
+				rc = checkpoint_resume((const char *)d + 20,
+				    len - 20, "the journal");
+	sd_journal_close(j);
+	return rc;
+}
+
+/*
+ * At start-up, once the database (and its key) is open: the series to
+ * continue, the file, the thread and the timer.  Fatal errors here only.
+ */
+void
+checkpoint_init(const struct conf *c, struct event_base *base)
+{
+	struct timeval tv;
+	const char *from;
+
+	cp_interval = c->checkpoint_interval;
+	snprintf(cp_path, sizeof(cp_path), "%s", c->checkpoint_file);
+	if ((cp_key = db_signing_key()) == NULL) {
+		log_warnx("no checkpoints: they need the station's key "
+		    "([audit] key-file or key-credential)");
+		return;
+	}
+	snprintf(cp_station, sizeof(cp_station), "%s", c->station);
+	if (cp_path[0] != '\0' && (cp_fd = open(cp_path, O_WRONLY | O_APPEND |
+	    O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640)) < 0)
+		fatalx("%s: %s ([audit] checkpoint-file)", cp_path,
+		    strerror(errno));
+	if (cp_path[0] != '\0' && checkpoint_resume_file() == 0)
+		from = cp_path;
+	else if (checkpoint_resume_journal() == 0)
+		from = "the journal";
+	else
+		from = NULL;
+	if (from != NULL)
+		log_info("checkpoints: continuing the series after checkpoint "
+		    "%ld (row %ld) from %s", cp_n, cp_seq, from);
+	else
+		log_info("checkpoints: no earlier checkpoint of station %s "
+		    "found in %s or the journal: a new series starts at 1",
+		    cp_station, cp_path[0] != '\0' ? cp_path : "(no file)");
+	cp_on = 1;
+	if (c->checkpoint_interval == 0)
+		return;		/* at shutdown only */
+	if (pthread_create(&cp_thread, NULL, checkpoint_main, NULL) != 0)
+		fatalx("cannot start the checkpoint thread");
+	cp_thread_on = 1;
+	tv.tv_sec = c->checkpoint_interval;
+	tv.tv_usec = 0;
+	if ((cp_timer = event_new(base, -1, EV_PERSIST, checkpoint_on_timer,
+	    NULL)) == NULL || event_add(cp_timer, &tv) != 0)
+		fatalx("libevent: cannot add the checkpoint timer");
+}
+
+/*
+ * A reload keeps the checkpoints as they were started (the file stays
+ * open, the series and the timer go on): a change of them is a restart's,
+ * and the log says so rather than seem to take it.
+ */
+void
+checkpoint_reload(const struct conf *c)
+{
+	char every[64];
+
+	if (c->checkpoint_interval == cp_interval &&
+	    strcmp(c->checkpoint_file, cp_path) == 0)
+		return;
+	if (cp_interval > 0)
+		snprintf(every, sizeof(every), "every %ld s", cp_interval);
+	else
+		snprintf(every, sizeof(every), "at shutdown only");
+	log_warnx("%s: [audit] checkpoint-interval and checkpoint-file take "
+	    "effect at the next restart; until then, checkpoints go on %s%s%s",
+	    c->path, every, cp_path[0] != '\0' ? " to " : "", cp_path);
+}
+
+/*
+ * At shutdown, the loop over and the jobs' rows written: the thread ends,
+ * then one last checkpoint, whether the head moved or not, so that the
+ * series says where the daemon stopped.
+ */
+void
+checkpoint_finish(void)
+{
+	if (cp_timer != NULL)
+		event_free(cp_timer);
+	cp_timer = NULL;
+	if (cp_thread_on) {
+		pthread_mutex_lock(&cp_lock);
+		cp_stopping = 1;
+		pthread_cond_signal(&cp_cond);
+		pthread_mutex_unlock(&cp_lock);
+		pthread_join(cp_thread, NULL);
+		cp_thread_on = 0;
+	}
+	if (cp_on)
+		checkpoint_take(1);
+	cp_on = 0;
+	if (cp_fd >= 0)
+		close(cp_fd);
+	cp_fd = -1;
+}
