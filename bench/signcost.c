@@ -96,6 +96,11 @@ main(int argc, char **argv)
 		if (sqlite3_exec(db, sql_migrations[j], NULL, NULL, NULL) !=
 		    SQLITE_OK)
 			sc_die(sqlite3_errmsg(db));
+	/* As db_migrate leaves it: cardlicctl checks the version. */
+	snprintf(path, sizeof(path), "PRAGMA user_version = %d",
+	    sql_migrations_count);
+	sqlite3_exec(db, path, NULL, NULL, NULL);
+	snprintf(path, sizeof(path), "%s/signcost.db", dir);
 	sqlite3_exec(db, "PRAGMA synchronous = OFF; BEGIN", NULL, NULL, NULL);
 	if (sqlite3_prepare_v2(db, AUDITROW_INSERT, -1, &st, NULL) !=
 	    SQLITE_OK)

@@ -320,7 +320,7 @@ ctl_open_uri(struct ctl *c, const char *uri)
 int
 ctl_open(struct ctl *c)
 {
-	char uri[4200], wal[4200];
+	char uri[4200], wal[4200], msg[512];
 	int rc;
 
 	/* The path goes in a URI: escape what URIs would read otherwise. */
@@ -352,6 +352,16 @@ ctl_open(struct ctl *c)
 		    sqlite3_errmsg(c->db) : "cannot open", (rc & 0xFF) ==
 		    SQLITE_CANTOPEN || (rc & 0xFF) == SQLITE_READONLY ? "" :
 		    " (not a cardlicd audit database?)");
+		ctl_close(c);
+		return -1;
+	}
+	/* Every answer goes through the views and indexes: ours only. */
+	c->broken[0] = '\0';
+	if (schema_check(c->db, msg, sizeof(msg)) != 0) {
+		snprintf(c->broken, sizeof(c->broken), "the schema is not "
+		    "cardlicd's: %s", msg);
+		ctl_fail("%s: BROKEN: %s; cardlicctl answers nothing from it",
+		    c->db_path, c->broken);
 		ctl_close(c);
 		return -1;
 	}

@@ -23,6 +23,7 @@ struct ctl {
 	int		 local;		/* --local: show local time */
 	const char	*station;	/* the configuration's [station] id */
 	sqlite3		*db;
+	char		 broken[600];	/* ctl_open: the schema is not ours */
 };
 
 /* cardlicctl.c */
@@ -76,5 +77,11 @@ int	cmd_status(struct ctl *, int, char **);
 
 extern const char *const	sql_migrations[];
 extern const int		sql_migrations_count;
+
+/* chain.c: merge's database, with migrations 1..upto */
+int	chain_create_merged(sqlite3 *, int, char *, size_t);
+/* schema.c */
+int	schema_check(sqlite3 *, char *, size_t);
+int	schema_integrity(struct ctl *);
 
 #endif

@@ -300,10 +300,12 @@ chain_walk(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
 	int i, rc;
 
 	/* A database that cardlicd has not migrated to 5 has no sig. */
-	if (sqlite3_prepare_v2(db, "SELECT " AUDITROW_NAMES " FROM audit WHERE "
-	    "station = ?1 ORDER BY seq", -1, &st, NULL) != SQLITE_OK &&
+	if (sqlite3_prepare_v2(db, "SELECT " AUDITROW_NAMES " FROM audit NOT "
+	    "INDEXED WHERE station = ?1 ORDER BY seq", -1, &st, NULL) !=
+	    SQLITE_OK &&
 	    sqlite3_prepare_v2(db, "SELECT " AUDITROW_HASHED_COLUMNS(
-	    AUDITROW_NAME) "hash, NULL AS sig FROM audit WHERE station = ?1 "
+	    AUDITROW_NAME) "hash, NULL AS sig FROM audit NOT INDEXED WHERE "
+	    "station = ?1 "
 	    "ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
 		snprintf(msg, len, "%s", sqlite3_errmsg(db));
 		return -1;
@@ -365,7 +367,8 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total,
 
 	*total = 0;
 	/* A station the daemon wrote is text: anything else was altered. */
-	if (sqlite3_prepare_v2(db, "SELECT DISTINCT station FROM audit WHERE "
+	if (sqlite3_prepare_v2(db, "SELECT DISTINCT station FROM audit NOT "
+	    "INDEXED WHERE "
 	    "typeof(station) = 'text' ORDER BY station", -1, &st, NULL) !=
 	    SQLITE_OK)
 		return -1;
@@ -410,7 +413,8 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total,
 	 * Every row must be in the chain that was walked: a row whose
 	 * station is not text (or not a station's at all) would be in none.
 	 */
-	if (!bad && sqlite3_prepare_v2(db, "SELECT count(*) FROM audit", -1,
+	if (!bad && sqlite3_prepare_v2(db, "SELECT count(*) FROM audit NOT "
+	    "INDEXED", -1,
 	    &st, NULL) == SQLITE_OK) {
 		if (sqlite3_step(st) == SQLITE_ROW &&
 		    sqlite3_column_int64(st, 0) != *total) {
@@ -456,6 +460,7 @@ static const char *const verify_help =
 "row).  Exit 1 when anything is wrong.\n";
 
 #define CHAIN_MAX_KEYS	16
+
 
 int
 cmd_verify(struct ctl *c, int argc, char **argv)
@@ -508,8 +513,14 @@ cmd_verify(struct ctl *c, int argc, char **argv)
 	if (export != NULL)
 		return vexport_verify(export, (const uint8_t (*)[32])keys,
 		    n_keys);
-	if (ctl_open(c) != 0)
-		return CTL_USAGE;
+	if (ctl_open(c) != 0) {
+		if (c->broken[0] == '\0')
+			return CTL_USAGE;
+		printf("%s: BROKEN: %s\n", c->db_path, c->broken);
+		return CTL_NOTHING;
+	}
+	if (schema_integrity(c) != 0)
+		return CTL_NOTHING;
 	rc = chain_verify_all(c->db, c->db_path, 0, &total,
 	    (const uint8_t (*)[32])keys, n_keys);
 	printf("%ld rows checked\n", total);
@@ -562,8 +573,8 @@ cmd_verify(struct ctl *c, int argc, char **argv)
  * then the views.  The table is taken from the migration itself, so that
  * the columns cannot drift.
  */
-static int
-chain_create_merged(sqlite3 *db, char *err, size_t len)
+int
+chain_create_merged(sqlite3 *db, int upto, char *err, size_t len)
 {
 	const char *m = sql_migrations[0], *a, *b;
 	char *table, *p, *e = NULL;
@@ -607,7 +618,7 @@ chain_create_merged(sqlite3 *db, char *err, size_t len)
 		return -1;
 	}
 	free(table);
-	for (i = 1; i < sql_migrations_count; i++)
+	for (i = 1; i < upto; i++)
 		if (sqlite3_exec(db, sql_migrations[i], NULL, NULL, &e) !=
 		    SQLITE_OK) {
 			snprintf(err, len, "%s", e);
@@ -764,7 +775,8 @@ cmd_merge(struct ctl *c, int argc, char **argv)
 	if (fresh) {
 		sqlite3_exec(out, "PRAGMA journal_mode = WAL; BEGIN IMMEDIATE",
 		    NULL, NULL, NULL);
-		if (chain_create_merged(out, err, sizeof(err)) != 0) {
+		if (chain_create_merged(out, sql_migrations_count, err,
+		    sizeof(err)) != 0) {
 			sqlite3_exec(out, "ROLLBACK", NULL, NULL, NULL);
 			sqlite3_close(out);
 			return ctl_fail("%s: %s", argv[1], err);

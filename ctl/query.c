@@ -700,6 +700,9 @@ cmd_reconcile(struct ctl *c, int argc, char **argv)
 		}
 		return ctl_usage(reconcile_help);
 	}
+	/* Its totals come through the indexes: they must hold the rows. */
+	if (schema_integrity(c) != 0)
+		return CTL_USAGE;
 	st = ctl_prepare(c, "SELECT station, batch_reader, batch_atr, "
 	    "sum(state IN ('generated', 'loaded', 'failed', 'verified', "
 	    "'rejected')) + sum(state = 'in-doubt') + sum(state = 'resolved' "

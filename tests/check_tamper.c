@@ -212,17 +212,42 @@ tk_daemon(const char *priv, int n)
 	    "the daemon's db.c failed: status %d", st);
 }
 
+/* The triggers' text, kept while the attacker works without them. */
+static char	tk_triggers[4096];
+
 static sqlite3 *
 tk_open(void)
 {
+	sqlite3_stmt *st;
 	sqlite3 *db;
+	size_t n = 0;
 
 	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema "
+	    "WHERE type = 'trigger' ORDER BY name", -1, &st, NULL), SQLITE_OK);
+	tk_triggers[0] = '\0';
+	while (sqlite3_step(st) == SQLITE_ROW && n < sizeof(tk_triggers))
+		n += (size_t)snprintf(tk_triggers + n, sizeof(tk_triggers) - n,
+		    "%s;\n", sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	ck_assert_int_lt(n, sizeof(tk_triggers));
 	ck_assert_int_eq(sqlite3_exec(db, "DROP TRIGGER IF EXISTS "
 	    "audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; "
 	    "DROP TRIGGER IF EXISTS audit_append_only",
 	    NULL, NULL, NULL), SQLITE_OK);
 	return db;
+}
+
+/*
+ * The attacker puts the triggers back, word for word, since cardlicctl
+ * refuses a schema that is not cardlicd's: what is left is the attack.
+ */
+static void
+tk_close(sqlite3 *db)
+{
+	ck_assert_int_eq(sqlite3_exec(db, tk_triggers, NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
 }
 
 static void
@@ -366,7 +391,7 @@ START_TEST(every_row_after_the_key_is_signed)
 		}
 	}
 	sqlite3_finalize(st);
-	sqlite3_close(db);
+	tk_close(db);
 	/* The same key again: no second key row. */
 	tk_daemon(tk_priv, 1);
 	db = tk_open();
@@ -375,7 +400,7 @@ START_TEST(every_row_after_the_key_is_signed)
 	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
 	ck_assert_int_eq(sqlite3_column_int(st, 0), 1);
 	sqlite3_finalize(st);
-	sqlite3_close(db);
+	tk_close(db);
 	free(tk_passes(tk_pub));
 }
 END_TEST
@@ -385,7 +410,7 @@ START_TEST(edit_is_caught)
 	sqlite3 *db = tk_open();
 
 	tk_exec(db, "UPDATE audit SET reason = 'nothing to see' WHERE seq = 7");
-	sqlite3_close(db);
+	tk_close(db);
 	tk_broken(tk_pub, 7, "was altered");
 }
 END_TEST
@@ -395,7 +420,7 @@ START_TEST(delete_is_caught)
 	sqlite3 *db = tk_open();
 
 	tk_exec(db, "DELETE FROM audit WHERE seq = 7");
-	sqlite3_close(db);
+	tk_close(db);
 	tk_broken(tk_pub, 7, "is missing");
 }
 END_TEST
@@ -407,7 +432,7 @@ START_TEST(swap_is_caught)
 	tk_exec(db, "UPDATE audit SET seq = -1 WHERE seq = 6; UPDATE audit "
 	    "SET seq = 6 WHERE seq = 7; UPDATE audit SET seq = 7 WHERE seq = "
 	    "-1");
-	sqlite3_close(db);
+	tk_close(db);
 	tk_broken(tk_pub, 6, "was altered");
 }
 END_TEST
@@ -418,7 +443,7 @@ START_TEST(rechain_after_edit_is_caught)
 
 	tk_exec(db, "UPDATE audit SET state = 'rejected' WHERE seq = 8");
 	tk_rechain(db, NULL, 0);
-	sqlite3_close(db);
+	tk_close(db);
 	/* The plain chain is whole again: only the signature tells. */
 	tk_broken(tk_pub, 8, "signature is not the station's key's");
 	tk_broken("", 8, "signature is not the station's key's");
@@ -432,7 +457,7 @@ START_TEST(rechain_after_delete_is_caught)
 	tk_exec(db, "DELETE FROM audit WHERE seq = 7; UPDATE audit SET seq = "
 	    "seq - 1 WHERE seq > 7");
 	tk_rechain(db, NULL, 0);
-	sqlite3_close(db);
+	tk_close(db);
 	tk_broken(tk_pub, 7, "signature is not the station's key's");
 }
 END_TEST
@@ -447,7 +472,7 @@ START_TEST(rechain_after_insert_is_caught)
 	    " hash) SELECT 7, utc, station, job, reader, 'verified', 'forged',"
 	    " x'00' FROM audit WHERE seq = 6");
 	tk_rechain(db, NULL, 0);
-	sqlite3_close(db);
+	tk_close(db);
 	tk_broken(tk_pub, 7, "has no signature");
 }
 END_TEST
@@ -464,12 +489,12 @@ START_TEST(forged_append_is_caught)
 	    "station, job, reader, 'verified', 'license loaded and read back',"
 	    " model, serial, 6, x'00' FROM audit WHERE seq = 12");
 	tk_rechain(db, NULL, 0);
-	sqlite3_close(db);
+	tk_close(db);
 	tk_broken(tk_pub, 13, "has no signature");
 	db = tk_open();
 	evil = tk_evil_key(pub);
 	tk_rechain(db, evil, 13);
-	sqlite3_close(db);
+	tk_close(db);
 	tk_broken(tk_pub, 13, "signature is not the station's key's");
 	sign_key_free(evil);
 }
@@ -492,7 +517,7 @@ START_TEST(replaced_key_is_caught)
 	    "WHERE seq = 4", hex);
 	tk_exec(db, sql);
 	tk_rechain(db, evil, 4);
-	sqlite3_close(db);
+	tk_close(db);
 	tk_broken(tk_pub, 4, "is none of the --key files");
 	out = tk_passes("");
 	ck_assert_msg(strstr(out, "unanchored") != NULL, "%s", out);
@@ -516,7 +541,7 @@ START_TEST(unendorsed_key_change_is_caught)
 	    "'key', 'ed25519 %s', x'00' FROM audit WHERE seq = 12", hex);
 	tk_exec(db, sql);
 	tk_rechain(db, evil, 13);
-	sqlite3_close(db);
+	tk_close(db);
 	tk_broken(tk_pub, 13, "with no valid endorsement by the active key");
 	tk_broken("", 13, "with no valid endorsement by the active key");
 	sign_key_free(evil);
@@ -531,7 +556,7 @@ START_TEST(stripped_signatures_are_caught)
 	tk_exec(db, "DELETE FROM audit WHERE seq = 4; UPDATE audit SET seq = "
 	    "seq - 1 WHERE seq > 4; UPDATE audit SET sig = NULL");
 	tk_rechain(db, NULL, 0);
-	sqlite3_close(db);
+	tk_close(db);
 	tk_broken(tk_pub, 11, "no key row");
 }
 END_TEST
@@ -548,10 +573,155 @@ START_TEST(every_signature_names_a_spoilt_one)
 	char args[600];
 
 	tk_exec(db, "UPDATE audit SET sig = zeroblob(64) WHERE seq = 7");
-	sqlite3_close(db);
+	tk_close(db);
 	free(tk_passes(tk_pub));
 	snprintf(args, sizeof(args), "%s --every-signature", tk_pub);
 	tk_broken(args, 7, "its signature is not the station's key's");
+}
+END_TEST
+
+static long
+tk_num(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	long v;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL),
+	    SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	v = (long)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* verify exits 1 with why; reconcile refuses to answer (exit 2). */
+static void
+tk_refused(const char *why)
+{
+	char *out;
+	int st;
+
+	out = tk_run(&st, CTL " -d %s verify %s", tk_db, tk_pub);
+	ck_assert_msg(st == 1 && strstr(out, "BROKEN") != NULL &&
+	    strstr(out, why) != NULL, "verify: exit %d, not 1 with \"%s\": "
+	    "%s", st, why, out);
+	free(out);
+	out = tk_run(&st, CTL " -d %s reconcile", tk_db);
+	ck_assert_msg(st == 2 && strstr(out, why) != NULL &&
+	    strstr(out, "accounted for") == NULL, "reconcile: exit %d, not 2 "
+	    "with \"%s\": %s", st, why, out);
+	free(out);
+}
+
+/*
+ * The adversary's way to make an index that lies: built with one more
+ * condition, then its text in sqlite_schema put back as cardlicd wrote
+ * it, so that the schema reads as ours.
+ */
+static void
+tk_lying_index(sqlite3 *db, const char *name, const char *cond)
+{
+	char orig[1024], sql[2300];
+	sqlite3_stmt *st;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema "
+	    "WHERE name = ?1", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	snprintf(orig, sizeof(orig), "%s", sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	snprintf(sql, sizeof(sql), "DROP INDEX %s; %s %s %s", name, orig,
+	    strstr(orig, "WHERE") != NULL ? "AND" : "WHERE", cond);
+	tk_exec(db, sql);
+	tk_exec(db, "PRAGMA writable_schema = ON");
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "UPDATE sqlite_schema SET sql "
+	    "= ?1 WHERE name = ?2", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, orig, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	tk_exec(db, "PRAGMA writable_schema = RESET");
+}
+
+/*
+ * From the adversary (black-box, no key): reconcile reads the views,
+ * which nothing signs.  A `pending` view redefined to show nothing made
+ * reconcile say "every credit spent is accounted for" while verify
+ * passed.  The schema must be cardlicd's, object for object.
+ */
+START_TEST(redefined_view_is_refused)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "DROP VIEW pending; CREATE VIEW pending AS SELECT * FROM "
+	    "audit WHERE 0");
+	tk_close(db);
+	tk_refused("view pending is not cardlicd's definition");
+}
+END_TEST
+
+/*
+ * From the adversary: a partial index of its own, which SQLite chose to
+ * answer reconcile's query for the counted rows from, hid a signed count.
+ */
+START_TEST(added_index_is_refused)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "CREATE INDEX audit_counted ON audit (station, seq) WHERE "
+	    "state = 'counted'");
+	tk_close(db);
+	tk_refused("index audit_counted is not cardlicd's (added to the "
+	    "file)");
+}
+END_TEST
+
+/*
+ * From the adversary: cardlicd's own index, rebuilt without a generated
+ * row, changed reconcile's totals (SPENT 2 of 3) while verify --key
+ * passed.  integrity_check reads every index against the table.
+ */
+START_TEST(index_without_a_row_is_caught)
+{
+	sqlite3 *db = tk_open();
+	char why[80], cond[40];
+	long seq = tk_num(db, "SELECT min(seq) FROM audit WHERE state = "
+	    "'generated'");
+
+	ck_assert_int_gt(seq, 0);
+	snprintf(cond, sizeof(cond), "seq <> %ld", seq);
+	tk_lying_index(db, "audit_batch", cond);
+	tk_close(db);
+	snprintf(why, sizeof(why), "row %ld missing from index audit_batch",
+	    seq);
+	tk_refused(why);
+}
+END_TEST
+
+/*
+ * From the adversary: a forged `verified` row appended (the append-only
+ * trigger allows a true append), hidden from verify's walk by rebuilding
+ * the index that walk used without it, closed a pending credit in
+ * reconcile.  verify now reads the table itself, and the index check
+ * names the row.
+ */
+START_TEST(row_hidden_from_an_index_is_caught)
+{
+	sqlite3 *db = tk_open();
+	char why[80], cond[40];
+	long seq = tk_num(db, "SELECT max(seq) + 1 FROM audit");
+
+	tk_exec(db, "INSERT INTO audit SELECT seq + 1, utc, station, job, "
+	    "reader, 'verified', reason, model, serial, start_date, end_date, "
+	    "license_seq, license, batch_reader, batch_atr, batch_count, sw, "
+	    "ckr, status, timings, hash, sig FROM audit WHERE seq = (SELECT "
+	    "max(seq) FROM audit)");
+	snprintf(cond, sizeof(cond), "seq <> %ld", seq);
+	tk_lying_index(db, "audit_job", cond);
+	tk_close(db);
+	snprintf(why, sizeof(why), "row %ld missing from index audit_job",
+	    seq);
+	tk_refused(why);
 }
 END_TEST
 
@@ -838,6 +1008,10 @@ main(void)
 	tcase_add_test(keys, unendorsed_key_change_is_caught);
 	tcase_add_test(keys, stripped_signatures_are_caught);
 	tcase_add_test(keys, every_signature_names_a_spoilt_one);
+	tcase_add_test(keys, redefined_view_is_refused);
+	tcase_add_test(keys, added_index_is_refused);
+	tcase_add_test(keys, index_without_a_row_is_caught);
+	tcase_add_test(keys, row_hidden_from_an_index_is_caught);
 	tcase_add_test(keys, endorsed_rotation_passes);
 	tcase_add_test(keys, daemon_refuses_a_readable_key_file);
 	tcase_add_test(keys, old_database_migrates_unsigned);

@@ -1,0 +1,195 @@
+/*
+ * The schema is part of what an auditor trusts.  The signatures cover the
+ * rows' values only; a view, an index or a trigger lives beside them in
+ * the file, and cardlicctl's questions go through them.  An adversary
+ * with write access to the file (and no key) made reconcile say "every
+ * credit spent is accounted for" by redefining the `pending` view, and
+ * hid a signed `counted` row from it with an extra partial index that
+ * SQLite chose to answer from.  So before any question, the file's schema
+ * must be, object for object and byte for byte, what cardlicd's own
+ * migrations make (or cardlicctl merge, for a merged database), at the
+ * file's version.  The contents of the indexes are another matter: only
+ * PRAGMA integrity_check reads them all (verify runs it).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cardlicctl.h"
+
+/* The schema cardlicd makes: migrations 1..upto, or merge's. */
+static sqlite3 *
+schema_expected(int merged, int upto, char *err, size_t len)
+{
+	sqlite3 *mem;
+	char *e = NULL;
+	int i;
+
+	if (sqlite3_open(":memory:", &mem) != SQLITE_OK) {
+		snprintf(err, len, "no memory");
+		sqlite3_close(mem);
+		return NULL;
+	}
+	if (merged) {
+		if (chain_create_merged(mem, upto, err, len) == 0)
+			return mem;
+		sqlite3_close(mem);
+		return NULL;
+	}
+	for (i = 0; i < upto; i++)
+		if (sqlite3_exec(mem, sql_migrations[i], NULL, NULL, &e) !=
+		    SQLITE_OK) {
+			snprintf(err, len, "migration %d: %s", i + 1, e);
+			sqlite3_free(e);
+			sqlite3_close(mem);
+			return NULL;
+		}
+	return mem;
+}
+
+/*
+ * Every schema object but SQLite's statistics (ANALYZE's tables change
+ * no answer: only which index answers, and verify reads every index).
+ */
+#define SCHEMA_LIST	"SELECT type, name, tbl_name, coalesce(sql, '') FROM " \
+	"sqlite_schema WHERE name NOT LIKE 'sqlite_stat%' ORDER BY name, type"
+
+static const char *
+schema_col(sqlite3_stmt *st, int i)
+{
+	const char *s = (const char *)sqlite3_column_text(st, i);
+
+	return s != NULL ? s : "";
+}
+
+/* 0 when db's objects are mem's; else 1 with msg, or -1 on an error. */
+static int
+schema_compare(sqlite3 *db, sqlite3 *mem, char *msg, size_t len)
+{
+	sqlite3_stmt *a = NULL, *b = NULL;
+	int ra, rb, c, rc = -1;
+
+	if (sqlite3_prepare_v2(db, SCHEMA_LIST, -1, &a, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(mem, SCHEMA_LIST, -1, &b, NULL) != SQLITE_OK) {
+		snprintf(msg, len, "%s", sqlite3_errmsg(db));
+		goto out;
+	}
+	ra = sqlite3_step(a);
+	rb = sqlite3_step(b);
+	while (ra == SQLITE_ROW || rb == SQLITE_ROW) {
+		c = ra != SQLITE_ROW ? 1 : rb != SQLITE_ROW ? -1 :
+		    strcmp(schema_col(a, 1), schema_col(b, 1));
+		if (c < 0) {
+			snprintf(msg, len, "%s %s is not cardlicd's (added to "
+			    "the file)", schema_col(a, 0), ctl_esc(
+			    schema_col(a, 1), strlen(schema_col(a, 1))));
+			rc = 1;
+			goto out;
+		}
+		if (c > 0) {
+			snprintf(msg, len, "%s %s is missing", schema_col(b, 0),
+			    schema_col(b, 1));
+			rc = 1;
+			goto out;
+		}
+		if (strcmp(schema_col(a, 0), schema_col(b, 0)) != 0 ||
+		    strcmp(schema_col(a, 2), schema_col(b, 2)) != 0 ||
+		    strcmp(schema_col(a, 3), schema_col(b, 3)) != 0) {
+			snprintf(msg, len, "%s %s is not cardlicd's definition "
+			    "(changed in the file)", schema_col(a, 0),
+			    ctl_esc(schema_col(a, 1), strlen(schema_col(a, 1))));
+			rc = 1;
+			goto out;
+		}
+		ra = sqlite3_step(a);
+		rb = sqlite3_step(b);
+	}
+	if (ra != SQLITE_DONE || rb != SQLITE_DONE)
+		snprintf(msg, len, "%s", sqlite3_errmsg(db));
+	else
+		rc = 0;
+out:
+	sqlite3_finalize(a);
+	sqlite3_finalize(b);
+	return rc;
+}
+
+static long
+schema_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	long v = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = (long)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/*
+ * 0 when the file's schema is cardlicd's at its version; 1 with msg
+ * naming the first object that is not; -1 when it cannot be read.  A
+ * merged database records no version: any of merge's is accepted.
+ */
+int
+schema_check(sqlite3 *db, char *msg, size_t len)
+{
+	sqlite3 *mem;
+	long version = schema_int(db, "PRAGMA user_version");
+	char other[512], *out;
+	size_t olen;
+	int merged, k, first, rc = 1;
+
+	merged = schema_int(db, "SELECT count(*) FROM sqlite_schema WHERE "
+	    "type = 'table' AND name = 'merges'") == 1;
+	if (!merged && (version < 1 || version > sql_migrations_count)) {
+		snprintf(msg, len, "its version (PRAGMA user_version %ld) is "
+		    "none that cardlicd makes (1 to %d)", version,
+		    sql_migrations_count);
+		return 1;
+	}
+	first = merged ? sql_migrations_count : (int)version;
+	for (k = first; k >= (merged ? 1 : first); k--) {
+		/* The newest version's difference is the one to tell. */
+		out = k == first ? msg : other;
+		olen = k == first ? len : sizeof(other);
+		if ((mem = schema_expected(merged, k, out, olen)) == NULL)
+			return -1;
+		rc = schema_compare(db, mem, out, olen);
+		sqlite3_close(mem);
+		if (rc <= 0)
+			return rc;
+	}
+	return rc;
+}
+
+/*
+ * The answers come through the indexes, which nothing signs: an index
+ * rebuilt without a row hid a forged one from a walk that used it, and
+ * changed reconcile's totals.  integrity_check compares every index with
+ * the table (about 4 s at 1,000,000 rows).  0: it holds; else BROKEN is
+ * printed with SQLite's first words.
+ */
+int
+schema_integrity(struct ctl *c)
+{
+	sqlite3_stmt *st;
+	const char *r;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(c->db, "PRAGMA integrity_check(1)", -1, &st,
+	    NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+		printf("%s: BROKEN: cannot check the file: %s\n", c->db_path,
+		    sqlite3_errmsg(c->db));
+		rc = -1;
+	} else if ((r = (const char *)sqlite3_column_text(st, 0)) == NULL ||
+	    strcmp(r, "ok") != 0) {
+		printf("%s: BROKEN: the file's indexes or pages do not match "
+		    "its rows (%s): an index was rebuilt or the file damaged; "
+		    "no answer read through it can be trusted\n", c->db_path,
+		    r != NULL ? ctl_esc(r, strlen(r)) : "?");
+		rc = -1;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
