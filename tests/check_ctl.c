@@ -203,17 +203,22 @@ START_TEST(export_round_trips)
 }
 END_TEST
 
-/* A copy of the known database, tampered with by sql (triggers off). */
+/*
+ * A copy of the known database, tampered with by sql (triggers off, then
+ * put back word for word: cardlicctl refuses a schema not cardlicd's).
+ */
 static char *
 tampered(const char *name, const char *sql)
 {
 	static char path[400];
 
 	snprintf(path, sizeof(path), "%s/%s.db", tl_dir, name);
-	tl_sh("sqlite3 %s \"VACUUM INTO '%s'\" && sqlite3 %s \"DROP TRIGGER "
-	    "audit_no_update; DROP TRIGGER audit_no_delete; DROP TRIGGER "
-	    "audit_append_only; %s\"", known, path,
-	    path, sql);
+	tl_sh("sqlite3 %s \"VACUUM INTO '%s'\" && sqlite3 %s \"SELECT sql || "
+	    "';' FROM sqlite_schema WHERE type = 'trigger'\" > %s.trg && "
+	    "sqlite3 %s \"DROP TRIGGER audit_no_update; DROP TRIGGER "
+	    "audit_no_delete; DROP TRIGGER audit_append_only; %s\" && "
+	    "sqlite3 %s < %s.trg", known, path, path, path, path, sql, path,
+	    path);
 	return tl_read(CTL " -d %s verify 2>&1; echo \"exit $?\"", path);
 }
 
