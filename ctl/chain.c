@@ -254,8 +254,9 @@ chain_row(struct chain_state *cs, const struct dbhash_val *v,
 	} else if (slen != 64 || (cs->every && !sign_check(cs->active,
 	    SIGN_DOMAIN_ROW, h, 32, sig))) {
 		snprintf(msg, len, "row %ld: its signature is not the "
-		    "station's key's (key row %ld): a row forged or "
-		    "re-chained without the key", seq, cs->key_seq);
+		    "station's key's (key row %ld): the row was forged or "
+		    "re-chained without the key, or its signature was "
+		    "altered", seq, cs->key_seq);
 		return -1;
 	} else {
 		cs->signed_rows++;
@@ -413,13 +414,14 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total,
 	 * Every row must be in the chain that was walked: a row whose
 	 * station is not text (or not a station's at all) would be in none.
 	 */
-	if (!bad && sqlite3_prepare_v2(db, "SELECT count(*) FROM audit NOT "
-	    "INDEXED", -1,
+	if (!bad && sqlite3_prepare_v2(db, "SELECT count(*), min(seq) FILTER "
+	    "(WHERE typeof(station) <> 'text') FROM audit NOT INDEXED", -1,
 	    &st, NULL) == SQLITE_OK) {
 		if (sqlite3_step(st) == SQLITE_ROW &&
 		    sqlite3_column_int64(st, 0) != *total) {
-			printf("%s: BROKEN: %lld rows are in no station's "
-			    "chain (their station was altered)\n", name,
+			printf("%s: BROKEN at row %lld: %lld rows are in no "
+			    "station's chain (their station is not text: "
+			    "altered)\n", name, sqlite3_column_int64(st, 1),
 			    sqlite3_column_int64(st, 0) - *total);
 			bad = 1;
 		}

@@ -434,12 +434,31 @@ checkpoint_rows(struct ctl *c, const struct cp *p)
 	return bad;
 }
 
+/*
+ * An earlier first line of a series with the same text (hash): the
+ * daemon never writes one twice, so a copy, which would otherwise read as
+ * a new series.  (A copy of any later line breaks the n sequence.)  Only
+ * first lines are compared: there are few.
+ */
+static const struct cp *
+checkpoint_seen(const struct cp_source *src, size_t i)
+{
+	size_t j;
+
+	for (j = 0; j < i; j++)
+		if (src->v[j].parsed && src->v[j].n == 1 &&
+		    memcmp(src->v[j].hash, src->v[i].hash, 32) == 0)
+			return &src->v[j];
+	return NULL;
+}
+
 /* One source's checkpoints of one station, in order. */
 static int
 checkpoint_one_source(struct ctl *c, struct cp_source *src,
     const char *station, const struct cp_keys *k, long *count)
 {
 	struct cp *p, *last = NULL;
+	const struct cp *dup;
 	int bad = 0;
 	size_t i;
 
@@ -455,7 +474,11 @@ checkpoint_one_source(struct ctl *c, struct cp_source *src,
 			continue;
 		}
 		p->good = 1;
-		if (last != NULL && p->n == 1 &&
+		if (p->n == 1 && (dup = checkpoint_seen(src, i)) != NULL)
+			bad |= checkpoint_fail("%s: checkpoint n=%ld repeats %s "
+			    "word for word: a copied line, not one the daemon "
+			    "wrote", p->where, p->n, dup->where);
+		else if (last != NULL && p->n == 1 &&
 		    memcmp(p->prev, cp_zero, 32) == 0)
 			printf("checkpoints: %s: a new series starts (the "
 			    "daemon found no earlier checkpoint)\n", p->where);

@@ -352,6 +352,26 @@ START_TEST(dropped_middle_detected)
 }
 END_TEST
 
+/*
+ * From the adversary: the first line copied to the end read as "a new
+ * series starts", exit 0.  The daemon never writes a line twice.
+ */
+START_TEST(copied_first_line_detected)
+{
+	char f[400], *s, want[2000];
+	long n = lines_in(cp_file);
+
+	snprintf(f, sizeof(f), "%s/cp-copied", tl_dir);
+	tl_sh("cat %s > %s && head -n 1 %s >> %s", cp_file, f, cp_file, f);
+	s = ctl(db, "%s --checkpoints %s", kopt, f);
+	snprintf(want, sizeof(want), "%s:%ld: checkpoint n=1 repeats %s:1 "
+	    "word for word", f, n + 1, f);
+	expect(s, want);
+	expect(s, "exit 1");
+	free(s);
+}
+END_TEST
+
 #define SANDBOX	TOPDIR "/../shared/tools/systemd-sandbox"
 
 /*
@@ -520,6 +540,7 @@ checkpoint_suite(void)
 	tcase_add_test(tc, truncation_detected);
 	tcase_add_test(tc, altered_head_detected);
 	tcase_add_test(tc, dropped_middle_detected);
+	tcase_add_test(tc, copied_first_line_detected);
 	tcase_add_test(tc, dropped_tail_two_sources);
 	tcase_add_test(tc, forged_detected);
 	tcase_add_test(tc, file_beside_database_refused);
