@@ -81,28 +81,6 @@ checkpoint_sources(void)
 	return cp_nsrc;
 }
 
-static int
-checkpoint_unhex(const char *s, size_t len, uint8_t *out, size_t n)
-{
-	size_t i;
-	int hi, lo;
-
-	if (len != 2 * n)
-		return -1;
-	for (i = 0; i < n; i++) {
-		hi = s[2 * i];
-		lo = s[2 * i + 1];
-		hi = hi >= '0' && hi <= '9' ? hi - '0' : hi >= 'a' && hi <= 'f'
-		    ? hi - 'a' + 10 : -1;
-		lo = lo >= '0' && lo <= '9' ? lo - '0' : lo >= 'a' && lo <= 'f'
-		    ? lo - 'a' + 10 : -1;
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
 static long
 checkpoint_num(const char *s, size_t len)
 {
@@ -165,11 +143,11 @@ checkpoint_parse(struct cp *p)
 				return -1;
 			break;
 		case 3:
-			if (checkpoint_unhex(v, vl, p->head, 32) != 0)
+			if (chain_unhex(v, vl, p->head, 32) != 0)
 				return -1;
 			break;
 		case 4:
-			if (checkpoint_unhex(v, vl, p->prev, 32) != 0)
+			if (chain_unhex(v, vl, p->prev, 32) != 0)
 				return -1;
 			break;
 		case 5:
@@ -178,7 +156,7 @@ checkpoint_parse(struct cp *p)
 			break;
 		case 7:
 			p->signed_len = (size_t)(s - 1 - p->line);
-			if (checkpoint_unhex(v, vl, p->sig, 64) != 0 ||
+			if (chain_unhex(v, vl, p->sig, 64) != 0 ||
 			    e != end)
 				return -1;
 			break;
@@ -303,7 +281,7 @@ checkpoint_db_keys(struct ctl *c, const char *station, struct cp_keys *k)
 		if ((v = realloc(k->db, (size_t)(k->ndb + 1) * 32)) == NULL)
 			break;
 		k->db = v;
-		if (checkpoint_unhex(r + 8, 64, k->db[k->ndb], 32) == 0)
+		if (chain_unhex(r + 8, 64, k->db[k->ndb], 32) == 0)
 			k->ndb++;
 	}
 	sqlite3_finalize(st);

@@ -139,19 +139,6 @@ checkpoint_batches(long seq, char *out, size_t len)
 		snprintf(out, len, "-");
 }
 
-static void
-checkpoint_utc(char out[64])
-{
-	struct timespec ts;
-	struct tm tm;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
-}
-
 /* One line on the file's end, on the disk before the next one. */
 static void
 checkpoint_append(const char *line, size_t len)
@@ -200,7 +187,7 @@ checkpoint_take(int always)
 	}
 	dbhash_hex(head, 32, 0, hhex);
 	dbhash_hex(cp_prev, 32, 0, phex);
-	checkpoint_utc(utc);
+	date_utc_now(utc);
 	k = snprintf(line, CP_LINE_MAX, CP_MAGIC "n=%ld station=%s seq=%ld "
 	    "head=%s prev=%s batch=", cp_n + 1, cp_station, seq, hhex, phex);
 	len = (size_t)k;

@@ -5,6 +5,7 @@
  * days never goes through struct tm and its time-zone surprises.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -142,4 +143,21 @@ date_tz_localtime(const char *tz, time_t t, struct tm *tm)
 	if (strcmp(tz, "UTC") == 0)
 		return gmtime_r(&t, tm) == NULL ? -1 : 0;
 	return localtime_r(&t, tm) == NULL ? -1 : 0;
+}
+
+/*
+ * Now, as the audit rows and checkpoints stamp it: UTC to the
+ * millisecond, YYYY-MM-DDTHH:MM:SS.mmmZ.
+ */
+void
+date_utc_now(char out[64])
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 }

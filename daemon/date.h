@@ -14,5 +14,6 @@ void	date_format(long, char [DATE_LEN + 1]);
 long	date_first_of_next_month(long);
 long	date_today(const char *);
 int	date_tz_localtime(const char *, time_t, struct tm *);
+void	date_utc_now(char [64]);
 
 #endif

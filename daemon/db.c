@@ -372,19 +372,6 @@ db_head_row(long *seq, uint8_t hash[32])
 }
 
 static void
-db_utc(char out[64])
-{
-	struct timespec ts;
-	struct tm tm;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
-}
-
-static void
 db_text(struct dbhash_val *v, const char *s)
 {
 	v->type = s != NULL ? SQLITE_TEXT : SQLITE_NULL;
@@ -448,7 +435,7 @@ db_append(const struct db_row *r, char *err, size_t len)
 		sqlite3_finalize(st);
 		st = NULL;
 	}
-	db_utc(utc);
+	date_utc_now(utc);
 	/* By name: the columns' order is auditrow.h's alone. */
 	memset(v, 0, sizeof(v));
 	db_integer(&v[AUDITROW_seq], seq, 0);
