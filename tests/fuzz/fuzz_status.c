@@ -6,12 +6,13 @@
  * what the job did.  Checked against the vendor text and DESIGN.md,
  * written here apart from job.c:
  *
- *  - "skipped" only when serialValid and dateValid are both true (not
- *    0) and the license is not due for renewal (renew-within-days 0, an end of
- *    00000000, or a valid end date at least that many days away; an end
- *    that is no date is due);
- *  - "verified" only when the status read has both flags true and the
- *    dates of the license the job loaded or found pending;
+ *  - "skipped" only when the middleware takes the license (serialValid
+ *    and dateValid true, not 0; or serialValid and a start date still to
+ *    come, when dateValid is 0 until then) and the license is not due for
+ *    renewal (renew-within-days 0, an end of 00000000, or a valid end
+ *    date at least that many days away; an end that is no date is due);
+ *  - "verified" only when the middleware takes the status read and it
+ *    has the dates of the license the job loaded or found pending;
  *  - no credit is asked for when the card was skipped or verified at
  *    once, and at most one per job;
  *  - every row's reason and the operator's line are printable ASCII:
@@ -352,10 +353,27 @@ fs_due(const uint8_t *st, long renew, long today)
 	return end - today < renew;
 }
 
+/*
+ * The middleware takes the license: serialValid and dateValid, or
+ * serialValid and a start still to come (dateValid is 0 until then; the
+ * vendor's start-date policies today-plus and next-month make such
+ * licenses, and they verify).
+ */
+static long	fs_today;
+
+static int
+fs_accepted(const uint8_t *st)
+{
+	long start;
+
+	return st[1] != 0 && (st[2] != 0 || (date_parse((const char *)st + 3,
+	    8, &start) == 0 && start > fs_today));
+}
+
 static int
 fs_matches(const uint8_t *st, const char *start, const char *end)
 {
-	return st[1] != 0 && st[2] != 0 && strlen(start) == DATE_LEN &&
+	return fs_accepted(st) && strlen(start) == DATE_LEN &&
 	    strlen(end) == DATE_LEN && memcmp(st + 3, start, DATE_LEN) == 0 &&
 	    memcmp(st + 11, end, DATE_LEN) == 0;
 }
@@ -386,6 +404,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	j->c.conf = &fs_conf;
 	snprintf(j->c.reader, sizeof(j->c.reader), "Fuzz Reader 00");
 	j->c.today = today;
+	fs_today = today;
 	j->c.notify_fd = devnull;
 	/* What job.c does before it hands a target card to issue.c. */
 	j->tok.slot = 1;
@@ -400,7 +419,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			requested++;
 		if (strcmp(fs_states[i], "skipped") == 0) {
 			skipped++;
-			FUZZ_CHECK(st1[1] != 0 && st1[2] != 0 &&
+			FUZZ_CHECK(fs_accepted(st1) &&
 			    !fs_due(st1, renew, today), "skipped: flags %u %u,"
 			    " end %.8s, renew %ld", st1[1], st1[2],
 			    (const char *)st1 + 11, renew);
