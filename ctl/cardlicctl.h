@@ -50,7 +50,6 @@ int	cmd_reconcile(struct ctl *, int, char **);
 int	cmd_verify(struct ctl *, int, char **);
 int	chain_verify_all(sqlite3 *, const char *, int, long *,
 	    const uint8_t (*)[32], int);
-int	chain_unhex(const char *, size_t, uint8_t *, size_t);
 
 /* keys.c: the station's signing keys */
 int	cmd_keygen(struct ctl *, int, char **);

@@ -18,18 +18,6 @@
 #include "../daemon/dbhash.h"
 #include "../daemon/sign.h"
 
-static int
-chain_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * The signatures (issue 11).  A station's rows before its first `key` row
  * were written before signing: their sig is NULL and they are counted as
@@ -104,25 +92,6 @@ chain_trusted(const struct chain_state *cs, const uint8_t pub[32])
 	return 0;
 }
 
-/* n bytes from 2n hex digits (either case); -1 if they are not. */
-int
-chain_unhex(const char *s, size_t slen, uint8_t *out, size_t n)
-{
-	size_t i;
-	int hi, lo;
-
-	if (slen != 2 * n)
-		return -1;
-	for (i = 0; i < n; i++) {
-		hi = chain_nibble(s[2 * i]);
-		lo = chain_nibble(s[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
 /*
  * A key row's reason: "ed25519 PUB" or "ed25519 PUB endorsed-by PREV
  * ENDORSEMENT".  0 when it reads so (endorsed tells which).
@@ -133,14 +102,14 @@ chain_key_reason(const char *r, size_t n, uint8_t pub[32], int *endorsed,
 {
 	*endorsed = 0;
 	if (n == 8 + 64 && strncmp(r, "ed25519 ", 8) == 0)
-		return chain_unhex(r + 8, 64, pub, 32);
+		return dbhash_unhex(r + 8, 64, pub, 32);
 	if (n != 8 + 64 + 13 + 64 + 1 + 128 || strncmp(r, "ed25519 ", 8) != 0 ||
 	    strncmp(r + 72, " endorsed-by ", 13) != 0 || r[149] != ' ')
 		return -1;
 	*endorsed = 1;
-	if (chain_unhex(r + 8, 64, pub, 32) != 0 ||
-	    chain_unhex(r + 85, 64, prev, 32) != 0 ||
-	    chain_unhex(r + 150, 128, e, 64) != 0)
+	if (dbhash_unhex(r + 8, 64, pub, 32) != 0 ||
+	    dbhash_unhex(r + 85, 64, prev, 32) != 0 ||
+	    dbhash_unhex(r + 150, 128, e, 64) != 0)
 		return -1;
 	return 0;
 }
@@ -159,8 +128,7 @@ static int
 chain_key_row(struct chain_state *cs, long seq, const struct dbhash_val *v,
     char *msg, size_t len)
 {
-	uint8_t pub[32], prev[32], e[64], m[64 + 33];
-	size_t sl = strlen(cs->station);
+	uint8_t pub[32], prev[32], e[64];
 	int endorsed, ok = 0;
 
 	if (v[AUDITROW_reason].type != SQLITE_TEXT ||
@@ -179,14 +147,8 @@ chain_key_row(struct chain_state *cs, long seq, const struct dbhash_val *v,
 			return -1;
 		}
 	} else if (memcmp(pub, cs->active, 32) != 0) {
-		if (endorsed && memcmp(prev, cs->active, 32) == 0 &&
-		    sl < sizeof(m) - 33) {
-			memcpy(m, cs->station, sl);
-			m[sl] = '\0';
-			memcpy(m + sl + 1, pub, 32);
-			ok = sign_check(cs->active, SIGN_DOMAIN_KEY, m, sl + 33,
-			    e);
-		}
+		ok = endorsed && memcmp(prev, cs->active, 32) == 0 &&
+		    sign_endorsed(cs->active, cs->station, pub, e);
 		if (!ok && !chain_trusted(cs, pub)) {
 			snprintf(msg, len, "row %ld: the key changes to %s "
 			    "with no valid endorsement by the active key (row "

@@ -143,11 +143,11 @@ checkpoint_parse(struct cp *p)
 				return -1;
 			break;
 		case 3:
-			if (chain_unhex(v, vl, p->head, 32) != 0)
+			if (dbhash_unhex(v, vl, p->head, 32) != 0)
 				return -1;
 			break;
 		case 4:
-			if (chain_unhex(v, vl, p->prev, 32) != 0)
+			if (dbhash_unhex(v, vl, p->prev, 32) != 0)
 				return -1;
 			break;
 		case 5:
@@ -156,7 +156,7 @@ checkpoint_parse(struct cp *p)
 			break;
 		case 7:
 			p->signed_len = (size_t)(s - 1 - p->line);
-			if (chain_unhex(v, vl, p->sig, 64) != 0 ||
+			if (dbhash_unhex(v, vl, p->sig, 64) != 0 ||
 			    e != end)
 				return -1;
 			break;
@@ -281,7 +281,7 @@ checkpoint_db_keys(struct ctl *c, const char *station, struct cp_keys *k)
 		if ((v = realloc(k->db, (size_t)(k->ndb + 1) * 32)) == NULL)
 			break;
 		k->db = v;
-		if (chain_unhex(r + 8, 64, k->db[k->ndb], 32) == 0)
+		if (dbhash_unhex(r + 8, 64, k->db[k->ndb], 32) == 0)
 			k->ndb++;
 	}
 	sqlite3_finalize(st);

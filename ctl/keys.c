@@ -94,8 +94,7 @@ cmd_keygen(struct ctl *c, int argc, char **argv)
 	const char *station = c->station, *priv, *pub;
 	char pem[1024], pubpem[512], err[256], path[4200], hex[129];
 	char host[64];
-	uint8_t p[32], m[64 + 33], e[64];
-	size_t sl;
+	uint8_t p[32], e[64];
 	int ch, rotate = 0, rc = CTL_USAGE;
 
 	optind = 1;
@@ -122,7 +121,7 @@ cmd_keygen(struct ctl *c, int argc, char **argv)
 		host[strcspn(host, ".")] = '\0';
 		station = host;
 	}
-	if (rotate && (sl = strlen(station)) >= 64) {
+	if (rotate && strlen(station) > SIGN_STATION_MAX) {
 		ctl_fail("keygen: station \"%s\" is too long", station);
 		goto out;
 	}
@@ -138,10 +137,7 @@ cmd_keygen(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	if (rotate) {
-		memcpy(m, station, sl);
-		m[sl] = '\0';
-		memcpy(m + sl + 1, p, 32);
-		if (sign_bytes(old, SIGN_DOMAIN_KEY, m, sl + 33, e) != 0) {
+		if (sign_endorse(old, station, p, e) != 0) {
 			ctl_fail("keygen: cannot sign the endorsement");
 			goto out;
 		}
@@ -222,7 +218,7 @@ cmd_pubkey(struct ctl *c, int argc, char **argv)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		r = (const char *)sqlite3_column_text(st, 1);
 		if (r == NULL || strncmp(r, "ed25519 ", 8) != 0 ||
-		    strlen(r) < 72 || chain_unhex(r + 8, 64, p, 32) != 0 ||
+		    strlen(r) < 72 || dbhash_unhex(r + 8, 64, p, 32) != 0 ||
 		    sign_pub_pem(p, pem, sizeof(pem)) != 0) {
 			ctl_fail("station %s: its key row cannot be read",
 			    ctl_esc(sqlite3_column_text(st, 0), (size_t)

@@ -186,7 +186,7 @@ vx_hex(const struct vx_field *f, uint8_t *buf, size_t max, size_t *n)
 	if (f->len % 2 != 0 || f->len / 2 > max)
 		return -1;
 	*n = f->len / 2;
-	return chain_unhex(f->p, f->len, buf, *n);
+	return dbhash_unhex(f->p, f->len, buf, *n);
 }
 
 /*

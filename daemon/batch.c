@@ -21,8 +21,6 @@
 #include "cardlicd.h"
 #include "dbhash.h"
 
-#define BATCH_MAX	16
-
 struct batch_card {
 	int		used;
 	char		reader[READER_MAX];
@@ -142,6 +140,24 @@ batch_list(char *out, size_t len)
 	return n;
 }
 
+/* The batch cards in the pool now: how many went to ids. */
+int
+batch_ids(struct batch_id ids[BATCH_MAX])
+{
+	int i, n = 0;
+
+	pthread_mutex_lock(&batch_lock);
+	for (i = 0; i < BATCH_MAX; i++) {
+		if (!batch_pool[i].used)
+			continue;
+		memcpy(ids[n].reader, batch_pool[i].reader, READER_MAX);
+		memcpy(ids[n].atr, batch_pool[i].atr, sizeof(ids[n].atr));
+		n++;
+	}
+	pthread_mutex_unlock(&batch_lock);
+	return n;
+}
+
 /*
  * The ATR of the batch card in reader now (cardlicctl batch-count): 1, or
  * 0 with the readers that hold one listed in others ("A", "B").
@@ -149,27 +165,24 @@ batch_list(char *out, size_t len)
 int
 batch_find(const char *reader, char *atr, char *others, size_t len)
 {
+	struct batch_id ids[BATCH_MAX];
 	size_t n = 0;
-	int i, k, found = 0;
+	int i, k, found = 0, nids = batch_ids(ids);
 
 	if (len > 0)
 		others[0] = '\0';
-	pthread_mutex_lock(&batch_lock);
-	for (i = 0; i < BATCH_MAX; i++) {
-		if (!batch_pool[i].used)
-			continue;
-		if (strcmp(batch_pool[i].reader, reader) == 0) {
-			snprintf(atr, 2 * ATR_MAX + 1, "%s", batch_pool[i].atr);
+	for (i = 0; i < nids; i++) {
+		if (strcmp(ids[i].reader, reader) == 0) {
+			snprintf(atr, 2 * ATR_MAX + 1, "%s", ids[i].atr);
 			found = 1;
 		}
 		k = snprintf(others + n, len - n, "%s\"%s\"", n > 0 ? ", " : "",
-		    batch_pool[i].reader);
+		    ids[i].reader);
 		if (k > 0 && (size_t)k < len - n)
 			n += (size_t)k;
 		else if (n < len)
 			others[n] = '\0';	/* no half a name */
 	}
-	pthread_mutex_unlock(&batch_lock);
 	return found;
 }
 

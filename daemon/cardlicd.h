@@ -310,6 +310,13 @@ enum batch_result batch_parse(unsigned, const uint8_t *, size_t,
 void	batch_status(char *, size_t);
 size_t	batch_list(char *, size_t);
 int	batch_find(const char *, char *, char *, size_t);
+/* A batch card in the pool: its reader, and its ATR in hex. */
+#define BATCH_MAX	16
+struct batch_id {
+	char		reader[READER_MAX];
+	char		atr[2 * ATR_MAX + 1];
+};
+int	batch_ids(struct batch_id [BATCH_MAX]);
 
 /* watch.c */
 enum watch_event { WATCH_INSERT, WATCH_REMOVE, WATCH_PCSC_UP,

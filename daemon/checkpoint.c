@@ -21,7 +21,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -99,38 +98,23 @@ checkpoint_enc(char *out, size_t len, size_t at, const char *s)
 }
 
 /*
- * batch=: each batch card in the pool now (batch_list's lines, "batch:
- * READER | ATR | state"), with the licenses the rows up to seq say it
- * generated.  "-" when there is none.
+ * batch=: each batch card in the pool now, with the licenses the rows up
+ * to seq say it generated.  "-" when there is none.
  */
 static void
 checkpoint_batches(long seq, char *out, size_t len)
 {
-	char list[16 * (READER_MAX + 2 * ATR_MAX + 64)];
-	char *line, *next, *atr, *st;
+	struct batch_id ids[BATCH_MAX];
 	size_t at = 0;
-	long n;
-	int k;
+	int i, k, n = batch_ids(ids);
 
-	list[batch_list(list, sizeof(list) - 1)] = '\0';
 	out[0] = '\0';
-	for (line = list; *line != '\0'; line = next) {
-		next = line + strcspn(line, "\n");
-		if (*next == '\n')
-			*next++ = '\0';
-		if (strncmp(line, "batch: ", 7) != 0 ||
-		    (st = strrchr(line, '|')) == NULL || st < line + 10)
-			continue;
-		st[-1] = '\0';			/* " | state" */
-		if ((atr = strrchr(line, '|')) == NULL)
-			continue;
-		atr[-1] = '\0';			/* " | ATR" */
-		atr += 2;
-		n = db_batch_count_upto(line + 7, atr, seq);
+	for (i = 0; i < n; i++) {
 		if (at > 0 && at + 1 < len)
 			out[at++] = ';';
-		at = checkpoint_enc(out, len, at, line + 7);
-		k = snprintf(out + at, len - at, "|%s|%ld", atr, n);
+		at = checkpoint_enc(out, len, at, ids[i].reader);
+		k = snprintf(out + at, len - at, "|%s|%ld", ids[i].atr,
+		    db_batch_count_upto(ids[i].reader, ids[i].atr, seq));
 		if (k < 0 || (size_t)k >= len - at)
 			break;
 		at += (size_t)k;
@@ -245,23 +229,6 @@ checkpoint_on_timer(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&cp_lock);
 }
 
-/* Hex to bytes; 0 when all n bytes were there. */
-static int
-checkpoint_unhex(const char *s, uint8_t *out, size_t n)
-{
-	unsigned v;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (!isxdigit((unsigned char)s[2 * i]) ||
-		    !isxdigit((unsigned char)s[2 * i + 1]) ||
-		    sscanf(s + 2 * i, "%2x", &v) != 1)
-			return -1;
-		out[i] = (uint8_t)v;
-	}
-	return 0;
-}
-
 /*
  * What the series continues from: n, the SHA-256 of the line, and the
  * head that it named.  0 if the line is a checkpoint of this station.
@@ -286,7 +253,7 @@ checkpoint_resume(const char *text, size_t len, const char *from)
 	if ((p = strstr(line, " seq=")) != NULL)
 		cp_seq = strtol(p + 5, NULL, 10);
 	if ((p = strstr(line, " head=")) == NULL ||
-	    checkpoint_unhex(p + 6, cp_head, 32) != 0)
+	    dbhash_unhex(p + 6, 64, cp_head, 32) != 0)
 		memset(cp_head, 0, 32);
 	/*
 	 * Said, not refused: the series goes on from it either way, and
@@ -294,7 +261,7 @@ checkpoint_resume(const char *text, size_t len, const char *from)
 	 */
 	sign_key_public(cp_key, pub);
 	if ((p = strstr(line, " sig=")) == NULL ||
-	    checkpoint_unhex(p + 5, sig, 64) != 0 ||
+	    dbhash_unhex(p + 5, 128, sig, 64) != 0 ||
 	    sign_check(pub, SIGN_DOMAIN_CHECKPOINT, (const uint8_t *)line,
 	    (size_t)(p - line), sig) != 1)
 		log_warnx("%s: the last checkpoint (n=%ld) is not signed by "

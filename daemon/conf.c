@@ -933,11 +933,20 @@ conf_policy_warnings(struct conf_parse *p)
  * directory) would cut the checkpoints too.  Compared by name, then, where
  * both directories exist, by what they resolve to (a symlink, "..").
  */
+/* Is sub the directory dir, or one under it? */
+static int
+conf_dir_holds(const char *dir, const char *sub)
+{
+	size_t n = strlen(dir);
+
+	return strcmp(dir, sub) == 0 || (strncmp(sub, dir, n) == 0 &&
+	    (sub[n] == '/' || dir[n - 1] == '/'));
+}
+
 static int
 conf_checkpoint_place(const struct conf *c, char *err, size_t errlen)
 {
 	char dd[4096], fd[4096], rd[PATH_MAX], rf[PATH_MAX];
-	size_t n;
 	char *s;
 	int in;
 
@@ -949,14 +958,8 @@ conf_checkpoint_place(const struct conf *c, char *err, size_t errlen)
 		s[s == dd ? 1 : 0] = '\0';
 	if ((s = strrchr(fd, '/')) != NULL)
 		s[s == fd ? 1 : 0] = '\0';
-	n = strlen(dd);
-	in = strcmp(dd, fd) == 0 || (strncmp(fd, dd, n) == 0 &&
-	    (fd[n] == '/' || dd[n - 1] == '/'));
-	if (!in && realpath(dd, rd) != NULL && realpath(fd, rf) != NULL) {
-		n = strlen(rd);
-		in = strcmp(rd, rf) == 0 || (strncmp(rf, rd, n) == 0 &&
-		    (rf[n] == '/' || rd[n - 1] == '/'));
-	}
+	in = conf_dir_holds(dd, fd) || (realpath(dd, rd) != NULL &&
+	    realpath(fd, rf) != NULL && conf_dir_holds(rd, rf));
 	if (in) {
 		snprintf(err, errlen, "%s:%d: checkpoint-file %s is in the "
 		    "database's directory %s: put it where one who can "

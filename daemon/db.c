@@ -10,6 +10,7 @@
 #include <sys/file.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,8 +210,7 @@ db_last_key(uint8_t pub[32], long *seq)
 {
 	sqlite3_stmt *st;
 	const char *r;
-	int rc = 0, i;
-	unsigned x;
+	int rc = 0;
 
 	if (sqlite3_prepare_v2(db, "SELECT seq, reason FROM audit WHERE "
 	    "station = ?1 AND state = 'key' ORDER BY seq DESC LIMIT 1", -1,
@@ -220,12 +220,10 @@ db_last_key(uint8_t pub[32], long *seq)
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		*seq = (long)sqlite3_column_int64(st, 0);
 		r = (const char *)sqlite3_column_text(st, 1);
+		/* The daemon writes lower case: anything else is not ours. */
 		rc = r != NULL && strncmp(r, "ed25519 ", 8) == 0 &&
-		    strspn(r + 8, "0123456789abcdef") >= 64 ? 1 : -1;
-		for (i = 0; rc == 1 && i < 32; i++) {
-			sscanf(r + 8 + 2 * i, "%2x", &x);
-			pub[i] = (uint8_t)x;
-		}
+		    strspn(r + 8, "0123456789abcdef") >= 64 &&
+		    dbhash_unhex(r + 8, 64, pub, 32) == 0 ? 1 : -1;
 	}
 	sqlite3_finalize(st);
 	return rc;
@@ -245,12 +243,10 @@ db_sign_start(struct sign_key *key, const char *endorsement, char *err,
     size_t len)
 {
 	struct db_row r;
-	uint8_t pub[32], prev[32], e[64], msg[sizeof(db_station) + 33];
+	uint8_t pub[32], prev[32], e[64];
 	char reason[400], hex[65], phex[65];
-	size_t sl = strlen(db_station);
 	long seq = 0;
-	int have, i, good = 0;
-	unsigned x;
+	int have, good = 0;
 
 	pthread_mutex_lock(&db_lock);
 	have = db_last_key(prev, &seq);
@@ -286,18 +282,9 @@ db_sign_start(struct sign_key *key, const char *endorsement, char *err,
 	snprintf(reason, sizeof(reason), "ed25519 %s", hex);
 	if (have == 1) {
 		dbhash_hex(prev, 32, 0, phex);
-		if (endorsement != NULL && strlen(endorsement) == 128) {
-			for (i = 0; i < 64; i++) {
-				sscanf(endorsement + 2 * i, "%2x", &x);
-				e[i] = (uint8_t)x;
-			}
-			/* station || NUL || the new key (db_station < 64). */
-			memcpy(msg, db_station, sl);
-			msg[sl] = '\0';
-			memcpy(msg + sl + 1, pub, 32);
-			good = sign_check(prev, SIGN_DOMAIN_KEY, msg, sl + 33,
-			    e);
-		}
+		good = endorsement != NULL && dbhash_unhex(endorsement,
+		    strlen(endorsement), e, 64) == 0 &&
+		    sign_endorsed(prev, db_station, pub, e);
 		if (good)
 			snprintf(reason, sizeof(reason), "ed25519 %s "
 			    "endorsed-by %s %s", hex, phex, endorsement);
@@ -582,37 +569,23 @@ db_find_pending(const uint8_t *model, const uint8_t *serial, long today,
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
 }
 
-/*
- * One number from a query with two parameters: a card's serial and model
- * (16-byte blobs), or a batch card's reader and ATR (text).  -1 on error.
- */
+/* One number from a query of a card (?1 serial, ?2 model); -1: error. */
 static long
-db_long2(const char *sql, int blobs, const void *p1, const void *p2)
+db_card_query(const char *sql, const uint8_t *model, const uint8_t *serial)
 {
 	sqlite3_stmt *st;
 	long v = -1;
 
 	pthread_mutex_lock(&db_lock);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-		if (blobs) {
-			sqlite3_bind_blob(st, 1, p1, FIELD_LEN, SQLITE_STATIC);
-			sqlite3_bind_blob(st, 2, p2, FIELD_LEN, SQLITE_STATIC);
-		} else {
-			sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
-		}
+		sqlite3_bind_blob(st, 1, serial, FIELD_LEN, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 2, model, FIELD_LEN, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			v = (long)sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&db_lock);
 	return v;
-}
-
-static long
-db_card_query(const char *sql, const uint8_t *model, const uint8_t *serial)
-{
-	return db_long2(sql, 1, serial, model);
 }
 
 /* The seq of the card's last rejected license, 0 if none, -1 on error. */
@@ -625,24 +598,12 @@ db_find_rejected(const uint8_t *model, const uint8_t *serial)
 }
 
 /*
- * Licenses generated so far on the batch card (reader, ATR): the count
- * on its last `generated` row, found through audit_batch in rowid order,
- * so the cost does not grow with the table (a count(*) there took 28 ms
- * per card at 247,000 licenses).  The count is only for rows without one.
- */
-long
-db_batch_count(const char *reader, const char *atr)
-{
-	return db_long2("SELECT coalesce((SELECT batch_count FROM audit "
-	    "WHERE state = 'generated' AND batch_reader = ?1 AND batch_atr = "
-	    "?2 ORDER BY seq DESC LIMIT 1), (SELECT count(*) FROM audit WHERE "
-	    "state = 'generated' AND batch_reader = ?1 AND batch_atr = ?2))",
-	    0, reader, atr);
-}
-
-/*
  * Licenses generated on the batch card (reader, ATR) in the rows up to
- * seq: a checkpoint's count, which cardlicctl can count again.
+ * seq (a checkpoint's count, which cardlicctl counts again): the count on
+ * the last such `generated` row, found through audit_batch in rowid
+ * order, so the cost does not grow with the table (a count(*) there took
+ * 28 ms per card at 247,000 licenses).  The count is only for rows
+ * without one.  -1 when the database cannot say.
  */
 long
 db_batch_count_upto(const char *reader, const char *atr, long seq)
@@ -651,9 +612,12 @@ db_batch_count_upto(const char *reader, const char *atr, long seq)
 	long v = -1;
 
 	pthread_mutex_lock(&db_lock);
-	if (db != NULL && sqlite3_prepare_v2(db, "SELECT count(*) FROM audit "
-	    "WHERE state = 'generated' AND batch_reader = ?1 AND batch_atr = "
-	    "?2 AND seq <= ?3", -1, &st, NULL) == SQLITE_OK) {
+	if (db != NULL && sqlite3_prepare_v2(db, "SELECT coalesce((SELECT "
+	    "batch_count FROM audit WHERE state = 'generated' AND batch_reader "
+	    "= ?1 AND batch_atr = ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT 1), "
+	    "(SELECT count(*) FROM audit WHERE state = 'generated' AND "
+	    "batch_reader = ?1 AND batch_atr = ?2 AND seq <= ?3))", -1, &st,
+	    NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, reader, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, atr, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, seq);
@@ -663,6 +627,13 @@ db_batch_count_upto(const char *reader, const char *atr, long seq)
 	}
 	pthread_mutex_unlock(&db_lock);
 	return v;
+}
+
+/* Licenses generated so far on the batch card (reader, ATR). */
+long
+db_batch_count(const char *reader, const char *atr)
+{
+	return db_batch_count_upto(reader, atr, LONG_MAX);
 }
 
 /* The card's in-doubt row that no admin has resolved: seq, 0, or -1. */

@@ -38,6 +38,40 @@ dbhash_hex(const uint8_t *p, size_t n, int upper, char *out)
 	out[2 * n] = '\0';
 }
 
+static int
+dbhash_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * n bytes from the 2n hex digits (either case) at s, which holds slen:
+ * 0, or -1 if they are not.  It stops at the first byte that is no digit,
+ * so s may end (NUL) before 2n bytes.
+ */
+int
+dbhash_unhex(const char *s, size_t slen, uint8_t *out, size_t n)
+{
+	size_t i;
+	int d;
+
+	if (slen != 2 * n)
+		return -1;
+	for (i = 0; i < 2 * n; i++) {
+		if ((d = dbhash_nibble(s[i])) < 0)
+			return -1;
+		out[i / 2] = i % 2 != 0 ? (uint8_t)(out[i / 2] | d) :
+		    (uint8_t)(d << 4);
+	}
+	return 0;
+}
+
 void
 dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
 {

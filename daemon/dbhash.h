@@ -21,6 +21,7 @@ struct dbhash_val {
 void	dbhash_row(const uint8_t [32], const struct dbhash_val *,
 	    uint8_t [32]);
 void	dbhash_hex(const uint8_t *, size_t, int, char *);
+int	dbhash_unhex(const char *, size_t, uint8_t *, size_t);
 size_t	dbhash_trimmed(const uint8_t *, size_t);
 void	dbhash_text(const uint8_t *, size_t, char *, size_t);
 

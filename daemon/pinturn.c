@@ -14,13 +14,11 @@
  * names the card and its token flags before the try: when that card comes
  * back, its flags tell whether the try was refused (line.c, issue.c).
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -151,24 +149,6 @@ pinturn_trying(const struct conf *c, const struct token *t)
 	pinturn_mark(c, "pin-trying", t);
 }
 
-static int
-pinturn_unhex(const char *s, uint8_t *out, size_t n)
-{
-	char pair[3] = { 0, 0, 0 }, *end;
-	size_t i;
-
-	if (strlen(s) != 2 * n)
-		return -1;
-	for (i = 0; i < n; i++) {
-		pair[0] = s[2 * i];
-		pair[1] = s[2 * i + 1];
-		out[i] = (uint8_t)strtoul(pair, &end, 16);
-		if (*end != '\0' || !isxdigit((unsigned char)pair[0]))
-			return -1;
-	}
-	return 0;
-}
-
 /* What follows the PIN's source in a DB.pin-trying mark.  0: a card. */
 int
 pinturn_doubt_parse(const char *text, struct pin_doubt *d)
@@ -179,8 +159,8 @@ pinturn_doubt_parse(const char *text, struct pin_doubt *d)
 	d->on = 1;
 	if (sscanf(text, "card %33s %33s %lx", model, serial,
 	    &d->flags) != 3 ||
-	    pinturn_unhex(model, d->model, FIELD_LEN) != 0 ||
-	    pinturn_unhex(serial, d->serial, FIELD_LEN) != 0)
+	    dbhash_unhex(model, strlen(model), d->model, FIELD_LEN) != 0 ||
+	    dbhash_unhex(serial, strlen(serial), d->serial, FIELD_LEN) != 0)
 		return -1;
 	d->known = 1;
 	return 0;

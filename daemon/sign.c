@@ -177,6 +177,48 @@ sign_check(const uint8_t pub[32], const char *domain, const uint8_t *msg,
 	return ok;
 }
 
+/*
+ * What an endorsement signs: the station's id, a NUL, the new public key.
+ * -1 when the id is too long to be one.
+ */
+static int
+sign_endorsement_msg(const char *station, const uint8_t pub[32],
+    uint8_t out[SIGN_STATION_MAX + 33], size_t *n)
+{
+	size_t sl = strlen(station);
+
+	if (sl > SIGN_STATION_MAX)
+		return -1;
+	memcpy(out, station, sl);
+	out[sl] = '\0';
+	memcpy(out + sl + 1, pub, 32);
+	*n = sl + 33;
+	return 0;
+}
+
+int
+sign_endorse(const struct sign_key *prev, const char *station,
+    const uint8_t pub[32], uint8_t sig[64])
+{
+	uint8_t m[SIGN_STATION_MAX + 33];
+	size_t n;
+
+	if (sign_endorsement_msg(station, pub, m, &n) != 0)
+		return -1;
+	return sign_bytes(prev, SIGN_DOMAIN_KEY, m, n, sig);
+}
+
+int
+sign_endorsed(const uint8_t prev[32], const char *station,
+    const uint8_t pub[32], const uint8_t sig[64])
+{
+	uint8_t m[SIGN_STATION_MAX + 33];
+	size_t n;
+
+	return sign_endorsement_msg(station, pub, m, &n) == 0 &&
+	    sign_check(prev, SIGN_DOMAIN_KEY, m, n, sig);
+}
+
 int
 sign_pub_read(const char *path, uint8_t pub[32], char *err, size_t errlen)
 {

@@ -30,6 +30,18 @@ int		 sign_bytes(const struct sign_key *, const char *domain,
 /* 1: good signature, 0: bad. */
 int		 sign_check(const uint8_t pub[32], const char *domain,
 		    const uint8_t *msg, size_t len, const uint8_t sig[64]);
+/*
+ * A key rotation: the previous key's signature over the station's id and
+ * the new public key (SIGN_DOMAIN_KEY), made by cardlicctl keygen
+ * --rotate and checked by cardlicd and cardlicctl verify.  sign_endorse:
+ * 0 on success; sign_endorsed: 1 when it holds.  A station's id is at
+ * most SIGN_STATION_MAX bytes (cardlicd's [station] id is shorter).
+ */
+#define SIGN_STATION_MAX	63
+int		 sign_endorse(const struct sign_key *prev, const char *station,
+		    const uint8_t pub[32], uint8_t sig[64]);
+int		 sign_endorsed(const uint8_t prev[32], const char *station,
+		    const uint8_t pub[32], const uint8_t sig[64]);
 /* A PEM public key file (SubjectPublicKeyInfo).  0 on success. */
 int		 sign_pub_read(const char *path, uint8_t pub[32], char *err,
 		    size_t errlen);
