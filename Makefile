@@ -513,6 +513,16 @@ bench/apdufloor: bench/apdufloor.c
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/apdufloor.c \
 	    $(SIM_LIBS)
 
+# Issue 12's bench tools: a light feeder for the line (libpcsclite only),
+# and the durable floor (bench/floorrun runs both).
+bench/feed: bench/feed.c
+	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/feed.c $(SIM_LIBS) \
+	    -pthread
+
+bench/floor: bench/floor.c
+	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/floor.c \
+	    $(shell $(PKG) --libs libpcsclite p11-kit-1 sqlite3) -pthread
+
 # What signing costs (issue 11): sign and check per row, and verify --key
 # over SIGNCOST_ROWS rows (default 1,000,000; see bench/README).
 bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
@@ -551,7 +561,8 @@ deps:
 
 clean:
 	rm -f daemon/cardlicd daemon/cardlicd-faults tests/check_faults \
-	    ctl/cardlicctl bench/apdufloor bench/signcost $(SIM_BINS) \
+	    ctl/cardlicctl bench/apdufloor bench/signcost bench/feed \
+	    bench/floor $(SIM_BINS) \
 	    $(CHECKS) sim/*.o
 	rm -rf build
 	rm -f tests/fuzz/fuzz_batch tests/fuzz/fuzz_conf tests/fuzz/fuzz_status \
