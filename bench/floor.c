@@ -9,12 +9,15 @@
  * context, the batch card's connection, the database and its statements,
  * each reader's slot (looked up once by its description).
  *
- * Per card, one TSV line of ../shared BENCH-12 contract is appended to
- * --results: prog readers serial outcome total token status login
- * pending requested batchwait generate generated load readback outcome
- * (µs, CLOCK_MONOTONIC, "-" for a step not done).  The clock starts when
- * SCardGetStatusChange returns a new card present in the reader, and
- * stops when the outcome row's commit has returned.
+ * Per card, one line of issue 12's measurement contract is appended to
+ * --results, tab-separated, no header:
+ *   prog readers serial outcome total token status login pending
+ *   requested batchwait generate generated load readback outcome
+ * prog is "floor", readers the number of target readers, outcome
+ * "verified" or a short word; the rest in µs (CLOCK_MONOTONIC), "-" for a
+ * step not done.  The clock starts when SCardGetStatusChange returns a
+ * new card present in the reader, and stops when the outcome row's
+ * commit has returned; the steps are consecutive, their sum the total.
  *
  * It is a bench, not a daemon: no spill file, no hash chain or signature
  * (the rows have a 32-byte hash column of zeros, so that they are the
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <PCSC/winscard.h>
@@ -556,7 +560,7 @@ fl_report(struct fl_job *j)
 
 	n = (size_t)snprintf(line, sizeof(line), "floor\t%d\t%s\t%s\t%lld",
 	    fl_nreaders, j->serial_text[0] != '\0' ? j->serial_text : "-",
-	    j->outcome, fl_now_us() - j->t0);
+	    j->outcome, j->last - j->t0);
 	for (s = 0; s < FL_NSTEPS && n < sizeof(line); s++) {
 		if (j->us[s] < 0)
 			n += (size_t)snprintf(line + n, sizeof(line) - n,
@@ -569,7 +573,7 @@ fl_report(struct fl_job *j)
 	fprintf(fl_results, "%s\n", line);
 	fflush(fl_results);
 	printf("%s: %s %s %.2f ms\n", j->r->name, j->serial_text, j->outcome,
-	    (double)(fl_now_us() - j->t0) / 1000.0);
+	    (double)(j->last - j->t0) / 1000.0);
 	fflush(stdout);
 	pthread_mutex_unlock(&fl_done_lock);
 }
@@ -735,6 +739,11 @@ fl_reader_main(void *arg)
 	rs.szReader = r->name;
 	rs.dwCurrentState = SCARD_STATE_UNAWARE;
 	for (;;) {
+		pthread_mutex_lock(&fl_done_lock);
+		stop = fl_stop;
+		pthread_mutex_unlock(&fl_done_lock);
+		if (stop)
+			break;
 		rv = SCardGetStatusChange(r->ctx, INFINITE, &rs, 1);
 		memset(&j, 0, sizeof(j));
 		j.t0 = fl_now_us();
@@ -807,6 +816,7 @@ main(int argc, char **argv)
 	};
 	const char *db = NULL, *list = NULL, *module = NULL, *pin = NULL;
 	const char *results = NULL, *p, *comma;
+	struct rusage ru;
 	size_t n;
 	int ch, k;
 
@@ -863,13 +873,34 @@ main(int argc, char **argv)
 		pthread_cond_wait(&fl_done_cond, &fl_done_lock);
 	fl_stop = 1;
 	pthread_mutex_unlock(&fl_done_lock);
-	for (k = 0; k < fl_nreaders; k++)
-		SCardCancel(fl_readers[k].ctx);
+	/*
+	 * A thread may be finishing a card and only then wait again: it is
+	 * cancelled until it has ended, not just once.
+	 */
 	for (k = 0; k < fl_nreaders; k++) {
-		pthread_join(fl_readers[k].thread, NULL);
+		struct timespec ts;
+
+		do {
+			SCardCancel(fl_readers[k].ctx);
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+		} while (pthread_timedjoin_np(fl_readers[k].thread, NULL,
+		    &ts) != 0);
 		SCardReleaseContext(fl_readers[k].ctx);
 	}
 	fclose(fl_results);
+	/* Its own CPU: user and system, all threads, the module's too. */
+	getrusage(RUSAGE_SELF, &ru);
+	printf("bench/floor: %ld cards, CPU %.1f ms (%.2f ms per card)\n",
+	    fl_done, (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+	    1000.0 + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) /
+	    1000.0, ((double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+	    1000.0 + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) /
+	    1000.0) / (double)fl_done);
 	SCardDisconnect(fl_batch_card, SCARD_LEAVE_CARD);
 	SCardReleaseContext(fl_batch_ctx);
 	fl_p11->C_Finalize(NULL);
