@@ -9,9 +9,14 @@
  *
  * "Done" comes from the card's own events, never from a database, so
  * that the daemon, the C floor and a Python peer are fed alike: loaded
- * (a load, then a status read back after it), idle (a status read and
- * then nothing for --idle ms: skipped or refused), pulled (the card
- * process ended on its own) or timeout.
+ * (a load, then a status read back after it), idle (a status that shows
+ * the card accepted, serialValid and dateValid, and then nothing for
+ * --idle ms: a card that needed no license), pulled (the card process
+ * ended on its own) or timeout (--timeout s).  Unlike `sim/line feed`,
+ * a status without a valid license does not start the idle clock: on a
+ * busy machine one slow fsync between the status and the load would
+ * otherwise get the card pulled as idle.  A card the program refuses
+ * is therefore pulled at the timeout.
  *
  * usage: bench/feed --dir D [--readers 1,2,3] [--count N | --serials FILE]
  *        [--prefix P] [--pace MS] [--model M] [--pin PIN] [--timeout S]
@@ -217,7 +222,8 @@ struct feed_events {
 	int		fd;
 	char		buf[4096];
 	size_t		len;
-	int		n, load, loaded, status;
+	int		n, load, loaded;
+	int		status;		/* the card is accepted */
 	long		last;		/* monotonic ms of the last event */
 	char		final[40];
 };
@@ -235,7 +241,8 @@ feed_event_line(struct feed_events *e, const char *line)
 	if (strcmp(ev, "load") == 0)
 		e->load = 1;
 	else if (strncmp(ev, "status ", 7) == 0) {
-		e->status = 1;
+		/* "status PSD ...": serialValid and dateValid. */
+		e->status = strlen(ev) > 9 && ev[8] != '0' && ev[9] != '0';
 		e->loaded |= e->load;
 	} else if (strncmp(ev, "final ", 6) == 0)
 		snprintf(e->final, sizeof(e->final), "%s", ev + 6);
