@@ -523,6 +523,9 @@ bench/floor: bench/floor.c
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/floor.c \
 	    $(shell $(PKG) --libs libpcsclite p11-kit-1 sqlite3) -pthread
 
+bench-floor: deps sim bench/floor bench/feed
+	bench/floorrun
+
 # What signing costs (issue 11): sign and check per row, and verify --key
 # over SIGNCOST_ROWS rows (default 1,000,000; see bench/README).
 bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
@@ -572,4 +575,4 @@ clean:
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
 	check-faults check-faults-ci demo bench clean install uninstall \
 	lint-man lint-unit lint-catalog fuzz fuzz-deps check-tsan \
-	check-valgrind soak bench-sign
+	check-valgrind soak bench-sign bench-floor

@@ -77,7 +77,8 @@ static long		feed_port;
 static int		feed_nreaders_line;
 static const char	*feed_model = "SIM-MODEL-1";
 static const char	*feed_pin = "1234";
-static long		feed_pace_ms, feed_timeout_ms = 10000, feed_idle_ms = 800;
+static long		feed_pace_ms, feed_idle_ms = 800;
+static long		feed_timeout_ms = 10000;
 static struct feed_card	*feed_cards;
 static int		feed_ncards, feed_next;
 static pthread_mutex_t	feed_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -224,7 +225,7 @@ struct feed_events {
 	size_t		len;
 	int		n, load, loaded;
 	int		status;		/* the card is accepted */
-	long		last;		/* monotonic ms of the last event */
+	long		last;	/* monotonic ms of the last event */
 	char		final[40];
 };
 

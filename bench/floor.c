@@ -99,7 +99,8 @@ static SCARDHANDLE	fl_batch_card;
 static DWORD		fl_batch_proto;
 static const char	*fl_batch_reader;
 static char		fl_batch_atr[2 * 33 + 1];
-static long		fl_batch_count;	/* licenses generated, in memory */
+/* Licenses generated on the batch card, kept in memory. */
+static long		fl_batch_count;
 
 static struct fl_reader	fl_readers[FL_MAX_READERS];
 static int		fl_nreaders;
