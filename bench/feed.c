@@ -358,6 +358,7 @@ feed_one(SCARDCONTEXT ctx, int ino, int k, struct feed_card *c)
 		wait = t0 + feed_timeout_ms - now;
 		if (e.status && e.last + feed_idle_ms - now < wait)
 			wait = e.last + feed_idle_ms - now;
+		memset(p, 0, sizeof(p));
 		p[0].fd = ino;
 		p[0].events = POLLIN;
 		p[1].fd = pidfd;

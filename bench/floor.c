@@ -588,7 +588,9 @@ fl_fail(struct fl_job *j, const char *word, CK_RV rv)
 	snprintf(reason, sizeof(reason), "bench floor: %s", word);
 	snprintf(ckr, sizeof(ckr), "0x%08lX", (unsigned long)rv);
 	j->outcome = word;
-	if (fl_record(j, "failed", reason, rv != CKR_OK ? ckr : NULL) < 0)
+	/* A credit that may be spent with no license: cardlicd's state. */
+	if (fl_record(j, strcmp(word, "in-doubt") == 0 ? "in-doubt" :
+	    "failed", reason, rv != CKR_OK ? ckr : NULL) < 0)
 		j->outcome = "dbfail";
 	fl_step(j, FL_OUTCOME);
 }
