@@ -138,7 +138,7 @@ class Peer:
             raise Failed("status: %d bytes" % len(st))
         return st
 
-    def job(self, reader, t0):
+    def job(self, db, reader, t0):
         t = {}
         last = [t0]
         outcome = "failed"
@@ -149,7 +149,6 @@ class Peer:
             t[name] = n - last[0]
             last[0] = n
 
-        db = self.db()
         se = None
         try:
             slot = self.slots[reader]
@@ -216,7 +215,6 @@ class Peer:
                     se.closeSession()
                 except PyKCS11.PyKCS11Error:
                     pass	# the card was pulled already
-            db.close()
         return outcome, serial, t, last[0] - t0
 
     def report(self, outcome, serial, t, total):
@@ -235,6 +233,7 @@ class Peer:
         # One reader: a card is new when pcscd's event counter moves.
         ctx = self.ok(scard.SCardEstablishContext(scard.SCARD_SCOPE_USER),
                       "context")
+        db = self.db()	# one connection per thread, as sqlite3 wants
         with self.out_lock:
             self.ctxs.append(ctx)
         state, handled = scard.SCARD_STATE_UNAWARE, None
@@ -257,8 +256,9 @@ class Peer:
             handled = counter
             if self.stop.is_set():
                 break
-            self.report(*self.job(reader, t0))
+            self.report(*self.job(db, reader, t0))
         scard.SCardReleaseContext(ctx)
+        db.close()
 
     def run(self):
         threads = [threading.Thread(target=self.watch, args=(r,))
