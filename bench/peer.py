@@ -202,8 +202,9 @@ class Peer:
                 self.row(db, reader, model, serial, "verified", start, end)
             step("outcome")
         except (Failed, PyKCS11.PyKCS11Error) as e:
-            print("peer.py: %s: %s: %s" % (reader, serial.decode().rstrip(),
-                                           e), file=sys.stderr)
+            doing = next((s for s in STEPS if s not in t), "?")
+            print("peer.py: %s: %s: %s: %s" % (
+                reader, serial.decode().rstrip(), doing, e), file=sys.stderr)
             try:
                 self.row(db, reader, model, serial, "failed", note=str(e))
                 step("outcome")
