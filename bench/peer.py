@@ -170,13 +170,20 @@ class Peer:
                 return outcome, serial, t, last[0] - t0
             se.login(self.pin)
             step("login")
-            last_row = db.execute(
-                "SELECT state, start, end_date, license FROM issuance"
-                " WHERE serial = ? AND model = ? ORDER BY id DESC LIMIT 1",
-                (serial, model)).fetchone()
+            # A license generated for this card and never verified on it
+            # (the card was pulled, or we crashed) is loaded, not bought
+            # again.
+            pending = db.execute(
+                "SELECT start, end_date, license FROM issuance"
+                " WHERE serial = ?1 AND model = ?2 AND state = 'generated'"
+                " AND id > coalesce((SELECT max(id) FROM issuance"
+                "  WHERE serial = ?1 AND model = ?2 AND state = 'verified'),"
+                "  0) AND (end_date = '00000000' OR end_date >= ?3)"
+                " ORDER BY id DESC LIMIT 1",
+                (serial, model, self.today)).fetchone()
             step("pending")
-            if last_row is not None and last_row[0] == "generated":
-                start, end, lic = last_row[1], last_row[2], last_row[3]
+            if pending is not None:
+                start, end, lic = pending
             else:
                 start = self.today
                 self.row(db, reader, model, serial, "requested", start)
