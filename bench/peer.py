@@ -5,8 +5,12 @@ pyscard waits for cards and talks to the batch card; PyKCS11 talks to the
 target cards through the vendor's module; sqlite3 keeps the rows (WAL,
 synchronous=FULL, one transaction per row).  One thread per target reader,
 a lock around the batch card.  Nothing clever: this is the yardstick that
-cardlicd must beat.  One TSV line per card, as bench/BENCH-12 (the
-measurement contract) says, with prog=peer.
+cardlicd must beat.  Appends one TSV line per card to --results, in issue
+12's common format (µs, "-" for a step not done):
+    peer readers serial outcome total token status login pending requested
+    batchwait generate generated load readback outcome
+total runs from SCardGetStatusChange reporting the card present to the
+outcome row's commit returned; the steps are consecutive.
 
 /usr/bin/python3 on purpose: pyscard and PyKCS11 come from Debian.
 """
@@ -114,9 +118,9 @@ class Peer:
                 self.batch_ctx, self.a.batch_reader, scard.SCARD_SHARE_SHARED,
                 scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1),
                 "batch card connect")
-        self.ok((scard.SCardBeginTransaction(self.batch_card), None),
-                "batch card transaction")
         try:
+            self.ok((scard.SCardBeginTransaction(self.batch_card), None),
+                    "batch card transaction")
             _, sw = self.transmit(SELECT)
             if sw != 0x9000:
                 raise Failed("batch SELECT: %04X" % sw)
@@ -126,8 +130,15 @@ class Peer:
             while sw >> 8 == 0x61:
                 more, sw = self.transmit([0x00, 0xC0, 0x00, 0x00, sw & 0xFF])
                 data += more
+        except Failed:
+            # Pulled, reset, or gone astray: connect afresh next time.
+            scard.SCardDisconnect(self.batch_card, scard.SCARD_LEAVE_CARD)
+            self.batch_card = None
+            raise
         finally:
-            scard.SCardEndTransaction(self.batch_card, scard.SCARD_LEAVE_CARD)
+            if self.batch_card is not None:
+                scard.SCardEndTransaction(self.batch_card,
+                                          scard.SCARD_LEAVE_CARD)
         if sw != 0x9000 or len(data) != 136:
             raise Failed("GENERATE: %04X, %d bytes" % (sw, len(data)))
         return bytes(data[:8]).decode(), bytes(data[8:])
