@@ -542,6 +542,13 @@ bench-sign: bench/signcost ctl/cardlicctl
 bench: deps all bench/apdufloor
 	bench/run
 
+# Issue 12's Python peer (pyscard + PyKCS11, the packages are in DEB_PKGS):
+# 40 cards on 1, 4 and 8 readers, its figures per step, and its licenses
+# checked.
+bench-peer: deps sim
+	bench/peerrun
+.PHONY: bench-peer
+
 # The simulated production line, end to end (see README.md).
 demo: deps all
 	demo/run
