@@ -521,6 +521,18 @@ bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
 	    $(LDFLAGS) -o $@ bench/signcost.c daemon/sign.c daemon/dbhash.c \
 	    build/sqlmig.c $(shell $(PKG) --libs sqlite3 libcrypto)
 
+# A station's audit database of ROWS rows for make bench-audit (issue 12),
+# through the daemon's own hash, signatures and migrations.
+bench/mkaudit: bench/mkaudit.c daemon/sign.c daemon/dbhash.c \
+    daemon/sign.h daemon/dbhash.h daemon/auditrow.h build/sqlmig.c
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(PIE) $(LDFLAGS) -o $@ \
+	    bench/mkaudit.c daemon/sign.c daemon/dbhash.c build/sqlmig.c \
+	    $(shell $(PKG) --libs sqlite3 libcrypto)
+
+# Every cardlicctl question timed on 1,000,000 rows (bench/audit).
+bench-audit: bench/mkaudit ctl/cardlicctl
+	bench/audit
+
 bench-sign: bench/signcost ctl/cardlicctl
 	@d=$$(mktemp -d /tmp/cardlicd-signcost-XXXXXX) && \
 	bench/signcost $$d; rc=$$?; rm -rf $$d; exit $$rc
@@ -551,7 +563,8 @@ deps:
 
 clean:
 	rm -f daemon/cardlicd daemon/cardlicd-faults tests/check_faults \
-	    ctl/cardlicctl bench/apdufloor bench/signcost $(SIM_BINS) \
+	    ctl/cardlicctl bench/apdufloor bench/signcost bench/mkaudit \
+	    $(SIM_BINS) \
 	    $(CHECKS) sim/*.o
 	rm -rf build
 	rm -f tests/fuzz/fuzz_batch tests/fuzz/fuzz_conf tests/fuzz/fuzz_status \
@@ -561,4 +574,4 @@ clean:
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
 	check-faults check-faults-ci demo bench clean install uninstall \
 	lint-man lint-unit lint-catalog fuzz fuzz-deps check-tsan \
-	check-valgrind soak bench-sign
+	check-valgrind soak bench-sign bench-audit
