@@ -192,6 +192,9 @@ $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $@.c tests/testline.c \
 	    tests/testdaemon.c $(TEST_LIBS)
 
+# The scale cases build their databases with bench/mkaudit.
+tests/check_ctl: bench/mkaudit
+
 tests/check_faults: tests/check_faults.c tests/testline.c tests/testline.h \
     tests/testdaemon.c tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ tests/check_faults.c \

@@ -17,7 +17,8 @@
  *  - one batch card (reader, ATR) whose batch_count rises, and its
  *    counter typed in at the start of each day (`counted`), so that
  *    reconcile agrees with the rows.
- * The station is MKAUDIT_STATION (default line-1).  The last rows are
+ * The station is MKAUDIT_STATION (default line-1); MKAUDIT_VERSION
+ * stops the schema at an older migration.  The last rows are
  * skipped cards, so that the file has exactly ROWS rows and no job is
  * left open.
  */
@@ -504,7 +505,7 @@ main(int argc, char **argv)
 	size_t len;
 	time_t base;
 	FILE *f;
-	int i;
+	int i, version;
 
 	if (argc != 4 || (rows = atol(argv[2])) < 1)
 		mk_die("usage: bench/mkaudit DB ROWS KEYFILE", NULL);
@@ -537,13 +538,21 @@ main(int argc, char **argv)
 	remove(path);
 	if (sqlite3_open(argv[1], &m.db) != SQLITE_OK)
 		mk_die(argv[1], sqlite3_errmsg(m.db));
-	/* The schema as db_migrate makes it, then its version. */
-	for (i = 0; i < sql_migrations_count; i++)
+	/*
+	 * The schema as db_migrate makes it, then its version;
+	 * MKAUDIT_VERSION=N stops at migration N, for tests that compare a
+	 * database of an older cardlicd with the same rows.
+	 */
+	version = getenv("MKAUDIT_VERSION") != NULL ?
+	    atoi(getenv("MKAUDIT_VERSION")) : sql_migrations_count;
+	if (version < 5 || version > sql_migrations_count)
+		mk_die("MKAUDIT_VERSION: from 5 (signed rows) to the newest",
+		    NULL);
+	for (i = 0; i < version; i++)
 		if (sqlite3_exec(m.db, sql_migrations[i], NULL, NULL, NULL) !=
 		    SQLITE_OK)
 			mk_die("migration", sqlite3_errmsg(m.db));
-	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
-	    sql_migrations_count);
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version);
 	if (sqlite3_exec(m.db, sql, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(m.db, "PRAGMA synchronous = OFF; PRAGMA cache_size = "
 	    "-65536; BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
