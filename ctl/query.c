@@ -448,11 +448,15 @@ csv_field(sqlite3_stmt *st, int i, int last)
 	if (sqlite3_column_type(st, i) == SQLITE_TEXT && s[0] != '\0' &&
 	    strchr("=+-@", s[0]) != NULL)
 		putchar('\'');
-	for (; *s != '\0'; s++) {
-		if (*s == '"')
-			putchar('"');
-		putchar(*s);
-	}
+	/* Most fields have no quote to double: one write (issue 12). */
+	if (!quote || strchr(s, '"') == NULL)
+		fputs(s, stdout);
+	else
+		for (; *s != '\0'; s++) {
+			if (*s == '"')
+				putchar('"');
+			putchar(*s);
+		}
 	if (quote)
 		putchar('"');
 	fputs(last ? "\r\n" : ",", stdout);
@@ -882,6 +886,12 @@ q_counts(struct ctl *c)
 	    ctl_time(c, "utc"));
 	if ((k = ctl_prepare(c, sql)) == NULL)
 		return -1;
+	/*
+	 * The rows between two counts: a range of seq, which likelihood()
+	 * tells SQLite is narrow; it read every row of the station through
+	 * audit_job for each count instead (18 s for 50 counts at 1,000,000
+	 * rows).
+	 */
 	st = ctl_prepare(c, "SELECT coalesce(sum(a.state = 'generated'), 0), "
 	    "coalesce(sum(a.state = 'in-doubt' AND r.reason LIKE 'spent:%'), "
 	    "0), coalesce(sum(a.state = 'in-doubt' AND r.seq IS NULL), 0), "
@@ -889,8 +899,9 @@ q_counts(struct ctl *c)
 	    "THEN '#' || a.seq END, ', ') FROM audit a LEFT JOIN audit r ON "
 	    "a.state = 'in-doubt' AND r.station = a.station AND r.state = "
 	    "'resolved' AND r.license_seq = a.seq WHERE a.station = ?1 AND "
-	    "a.batch_reader = ?2 AND a.batch_atr = ?3 AND a.seq > ?4 AND "
-	    "a.seq < ?5 AND a.state IN ('generated', 'in-doubt')");
+	    "a.batch_reader = ?2 AND a.batch_atr = ?3 AND likelihood(a.seq > "
+	    "?4, 0.001) AND likelihood(a.seq < ?5, 0.001) AND a.state IN "
+	    "('generated', 'in-doubt')");
 	if (st == NULL) {
 		sqlite3_finalize(k);
 		return -1;
