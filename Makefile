@@ -516,6 +516,19 @@ bench/apdufloor: bench/apdufloor.c
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/apdufloor.c \
 	    $(SIM_LIBS)
 
+# Issue 12's bench tools: a light feeder for the line (libpcsclite only),
+# and the durable floor (bench/floorrun runs both).
+bench/feed: bench/feed.c
+	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/feed.c $(SIM_LIBS) \
+	    -pthread
+
+bench/floor: bench/floor.c
+	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/floor.c \
+	    $(shell $(PKG) --libs libpcsclite p11-kit-1 sqlite3) -pthread
+
+bench-floor: deps sim bench/floor bench/feed
+	bench/floorrun
+
 # What signing costs (issue 11): sign and check per row, and verify --key
 # over SIGNCOST_ROWS rows (default 1,000,000; see bench/README).
 bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
@@ -544,6 +557,13 @@ bench-sign: bench/signcost ctl/cardlicctl
 bench: deps all bench/apdufloor
 	bench/run
 
+# Issue 12's Python peer (pyscard + PyKCS11, the packages are in DEB_PKGS):
+# 40 cards on 1, 4 and 8 readers, its figures per step, and its licenses
+# checked.
+bench-peer: deps sim
+	bench/peerrun
+.PHONY: bench-peer
+
 # The simulated production line, end to end (see README.md).
 demo: deps all
 	demo/run
@@ -566,8 +586,8 @@ deps:
 
 clean:
 	rm -f daemon/cardlicd daemon/cardlicd-faults tests/check_faults \
-	    ctl/cardlicctl bench/apdufloor bench/signcost bench/mkaudit \
-	    $(SIM_BINS) \
+	    ctl/cardlicctl bench/apdufloor bench/signcost bench/feed \
+	    bench/floor bench/mkaudit $(SIM_BINS) \
 	    $(CHECKS) sim/*.o
 	rm -rf build
 	rm -f tests/fuzz/fuzz_batch tests/fuzz/fuzz_conf tests/fuzz/fuzz_status \
@@ -577,4 +597,4 @@ clean:
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
 	check-faults check-faults-ci demo bench clean install uninstall \
 	lint-man lint-unit lint-catalog fuzz fuzz-deps check-tsan \
-	check-valgrind soak bench-sign bench-audit
+	check-valgrind soak bench-sign bench-floor bench-audit
