@@ -192,6 +192,9 @@ $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $@.c tests/testline.c \
 	    tests/testdaemon.c $(TEST_LIBS)
 
+# The scale cases build their databases with bench/mkaudit.
+tests/check_ctl: bench/mkaudit
+
 tests/check_faults: tests/check_faults.c tests/testline.c tests/testline.h \
     tests/testdaemon.c tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ tests/check_faults.c \
@@ -534,6 +537,18 @@ bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
 	    $(LDFLAGS) -o $@ bench/signcost.c daemon/sign.c daemon/dbhash.c \
 	    build/sqlmig.c $(shell $(PKG) --libs sqlite3 libcrypto)
 
+# A station's audit database of ROWS rows for make bench-audit (issue 12),
+# through the daemon's own hash, signatures and migrations.
+bench/mkaudit: bench/mkaudit.c daemon/sign.c daemon/dbhash.c \
+    daemon/sign.h daemon/dbhash.h daemon/auditrow.h build/sqlmig.c
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(PIE) $(LDFLAGS) -o $@ \
+	    bench/mkaudit.c daemon/sign.c daemon/dbhash.c build/sqlmig.c \
+	    $(shell $(PKG) --libs sqlite3 libcrypto)
+
+# Every cardlicctl question timed on 1,000,000 rows (bench/audit).
+bench-audit: bench/mkaudit ctl/cardlicctl
+	bench/audit
+
 bench-sign: bench/signcost ctl/cardlicctl
 	@d=$$(mktemp -d /tmp/cardlicd-signcost-XXXXXX) && \
 	bench/signcost $$d; rc=$$?; rm -rf $$d; exit $$rc
@@ -572,7 +587,7 @@ deps:
 clean:
 	rm -f daemon/cardlicd daemon/cardlicd-faults tests/check_faults \
 	    ctl/cardlicctl bench/apdufloor bench/signcost bench/feed \
-	    bench/floor $(SIM_BINS) \
+	    bench/floor bench/mkaudit $(SIM_BINS) \
 	    $(CHECKS) sim/*.o
 	rm -rf build
 	rm -f tests/fuzz/fuzz_batch tests/fuzz/fuzz_conf tests/fuzz/fuzz_status \
@@ -582,4 +597,4 @@ clean:
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
 	check-faults check-faults-ci demo bench clean install uninstall \
 	lint-man lint-unit lint-catalog fuzz fuzz-deps check-tsan \
-	check-valgrind soak bench-sign bench-floor
+	check-valgrind soak bench-sign bench-floor bench-audit
