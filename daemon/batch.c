@@ -302,6 +302,69 @@ batch_tx(struct batch_conn *c, const uint8_t *cmd, size_t len, uint8_t *out,
  * it): the question is asked again for up to a second, unless the reader
  * itself is gone.
  */
+/*
+ * PC/SC contexts kept for the probes: each new one is a new connection to
+ * pcscd, and a thread there, for every card inserted (issue 12).  One
+ * that pcscd no longer knows (it restarted) is dropped on its first error.
+ */
+static pthread_mutex_t	batch_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static SCARDCONTEXT	batch_ctxs[8];
+static int		batch_nctx;
+
+static LONG
+batch_probe_open(struct batch_conn *c, const char *reader)
+{
+	LONG rv;
+
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_lock(&batch_ctx_lock);
+	if (batch_nctx > 0) {
+		c->ctx = batch_ctxs[--batch_nctx];
+		c->has_ctx = 1;
+	}
+	pthread_mutex_unlock(&batch_ctx_lock);
+	if (!c->has_ctx)
+		return batch_connect(c, reader);
+	rv = SCardConnect(c->ctx, reader, SCARD_SHARE_SHARED,
+	    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &c->card, &c->proto);
+	if (rv == SCARD_E_INVALID_HANDLE || rv == SCARD_E_NO_SERVICE ||
+	    rv == SCARD_F_COMM_ERROR) {
+		/* A context of a pcscd that is gone: a new one, once. */
+		batch_disconnect(c);
+		return batch_connect(c, reader);
+	}
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	c->has_card = 1;
+	return batch_begin(c);
+}
+
+static void
+batch_probe_close(struct batch_conn *c, long rv)
+{
+	int kept = 0;
+
+	if (c->in_tx)
+		SCardEndTransaction(c->card, SCARD_LEAVE_CARD);
+	if (c->has_card)
+		SCardDisconnect(c->card, SCARD_LEAVE_CARD);
+	c->in_tx = c->has_card = 0;
+	if (c->has_ctx && rv != (long)SCARD_E_NO_SERVICE &&
+	    rv != (long)SCARD_F_COMM_ERROR &&
+	    rv != (long)SCARD_E_INVALID_HANDLE) {
+		pthread_mutex_lock(&batch_ctx_lock);
+		if (batch_nctx < (int)(sizeof(batch_ctxs) /
+		    sizeof(batch_ctxs[0]))) {
+			batch_ctxs[batch_nctx++] = c->ctx;
+			kept = 1;
+		}
+		pthread_mutex_unlock(&batch_ctx_lock);
+	}
+	if (!kept)
+		batch_disconnect(c);
+	memset(c, 0, sizeof(*c));
+}
+
 int
 batch_probe(const char *reader)
 {
@@ -313,11 +376,11 @@ batch_probe(const char *reader)
 	for (tries = 0; tries < 6; tries++) {
 		if (tries > 0)
 			usleep(200000);
-		rv = batch_connect(&c, reader);
+		rv = batch_probe_open(&c, reader);
 		if (rv == SCARD_S_SUCCESS)
 			rv = batch_tx(&c, batch_select, sizeof(batch_select),
 			    NULL, NULL, &sw);
-		batch_disconnect(&c);
+		batch_probe_close(&c, rv);
 		if (rv == 0)
 			return sw == 0x9000;
 		/*
