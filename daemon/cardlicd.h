@@ -176,7 +176,6 @@ struct db_row {
 	const char	*ckr;
 	const uint8_t	*status;	/* STATUS_LEN or NULL */
 	const char	*timings;
-	int		 lazy;		/* durable with the next commit */
 };
 
 struct db_pending {
@@ -189,6 +188,7 @@ struct db_pending {
 int	db_open(const char *, const char *, char *, size_t);
 void	db_close(void);
 long	db_append(const struct db_row *, char *, size_t);
+long	db_append_rows(const struct db_row *, int, char *, size_t);
 int	db_find_pending(const uint8_t *, const uint8_t *, long, int,
 	    struct db_pending *);
 long	db_find_rejected(const uint8_t *, const uint8_t *);
@@ -398,6 +398,10 @@ struct job {
 	size_t			tlen;
 	long			tstep;		/* us */
 	const char		*end_date;
+	/* `loaded`: committed in one transaction with the row after it. */
+	struct db_row		deferred;
+	int			has_deferred;
+	char			deferred_timings[460];
 };
 
 int	job_start(struct job_ctx *);

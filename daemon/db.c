@@ -32,7 +32,6 @@ static pthread_mutex_t	 db_lock = PTHREAD_MUTEX_INITIALIZER;
 static char		 db_station[64];
 static long		 db_job;
 static uint8_t		 db_head[32];
-static int		 db_sync_normal;	/* synchronous is NORMAL now */
 /* The key read at start-up; a reload never changes it.  NULL: none. */
 static struct sign_key	*db_key;
 
@@ -453,62 +452,32 @@ db_integer(struct dbhash_val *v, long n, int null)
 	v->i = n;
 }
 
-/*
- * Append one row and make it durable.  Returns its seq, or -1 with err set:
- * the caller must then act as if nothing was recorded.
- */
 static const char db_sql_begin[] = "BEGIN IMMEDIATE";
 static const char db_sql_commit[] = "COMMIT";
-static const char db_sql_normal[] = "PRAGMA synchronous = NORMAL";
-static const char db_sql_full[] = "PRAGMA synchronous = FULL";
 static const char db_sql_last[] = "SELECT seq, hash FROM audit ORDER BY seq "
     "DESC LIMIT 1";
 static const char db_sql_insert[] = AUDITROW_INSERT;
 
-long
-db_append(const struct db_row *r, char *err, size_t len)
+/* One row, inside the write transaction, chained to the last one. */
+static int
+db_insert(const struct db_row *r, long *seq, char *msg, size_t mlen)
 {
 	struct dbhash_val v[AUDITROW_HASHED];
 	sqlite3_stmt *st = NULL;
-	char utc[64], msg[512];
+	char utc[64];
 	uint8_t hash[32], sig[64];
-	long seq = -1;
 	int i, bad, rc, signed_ok = 0;
 
-	pthread_mutex_lock(&db_lock);
-	if (db == NULL) {
-		snprintf(err, len, "the audit database is not open");
-		goto out;
-	}
-	/*
-	 * A lazy row is committed without its own fsync: a crash of the
-	 * daemon keeps it (the kernel has the WAL), and the next commit's
-	 * fsync, which comes within milliseconds, makes it durable with its
-	 * own.  Only a power cut in between can drop it, and then nothing is
-	 * lost that the rows before it do not say (issue.c).
-	 */
-	if (r->lazy != db_sync_normal) {
-		if (db_run(r->lazy ? db_sql_normal : db_sql_full, msg,
-		    sizeof(msg)) != 0) {
-			snprintf(err, len, "audit database: %s", msg);
-			goto out;
-		}
-		db_sync_normal = r->lazy;
-	}
-	if (db_run(db_sql_begin, msg, sizeof(msg)) != 0) {
-		snprintf(err, len, "audit database: %s", msg);
-		goto out;
-	}
 	/*
 	 * The previous row is read inside the write transaction, so that a
 	 * row appended by anyone else (cardlicctl merge into a copy, a second
 	 * daemon by mistake) cannot fork the chain.
 	 */
-	seq = 1;
+	*seq = 1;
 	memset(db_head, 0, sizeof(db_head));
 	if ((st = db_prep(db_sql_last)) != NULL) {
 		if (sqlite3_step(st) == SQLITE_ROW) {
-			seq = (long)sqlite3_column_int64(st, 0) + 1;
+			*seq = (long)sqlite3_column_int64(st, 0) + 1;
 			if (sqlite3_column_bytes(st, 1) == 32)
 				memcpy(db_head, sqlite3_column_blob(st, 1),
 				    32);
@@ -519,7 +488,7 @@ db_append(const struct db_row *r, char *err, size_t len)
 	date_utc_now(utc);
 	/* By name: the columns' order is auditrow.h's alone. */
 	memset(v, 0, sizeof(v));
-	db_integer(&v[AUDITROW_seq], seq, 0);
+	db_integer(&v[AUDITROW_seq], *seq, 0);
 	db_text(&v[AUDITROW_utc], utc);
 	db_text(&v[AUDITROW_station], db_station);
 	db_integer(&v[AUDITROW_job], r->job, 0);
@@ -547,7 +516,7 @@ db_append(const struct db_row *r, char *err, size_t len)
 		    v[bad].type != auditrow_cols[bad].sqlite_type)
 			break;
 	if (bad < AUDITROW_HASHED) {
-		snprintf(msg, sizeof(msg), "daemon/db.c: column %s has no "
+		snprintf(msg, mlen, "daemon/db.c: column %s has no "
 		    "value of type %s", auditrow_cols[bad].name,
 		    auditrow_cols[bad].type);
 		rc = SQLITE_MISUSE;
@@ -556,7 +525,7 @@ db_append(const struct db_row *r, char *err, size_t len)
 		/* The signature binds the hash, which binds the chain. */
 		if (db_key != NULL && sign_bytes(db_key, SIGN_DOMAIN_ROW, hash,
 		    32, sig) != 0) {
-			snprintf(msg, sizeof(msg), "cannot sign the row");
+			snprintf(msg, mlen, "cannot sign the row");
 			bad = 0;
 			rc = SQLITE_MISUSE;
 		} else {
@@ -592,9 +561,39 @@ db_append(const struct db_row *r, char *err, size_t len)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
 	if (rc != SQLITE_OK && bad == AUDITROW_HASHED)
-		snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db));
+		snprintf(msg, mlen, "%s", sqlite3_errmsg(db));
 	if (st != NULL)
 		db_unprep(st);
+	if (rc == SQLITE_OK)
+		memcpy(db_head, hash, 32);
+	return rc;
+}
+
+/*
+ * Append rows, in one transaction, and make them durable.  Returns the
+ * last one's seq, or -1 with err set: the caller must then act as if
+ * nothing was recorded.
+ */
+long
+db_append_rows(const struct db_row *rows, int n, char *err, size_t len)
+{
+	char msg[512];
+	uint8_t head[32];
+	long seq = -1;
+	int i, rc = SQLITE_OK;
+
+	pthread_mutex_lock(&db_lock);
+	if (db == NULL) {
+		snprintf(err, len, "the audit database is not open");
+		goto out;
+	}
+	if (db_run(db_sql_begin, msg, sizeof(msg)) != 0) {
+		snprintf(err, len, "audit database: %s", msg);
+		goto out;
+	}
+	memcpy(head, db_head, sizeof(head));
+	for (i = 0; i < n && rc == SQLITE_OK; i++)
+		rc = db_insert(&rows[i], &seq, msg, sizeof(msg));
 	if (rc == SQLITE_OK)
 		rc = db_run(db_sql_commit, msg, sizeof(msg)) == 0 ? SQLITE_OK :
 		    SQLITE_ERROR;
@@ -602,14 +601,19 @@ db_append(const struct db_row *r, char *err, size_t len)
 		char ignore[64];
 
 		db_exec("ROLLBACK", ignore, sizeof(ignore));
+		memcpy(db_head, head, sizeof(head));
 		snprintf(err, len, "audit database: %s", msg);
 		seq = -1;
-		goto out;
 	}
-	memcpy(db_head, hash, 32);
 out:
 	pthread_mutex_unlock(&db_lock);
 	return seq;
+}
+
+long
+db_append(const struct db_row *r, char *err, size_t len)
+{
+	return db_append_rows(r, 1, err, len);
 }
 
 /*

@@ -94,6 +94,25 @@ issue_row_init(struct job *j, struct db_row *r, const char *state)
  * Append a row; on failure try again a few times (a busy or briefly full
  * disk), then give up with an alert.  Returns the seq or -1.
  */
+/*
+ * The row, after the job's deferred `loaded` row if there is one, in one
+ * transaction: the load's record costs no commit of its own.
+ */
+static long
+issue_append(struct job *j, const struct db_row *r, char *err, size_t len)
+{
+	struct db_row rows[2];
+	long seq;
+
+	if (!j->has_deferred)
+		return db_append(r, err, len);
+	rows[0] = j->deferred;
+	rows[1] = *r;
+	if ((seq = db_append_rows(rows, 2, err, len)) > 0)
+		j->has_deferred = 0;
+	return seq;
+}
+
 static long
 issue_record(struct job *j, const struct db_row *r)
 {
@@ -102,7 +121,7 @@ issue_record(struct job *j, const struct db_row *r)
 	int i;
 
 	for (i = 0; i < ISSUE_DB_RETRIES; i++) {
-		if ((seq = db_append(r, err, sizeof(err))) > 0)
+		if ((seq = issue_append(j, r, err, sizeof(err))) > 0)
 			return seq;
 		usleep(100000);
 	}
@@ -124,7 +143,7 @@ issue_record_forever(struct job *j, const struct db_row *r)
 	long seq, waited = 0, delay = 100;
 
 	for (;;) {
-		if ((seq = db_append(r, err, sizeof(err))) > 0) {
+		if ((seq = issue_append(j, r, err, sizeof(err))) > 0) {
 			if (waited > 0)
 				log_alert("%s: the %s row of card %s is "
 				    "recorded after %ld ms", j->c.reader,
@@ -514,19 +533,22 @@ issue_load(struct job *j, const struct db_pending *lic)
 		    p11_rv_name(rv));
 		return;
 	}
-	issue_row_init(j, &r, "loaded");
-	r.reason = "C_SetAttributeValue accepted the license";
-	r.license_seq = lic->license_seq;
-	r.start_date = lic->start_date;
-	r.end_date = lic->end_date;
-	r.ckr = "CKR_OK";
 	/*
-	 * Durable with the outcome's commit, a few milliseconds on: if a
-	 * power cut drops it, the card's license is still pending (its
-	 * `generated` row) and is loaded again at no cost (invariant 2).
+	 * Recorded with the outcome, in one commit (its time is the
+	 * commit's, as every row's, so that time and seq keep one order): a
+	 * crash before that leaves the license pending (its `generated`
+	 * row), found on the card or loaded again at no cost (invariant 2).
 	 */
-	r.lazy = 1;
-	issue_record_forever(j, &r);
+	issue_row_init(j, &j->deferred, "loaded");
+	snprintf(j->deferred_timings, sizeof(j->deferred_timings), "%s",
+	    j->deferred.timings);
+	j->deferred.timings = j->deferred_timings;
+	j->deferred.reason = "C_SetAttributeValue accepted the license";
+	j->deferred.license_seq = lic->license_seq;
+	j->deferred.start_date = lic->start_date;
+	j->deferred.end_date = lic->end_date;
+	j->deferred.ckr = "CKR_OK";
+	j->has_deferred = 1;
 	issue_time(j, "loaded");
 	fault_point("readback");
 	rv = p11_status(j->session, st, &stlen);
@@ -850,6 +872,14 @@ issue_token_failed(struct job *j, unsigned long rv, const char *why)
 void
 issue_card(struct job *j)
 {
+	struct db_row r;
+
 	issue_issue(j);
 	issue_end_session(j);
+	if (j->has_deferred) {
+		/* Every way after a load records a row; this is the net. */
+		r = j->deferred;
+		j->has_deferred = 0;
+		issue_record_forever(j, &r);
+	}
 }

@@ -156,6 +156,17 @@ db_append(const struct db_row *r, char *err, size_t len)
 	return ++fs_seq;
 }
 
+long
+db_append_rows(const struct db_row *r, int n, char *err, size_t len)
+{
+	long seq = -1;
+	int i;
+
+	for (i = 0; i < n; i++)
+		seq = db_append(&r[i], err, len);
+	return seq;
+}
+
 int
 db_find_pending(const uint8_t *model, const uint8_t *serial, long today,
     int verified_too, struct db_pending *p)
