@@ -563,8 +563,11 @@ bench-sign: bench/signcost ctl/cardlicctl
 	@d=$$(mktemp -d /tmp/cardlicd-signcost-XXXXXX) && \
 	bench/signcost $$d; rc=$$?; rm -rf $$d; exit $$rc
 
-# Figures, printed: per-card latency against the bare APDU floor.
-bench: deps all bench/apdufloor
+# Figures, printed and kept as JSON in bench/results/ (bench/run): cardlicd
+# per card against its durable floor (bench/floor) and a Python peer
+# (bench/peer.py), interleaved on 1, 4 and 8 readers; per step; scaling on
+# one and two batch cards; per card at 0 and 1,000,000 audit rows.
+bench: deps all bench/feed bench/floor bench/mkaudit
 	bench/run
 
 # Issue 12's Python peer (pyscard + PyKCS11, the packages are in DEB_PKGS):
