@@ -86,7 +86,7 @@ SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
 C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	  ctl/keys.c ctl/vexport.c ctl/schema.c \
-	  daemon/dbhash.c daemon/sign.c
+	  daemon/dbhash.c daemon/sign.c build/sqlschema.c
 C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h \
 	  daemon/sign.h
 C_PKGS	= sqlite3 inih libcrypto
@@ -104,6 +104,16 @@ ctl/cardlicctl: $(C_SRCS) $(C_HDRS) build/sqlmig.c
 build/sqlmig.c: $(SQL) sql/sql2c.sh
 	@mkdir -p build
 	sql/sql2c.sh $(SQL) > $@
+
+# The schema of each version, made once here rather than by cardlicctl at
+# every start (ctl/schemagen.c).
+build/schemagen: ctl/schemagen.c build/sqlmig.c
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(shell $(PKG) --cflags sqlite3) \
+	    -o $@ ctl/schemagen.c build/sqlmig.c \
+	    $(shell $(PKG) --libs sqlite3)
+
+build/sqlschema.c: build/schemagen
+	build/schemagen > $@.tmp && mv $@.tmp $@
 
 daemon/cardlicd: $(D_SRCS) $(D_HDRS) build/sqlmig.c
 	$(CC) $(D_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $(D_SRCS) build/sqlmig.c \
@@ -397,7 +407,7 @@ FZ_SRCS_status	= daemon/date.c daemon/dbhash.c
 FZ_PKGS_status	= p11-kit-1 libcrypto
 FZ_SRCS_verify	= ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	ctl/keys.c ctl/vexport.c ctl/schema.c \
-	daemon/dbhash.c daemon/sign.c build/sqlmig.c
+	daemon/dbhash.c daemon/sign.c build/sqlmig.c build/sqlschema.c
 FZ_PKGS_verify	= sqlite3 inih libcrypto
 # cmd_verify's --checkpoints (ctl/checkpoint.c, which reads the journal).
 FZ_SRCS_verify	+= ctl/checkpoint.c

@@ -238,6 +238,15 @@ ctl_json_str(const void *v, size_t n)
 
 	putchar('"');
 	for (i = 0; i < n; i += len) {
+		/* A run of plain ASCII in one write (export, issue 12). */
+		for (len = 0; i + len < n && s[i + len] >= 0x20 &&
+		    s[i + len] < 0x7F && s[i + len] != '"' &&
+		    s[i + len] != '\\'; len++)
+			;
+		if (len > 0) {
+			fwrite(s + i, 1, len, stdout);
+			continue;
+		}
 		if ((len = ctl_utf8(s + i, n - i, &cp)) == 0) {
 			fputs("\\ufffd", stdout);
 			len = 1;

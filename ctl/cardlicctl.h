@@ -76,6 +76,9 @@ int	cmd_status(struct ctl *, int, char **);
 
 extern const char *const	sql_migrations[];
 extern const int		sql_migrations_count;
+/* build/sqlschema.c (ctl/schemagen): each version's schema rows. */
+extern const char *const *const	sql_schemas[];
+extern const int		sql_schemas_count;
 
 /* chain.c: merge's database, with migrations 1..upto */
 int	chain_create_merged(sqlite3 *, int, char *, size_t);

@@ -113,6 +113,58 @@ out:
 	return rc;
 }
 
+/*
+ * The same, against the rows that ctl/schemagen made at build time from
+ * the migrations (build/sqlschema.c): 4 strings a row, NULL at the end.
+ */
+static int
+schema_compare_rows(sqlite3 *db, const char *const *b, char *msg,
+    size_t len)
+{
+	sqlite3_stmt *a = NULL;
+	int ra, c, rc = -1;
+
+	if (sqlite3_prepare_v2(db, SCHEMA_LIST, -1, &a, NULL) != SQLITE_OK) {
+		snprintf(msg, len, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	ra = sqlite3_step(a);
+	while (ra == SQLITE_ROW || *b != NULL) {
+		c = ra != SQLITE_ROW ? 1 : *b == NULL ? -1 :
+		    strcmp(schema_col(a, 1), b[1]);
+		if (c < 0) {
+			snprintf(msg, len, "%s %s is not cardlicd's (added to "
+			    "the file)", schema_col(a, 0), ctl_esc(
+			    schema_col(a, 1), strlen(schema_col(a, 1))));
+			rc = 1;
+			goto out;
+		}
+		if (c > 0) {
+			snprintf(msg, len, "%s %s is missing", b[0], b[1]);
+			rc = 1;
+			goto out;
+		}
+		if (strcmp(schema_col(a, 0), b[0]) != 0 ||
+		    strcmp(schema_col(a, 2), b[2]) != 0 ||
+		    strcmp(schema_col(a, 3), b[3]) != 0) {
+			snprintf(msg, len, "%s %s is not cardlicd's definition "
+			    "(changed in the file)", schema_col(a, 0),
+			    ctl_esc(schema_col(a, 1), strlen(schema_col(a, 1))));
+			rc = 1;
+			goto out;
+		}
+		ra = sqlite3_step(a);
+		b += 4;
+	}
+	if (ra != SQLITE_DONE)
+		snprintf(msg, len, "%s", sqlite3_errmsg(db));
+	else
+		rc = 0;
+out:
+	sqlite3_finalize(a);
+	return rc;
+}
+
 static long
 schema_int(sqlite3 *db, const char *sql)
 {
@@ -149,6 +201,10 @@ schema_check(sqlite3 *db, char *msg, size_t len)
 		return 1;
 	}
 	first = merged ? sql_migrations_count : (int)version;
+	/* A station's file: the rows made at build time (schemagen). */
+	if (!merged && sql_schemas_count == sql_migrations_count)
+		return schema_compare_rows(db, sql_schemas[first - 1], msg,
+		    len);
 	for (k = first; k >= (merged ? 1 : first); k--) {
 		/* The newest version's difference is the one to tell. */
 		out = k == first ? msg : other;

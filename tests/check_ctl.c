@@ -1032,6 +1032,8 @@ START_TEST(answers_unchanged)
 	    "list --outcome resolved", "list --outcome rejected --since "
 	    "2026-10-02", "list --model 'CLSIM TARGET' --until 2026-10-01",
 	    "list --batch 3b88800149444f424154434817 --since 2026-10-02",
+	    "list --station line-1 --outcome skipped", "list --station other",
+	    "show CL0000000719", "show CL0000002222",
 	    "reconcile", "export --format csv", NULL };
 	char *a, *b;
 	int i;
