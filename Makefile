@@ -192,6 +192,9 @@ $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $@.c tests/testline.c \
 	    tests/testdaemon.c $(TEST_LIBS)
 
+# The scale cases build their databases with bench/mkaudit.
+tests/check_ctl: bench/mkaudit
+
 tests/check_faults: tests/check_faults.c tests/testline.c tests/testline.h \
     tests/testdaemon.c tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ tests/check_faults.c \
@@ -513,6 +516,19 @@ bench/apdufloor: bench/apdufloor.c
 	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/apdufloor.c \
 	    $(SIM_LIBS)
 
+# Issue 12's bench tools: a light feeder for the line (libpcsclite only),
+# and the durable floor (bench/floorrun runs both).
+bench/feed: bench/feed.c
+	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/feed.c $(SIM_LIBS) \
+	    -pthread
+
+bench/floor: bench/floor.c
+	$(CC) $(SIM_CFLAGS) $(PIE) $(LDFLAGS) -o $@ bench/floor.c \
+	    $(shell $(PKG) --libs libpcsclite p11-kit-1 sqlite3) -pthread
+
+bench-floor: deps sim bench/floor bench/feed
+	bench/floorrun
+
 # What signing costs (issue 11): sign and check per row, and verify --key
 # over SIGNCOST_ROWS rows (default 1,000,000; see bench/README).
 bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
@@ -521,13 +537,35 @@ bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
 	    $(LDFLAGS) -o $@ bench/signcost.c daemon/sign.c daemon/dbhash.c \
 	    build/sqlmig.c $(shell $(PKG) --libs sqlite3 libcrypto)
 
+# A station's audit database of ROWS rows for make bench-audit (issue 12),
+# through the daemon's own hash, signatures and migrations.
+bench/mkaudit: bench/mkaudit.c daemon/sign.c daemon/dbhash.c \
+    daemon/sign.h daemon/dbhash.h daemon/auditrow.h build/sqlmig.c
+	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(PIE) $(LDFLAGS) -o $@ \
+	    bench/mkaudit.c daemon/sign.c daemon/dbhash.c build/sqlmig.c \
+	    $(shell $(PKG) --libs sqlite3 libcrypto)
+
+# Every cardlicctl question timed on 1,000,000 rows (bench/audit).
+bench-audit: bench/mkaudit ctl/cardlicctl
+	bench/audit
+
 bench-sign: bench/signcost ctl/cardlicctl
 	@d=$$(mktemp -d /tmp/cardlicd-signcost-XXXXXX) && \
 	bench/signcost $$d; rc=$$?; rm -rf $$d; exit $$rc
 
-# Figures, printed: per-card latency against the bare APDU floor.
-bench: deps all bench/apdufloor
+# Figures, printed and kept as JSON in bench/results/ (bench/run): cardlicd
+# per card against its durable floor (bench/floor) and a Python peer
+# (bench/peer.py), interleaved on 1, 4 and 8 readers; per step; scaling on
+# one and two batch cards; per card at 0 and 1,000,000 audit rows.
+bench: deps all bench/feed bench/floor bench/mkaudit
 	bench/run
+
+# Issue 12's Python peer (pyscard + PyKCS11, the packages are in DEB_PKGS):
+# 40 cards on 1, 4 and 8 readers, its figures per step, and its licenses
+# checked.
+bench-peer: deps sim
+	bench/peerrun
+.PHONY: bench-peer
 
 # The simulated production line, end to end (see README.md).
 demo: deps all
@@ -551,7 +589,8 @@ deps:
 
 clean:
 	rm -f daemon/cardlicd daemon/cardlicd-faults tests/check_faults \
-	    ctl/cardlicctl bench/apdufloor bench/signcost $(SIM_BINS) \
+	    ctl/cardlicctl bench/apdufloor bench/signcost bench/feed \
+	    bench/floor bench/mkaudit $(SIM_BINS) \
 	    $(CHECKS) sim/*.o
 	rm -rf build
 	rm -f tests/fuzz/fuzz_batch tests/fuzz/fuzz_conf tests/fuzz/fuzz_status \
@@ -561,4 +600,4 @@ clean:
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
 	check-faults check-faults-ci demo bench clean install uninstall \
 	lint-man lint-unit lint-catalog fuzz fuzz-deps check-tsan \
-	check-valgrind soak bench-sign
+	check-valgrind soak bench-sign bench-floor bench-audit

@@ -376,6 +376,8 @@ ctl_close(struct ctl *c)
 	c->db = NULL;
 }
 
+static void	ctl_explain(struct ctl *, const char *);
+
 sqlite3_stmt *
 ctl_prepare(struct ctl *c, const char *sql)
 {
@@ -385,7 +387,32 @@ ctl_prepare(struct ctl *c, const char *sql)
 		ctl_fail("%s: %s", c->db_path, sqlite3_errmsg(c->db));
 		return NULL;
 	}
+	/*
+	 * CARDLICCTL_EXPLAIN set: each statement's query plan on stderr,
+	 * so that tests/check_ctl.c can see which index answers (issue 12).
+	 */
+	if (getenv("CARDLICCTL_EXPLAIN") != NULL)
+		ctl_explain(c, sql);
 	return st;
+}
+
+/* "plan: SEARCH a USING INDEX ..." lines, one per step of the plan. */
+static void
+ctl_explain(struct ctl *c, const char *sql)
+{
+	sqlite3_stmt *st;
+	char *q;
+
+	if ((q = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql)) == NULL)
+		return;
+	if (sqlite3_prepare_v2(c->db, q, -1, &st, NULL) == SQLITE_OK) {
+		fprintf(stderr, "plan of: %s\n", sql);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			fprintf(stderr, "plan: %s\n", (const char *)
+			    sqlite3_column_text(st, 3));
+		sqlite3_finalize(st);
+	}
+	sqlite3_free(q);
 }
 
 /* An SQL expression showing the UTC column col in the chosen zone. */

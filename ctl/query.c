@@ -91,6 +91,77 @@ q_bind_bytes(sqlite3_stmt *st, int i, const char *arg, char **buf)
 	return n;
 }
 
+/*
+ * A serial's text S, looked up through audit_serial_text (migration 6):
+ * its key, the serial with trailing spaces trimmed, lies in [S, S || '!')
+ * for every serial whose text is S (NUL and space sort below '!'), then
+ * serial_text = S keeps the exact ones.  likelihood() tells SQLite that
+ * the range is narrow, or it prefers an index on the state.  On an older
+ * database, without the index, the same terms scan.
+ */
+#define Q_SERIAL(p)	"likelihood(rtrim(CAST(serial AS TEXT), ' ') >= " p \
+	", 0.001) AND likelihood(rtrim(CAST(serial AS TEXT), ' ') < " p \
+	" || '!', 0.001) AND serial_text = " p
+
+/* 1 when the database has the schema object name (a newer migration). */
+static int
+q_has(struct ctl *c, const char *name)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(c->db, "SELECT 1 FROM sqlite_schema WHERE name "
+	    "= ?1", -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * list --since/--until through issuance_rows (migration 6): the rows whose
+ * UTC day is in [since, until] (found through audit_utc) bound the row_seq
+ * of every line whose last change is in it: that last change is one of
+ * those rows, and its seq or its license_seq is the line's row_seq.  The
+ * bound is pushed into each branch of the view as a range of rowids.
+ * 0 with lo..hi, 1 when no row is in the days (nothing to list), -1.
+ */
+static int
+q_row_bounds(struct ctl *c, const char *since, const char *until,
+    long long *lo, long long *hi)
+{
+	sqlite3_stmt *st;
+	char sql[400];
+	int rc = -1;
+
+	snprintf(sql, sizeof(sql), "SELECT min(seq), max(seq), "
+	    "min(license_seq), max(license_seq) FROM audit WHERE %s%s%s",
+	    since != NULL ? "utc >= ?1" : "",
+	    since != NULL && until != NULL ? " AND " : "",
+	    until != NULL ? "utc < date(?2, '+1 day')" : "");
+	if ((st = ctl_prepare(c, sql)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, since, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, until, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		rc = 1;
+		if (sqlite3_column_type(st, 0) != SQLITE_NULL) {
+			*lo = sqlite3_column_int64(st, 0);
+			*hi = sqlite3_column_int64(st, 1);
+			if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
+				if (sqlite3_column_int64(st, 2) < *lo)
+					*lo = sqlite3_column_int64(st, 2);
+				if (sqlite3_column_int64(st, 3) > *hi)
+					*hi = sqlite3_column_int64(st, 3);
+			}
+			rc = 0;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static const char *const list_help =
 "usage: cardlicctl list [--since DATE] [--until DATE] [--serial S]\n"
 "                       [--model M] [--batch B] [--outcome O] [--station ID]\n"
@@ -124,7 +195,8 @@ cmd_list(struct ctl *c, int argc, char **argv)
 	char sql[2048], d1[11], d2[11], *b_serial, *b_model, *b_batch;
 	char *b_station;
 	sqlite3_stmt *st;
-	int ch, n = 0, i;
+	long long lo = 0, hi = 0;
+	int ch, n = 0, i, rows, bounded = 0;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -158,16 +230,36 @@ cmd_list(struct ctl *c, int argc, char **argv)
 			return ctl_fail("list: --outcome is one of generated, "
 			    "loaded, verified, rejected, failed, skipped");
 	}
+	/*
+	 * Only the filters given, each a plain term that SQLite can push
+	 * into the view's branches and answer from an index.
+	 */
+	if ((rows = q_has(c, "issuance_rows")) && (since != NULL ||
+	    until != NULL)) {
+		if ((i = q_row_bounds(c, since != NULL ? d1 : NULL,
+		    until != NULL ? d2 : NULL, &lo, &hi)) < 0)
+			return CTL_USAGE;
+		if (i > 0)
+			return CTL_NOTHING;
+		bounded = 1;
+	}
 	snprintf(sql, sizeof(sql), "SELECT %s, station, serial_text, "
-	    "model_text, state, start_date, end_date, batch_reader FROM "
-	    "issuance WHERE (?1 IS NULL OR last_utc >= ?1) AND (?2 IS NULL OR "
-	    "last_utc < date(?2, '+1 day')) AND (?3 IS NULL OR serial_text = "
-	    "?3) AND (?4 IS NULL OR model_text = ?4) AND (?5 IS NULL OR "
-	    "batch_reader = ?5 OR batch_atr = upper(?5)) AND (?6 IS NULL OR "
-	    "state = ?6) AND (?7 IS NULL OR station = ?7) ORDER BY last_utc, "
-	    "station", ctl_time(c, "last_utc"));
+	    "model_text, state, start_date, end_date, batch_reader FROM %s "
+	    "WHERE 1%s%s%s%s%s%s%s%s ORDER BY last_utc, station",
+	    ctl_time(c, "last_utc"), rows ? "issuance_rows" : "issuance",
+	    since != NULL ? " AND last_utc >= ?1" : "",
+	    until != NULL ? " AND last_utc < date(?2, '+1 day')" : "",
+	    serial != NULL ? " AND " Q_SERIAL("?3") : "",
+	    model != NULL ? " AND model_text = ?4" : "",
+	    batch != NULL ? " AND (batch_reader = ?5 OR batch_atr = "
+	    "upper(?5))" : "",
+	    outcome != NULL ? " AND state = ?6" : "",
+	    station != NULL ? " AND station = ?7" : "",
+	    bounded ? " AND row_seq BETWEEN ?8 AND ?9" : "");
 	if ((st = ctl_prepare(c, sql)) == NULL)
 		return CTL_USAGE;
+	sqlite3_bind_int64(st, 8, lo);
+	sqlite3_bind_int64(st, 9, hi);
 	sqlite3_bind_text(st, 1, since != NULL ? d1 : NULL, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, until != NULL ? d2 : NULL, -1, SQLITE_STATIC);
 	q_bind_bytes(st, 3, serial, &b_serial);
@@ -220,7 +312,7 @@ cmd_show(struct ctl *c, int argc, char **argv)
 	snprintf(sql, sizeof(sql), "SELECT %s, station, seq, job, reader, "
 	    "state, start_date, end_date, sw, ckr, nullif(hex(status), ''), "
 	    "timings, reason, model_text, license_seq, serial_text FROM "
-	    "audit_text WHERE serial_text = ?1 ORDER BY station, seq",
+	    "audit_text WHERE " Q_SERIAL("?1") " ORDER BY station, seq",
 	    ctl_time(c, "utc"));
 	if ((st = ctl_prepare(c, sql)) == NULL)
 		return CTL_USAGE;
@@ -258,7 +350,7 @@ cmd_show(struct ctl *c, int argc, char **argv)
  * are the card's text, trimmed as everywhere else).
  */
 static void
-q_export_sql(char *sql, size_t len, int sig)
+q_export_sql(char *sql, size_t len, int sig, const char *order)
 {
 	const struct auditrow_col *c;
 	size_t o;
@@ -297,7 +389,41 @@ q_export_sql(char *sql, size_t len, int sig)
 	/* The last column says whether timings is JSON, for JSON's sake. */
 	if (o < len)
 		snprintf(sql + o, len - o, "json_valid(timings) FROM "
-		    "audit_text ORDER BY station, seq");
+		    "audit_text ORDER BY %s", order);
+}
+
+/* One value of a one-row query (the text of column 0), or "". */
+static void
+q_value(struct ctl *c, const char *sql, char *out, size_t len)
+{
+	sqlite3_stmt *st;
+	const unsigned char *t;
+
+	out[0] = '\0';
+	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return;
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    (t = sqlite3_column_text(st, 0)) != NULL)
+		snprintf(out, len, "%s", (const char *)t);
+	sqlite3_finalize(st);
+}
+
+/*
+ * The order of an export, station then seq: on a station's own database
+ * whose rows all carry one station id, that is the rowid's order, read
+ * straight from the table; otherwise SQLite sorts.  min() and max() each
+ * read one end of audit_job.
+ */
+static const char *
+q_export_order(struct ctl *c)
+{
+	char one[8];
+
+	if (q_has(c, "merges"))
+		return "station, seq";
+	q_value(c, "SELECT (SELECT min(station) FROM audit) IS (SELECT "
+	    "max(station) FROM audit)", one, sizeof(one));
+	return strcmp(one, "1") == 0 ? "seq" : "station, seq";
 }
 
 /*
@@ -322,11 +448,15 @@ csv_field(sqlite3_stmt *st, int i, int last)
 	if (sqlite3_column_type(st, i) == SQLITE_TEXT && s[0] != '\0' &&
 	    strchr("=+-@", s[0]) != NULL)
 		putchar('\'');
-	for (; *s != '\0'; s++) {
-		if (*s == '"')
-			putchar('"');
-		putchar(*s);
-	}
+	/* Most fields have no quote to double: one write (issue 12). */
+	if (!quote || strchr(s, '"') == NULL)
+		fputs(s, stdout);
+	else
+		for (; *s != '\0'; s++) {
+			if (*s == '"')
+				putchar('"');
+			putchar(*s);
+		}
 	if (quote)
 		putchar('"');
 	fputs(last ? "\r\n" : ",", stdout);
@@ -400,7 +530,7 @@ cmd_export(struct ctl *c, int argc, char **argv)
 		return ctl_usage(export_help);
 	csv = strcmp(fmt, "csv") == 0;
 	jsonl = strcmp(fmt, "jsonl") == 0;
-	q_export_sql(sql, sizeof(sql), sig);
+	q_export_sql(sql, sizeof(sql), sig, q_export_order(c));
 	if ((st = ctl_prepare(c, sql)) == NULL)
 		return CTL_USAGE;
 	cols = sqlite3_column_count(st) - 1;
@@ -442,9 +572,11 @@ cmd_export(struct ctl *c, int argc, char **argv)
 }
 
 static void
-q_table(struct ctl *c, const char *title, const char *sql)
+q_table(struct ctl *c, const char *title, const char *sql, const char *key,
+    long long *val)
 {
 	sqlite3_stmt *st = ctl_prepare(c, sql);
+	const unsigned char *k;
 	int i, cols, n = 0;
 
 	if (st == NULL)
@@ -455,6 +587,10 @@ q_table(struct ctl *c, const char *title, const char *sql)
 		printf("  %-*s", i == 0 ? 28 : 10, sqlite3_column_name(st, i));
 	putchar('\n');
 	while (sqlite3_step(st) == SQLITE_ROW) {
+		/* The count on the row whose first column is key. */
+		if (key != NULL && (k = sqlite3_column_text(st, 0)) != NULL &&
+		    strcmp((const char *)k, key) == 0)
+			*val = sqlite3_column_int64(st, 1);
 		for (i = 0; i < cols; i++)
 			printf("  %-*s", i == 0 ? 28 : 10, q_text(st, i));
 		putchar('\n');
@@ -466,6 +602,74 @@ q_table(struct ctl *c, const char *title, const char *sql)
 	sqlite3_finalize(st);
 }
 
+/* One line of q_days, as q_table prints it. */
+static void
+q_day_line(const char *day, size_t len, const long long n[5])
+{
+	char num[24];
+	int i;
+
+	printf("  %-28s", ctl_esc(day, len));
+	for (i = 0; i < 5; i++) {
+		snprintf(num, sizeof(num), "%lld", n[i]);
+		printf("  %-10s", num);
+	}
+	putchar('\n');
+}
+
+/*
+ * stats per day, as q_table printed "SELECT substr(utc, 1, 10) AS day,
+ * sum(state = 'generated') ... GROUP BY day ORDER BY day": the rows in
+ * utc's order through audit_utc (migration 6), one day after the other,
+ * counted as they stream by, with no sort of the whole table.
+ */
+static int
+q_days(struct ctl *c)
+{
+	static const char *const states[5] = { "generated", "verified",
+	    "skipped", "rejected", "failed" };
+	sqlite3_stmt *st;
+	const char *s;
+	/* Ten characters of UTF-8: at most 40 bytes. */
+	char day[48] = "";
+	const void *d;
+	size_t dlen = 0, len;
+	long long n[5] = { 0, 0, 0, 0, 0 };
+	int i, rc, lines = 0;
+
+	if ((st = ctl_prepare(c, "SELECT substr(utc, 1, 10), state FROM audit "
+	    "ORDER BY utc")) == NULL)
+		return -1;
+	printf("per day\n  %-28s  %-10s  %-10s  %-10s  %-10s  %-10s\n", "day",
+	    "credits", "verified", "skipped", "rejected", "failed");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		d = sqlite3_column_text(st, 0);
+		len = (size_t)sqlite3_column_bytes(st, 0);
+		if (len > sizeof(day))
+			len = sizeof(day);
+		if (lines == 0 || len != dlen || memcmp(d, day, len) != 0) {
+			if (lines++ > 0)
+				q_day_line(day, dlen, n);
+			memcpy(day, d, len);
+			dlen = len;
+			memset(n, 0, sizeof(n));
+		}
+		s = (const char *)sqlite3_column_text(st, 1);
+		for (i = 0; s != NULL && i < 5; i++)
+			if (strcmp(s, states[i]) == 0)
+				n[i]++;
+	}
+	if (lines > 0)
+		q_day_line(day, dlen, n);
+	else
+		printf("  (none)\n");
+	putchar('\n');
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		ctl_fail("stats: %s", sqlite3_errmsg(c->db));
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 static const char *const stats_help =
 "usage: cardlicctl stats\n"
 "Counts per day (UTC), per batch card and per outcome, then the credits\n"
@@ -475,6 +679,7 @@ int
 cmd_stats(struct ctl *c, int argc, char **argv)
 {
 	sqlite3_stmt *st;
+	long long verified = 0;
 	int rc = CTL_OK;
 
 	if (argc != 1) {
@@ -484,23 +689,62 @@ cmd_stats(struct ctl *c, int argc, char **argv)
 		}
 		return ctl_usage(stats_help);
 	}
-	q_table(c, "per day", "SELECT substr(utc, 1, 10) AS day, "
-	    "sum(state = 'generated') AS credits, sum(state = 'verified') AS "
-	    "verified, sum(state = 'skipped') AS skipped, sum(state = "
-	    "'rejected') AS rejected, sum(state = 'failed') AS failed FROM "
-	    "audit GROUP BY day ORDER BY day");
-	q_table(c, "per batch card", "SELECT station || ' ' || batch_reader "
-	    "AS batch_card, sum(credits) AS credits, max(licenses_on_card) AS "
-	    "on_card, batch_atr AS atr FROM batch_usage GROUP BY station, "
-	    "batch_reader, batch_atr ORDER BY 1");
+	if (!q_has(c, "issuance_rows")) {
+		q_table(c, "per day", "SELECT substr(utc, 1, 10) AS day, "
+		    "sum(state = 'generated') AS credits, sum(state = "
+		    "'verified') AS verified, sum(state = 'skipped') AS "
+		    "skipped, sum(state = 'rejected') AS rejected, sum(state = "
+		    "'failed') AS failed FROM audit GROUP BY day ORDER BY day",
+		    NULL, NULL);
+		/* An older database: its views, as before migration 6. */
+		q_table(c, "per batch card", "SELECT station || ' ' || "
+		    "batch_reader AS batch_card, sum(credits) AS credits, "
+		    "max(licenses_on_card) AS on_card, batch_atr AS atr FROM "
+		    "batch_usage GROUP BY station, batch_reader, batch_atr "
+		    "ORDER BY 1", NULL, NULL);
+		q_table(c, "per outcome", "SELECT state AS outcome, count(*) AS "
+		    "count FROM issuance GROUP BY state ORDER BY state", NULL,
+		    NULL);
+		st = ctl_prepare(c, "SELECT (SELECT count(*) FROM audit WHERE "
+		    "state = 'generated'), (SELECT count(*) FROM issuance WHERE "
+		    "state = 'verified')");
+		if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+			printf("credits spent: %lld, licenses verified: %lld\n",
+			    sqlite3_column_int64(st, 0),
+			    sqlite3_column_int64(st, 1));
+		else
+			rc = CTL_USAGE;
+		sqlite3_finalize(st);
+		return rc;
+	}
+	if (q_days(c) != 0)
+		return CTL_USAGE;
+	/*
+	 * batch_usage summed over its days is the count and the highest
+	 * batch_count of each batch card's `generated` rows (audit_batch).
+	 */
+	q_table(c, "per batch card", "SELECT station || ' ' || batch_reader AS "
+	    "batch_card, count(*) AS credits, max(batch_count) AS on_card, "
+	    "batch_atr AS atr FROM audit WHERE state = 'generated' GROUP BY "
+	    "station, batch_reader, batch_atr ORDER BY 1", NULL, NULL);
+	/*
+	 * issuance's outcomes: a license's is the state of its last row,
+	 * read from audit_license alone (the bare column of max() is the
+	 * max row's), or `generated`; the other branches are the view's,
+	 * through audit_state.  The verified count comes with them.
+	 */
 	q_table(c, "per outcome", "SELECT state AS outcome, count(*) AS count "
-	    "FROM issuance GROUP BY state ORDER BY state");
-	st = ctl_prepare(c, "SELECT (SELECT count(*) FROM audit WHERE state = "
-	    "'generated'), (SELECT count(*) FROM issuance WHERE state = "
-	    "'verified')");
+	    "FROM (SELECT coalesce((SELECT s FROM (SELECT x.state AS s, "
+	    "max(x.seq) FROM audit x WHERE x.license_seq = g.seq AND "
+	    "x.station = g.station)), 'generated') AS state FROM audit g "
+	    "WHERE g.state = 'generated' UNION ALL SELECT state FROM "
+	    "issuance_other) GROUP BY state ORDER BY state", "verified",
+	    &verified);
+	st = ctl_prepare(c, "SELECT count(*) FROM audit WHERE state = "
+	    "'generated'");
 	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
 		printf("credits spent: %lld, licenses verified: %lld\n",
-		    sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+		    sqlite3_column_int64(st, 0), verified);
 	else
 		rc = CTL_USAGE;
 	sqlite3_finalize(st);
@@ -642,6 +886,12 @@ q_counts(struct ctl *c)
 	    ctl_time(c, "utc"));
 	if ((k = ctl_prepare(c, sql)) == NULL)
 		return -1;
+	/*
+	 * The rows between two counts: a range of seq, which likelihood()
+	 * tells SQLite is narrow; it read every row of the station through
+	 * audit_job for each count instead (18 s for 50 counts at 1,000,000
+	 * rows).
+	 */
 	st = ctl_prepare(c, "SELECT coalesce(sum(a.state = 'generated'), 0), "
 	    "coalesce(sum(a.state = 'in-doubt' AND r.reason LIKE 'spent:%'), "
 	    "0), coalesce(sum(a.state = 'in-doubt' AND r.seq IS NULL), 0), "
@@ -649,8 +899,9 @@ q_counts(struct ctl *c)
 	    "THEN '#' || a.seq END, ', ') FROM audit a LEFT JOIN audit r ON "
 	    "a.state = 'in-doubt' AND r.station = a.station AND r.state = "
 	    "'resolved' AND r.license_seq = a.seq WHERE a.station = ?1 AND "
-	    "a.batch_reader = ?2 AND a.batch_atr = ?3 AND a.seq > ?4 AND "
-	    "a.seq < ?5 AND a.state IN ('generated', 'in-doubt')");
+	    "a.batch_reader = ?2 AND a.batch_atr = ?3 AND likelihood(a.seq > "
+	    "?4, 0.001) AND likelihood(a.seq < ?5, 0.001) AND a.state IN "
+	    "('generated', 'in-doubt')");
 	if (st == NULL) {
 		sqlite3_finalize(k);
 		return -1;

@@ -1,10 +1,17 @@
 /*
  * The batch cards: the pool of cards that can generate licenses, and the
- * APDU exchange of the vendor text.  Generation is serialized: one lock
- * for the pool, and a PC/SC transaction on the card around SELECT,
- * GENERATE and the GET RESPONSE pieces, so that no other program slips an
- * APDU in between.  A card that answers 6985 is marked exhausted and the
- * next one is used.
+ * APDU exchange of the vendor text.  A job holds one batch card from its
+ * `requested` row to the end of its GENERATE, so that the row names the
+ * card the credit is asked of; with several batch cards, several jobs
+ * generate at once, each on its own card (issue 12).  On the card, a
+ * PC/SC transaction surrounds SELECT, GENERATE and the GET RESPONSE
+ * pieces, so that no other program slips an APDU in between.  A card that
+ * answers 6985 is marked exhausted and the next one is used.
+ *
+ * Each card's PC/SC connection stays open between generations (a context
+ * and a connect cost pcscd trips on every card otherwise); a handle that
+ * went stale (the card reset, pulled, pcscd restarted) is opened again
+ * before SELECT, never after GENERATE was sent.
  *
  * Once GENERATE has been sent, only the status words that the vendor text
  * gives as refusals count as "nothing spent"; every other ending (an
@@ -27,16 +34,28 @@ struct batch_card {
 	char		atr[2 * ATR_MAX + 1];
 	int		exhausted;
 	int		broken;		/* stopped answering as a batch card */
+	int		held;		/* a job generates on it */
+	unsigned	insertion;	/* which insertion of a card this is */
+};
+
+struct batch_conn {
+	SCARDCONTEXT	ctx;
+	SCARDHANDLE	card;
+	DWORD		proto;
+	int		has_ctx, has_card, in_tx;
+	unsigned	insertion;	/* of the card it was opened to */
 };
 
 /*
  * batch_lock guards the pool table and is held only briefly, so that the
- * event loop may ask for the pool's state; batch_gen_lock serializes the
- * generations themselves, which may take long on a slow card.
+ * event loop may ask for the pool's state; a job waits on batch_cond for
+ * a card to be free.  batch_conns[i] is used only by card i's holder.
  */
 static pthread_mutex_t		batch_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t		batch_gen_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t		batch_cond = PTHREAD_COND_INITIALIZER;
 static struct batch_card	batch_pool[BATCH_MAX];
+static struct batch_conn	batch_conns[BATCH_MAX];
+static unsigned			batch_insertions;
 
 static const uint8_t batch_select[] = { 0x00, 0xA4, 0x04, 0x0C, 0x09,
 	0xA0, 0x00, 0x00, 0x03, 0x63, 0x4D, 0x57, 0x4C, 0x01 };
@@ -63,11 +82,17 @@ batch_add(const char *reader, const uint8_t *atr, size_t atr_len)
 		if (!batch_pool[i].used)
 			b = &batch_pool[i];
 	if (b != NULL) {
+		/* Its holder, if any, still has to let it go. */
+		int held = b->held;
+
 		memset(b, 0, sizeof(*b));
 		b->used = 1;
+		b->held = held;
+		b->insertion = ++batch_insertions;
 		snprintf(b->reader, sizeof(b->reader), "%s", reader);
 		dbhash_hex(atr, atr_len, 1, b->atr);
 	}
+	pthread_cond_broadcast(&batch_cond);
 	pthread_mutex_unlock(&batch_lock);
 	if (b == NULL)
 		log_warnx("%s: more than %d batch cards; this one is not used",
@@ -84,6 +109,8 @@ batch_remove(const char *reader)
 		if (batch_pool[i].used &&
 		    strcmp(batch_pool[i].reader, reader) == 0)
 			batch_pool[i].used = 0;
+	/* A job waiting for a card may have none left to wait for. */
+	pthread_cond_broadcast(&batch_cond);
 	pthread_mutex_unlock(&batch_lock);
 }
 
@@ -186,15 +213,8 @@ batch_find(const char *reader, char *atr, char *others, size_t len)
 	return found;
 }
 
-struct batch_conn {
-	SCARDCONTEXT	ctx;
-	SCARDHANDLE	card;
-	DWORD		proto;
-	int		has_ctx, has_card, in_tx;
-};
-
 static LONG
-batch_connect(struct batch_conn *c, const char *reader)
+batch_open(struct batch_conn *c, const char *reader)
 {
 	LONG rv;
 
@@ -208,10 +228,28 @@ batch_connect(struct batch_conn *c, const char *reader)
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 	c->has_card = 1;
+	return rv;
+}
+
+static LONG
+batch_begin(struct batch_conn *c)
+{
+	LONG rv;
+
 	rv = SCardBeginTransaction(c->card);
 	if (rv == SCARD_S_SUCCESS)
 		c->in_tx = 1;
 	return rv;
+}
+
+static LONG
+batch_connect(struct batch_conn *c, const char *reader)
+{
+	LONG rv;
+
+	if ((rv = batch_open(c, reader)) != SCARD_S_SUCCESS)
+		return rv;
+	return batch_begin(c);
 }
 
 static void
@@ -264,6 +302,69 @@ batch_tx(struct batch_conn *c, const uint8_t *cmd, size_t len, uint8_t *out,
  * it): the question is asked again for up to a second, unless the reader
  * itself is gone.
  */
+/*
+ * PC/SC contexts kept for the probes: each new one is a new connection to
+ * pcscd, and a thread there, for every card inserted (issue 12).  One
+ * that pcscd no longer knows (it restarted) is dropped on its first error.
+ */
+static pthread_mutex_t	batch_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static SCARDCONTEXT	batch_ctxs[8];
+static int		batch_nctx;
+
+static LONG
+batch_probe_open(struct batch_conn *c, const char *reader)
+{
+	LONG rv;
+
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_lock(&batch_ctx_lock);
+	if (batch_nctx > 0) {
+		c->ctx = batch_ctxs[--batch_nctx];
+		c->has_ctx = 1;
+	}
+	pthread_mutex_unlock(&batch_ctx_lock);
+	if (!c->has_ctx)
+		return batch_connect(c, reader);
+	rv = SCardConnect(c->ctx, reader, SCARD_SHARE_SHARED,
+	    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &c->card, &c->proto);
+	if (rv == SCARD_E_INVALID_HANDLE || rv == SCARD_E_NO_SERVICE ||
+	    rv == SCARD_F_COMM_ERROR) {
+		/* A context of a pcscd that is gone: a new one, once. */
+		batch_disconnect(c);
+		return batch_connect(c, reader);
+	}
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	c->has_card = 1;
+	return batch_begin(c);
+}
+
+static void
+batch_probe_close(struct batch_conn *c, long rv)
+{
+	int kept = 0;
+
+	if (c->in_tx)
+		SCardEndTransaction(c->card, SCARD_LEAVE_CARD);
+	if (c->has_card)
+		SCardDisconnect(c->card, SCARD_LEAVE_CARD);
+	c->in_tx = c->has_card = 0;
+	if (c->has_ctx && rv != (long)SCARD_E_NO_SERVICE &&
+	    rv != (long)SCARD_F_COMM_ERROR &&
+	    rv != (long)SCARD_E_INVALID_HANDLE) {
+		pthread_mutex_lock(&batch_ctx_lock);
+		if (batch_nctx < (int)(sizeof(batch_ctxs) /
+		    sizeof(batch_ctxs[0]))) {
+			batch_ctxs[batch_nctx++] = c->ctx;
+			kept = 1;
+		}
+		pthread_mutex_unlock(&batch_ctx_lock);
+	}
+	if (!kept)
+		batch_disconnect(c);
+	memset(c, 0, sizeof(*c));
+}
+
 int
 batch_probe(const char *reader)
 {
@@ -275,11 +376,11 @@ batch_probe(const char *reader)
 	for (tries = 0; tries < 6; tries++) {
 		if (tries > 0)
 			usleep(200000);
-		rv = batch_connect(&c, reader);
+		rv = batch_probe_open(&c, reader);
 		if (rv == SCARD_S_SUCCESS)
 			rv = batch_tx(&c, batch_select, sizeof(batch_select),
 			    NULL, NULL, &sw);
-		batch_disconnect(&c);
+		batch_probe_close(&c, rv);
 		if (rv == 0)
 			return sw == 0x9000;
 		/*
@@ -500,12 +601,60 @@ batch_pcsc_tx(void *arg, const uint8_t *cmd, size_t len, uint8_t *out,
  * the next card); BATCH_REFUSED (the card said no, nothing spent);
  * BATCH_DOUBT (a credit may be spent with no license to show for it).
  */
-static enum batch_result
-batch_one(struct batch_card *b, const uint8_t *model, const uint8_t *serial,
-    const char *start, struct batch_license *out)
+/* The end of one generation: the connection stays for the next one. */
+static void
+batch_done(struct batch_conn *c, int keep)
 {
-	struct batch_conn c;
-	struct batch_io io = { batch_pcsc_tx, &c };
+	if (!keep) {
+		batch_disconnect(c);
+		return;
+	}
+	if (c->in_tx && SCardEndTransaction(c->card, SCARD_LEAVE_CARD) !=
+	    SCARD_S_SUCCESS)
+		batch_disconnect(c);
+	c->in_tx = 0;
+}
+
+/*
+ * The card's kept connection, in a transaction, with the batch AID
+ * selected.  A kept handle that fails before GENERATE (the card was reset
+ * or pulled and put back, pcscd restarted) is opened afresh once: nothing
+ * was asked of the card yet.
+ */
+static long
+batch_ready(struct batch_conn *c, const struct batch_card *b, unsigned *sw)
+{
+	long rv;
+	int fresh, tries;
+
+	if (c->has_card && c->insertion != b->insertion)
+		batch_disconnect(c);
+	for (tries = 0; tries < 2; tries++) {
+		fresh = !c->has_card;
+		if (fresh) {
+			if ((rv = batch_open(c, b->reader)) != SCARD_S_SUCCESS)
+				return rv;
+			c->insertion = b->insertion;
+		}
+		rv = batch_begin(c);
+		if (rv == SCARD_S_SUCCESS)
+			rv = batch_tx(c, batch_select, sizeof(batch_select),
+			    NULL, NULL, sw);
+		if (rv == 0 || fresh)
+			return rv;
+		log_debug("%s: kept connection failed (%s); connecting again",
+		    b->reader, pcsc_stringify_error((LONG)rv));
+		batch_disconnect(c);
+	}
+	return rv;
+}
+
+static enum batch_result
+batch_one(int idx, struct batch_card *b, const uint8_t *model,
+    const uint8_t *serial, const char *start, struct batch_license *out)
+{
+	struct batch_conn *c = &batch_conns[idx];
+	struct batch_io io = { batch_pcsc_tx, c };
 	enum batch_result r;
 	const char *what;
 	unsigned sw = 0;
@@ -515,10 +664,8 @@ batch_one(struct batch_card *b, const uint8_t *model, const uint8_t *serial,
 	snprintf(out->atr, sizeof(out->atr), "%s", b->atr);
 	out->sw = 0;
 	fault_point("select");
-	if ((rv = batch_connect(&c, b->reader)) != SCARD_S_SUCCESS ||
-	    (rv = batch_tx(&c, batch_select, sizeof(batch_select), NULL, NULL,
-	    &sw)) != 0) {
-		batch_disconnect(&c);
+	if ((rv = batch_ready(c, b, &sw)) != 0) {
+		batch_disconnect(c);
 		b->broken = 1;
 		snprintf(out->message, sizeof(out->message), "batch card in "
 		    "%s did not answer SELECT (%s); no credit spent; not used "
@@ -528,7 +675,7 @@ batch_one(struct batch_card *b, const uint8_t *model, const uint8_t *serial,
 		return BATCH_GONE;
 	}
 	if (sw != 0x9000) {
-		batch_disconnect(&c);
+		batch_disconnect(c);
 		b->broken = 1;
 		out->sw = sw & 0xFFFF;
 		what = batch_sw_meaning(out->sw);
@@ -539,7 +686,9 @@ batch_one(struct batch_card *b, const uint8_t *model, const uint8_t *serial,
 		return BATCH_GONE;
 	}
 	r = batch_exchange(&io, model, serial, start, out);
-	batch_disconnect(&c);
+	/* Only an exchange that ended as the vendor says keeps the line. */
+	batch_done(c, r == BATCH_OK || r == BATCH_REFUSED ||
+	    r == BATCH_EXHAUSTED);
 	if (r == BATCH_EXHAUSTED) {
 		b->exhausted = 1;
 		log_alert("%s", out->message);
@@ -548,45 +697,83 @@ batch_one(struct batch_card *b, const uint8_t *model, const uint8_t *serial,
 	return r;
 }
 
-/* The card the next generation will try first: for the 'requested' row. */
+static int
+batch_usable(const struct batch_card *b)
+{
+	return b->used && !b->exhausted && !b->broken;
+}
+
+/*
+ * Hold a batch card for one generation: the first usable card that no
+ * other job holds, waiting while every usable card is held.  Its reader
+ * and ATR are for the `requested` row.  Returns a hold (> 0), or 0 when
+ * no batch card is usable.
+ */
 int
 batch_pick(char *reader, char *atr)
 {
-	int i, found = 0;
+	int i, any, pick = -1;
 
 	pthread_mutex_lock(&batch_lock);
-	for (i = 0; i < BATCH_MAX && !found; i++) {
-		if (!batch_pool[i].used || batch_pool[i].exhausted ||
-		    batch_pool[i].broken)
-			continue;
-		snprintf(reader, READER_MAX, "%s", batch_pool[i].reader);
-		snprintf(atr, 2 * ATR_MAX + 1, "%s", batch_pool[i].atr);
-		found = 1;
+	for (;;) {
+		for (i = 0, any = 0; i < BATCH_MAX && pick < 0; i++) {
+			if (!batch_usable(&batch_pool[i]))
+				continue;
+			any = 1;
+			if (!batch_pool[i].held)
+				pick = i;
+		}
+		if (pick >= 0 || !any)
+			break;
+		pthread_cond_wait(&batch_cond, &batch_lock);
+	}
+	if (pick >= 0) {
+		batch_pool[pick].held = 1;
+		snprintf(reader, READER_MAX, "%s", batch_pool[pick].reader);
+		snprintf(atr, 2 * ATR_MAX + 1, "%s", batch_pool[pick].atr);
 	}
 	pthread_mutex_unlock(&batch_lock);
-	return found;
+	return pick + 1;
 }
 
+/* A hold given back with no generation (the job ended before it). */
+void
+batch_unpick(int hold)
+{
+	if (hold <= 0 || hold > BATCH_MAX)
+		return;
+	pthread_mutex_lock(&batch_lock);
+	batch_pool[hold - 1].held = 0;
+	pthread_cond_broadcast(&batch_cond);
+	pthread_mutex_unlock(&batch_lock);
+}
+
+/*
+ * GENERATE on the held card, and on the next usable ones while a card
+ * turns out gone or exhausted before it spent anything.  Every hold is
+ * given back.  out->wait_us: how long this job waited for another card.
+ */
 enum batch_result
-batch_generate(const uint8_t *model, const uint8_t *serial,
+batch_generate(int hold, const uint8_t *model, const uint8_t *serial,
     const char *start, struct batch_license *out)
 {
 	enum batch_result r = BATCH_NONE;
 	struct batch_card card;
-	int i, k;
+	char reader[READER_MAX], atr[2 * ATR_MAX + 1];
+	long t0;
+	int i, k, tries;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(out->message, sizeof(out->message), "no batch card with "
 	    "credit is inserted");
-	pthread_mutex_lock(&batch_gen_lock);
-	for (i = 0; i < BATCH_MAX && (r == BATCH_NONE || r == BATCH_GONE ||
-	    r == BATCH_EXHAUSTED); i++) {
+	for (tries = 0; hold > 0 && hold <= BATCH_MAX && tries < BATCH_MAX;
+	    tries++) {
+		i = hold - 1;
 		pthread_mutex_lock(&batch_lock);
 		card = batch_pool[i];
 		pthread_mutex_unlock(&batch_lock);
-		if (!card.used || card.exhausted || card.broken)
-			continue;
-		r = batch_one(&card, model, serial, start, out);
+		r = batch_usable(&card) ? batch_one(i, &card, model, serial,
+		    start, out) : BATCH_GONE;
 		/* The card may have been pulled and replaced meanwhile. */
 		pthread_mutex_lock(&batch_lock);
 		for (k = 0; k < BATCH_MAX; k++)
@@ -596,9 +783,15 @@ batch_generate(const uint8_t *model, const uint8_t *serial,
 				batch_pool[k].exhausted |= card.exhausted;
 				batch_pool[k].broken |= card.broken;
 			}
+		batch_pool[i].held = 0;
+		pthread_cond_broadcast(&batch_cond);
 		pthread_mutex_unlock(&batch_lock);
+		if (r != BATCH_GONE && r != BATCH_EXHAUSTED)
+			break;
+		t0 = date_mono_us();
+		hold = batch_pick(reader, atr);
+		out->wait_us += date_mono_us() - t0;
 	}
-	pthread_mutex_unlock(&batch_gen_lock);
 	/* No card could be used, and none was asked to spend: no credit. */
 	return r == BATCH_GONE || r == BATCH_EXHAUSTED ? BATCH_NONE : r;
 }

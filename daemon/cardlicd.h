@@ -47,7 +47,7 @@ struct card_report {
 	const char	*outcome;
 	const char	*reason;
 	const char	*end_date;
-	long		 ms;
+	long		 us;		/* from the card seen to the outcome */
 	const char	*chain_head;	/* hex */
 };
 void	log_card(const struct card_report *);
@@ -176,6 +176,7 @@ struct db_row {
 	const char	*ckr;
 	const uint8_t	*status;	/* STATUS_LEN or NULL */
 	const char	*timings;
+	int		 lazy;		/* durable with the next commit */
 };
 
 struct db_pending {
@@ -221,6 +222,7 @@ struct spill_license {
 void	spill_init(const char *);
 int	spill_reserve(long, char *, size_t);
 int	spill_write(int, long, const struct spill_license *, char *, size_t);
+int	spill_sync(int, long, char *, size_t);
 void	spill_release(int, long);
 int	spill_recover(int (*)(long, const struct spill_license *));
 
@@ -257,6 +259,7 @@ struct pin_doubt {
 };
 int		 p11_load(const char *, char *, size_t);
 void		 p11_unload(void);
+void		 p11_readers_changed(void);
 unsigned long	 p11_find_token(const struct conf *, const char *,
 		    struct token *, char *, size_t);
 unsigned long	 p11_open(unsigned long, unsigned long *);
@@ -288,6 +291,7 @@ struct batch_license {
 	char		atr[2 * ATR_MAX + 1];
 	unsigned	sw;
 	char		message[512];
+	long		wait_us;	/* for a batch card to be free */
 };
 void	batch_init(void);
 void	batch_add(const char *, const uint8_t *, size_t);
@@ -295,7 +299,8 @@ void	batch_remove(const char *);
 int	batch_probe(const char *);
 int	batch_available(void);
 int	batch_pick(char *, char *);
-enum batch_result batch_generate(const uint8_t *, const uint8_t *,
+void	batch_unpick(int);
+enum batch_result batch_generate(int, const uint8_t *, const uint8_t *,
 	    const char *, struct batch_license *);
 /* The exchange over any transmit function: PC/SC, or a fuzzer's. */
 struct batch_io {
@@ -327,6 +332,7 @@ struct watch_msg {
 	uint8_t			atr[ATR_MAX];
 	size_t			atr_len;
 	unsigned		counter;
+	long			seen_us;	/* date_mono_us() of the event */
 };
 int	watch_start(int, long);
 void	watch_stop(void);
@@ -367,6 +373,7 @@ struct job_ctx {
 	uint8_t		atr[ATR_MAX];
 	size_t		atr_len;
 	unsigned	insertion;
+	long		seen_us;	/* when the watcher saw the card */
 	long		today;		/* days: the loop owns the time zone */
 	int		paused_pin;
 	struct pin_doubt pin_doubt;	/* paused_pin, maybe not refused */
@@ -378,7 +385,7 @@ struct job {
 	struct job_ctx		c;
 	struct job_result	res;
 	long			id;
-	long			t0;
+	long			t0;		/* us: the card seen */
 	struct token		tok;
 	char			model[4 * FIELD_LEN + 1];	/* text */
 	char			serial[4 * FIELD_LEN + 1];
@@ -387,9 +394,9 @@ struct job {
 	unsigned long		session;
 	int			has_session;
 	int			logged_in;
-	char			timings[256];
+	char			timings[400];
 	size_t			tlen;
-	long			tstep;
+	long			tstep;		/* us */
 	const char		*end_date;
 };
 

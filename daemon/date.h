@@ -15,5 +15,6 @@ long	date_first_of_next_month(long);
 long	date_today(const char *);
 int	date_tz_localtime(const char *, time_t, struct tm *);
 void	date_utc_now(char [64]);
+long	date_mono_us(void);
 
 #endif

@@ -32,6 +32,7 @@ static pthread_mutex_t	 db_lock = PTHREAD_MUTEX_INITIALIZER;
 static char		 db_station[64];
 static long		 db_job;
 static uint8_t		 db_head[32];
+static int		 db_sync_normal;	/* synchronous is NORMAL now */
 /* The key read at start-up; a reload never changes it.  NULL: none. */
 static struct sign_key	*db_key;
 
@@ -45,6 +46,76 @@ db_exec(const char *sql, char *err, size_t len)
 	snprintf(err, len, "%s", msg != NULL ? msg : sqlite3_errmsg(db));
 	sqlite3_free(msg);
 	return -1;
+}
+
+/*
+ * The statements of a card's way, prepared once and kept: parsing the
+ * same SQL a dozen times per card cost more than running it (issue 12).
+ * By the address of the SQL text, which is a constant.  Under db_lock.
+ */
+static struct {
+	const char	*sql;
+	sqlite3_stmt	*st;
+} db_stmts[16];
+
+static sqlite3_stmt *
+db_prep(const char *sql)
+{
+	size_t i, n = sizeof(db_stmts) / sizeof(db_stmts[0]);
+	sqlite3_stmt *st = NULL;
+
+	for (i = 0; i < n && db_stmts[i].sql != NULL; i++)
+		if (db_stmts[i].sql == sql)
+			return db_stmts[i].st;
+	if (db == NULL || sqlite3_prepare_v3(db, sql, -1,
+	    SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+		return NULL;
+	if (i < n) {
+		db_stmts[i].sql = sql;
+		db_stmts[i].st = st;
+	}
+	return st;
+}
+
+/* Ready for the next use; one prepared past the table's end is freed. */
+static void
+db_unprep(sqlite3_stmt *st)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(db_stmts) / sizeof(db_stmts[0]); i++)
+		if (db_stmts[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			return;
+		}
+	sqlite3_finalize(st);
+}
+
+static void
+db_unprep_all(void)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(db_stmts) / sizeof(db_stmts[0]); i++)
+		sqlite3_finalize(db_stmts[i].st);
+	memset(db_stmts, 0, sizeof(db_stmts));
+}
+
+/* A kept statement that returns no row: BEGIN, COMMIT, PRAGMA. */
+static int
+db_run(const char *sql, char *err, size_t len)
+{
+	sqlite3_stmt *st = db_prep(sql);
+	int rc;
+
+	if (st == NULL)
+		return db_exec(sql, err, len);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		snprintf(err, len, "%s", sqlite3_errmsg(db));
+	db_unprep(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
 }
 
 static long
@@ -187,6 +258,7 @@ db_open(const char *path, const char *station, char *err, size_t len)
 void
 db_close(void)
 {
+	db_unprep_all();
 	if (db != NULL)
 		sqlite3_close_v2(db);
 	db = NULL;
@@ -385,6 +457,14 @@ db_integer(struct dbhash_val *v, long n, int null)
  * Append one row and make it durable.  Returns its seq, or -1 with err set:
  * the caller must then act as if nothing was recorded.
  */
+static const char db_sql_begin[] = "BEGIN IMMEDIATE";
+static const char db_sql_commit[] = "COMMIT";
+static const char db_sql_normal[] = "PRAGMA synchronous = NORMAL";
+static const char db_sql_full[] = "PRAGMA synchronous = FULL";
+static const char db_sql_last[] = "SELECT seq, hash FROM audit ORDER BY seq "
+    "DESC LIMIT 1";
+static const char db_sql_insert[] = AUDITROW_INSERT;
+
 long
 db_append(const struct db_row *r, char *err, size_t len)
 {
@@ -400,7 +480,22 @@ db_append(const struct db_row *r, char *err, size_t len)
 		snprintf(err, len, "the audit database is not open");
 		goto out;
 	}
-	if (db_exec("BEGIN IMMEDIATE", msg, sizeof(msg)) != 0) {
+	/*
+	 * A lazy row is committed without its own fsync: a crash of the
+	 * daemon keeps it (the kernel has the WAL), and the next commit's
+	 * fsync, which comes within milliseconds, makes it durable with its
+	 * own.  Only a power cut in between can drop it, and then nothing is
+	 * lost that the rows before it do not say (issue.c).
+	 */
+	if (r->lazy != db_sync_normal) {
+		if (db_run(r->lazy ? db_sql_normal : db_sql_full, msg,
+		    sizeof(msg)) != 0) {
+			snprintf(err, len, "audit database: %s", msg);
+			goto out;
+		}
+		db_sync_normal = r->lazy;
+	}
+	if (db_run(db_sql_begin, msg, sizeof(msg)) != 0) {
 		snprintf(err, len, "audit database: %s", msg);
 		goto out;
 	}
@@ -411,15 +506,14 @@ db_append(const struct db_row *r, char *err, size_t len)
 	 */
 	seq = 1;
 	memset(db_head, 0, sizeof(db_head));
-	if (sqlite3_prepare_v2(db, "SELECT seq, hash FROM audit ORDER BY seq "
-	    "DESC LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
+	if ((st = db_prep(db_sql_last)) != NULL) {
 		if (sqlite3_step(st) == SQLITE_ROW) {
 			seq = (long)sqlite3_column_int64(st, 0) + 1;
 			if (sqlite3_column_bytes(st, 1) == 32)
 				memcpy(db_head, sqlite3_column_blob(st, 1),
 				    32);
 		}
-		sqlite3_finalize(st);
+		db_unprep(st);
 		st = NULL;
 	}
 	date_utc_now(utc);
@@ -467,8 +561,8 @@ db_append(const struct db_row *r, char *err, size_t len)
 			rc = SQLITE_MISUSE;
 		} else {
 			signed_ok = db_key != NULL;
-			rc = sqlite3_prepare_v2(db, AUDITROW_INSERT, -1, &st,
-			    NULL);
+			st = db_prep(db_sql_insert);
+			rc = st != NULL ? SQLITE_OK : SQLITE_ERROR;
 		}
 	}
 	for (i = 0; rc == SQLITE_OK && i < AUDITROW_HASHED; i++) {
@@ -497,12 +591,13 @@ db_append(const struct db_row *r, char *err, size_t len)
 		    sqlite3_bind_null(st, AUDITROW_sig + 1);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
-	if (rc == SQLITE_OK)
-		rc = db_exec("COMMIT", msg, sizeof(msg)) == 0 ? SQLITE_OK :
-		    SQLITE_ERROR;
-	else if (bad == AUDITROW_HASHED)
+	if (rc != SQLITE_OK && bad == AUDITROW_HASHED)
 		snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db));
-	sqlite3_finalize(st);
+	if (st != NULL)
+		db_unprep(st);
+	if (rc == SQLITE_OK)
+		rc = db_run(db_sql_commit, msg, sizeof(msg)) == 0 ? SQLITE_OK :
+		    SQLITE_ERROR;
 	if (rc != SQLITE_OK) {
 		char ignore[64];
 
@@ -543,7 +638,7 @@ db_find_pending(const uint8_t *model, const uint8_t *serial, long today,
 	int rc, found = 0;
 
 	pthread_mutex_lock(&db_lock);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if ((st = db_prep(sql)) == NULL) {
 		pthread_mutex_unlock(&db_lock);
 		return -1;
 	}
@@ -564,7 +659,7 @@ db_find_pending(const uint8_t *model, const uint8_t *serial, long today,
 		found = 1;
 		break;
 	}
-	sqlite3_finalize(st);
+	db_unprep(st);
 	pthread_mutex_unlock(&db_lock);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
 }
@@ -577,12 +672,12 @@ db_card_query(const char *sql, const uint8_t *model, const uint8_t *serial)
 	long v = -1;
 
 	pthread_mutex_lock(&db_lock);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+	if ((st = db_prep(sql)) != NULL) {
 		sqlite3_bind_blob(st, 1, serial, FIELD_LEN, SQLITE_STATIC);
 		sqlite3_bind_blob(st, 2, model, FIELD_LEN, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			v = (long)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
+		db_unprep(st);
 	}
 	pthread_mutex_unlock(&db_lock);
 	return v;
@@ -611,19 +706,20 @@ db_batch_count_upto(const char *reader, const char *atr, long seq)
 	sqlite3_stmt *st;
 	long v = -1;
 
-	pthread_mutex_lock(&db_lock);
-	if (db != NULL && sqlite3_prepare_v2(db, "SELECT coalesce((SELECT "
+	static const char sql[] = "SELECT coalesce((SELECT "
 	    "batch_count FROM audit WHERE state = 'generated' AND batch_reader "
 	    "= ?1 AND batch_atr = ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT 1), "
 	    "(SELECT count(*) FROM audit WHERE state = 'generated' AND "
-	    "batch_reader = ?1 AND batch_atr = ?2 AND seq <= ?3))", -1, &st,
-	    NULL) == SQLITE_OK) {
+	    "batch_reader = ?1 AND batch_atr = ?2 AND seq <= ?3))";
+
+	pthread_mutex_lock(&db_lock);
+	if ((st = db_prep(sql)) != NULL) {
 		sqlite3_bind_text(st, 1, reader, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, atr, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, seq);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			v = (long)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
+		db_unprep(st);
 	}
 	pthread_mutex_unlock(&db_lock);
 	return v;

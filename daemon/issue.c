@@ -37,28 +37,43 @@
 
 #define ISSUE_DB_RETRIES	3
 
-/* Per-step timings, as JSON for the audit row: {"token":3,"status":2}. */
+/*
+ * Per-step timings, as JSON for the audit row, in milliseconds with the
+ * microseconds kept: {"token":0.612,"status":0.205}.  A step of a few
+ * hundred microseconds must not read as 0 or 1.
+ */
+static void
+issue_time_us(struct job *j, const char *step, long us)
+{
+	int n;
+
+	if (us < 0)
+		us = 0;
+	if (j->tlen + 48 >= sizeof(j->timings))
+		return;
+	n = snprintf(j->timings + j->tlen, sizeof(j->timings) - j->tlen,
+	    "%s\"%s\":%ld.%03ld", j->tlen == 0 ? "{" : ",", step, us / 1000,
+	    us % 1000);
+	j->tlen += (size_t)n;
+}
+
 void
 issue_time(struct job *j, const char *step)
 {
-	long now = job_now_ms();
-	int n;
+	long now = date_mono_us();
 
-	if (j->tlen + 40 >= sizeof(j->timings))
-		return;
-	n = snprintf(j->timings + j->tlen, sizeof(j->timings) - j->tlen,
-	    "%s\"%s\":%ld", j->tlen == 0 ? "{" : ",", step, now - j->tstep);
-	j->tlen += (size_t)n;
+	issue_time_us(j, step, now - j->tstep);
 	j->tstep = now;
 }
 
 static const char *
 issue_timings(struct job *j)
 {
-	static __thread char out[300];
+	static __thread char out[460];
+	long us = date_mono_us() - j->t0;
 
-	snprintf(out, sizeof(out), "%s%s\"total\":%ld}", j->tlen == 0 ? "{" :
-	    j->timings, j->tlen == 0 ? "" : ",", job_now_ms() - j->t0);
+	snprintf(out, sizeof(out), "%s%s\"total\":%ld.%03ld}", j->tlen == 0 ?
+	    "{" : j->timings, j->tlen == 0 ? "" : ",", us / 1000, us % 1000);
 	return out;
 }
 
@@ -153,7 +168,7 @@ issue_report(struct job *j, enum outcome outcome, const char *reason)
 	j->res.outcome = outcome;
 	cr.reason = reason;
 	cr.end_date = j->end_date;
-	cr.ms = job_now_ms() - j->t0;
+	cr.us = date_mono_us() - j->t0;
 	cr.chain_head = head;
 	log_card(&cr);
 }
@@ -275,9 +290,15 @@ issue_keep_license(struct job *j, int spill, const char *start,
 	r.batch_atr = bl->atr;
 	r.batch_count = db_batch_count(bl->reader, bl->atr) + 1;
 	r.sw = sw;
-	seq = issue_record_forever(j, &r);
+	if ((seq = db_append(&r, reason, sizeof(reason))) <= 0) {
+		/* The file may have to hold the license for a while now. */
+		if (spill_sync(spill, j->id, reason, sizeof(reason)) != 0)
+			log_alert("%s: %s: %s", j->c.reader, j->serial,
+			    reason);
+		seq = issue_record_forever(j, &r);
+	}
 	spill_release(spill, j->id);
-	issue_time(j, "record");
+	issue_time(j, "generated");
 	lic->license_seq = seq;
 	memcpy(lic->license, bl->license, LICENSE_LEN);
 	snprintf(lic->start_date, sizeof(lic->start_date), "%s", start);
@@ -290,8 +311,8 @@ issue_keep_license(struct job *j, int spill, const char *start,
  * then GENERATE.  0 with lic filled, -1 when the job is over.
  */
 static int
-issue_generate(struct job *j, const char *start, const char *breader,
-    const char *batr, struct db_pending *lic)
+issue_generate(struct job *j, const char *start, int hold,
+    const char *breader, const char *batr, struct db_pending *lic)
 {
 	struct batch_license bl;
 	struct db_row r;
@@ -301,6 +322,7 @@ issue_generate(struct job *j, const char *start, const char *breader,
 
 	/* Invariant 1: room for the license before a credit is asked for. */
 	if ((spill = spill_reserve(j->id, reason, sizeof(reason))) < 0) {
+		batch_unpick(hold);
 		issue_fail(j, NULL, "cannot reserve room to record a license "
 		    "(%s); no credit spent", reason);
 		return -1;
@@ -314,13 +336,20 @@ issue_generate(struct job *j, const char *start, const char *breader,
 	r.batch_reader = breader;
 	r.batch_atr = batr;
 	if (issue_record(j, &r) < 0) {
+		batch_unpick(hold);
 		spill_release(spill, j->id);
 		issue_report(j, OUTCOME_FAILED, "cannot write to the audit "
 		    "database; no credit spent");
 		return -1;
 	}
+	issue_time(j, "requested");
 	fault_point("requested");
-	br = batch_generate(j->tok.model, j->tok.serial, start, &bl);
+	br = batch_generate(hold, j->tok.model, j->tok.serial, start, &bl);
+	if (bl.wait_us > 0) {
+		/* It waited for another card: the first was gone or spent. */
+		issue_time_us(j, "batchwait2", bl.wait_us);
+		j->tstep += bl.wait_us;
+	}
 	issue_time(j, "generate");
 	snprintf(sw, sizeof(sw), "%04X", bl.sw & 0xFFFF);
 	if (br == BATCH_DOUBT) {
@@ -357,7 +386,7 @@ issue_license(struct job *j, long today, struct db_pending *lic)
 	char start[DATE_LEN + 1], breader[READER_MAX];
 	char batr[2 * ATR_MAX + 1];
 	long seq;
-	int rc;
+	int rc, hold;
 
 	/*
 	 * Invariant 2, and more: a license this card was given, pending or
@@ -376,7 +405,9 @@ issue_license(struct job *j, long today, struct db_pending *lic)
 		    lic->license_seq);
 		return 0;
 	}
-	if ((seq = db_find_doubt(j->tok.model, j->tok.serial)) != 0) {
+	seq = db_find_doubt(j->tok.model, j->tok.serial);
+	issue_time(j, "doubt");
+	if (seq != 0) {
 		issue_fail(j, NULL, seq > 0 ? "a credit for this card is in "
 		    "doubt (row %ld); no new credit until an admin decides: "
 		    "cardlicctl resolve %ld spent|unspent REASON" : "cannot "
@@ -384,18 +415,20 @@ issue_license(struct job *j, long today, struct db_pending *lic)
 		    seq);
 		return -1;
 	}
-	if (!batch_pick(breader, batr)) {
+	if ((hold = batch_pick(breader, batr)) == 0) {
 		/* A batch card may be among the cards still unclassified. */
 		job_gate_wait();
-		if (!batch_pick(breader, batr)) {
+		if ((hold = batch_pick(breader, batr)) == 0) {
 			j->res.no_credit = 1;
 			issue_fail(j, NULL, "no batch card with credit is "
 			    "inserted; issuance paused until one is");
 			return -1;
 		}
 	}
+	/* Held from here: the `requested` row names the card asked. */
+	issue_time(j, "batchwait");
 	date_format(conf_start_date(j->c.conf, today), start);
-	return issue_generate(j, start, breader, batr, lic);
+	return issue_generate(j, start, hold, breader, batr, lic);
 }
 
 /*
@@ -487,7 +520,14 @@ issue_load(struct job *j, const struct db_pending *lic)
 	r.start_date = lic->start_date;
 	r.end_date = lic->end_date;
 	r.ckr = "CKR_OK";
+	/*
+	 * Durable with the outcome's commit, a few milliseconds on: if a
+	 * power cut drops it, the card's license is still pending (its
+	 * `generated` row) and is loaded again at no cost (invariant 2).
+	 */
+	r.lazy = 1;
 	issue_record_forever(j, &r);
+	issue_time(j, "loaded");
 	fault_point("readback");
 	rv = p11_status(j->session, st, &stlen);
 	issue_time(j, "readback");
@@ -547,6 +587,7 @@ issue_login(struct job *j)
 		return CKR_FUNCTION_CANCELED;
 	if (how == PINTURN_ALONE)
 		pinturn_trying(c, &j->tok);
+	issue_time(j, "checks");
 	rv = p11_login(j->session, c->pin, c->pin_len);
 	issue_time(j, "login");
 	if (how == PINTURN_ALONE || rv == CKR_PIN_INCORRECT)

@@ -54,24 +54,12 @@ static pthread_mutex_t	job_gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t	job_gate_cond = PTHREAD_COND_INITIALIZER;
 static int		job_gate_open_n;
 
-/* Milliseconds, monotonic: for timings, and the loop's stuck-job check. */
+/* Milliseconds, monotonic: for the loop's stuck-job check. */
 long
 job_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return date_mono_us() / 1000;
 }
-
-
-
-
-
-
-
-
-
 
 /* The loop: how many inserted cards are not classified yet. */
 void
@@ -150,16 +138,6 @@ job_unclaim(struct job *j)
 	j->claimed = 0;
 }
 
-
-
-
-
-
-
-
-
-
-
 static void
 job_classify_and_run(struct job *j)
 {
@@ -169,6 +147,7 @@ job_classify_and_run(struct job *j)
 	char atr[2 * ATR_MAX + 1], err[600];
 	int probe;
 
+	issue_time(j, "start");
 	dbhash_hex(j->c.atr, j->c.atr_len, 1, atr);
 	kind = classify_card(j->c.conf, j->c.reader, j->c.atr, j->c.atr_len);
 	if (kind == KIND_IGNORE) {
@@ -195,7 +174,7 @@ job_classify_and_run(struct job *j)
 			return;
 		}
 	}
-	j->tstep = job_now_ms();
+	issue_time(j, "classify");
 	fault_point("token");
 	rv = p11_find_token(j->c.conf, j->c.reader, &j->tok, err,
 	    sizeof(err));
@@ -273,7 +252,8 @@ job_start(struct job_ctx *c)
 		return -1;
 	j->c = *c;
 	conf_ref(j->c.conf);
-	j->t0 = j->tstep = job_now_ms();
+	/* The operator's wait starts when the card was seen, not here. */
+	j->t0 = j->tstep = c->seen_us > 0 ? c->seen_us : date_mono_us();
 	snprintf(j->res.reader, sizeof(j->res.reader), "%s", c->reader);
 	j->res.insertion = c->insertion;
 	pthread_mutex_lock(&job_lock);

@@ -34,6 +34,7 @@ struct line_reader {
 	int		 busy;		/* a job runs on it */
 	int		 classified;	/* its job knows what the card is */
 	unsigned	 insertion;	/* the watcher's event counter */
+	long		 seen_us;	/* when the watcher saw it */
 	int		 queued;	/* a newer card waits for that job */
 	int		 paused;	/* its card waits for issuance */
 	int		 batch;
@@ -147,6 +148,7 @@ line_start_job(struct line_reader *r)
 	memcpy(c.atr, r->atr, r->atr_len);
 	c.atr_len = r->atr_len;
 	c.insertion = r->insertion;
+	c.seen_us = r->seen_us;
 	/* Only the loop sets TZ; jobs get the day, not the clock. */
 	c.today = date_today(NULL);
 	c.paused_pin = line_refused != NULL;
@@ -162,6 +164,8 @@ line_start_job(struct line_reader *r)
 		return;
 	}
 	r->busy = 1;
+	/* A job started again (a resume, a requeue) times from its start. */
+	r->seen_us = 0;
 	r->job_paused = c.paused_pin || c.paused_credit;
 	r->classified = 0;
 	r->busy_since = job_now_ms();
@@ -328,6 +332,7 @@ line_on_watch(evutil_socket_t fd, short what, void *arg)
 			}
 			r->present = 1;
 			r->insertion = m.counter;
+			r->seen_us = m.seen_us;
 			log_debug("%s: card inserted (event %u)", m.reader,
 			    m.counter);
 			memcpy(r->atr, m.atr, m.atr_len);

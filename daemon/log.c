@@ -160,13 +160,15 @@ log_card(const struct card_report *r)
 	char msg[768];
 	int prio;
 
-	snprintf(msg, sizeof(msg), "%s: %s %s: %s%s%s%s%s (%ld ms)", r->reader,
+	snprintf(msg, sizeof(msg), "%s: %s %s: %s%s%s%s%s (%ld.%ld ms)",
+	    r->reader,
 	    r->model != NULL && r->model[0] != '\0' ? r->model : "card",
 	    r->serial != NULL && r->serial[0] != '\0' ? r->serial : "-",
 	    r->outcome, r->end_date != NULL ? ", expires " : "",
 	    r->end_date != NULL ? r->end_date : "",
 	    r->reason != NULL && r->reason[0] != '\0' ? ": " : "",
-	    r->reason != NULL ? r->reason : "", r->ms);
+	    r->reason != NULL ? r->reason : "", r->us / 1000,
+	    r->us % 1000 / 100);
 	prio = strcmp(r->outcome, "verified") == 0 ||
 	    strcmp(r->outcome, "skipped") == 0 ? LOG_NOTICE : LOG_WARNING;
 	if (!log_journal) {
@@ -182,7 +184,8 @@ log_card(const struct card_report *r)
 	    "CARDLIC_OUTCOME=%s", r->outcome,
 	    "CARDLIC_REASON=%s", r->reason != NULL ? r->reason : "",
 	    "CARDLIC_END_DATE=%s", r->end_date != NULL ? r->end_date : "",
-	    "CARDLIC_MS=%ld", r->ms,
+	    "CARDLIC_MS=%ld", r->us / 1000,
+	    "CARDLIC_USEC=%ld", r->us,
 	    "CARDLIC_CHAIN_HEAD=%s", r->chain_head != NULL ?
 	    r->chain_head : "", NULL);
 }

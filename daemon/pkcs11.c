@@ -4,6 +4,7 @@
  * is CK_INVALID_HANDLE in standard PKCS#11, so no wrapper may stand
  * between us and the module.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -171,9 +172,86 @@ p11_pick_slot(const struct conf *c, const char *reader, CK_SLOT_ID *out,
 }
 
 /*
- * The token in the reader's slot.  The slot list is refreshed first, as
- * readers come and go.  CKR_TOKEN_NOT_PRESENT when no slot or no token;
- * err says what went wrong, for the operator's line.
+ * Each reader's slot, as the last full look found it.  The look costs a
+ * C_GetSlotList and a C_GetSlotInfo per slot, each a trip to pcscd in a
+ * PC/SC middleware, for every card (issue 12).  Its answer holds while
+ * the set of readers and the configuration's [readers] map stay the same:
+ * the watcher tells of the changes of the one (p11_readers_changed), and
+ * the other comes with a new conf generation.  A slot that then fails is
+ * looked up again, once.
+ */
+struct p11_known {
+	char		reader[READER_MAX];
+	CK_SLOT_ID	id;
+	unsigned	readers_gen;
+	unsigned long	conf_gen;
+};
+static pthread_mutex_t	p11_known_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct p11_known	p11_known[64];
+static unsigned		p11_readers_gen;	/* 0: not listed yet */
+
+/* The watcher: the set of readers changed, or pcscd went away. */
+void
+p11_readers_changed(void)
+{
+	__atomic_add_fetch(&p11_readers_gen, 1, __ATOMIC_SEQ_CST);
+}
+
+static unsigned
+p11_readers_now(void)
+{
+	return __atomic_load_n(&p11_readers_gen, __ATOMIC_SEQ_CST);
+}
+
+static int
+p11_known_slot(const struct conf *c, const char *reader, CK_SLOT_ID *id)
+{
+	unsigned gen = p11_readers_now();
+	size_t i;
+	int hit = 0;
+
+	pthread_mutex_lock(&p11_known_lock);
+	for (i = 0; i < sizeof(p11_known) / sizeof(p11_known[0]) && !hit; i++)
+		if (p11_known[i].readers_gen == gen && gen != 0 &&
+		    p11_known[i].conf_gen == (c != NULL ? c->generation : 0) &&
+		    strcmp(p11_known[i].reader, reader) == 0) {
+			*id = p11_known[i].id;
+			hit = 1;
+		}
+	pthread_mutex_unlock(&p11_known_lock);
+	return hit;
+}
+
+static void
+p11_known_set(const struct conf *c, const char *reader, CK_SLOT_ID id,
+    unsigned gen, int keep)
+{
+	size_t i, n = sizeof(p11_known) / sizeof(p11_known[0]), at = n;
+
+	pthread_mutex_lock(&p11_known_lock);
+	for (i = 0; i < n; i++) {
+		if (strcmp(p11_known[i].reader, reader) == 0 ||
+		    (at == n && p11_known[i].readers_gen != p11_readers_now()))
+			at = i;
+		if (strcmp(p11_known[i].reader, reader) == 0)
+			break;
+	}
+	if (at < n) {
+		memset(&p11_known[at], 0, sizeof(p11_known[at]));
+		if (keep) {
+			snprintf(p11_known[at].reader, READER_MAX, "%s",
+			    reader);
+			p11_known[at].id = id;
+			p11_known[at].readers_gen = gen;
+			p11_known[at].conf_gen = c != NULL ? c->generation : 0;
+		}
+	}
+	pthread_mutex_unlock(&p11_known_lock);
+}
+
+/*
+ * The token in the reader's slot.  CKR_TOKEN_NOT_PRESENT when no slot or
+ * no token; err says what went wrong, for the operator's line.
  */
 unsigned long
 p11_find_token(const struct conf *c, const char *reader, struct token *t,
@@ -182,18 +260,29 @@ p11_find_token(const struct conf *c, const char *reader, struct token *t,
 	CK_TOKEN_INFO ti;
 	CK_SLOT_ID id;
 	CK_RV rv;
+	unsigned gen;
 
 	if (p11 == NULL) {
 		snprintf(err, len, "the PKCS#11 module is not loaded");
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	}
+	if (p11_known_slot(c, reader, &id)) {
+		if ((rv = p11->C_GetTokenInfo(id, &ti)) == CKR_OK)
+			goto found;
+		/* Maybe not the slot it was: look again, from the list. */
+		p11_known_set(c, reader, id, 0, 0);
+	}
+	/* Read before the look: a change during it makes the answer old. */
+	gen = p11_readers_now();
 	if ((rv = p11_pick_slot(c, reader, &id, err, len)) != CKR_OK)
 		return rv;
+	p11_known_set(c, reader, id, gen, 1);
 	if ((rv = p11->C_GetTokenInfo(id, &ti)) != CKR_OK) {
 		snprintf(err, len, "cannot read the token (%s)",
 		    p11_rv_name(rv));
 		return rv;
 	}
+found:
 	t->slot = id;
 	memcpy(t->model, ti.model, FIELD_LEN);
 	memcpy(t->serial, ti.serialNumber, FIELD_LEN);

@@ -1,14 +1,28 @@
 /*
- * The spill file: where a generated license waits, durable, until its
- * `generated` row is committed.  Its space is reserved before GENERATE is
- * sent, so that a full disk or a database locked by another writer cannot
- * leave a paid license only in memory: if the space cannot be reserved,
- * no credit is asked for (invariant 1).  At start-up, spill files left by
- * a crash are turned into their `generated` rows (db.c).
+ * The spill file: where a generated license waits until its `generated`
+ * row is committed.  Its space is reserved before GENERATE is sent, so
+ * that a full disk or a database locked by another writer cannot leave a
+ * paid license only in memory: if the space cannot be reserved, no credit
+ * is asked for (invariant 1).  At start-up, spill files left by a crash
+ * are turned into their `generated` rows (db.c).
  *
- * One file per job, next to the database: DB.spill-JOB.  The record is
- * written once into the reserved block and made durable with fdatasync;
- * a SHA-256 at its end tells a whole record from a torn or empty one.
+ * One file per job, next to the database: DB.spill-JOB.  A SHA-256 at the
+ * record's end tells a whole record from a torn or empty one.
+ *
+ * Why no fsync on the way of a card that goes well (issue 12: each one
+ * cost a millisecond, and there were four):
+ *  - a crash of the daemon (SIGKILL, abort) keeps what was written, as the
+ *    kernel holds it; only a power cut or a kernel crash can drop it;
+ *  - the record is made durable (fdatasync, and the directory) as soon as
+ *    the `generated` commit fails once (spill_sync): that is when the file
+ *    must carry the license for a while;
+ *  - a power cut before the `generated` commit's own fsync loses the
+ *    license either way: a synced spill only moves that window from "until
+ *    the commit's fsync" to "until the spill's fsync", about as long.  The
+ *    `requested` row, durable before GENERATE, then marks the credit in
+ *    doubt (invariant 6), never silently lost;
+ *  - a file that a power cut brings back after its row was committed is
+ *    found at start-up and dropped, as its `generated` row exists.
  */
 #include <sys/stat.h>
 
@@ -91,10 +105,9 @@ spill_reserve(long job, char *err, size_t len)
 		return -1;
 	}
 	/* Real blocks, not a sparse file: the write must not need space. */
-	if ((rc = posix_fallocate(fd, 0, SPILL_SIZE)) != 0 ||
-	    fsync(fd) != 0 || spill_sync_dir() != 0) {
+	if ((rc = posix_fallocate(fd, 0, SPILL_SIZE)) != 0) {
 		snprintf(err, len, "%s: cannot reserve %d bytes: %s", path,
-		    SPILL_SIZE, strerror(rc != 0 ? rc : errno));
+		    SPILL_SIZE, strerror(rc));
 		close(fd);
 		unlink(path);
 		return -1;
@@ -102,7 +115,7 @@ spill_reserve(long job, char *err, size_t len)
 	return fd;
 }
 
-/* The license is in: make it durable in the reserved block. */
+/* The license is in: into the reserved block (see above for durability). */
 int
 spill_write(int fd, long job, const struct spill_license *l, char *err,
     size_t len)
@@ -116,9 +129,21 @@ spill_write(int fd, long job, const struct spill_license *l, char *err,
 	r.l = *l;
 	spill_sum(&r, r.sum);
 	n = pwrite(fd, &r, sizeof(r), 0);
-	if (n != (ssize_t)sizeof(r) || fdatasync(fd) != 0) {
+	if (n != (ssize_t)sizeof(r)) {
 		snprintf(err, len, "spill file of job %ld: %s", job,
 		    n < 0 ? strerror(errno) : "short write");
+		return -1;
+	}
+	return 0;
+}
+
+/* The `generated` row could not be committed: the file must now hold. */
+int
+spill_sync(int fd, long job, char *err, size_t len)
+{
+	if (fdatasync(fd) != 0 || spill_sync_dir() != 0) {
+		snprintf(err, len, "spill file of job %ld: %s", job,
+		    strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -133,9 +158,9 @@ spill_release(int fd, long job)
 	if (fd >= 0)
 		close(fd);
 	spill_path(job, path, sizeof(path));
+	/* Not synced: a file back after a power cut has its row (above). */
 	if (unlink(path) != 0 && errno != ENOENT)
 		log_warnx("%s: %s", path, strerror(errno));
-	spill_sync_dir();
 }
 
 /*

@@ -64,6 +64,7 @@ watch_send(enum watch_event type, const char *reader, const BYTE *atr,
 		m.atr_len = atr_len;
 	}
 	m.counter = counter;
+	m.seen_us = date_mono_us();
 	/* Under PIPE_BUF, so the write is whole; the loop drains it. */
 	if (write(watch_fd, &m, sizeof(m)) != (ssize_t)sizeof(m))
 		log_warnx("watcher: cannot reach the event loop: %s",
@@ -111,7 +112,7 @@ watch_relist(void)
 	char *names = NULL, *p;
 	DWORD len = SCARD_AUTOALLOCATE;
 	LONG rv;
-	int n = 0, i, j;
+	int n = 0, i, j, changed = 0;
 
 	rv = SCardListReaders(watch_ctx, NULL, (LPSTR)&names, &len);
 	if (rv != SCARD_S_SUCCESS && rv != SCARD_E_NO_READERS_AVAILABLE)
@@ -136,8 +137,15 @@ watch_relist(void)
 			watch_send(WATCH_READER_GONE, watch_readers[j].name,
 			    NULL, 0, 0);
 	}
+	if (n != watch_n)
+		changed = 1;
+	for (i = 0; i < n && !changed; i++)
+		changed = strcmp(next[i].name, watch_readers[i].name) != 0;
 	memcpy(watch_readers, next, sizeof(next[0]) * (size_t)n);
 	watch_n = n;
+	/* What a job found about the readers' slots no longer holds. */
+	if (changed)
+		p11_readers_changed();
 	return SCARD_S_SUCCESS;
 }
 
@@ -185,6 +193,7 @@ watch_release(void)
 			watch_send(WATCH_REMOVE, watch_readers[i].name, NULL,
 			    0, 0);
 	watch_n = 0;
+	p11_readers_changed();
 }
 
 static void *

@@ -841,6 +841,254 @@ START_TEST(backup_beside_a_writer)
 }
 END_TEST
 
+
+/*
+ * Issue 12, audit at scale: a station's database made by bench/mkaudit
+ * (25,000 rows: 6,283 cards, rejected, pulled, skipped, failed, in
+ * doubt and resolved, daily counts), once in the newest schema and once
+ * as cardlicd 5 left it, with the same rows.
+ */
+static char	scale_dir[64];
+static char	scale6[128], scale5[128];
+
+static void
+scale_up(void)
+{
+	snprintf(scale_dir, sizeof(scale_dir), "/tmp/cardlic-scale-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(scale_dir));
+	snprintf(scale6, sizeof(scale6), "%s/v6.db", scale_dir);
+	snprintf(scale5, sizeof(scale5), "%s/v5.db", scale_dir);
+	tl_sh(CTL " keygen %s/k %s/k.pub >/dev/null && "
+	    TOPDIR "/bench/mkaudit %s 25000 %s/k >/dev/null && "
+	    "MKAUDIT_VERSION=5 " TOPDIR "/bench/mkaudit %s 25000 %s/k "
+	    ">/dev/null", scale_dir, scale_dir, scale6, scale_dir, scale5,
+	    scale_dir);
+}
+
+static void
+scale_down(void)
+{
+	if (scale_dir[0] != '\0')
+		tl_sh("rm -rf %s", scale_dir);
+}
+
+/* cardlicctl ARGS on db, with each statement's plan: all of its output. */
+static char *
+scale_plan(const char *db, const char *args)
+{
+	return tl_read("CARDLICCTL_EXPLAIN=1 " CTL " -d %s %s 2>&1 "
+	    ">/dev/null", db, args);
+}
+
+/*
+ * The plan of the statement that contains what (a piece of its SQL):
+ * its "plan:" lines up to the next statement.
+ */
+static char *
+scale_plan_of(const char *plans, const char *what)
+{
+	const char *p = strstr(plans, what), *start, *end;
+	char *out;
+
+	ck_assert_msg(p != NULL, "no statement with \"%s\" in:\n%s", what,
+	    plans);
+	start = strstr(p, "\nplan: ");
+	ck_assert_ptr_nonnull(start);
+	end = strstr(start, "\nplan of: ");
+	if (end == NULL)
+		end = start + strlen(start);
+	out = strndup(start, (size_t)(end - start));
+	ck_assert_ptr_nonnull(out);
+	return out;
+}
+
+/*
+ * No step of plan reads the whole audit table (SCAN of it, or of one of
+ * its indexes unless that is allowed: a partial or covering index read
+ * whole on purpose).
+ */
+static void
+scale_no_scan(const char *plan, const char *args, const char *allowed)
+{
+	static const char *const aliases[] = { "a", "audit", "g", "x", "l",
+	    "r", "s", "f", "d", NULL };
+	char line[64];
+	const char *p;
+	int i;
+
+	for (i = 0; aliases[i] != NULL; i++) {
+		snprintf(line, sizeof(line), "plan: SCAN %s\n", aliases[i]);
+		ck_assert_msg(strstr(plan, line) == NULL, "%s reads the whole "
+		    "table:\n%s", args, plan);
+		snprintf(line, sizeof(line), "plan: SCAN %s USING", aliases[i]);
+		for (p = plan; (p = strstr(p, line)) != NULL; p++)
+			ck_assert_msg(allowed != NULL && strncmp(p + 6, allowed,
+			    strlen(allowed)) == 0, "%s reads a whole index:"
+			    "\n%s", args, plan);
+	}
+}
+
+/* show and list --serial: the serial's index, in every branch. */
+START_TEST(serial_lookups_use_the_index)
+{
+	char *plans, *plan;
+
+	plans = scale_plan(scale6, "show CL0000001234");
+	plan = scale_plan_of(plans, "FROM audit_text WHERE");
+	ck_assert_msg(strstr(plan, "SEARCH a USING INDEX audit_serial_text "
+	    "(<expr>>? AND <expr><?)") != NULL, "show:\n%s", plan);
+	scale_no_scan(plan, "show", NULL);
+	free(plan);
+	free(plans);
+	plans = scale_plan(scale6, "list --serial CL0000001234");
+	plan = scale_plan_of(plans, "FROM issuance_rows WHERE");
+	/* The four branches of issuance, each through the index. */
+	ck_assert_msg(strstr(plan, "SEARCH a USING INDEX audit_serial_text") !=
+	    NULL && strstr(strstr(strstr(strstr(plan, "audit_serial_text") +
+	    1, "audit_serial_text") + 1, "audit_serial_text") + 1,
+	    "audit_serial_text") != NULL, "list --serial:\n%s", plan);
+	scale_no_scan(plan, "list --serial", NULL);
+	free(plan);
+	free(plans);
+}
+END_TEST
+
+/* list --since: the day's rows through audit_utc, then rowid ranges. */
+START_TEST(since_uses_the_day)
+{
+	char *plans, *plan;
+
+	plans = scale_plan(scale6, "list --since 2026-10-02");
+	plan = scale_plan_of(plans, "max(license_seq) FROM audit WHERE");
+	ck_assert_msg(strstr(plan, "SEARCH audit USING COVERING INDEX "
+	    "audit_utc (utc>?)") != NULL, "bounds:\n%s", plan);
+	free(plan);
+	plan = scale_plan_of(plans, "FROM issuance_rows WHERE");
+	ck_assert_msg(strstr(plan, "rowid>? AND rowid<?") != NULL,
+	    "list --since:\n%s", plan);
+	ck_assert_msg(strstr(plan, "SEARCH a USING INDEX audit_license "
+	    "(license_seq=?)") == NULL, "list --since reads the rows without "
+	    "a license through audit_license:\n%s", plan);
+	scale_no_scan(plan, "list --since", NULL);
+	free(plan);
+	free(plans);
+	plans = scale_plan(scale6, "list --since 2026-10-01 --until "
+	    "2026-10-01");
+	plan = scale_plan_of(plans, "max(license_seq) FROM audit WHERE");
+	ck_assert_msg(strstr(plan, "SEARCH audit USING COVERING INDEX "
+	    "audit_utc (utc>? AND utc<?)") != NULL, "bounds:\n%s", plan);
+	free(plan);
+	free(plans);
+}
+END_TEST
+
+/* stats: per day from audit_utc in order, the rest through indexes. */
+START_TEST(stats_uses_indexes)
+{
+	char *plans, *plan;
+
+	plans = scale_plan(scale6, "stats");
+	plan = scale_plan_of(plans, "FROM audit ORDER BY utc");
+	ck_assert_msg(strstr(plan, "plan: SCAN audit USING COVERING INDEX "
+	    "audit_utc") != NULL && strstr(plan, "TEMP B-TREE") == NULL,
+	    "per day:\n%s", plan);
+	free(plan);
+	/* The partial index of the `generated` rows, never the table. */
+	plan = scale_plan_of(plans, "AS batch_card");
+	ck_assert_msg(strstr(plan, "plan: SCAN audit USING INDEX audit_batch") !=
+	    NULL && strstr(plan, "plan: SCAN audit\n") == NULL,
+	    "per batch card:\n%s", plan);
+	free(plan);
+	/*
+	 * The licenses from audit_license alone (read whole: it holds their
+	 * state), each one's last row from it too; the other lines through
+	 * audit_state.
+	 */
+	plan = scale_plan_of(plans, "AS outcome");
+	ck_assert_msg(strstr(plan, "SEARCH x USING COVERING INDEX "
+	    "audit_license (license_seq=? AND station=?)") != NULL &&
+	    strstr(plan, "USING INDEX audit_state (state=?)") != NULL,
+	    "per outcome:\n%s", plan);
+	scale_no_scan(plan, "stats per outcome", "SCAN g USING COVERING INDEX "
+	    "audit_license");
+	free(plan);
+	free(plans);
+}
+END_TEST
+
+/*
+ * The rewritten questions answer as the old ones did: cardlicctl on the
+ * newest schema against cardlicctl on a database of cardlicd 5 with the
+ * same rows (its views, its queries), byte for byte, exit status too.
+ */
+START_TEST(answers_unchanged)
+{
+	static const char *const args[] = { "stats", "list",
+	    "list --since 2026-10-02", "list --since 2026-10-01 --until "
+	    "2026-10-01", "list --until 2026-10-01", "list --since 2026-10-03",
+	    "list --since 2026-10-01 --serial CL0000001311",
+	    "list --serial CL0000004321", "list --serial CL0000001311",
+	    "list --serial CL00000013", "list --outcome failed",
+	    "list --outcome resolved", "list --outcome rejected --since "
+	    "2026-10-02", "list --model 'CLSIM TARGET' --until 2026-10-01",
+	    "list --batch 3b88800149444f424154434817 --since 2026-10-02",
+	    "reconcile", "export --format csv", NULL };
+	char *a, *b;
+	int i;
+
+	for (i = 0; args[i] != NULL; i++) {
+		a = tl_read(CTL " -d %s %s 2>&1; echo \"exit $?\"", scale6,
+		    args[i]);
+		b = tl_read(CTL " -d %s %s 2>&1; echo \"exit $?\"", scale5,
+		    args[i]);
+		ck_assert_msg(strcmp(a, b) == 0, "cardlicctl %s: the newest "
+		    "schema answers\n%.2000s\ncardlicd 5's answers\n%.2000s",
+		    args[i], a, b);
+		/* The first ones have something to say. */
+		ck_assert_msg(i > 4 || strstr(a, "exit 0\n") != NULL,
+		    "cardlicctl %s: %s", args[i], a);
+		free(a);
+		free(b);
+	}
+	/* show and list --serial's range finds what serial_text = S did. */
+	a = tl_read("for s in CL0000004321 CL0000001234 CL0000001311 "
+	    "CL000000431 ''; do sqlite3 %s \"SELECT group_concat(seq) FROM "
+	    "audit_text WHERE serial_text = '$s'\"; done", scale5);
+	b = tl_read("for s in CL0000004321 CL0000001234 CL0000001311 "
+	    "CL000000431 ''; do sqlite3 %s \"SELECT group_concat(seq) FROM "
+	    "audit_text WHERE rtrim(CAST(serial AS TEXT), ' ') >= '$s' AND "
+	    "rtrim(CAST(serial AS TEXT), ' ') < '$s' || '!' AND serial_text = "
+	    "'$s'\"; done", scale6);
+	ck_assert_msg(strcmp(a, b) == 0 && strchr(a, ',') != NULL,
+	    "serial_text = S:\n%s\nthe range:\n%s", a, b);
+	free(a);
+	free(b);
+	/* The NUL-padded serial is one of them. */
+	a = tl_read("sqlite3 %s \"SELECT count(*) FROM audit_text WHERE "
+	    "instr(serial, x'00') > 0 AND serial_text = 'CL0000004321'\"",
+	    scale5);
+	ck_assert_msg(strcmp(a, "4\n") == 0, "%s", a);
+	free(a);
+}
+END_TEST
+
+/* Both schemas open, and verify holds on both. */
+START_TEST(both_versions_verify)
+{
+	char *a;
+
+	a = tl_read(CTL " -d %s verify --key %s/k.pub 2>&1; echo \"exit $?\"; "
+	    CTL " -d %s verify --key %s/k.pub 2>&1; echo \"exit $?\"",
+	    scale6, scale_dir, scale5, scale_dir);
+	ck_assert_msg(strstr(a, "25000 rows, chain intact") != NULL &&
+	    strstr(strstr(a, "25000 rows, chain intact") + 1, "25000 rows, "
+	    "chain intact") != NULL && strstr(a, "exit 0\n") != NULL &&
+	    strstr(a, "exit 1") == NULL && strstr(a, "exit 2") == NULL, "%s",
+	    a);
+	free(a);
+}
+END_TEST
+
 static Suite *
 ctl_suite(void)
 {
@@ -868,6 +1116,15 @@ ctl_suite(void)
 	tcase_add_test(t, help_and_version);
 	tcase_add_test(t, backup_copies_and_verifies);
 	tcase_add_test(t, backup_beside_a_writer);
+	suite_add_tcase(s, t);
+	t = tcase_create("at scale");
+	tcase_add_unchecked_fixture(t, scale_up, scale_down);
+	tcase_set_timeout(t, 120);
+	tcase_add_test(t, serial_lookups_use_the_index);
+	tcase_add_test(t, since_uses_the_day);
+	tcase_add_test(t, stats_uses_indexes);
+	tcase_add_test(t, answers_unchanged);
+	tcase_add_test(t, both_versions_verify);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -366,7 +366,7 @@ START_TEST(audit_rows_cannot_change)
 	s = q("SELECT group_concat(state, ',') FROM audit");
 	ck_assert_str_eq(s, "requested,generated,loaded,verified");
 	free(s);
-	ck_assert_int_eq(qn("PRAGMA user_version"), 5);
+	ck_assert_int_eq(qn("PRAGMA user_version"), 6);
 	s = q("PRAGMA journal_mode");
 	ck_assert_str_eq(s, "wal");
 	free(s);
