@@ -51,7 +51,7 @@ DEB_PKGS = build-essential pkg-config pcscd libpcsclite-dev vsmartcard-vpcd \
 	libp11-kit-dev libsystemd-dev libevent-dev libsqlite3-dev sqlite3 \
 	check libkeyutils-dev libinih-dev libssl-dev opensc pcsc-tools \
 	python3 python3-pyscard python3-pykcs11 mandoc keyutils util-linux \
-	systemd
+	systemd strace time
 
 SIM_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) $(shell $(PKG) --cflags libpcsclite p11-kit-1)
 SIM_LIBS   = $(shell $(PKG) --libs libpcsclite)
@@ -573,9 +573,18 @@ bench: deps all bench/feed bench/floor bench/mkaudit
 # Issue 12's Python peer (pyscard + PyKCS11, the packages are in DEB_PKGS):
 # 40 cards on 1, 4 and 8 readers, its figures per step, and its licenses
 # checked.
+# Issue 12: what cardlicd costs with nothing to do (60 s without cards,
+# with the batch card, with licensed cards sitting in 8 readers), and
+# where its resident memory goes (400 cards on 8 readers).
+bench-idle: deps all
+	bench/idle
+
+bench-mem: deps all
+	bench/mem --run
+
 bench-peer: deps sim
 	bench/peerrun
-.PHONY: bench-peer
+.PHONY: bench-peer bench-idle bench-mem
 
 # The simulated production line, end to end (see README.md).
 demo: deps all
