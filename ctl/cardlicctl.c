@@ -313,6 +313,7 @@ ctl_open_uri(struct ctl *c, const char *uri)
 	sqlite3_stmt *st;
 	int rc;
 
+	snprintf(c->uri, sizeof(c->uri), "%s", uri);
 	if (sqlite3_open_v2(uri, &c->db, SQLITE_OPEN_READONLY |
 	    SQLITE_OPEN_URI, NULL) != SQLITE_OK)
 		return sqlite3_extended_errcode(c->db);

@@ -23,6 +23,7 @@ struct ctl {
 	int		 local;		/* --local: show local time */
 	const char	*station;	/* the configuration's [station] id */
 	sqlite3		*db;
+	char		 uri[4200];	/* how db was opened, for a second one */
 	char		 broken[600];	/* ctl_open: the schema is not ours */
 };
 
@@ -85,5 +86,8 @@ int	chain_create_merged(sqlite3 *, int, char *, size_t);
 /* schema.c */
 int	schema_check(sqlite3 *, char *, size_t);
 int	schema_integrity(struct ctl *);
+struct schema_bg;
+struct schema_bg *schema_integrity_start(struct ctl *);
+int	schema_integrity_end(struct ctl *, struct schema_bg *);
 
 #endif

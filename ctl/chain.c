@@ -441,6 +441,7 @@ cmd_verify(struct ctl *c, int argc, char **argv)
 	};
 	uint8_t keys[CHAIN_MAX_KEYS][32];
 	const char *want = NULL, *export = NULL;
+	struct schema_bg *bg;
 	char err[4300];
 	sqlite3_stmt *st;
 	long total;
@@ -483,11 +484,14 @@ cmd_verify(struct ctl *c, int argc, char **argv)
 		printf("%s: BROKEN: %s\n", c->db_path, c->broken);
 		return CTL_NOTHING;
 	}
-	if (schema_integrity(c) != 0)
+	if ((bg = schema_integrity_start(c)) == NULL &&
+	    schema_integrity(c) != 0)
 		return CTL_NOTHING;
 	rc = chain_verify_all(c->db, c->db_path, 0, &total,
 	    (const uint8_t (*)[32])keys, n_keys);
 	printf("%ld rows checked\n", total);
+	if (bg != NULL && schema_integrity_end(c, bg) != 0)
+		return CTL_NOTHING;
 	/*
 	 * Also when the chain is broken: a cut-off end shows only here.
 	 * The key rows are trusted only if the walk held (under --key).
