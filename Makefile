@@ -489,7 +489,7 @@ check-tsan: sim $(TSAN_SUITES) bench/apdufloor bench/feed bench/floor
 	@rc=0; export TSAN_OPTIONS="$(TSAN_OPTS)"; \
 	for t in $(TSAN_SUITES); do ./$$t || rc=1; done; \
 	BENCH_CARDS=$${BENCH_CARDS:-10} BENCH_ROUNDS=1 \
-	    BENCH_PARTS=cards,scaling bench/run || rc=1; \
+	    BENCH_PARTS=cards,scaling BENCH_PROGS=cardlicd bench/run || rc=1; \
 	rm -f $(TSAN_BINS); $(MAKE) $(TSAN_BINS); \
 	n=$$(ls build/tsan | wc -l); \
 	if [ "$$n" -ne 0 ]; then \
