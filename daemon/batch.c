@@ -114,6 +114,12 @@ batch_remove(const char *reader)
 	pthread_mutex_unlock(&batch_lock);
 }
 
+static int
+batch_usable(const struct batch_card *b)
+{
+	return b->used && !b->exhausted && !b->broken;
+}
+
 int
 batch_available(void)
 {
@@ -121,8 +127,7 @@ batch_available(void)
 
 	pthread_mutex_lock(&batch_lock);
 	for (i = 0; i < BATCH_MAX; i++)
-		n += batch_pool[i].used && !batch_pool[i].exhausted &&
-		    !batch_pool[i].broken;
+		n += batch_usable(&batch_pool[i]);
 	pthread_mutex_unlock(&batch_lock);
 	return n;
 }
@@ -213,16 +218,19 @@ batch_find(const char *reader, char *atr, char *others, size_t len)
 	return found;
 }
 
+/* Connect c, which holds no card, over its context or a new one. */
 static LONG
 batch_open(struct batch_conn *c, const char *reader)
 {
 	LONG rv;
 
-	memset(c, 0, sizeof(*c));
-	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &c->ctx);
-	if (rv != SCARD_S_SUCCESS)
-		return rv;
-	c->has_ctx = 1;
+	if (!c->has_ctx) {
+		rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL,
+		    &c->ctx);
+		if (rv != SCARD_S_SUCCESS)
+			return rv;
+		c->has_ctx = 1;
+	}
 	rv = SCardConnect(c->ctx, reader, SCARD_SHARE_SHARED,
 	    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &c->card, &c->proto);
 	if (rv != SCARD_S_SUCCESS)
@@ -252,13 +260,21 @@ batch_connect(struct batch_conn *c, const char *reader)
 	return batch_begin(c);
 }
 
+/* The card let go; the context stays. */
 static void
-batch_disconnect(struct batch_conn *c)
+batch_leave(struct batch_conn *c)
 {
 	if (c->in_tx)
 		SCardEndTransaction(c->card, SCARD_LEAVE_CARD);
 	if (c->has_card)
 		SCardDisconnect(c->card, SCARD_LEAVE_CARD);
+	c->in_tx = c->has_card = 0;
+}
+
+static void
+batch_disconnect(struct batch_conn *c)
+{
+	batch_leave(c);
 	if (c->has_ctx)
 		SCardReleaseContext(c->ctx);
 	memset(c, 0, sizeof(*c));
@@ -296,13 +312,6 @@ batch_tx(struct batch_conn *c, const uint8_t *cmd, size_t len, uint8_t *out,
 }
 
 /*
- * Classification: does the card answer the SELECT of the batch AID?  1 or
- * 0; -1 when it could not be asked.  A card just inserted may not answer
- * at once (still powering up, or another program in a transaction on
- * it): the question is asked again for up to a second, unless the reader
- * itself is gone.
- */
-/*
  * PC/SC contexts kept for the probes: each new one is a new connection to
  * pcscd, and a thread there, for every card inserted (issue 12).  One
  * that pcscd no longer knows (it restarted) is dropped on its first error.
@@ -311,32 +320,34 @@ static pthread_mutex_t	batch_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
 static SCARDCONTEXT	batch_ctxs[8];
 static int		batch_nctx;
 
+/* An error that says the context is of a pcscd that is gone. */
+static int
+batch_ctx_stale(long rv)
+{
+	return rv == (long)SCARD_E_INVALID_HANDLE ||
+	    rv == (long)SCARD_E_NO_SERVICE || rv == (long)SCARD_F_COMM_ERROR;
+}
+
 static LONG
 batch_probe_open(struct batch_conn *c, const char *reader)
 {
 	LONG rv;
+	int kept;
 
 	memset(c, 0, sizeof(*c));
 	pthread_mutex_lock(&batch_ctx_lock);
-	if (batch_nctx > 0) {
+	if ((kept = batch_nctx > 0)) {
 		c->ctx = batch_ctxs[--batch_nctx];
 		c->has_ctx = 1;
 	}
 	pthread_mutex_unlock(&batch_ctx_lock);
-	if (!c->has_ctx)
-		return batch_connect(c, reader);
-	rv = SCardConnect(c->ctx, reader, SCARD_SHARE_SHARED,
-	    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &c->card, &c->proto);
-	if (rv == SCARD_E_INVALID_HANDLE || rv == SCARD_E_NO_SERVICE ||
-	    rv == SCARD_F_COMM_ERROR) {
-		/* A context of a pcscd that is gone: a new one, once. */
+	rv = batch_connect(c, reader);
+	if (kept && batch_ctx_stale(rv)) {
+		/* A kept context of a pcscd that is gone: a new one, once. */
 		batch_disconnect(c);
-		return batch_connect(c, reader);
+		rv = batch_connect(c, reader);
 	}
-	if (rv != SCARD_S_SUCCESS)
-		return rv;
-	c->has_card = 1;
-	return batch_begin(c);
+	return rv;
 }
 
 static void
@@ -344,14 +355,8 @@ batch_probe_close(struct batch_conn *c, long rv)
 {
 	int kept = 0;
 
-	if (c->in_tx)
-		SCardEndTransaction(c->card, SCARD_LEAVE_CARD);
-	if (c->has_card)
-		SCardDisconnect(c->card, SCARD_LEAVE_CARD);
-	c->in_tx = c->has_card = 0;
-	if (c->has_ctx && rv != (long)SCARD_E_NO_SERVICE &&
-	    rv != (long)SCARD_F_COMM_ERROR &&
-	    rv != (long)SCARD_E_INVALID_HANDLE) {
+	batch_leave(c);
+	if (c->has_ctx && !batch_ctx_stale(rv)) {
 		pthread_mutex_lock(&batch_ctx_lock);
 		if (batch_nctx < (int)(sizeof(batch_ctxs) /
 		    sizeof(batch_ctxs[0]))) {
@@ -365,6 +370,13 @@ batch_probe_close(struct batch_conn *c, long rv)
 	memset(c, 0, sizeof(*c));
 }
 
+/*
+ * Classification: does the card answer the SELECT of the batch AID?  1 or
+ * 0; -1 when it could not be asked.  A card just inserted may not answer
+ * at once (still powering up, or another program in a transaction on
+ * it): the question is asked again for up to a second, unless the reader
+ * itself is gone.
+ */
 int
 batch_probe(const char *reader)
 {
@@ -596,11 +608,6 @@ batch_pcsc_tx(void *arg, const uint8_t *cmd, size_t len, uint8_t *out,
 	return batch_tx(arg, cmd, len, out, outlen, sw);
 }
 
-/*
- * GENERATE on one card.  BATCH_OK; BATCH_EXHAUSTED or BATCH_GONE (try
- * the next card); BATCH_REFUSED (the card said no, nothing spent);
- * BATCH_DOUBT (a credit may be spent with no license to show for it).
- */
 /* The end of one generation: the connection stays for the next one. */
 static void
 batch_done(struct batch_conn *c, int keep)
@@ -649,6 +656,11 @@ batch_ready(struct batch_conn *c, const struct batch_card *b, unsigned *sw)
 	return rv;
 }
 
+/*
+ * GENERATE on one card.  BATCH_OK; BATCH_EXHAUSTED or BATCH_GONE (try
+ * the next card); BATCH_REFUSED (the card said no, nothing spent);
+ * BATCH_DOUBT (a credit may be spent with no license to show for it).
+ */
 static enum batch_result
 batch_one(int idx, struct batch_card *b, const uint8_t *model,
     const uint8_t *serial, const char *start, struct batch_license *out)
@@ -695,12 +707,6 @@ batch_one(int idx, struct batch_card *b, const uint8_t *model,
 	} else if (r == BATCH_GONE)
 		b->broken = 1;
 	return r;
-}
-
-static int
-batch_usable(const struct batch_card *b)
-{
-	return b->used && !b->exhausted && !b->broken;
 }
 
 /*
