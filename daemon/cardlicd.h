@@ -220,7 +220,7 @@ struct spill_license {
 	char		sw[8];
 };
 void	spill_init(const char *);
-int	spill_reserve(long, char *, size_t);
+int	spill_reserve(char *, size_t);
 int	spill_write(int, long, const struct spill_license *, char *, size_t);
 int	spill_sync(int, long, char *, size_t);
 void	spill_release(int, long);

@@ -91,10 +91,6 @@ issue_row_init(struct job *j, struct db_row *r, const char *state)
 }
 
 /*
- * Append a row; on failure try again a few times (a busy or briefly full
- * disk), then give up with an alert.  Returns the seq or -1.
- */
-/*
  * The row, after the job's deferred `loaded` row if there is one, in one
  * transaction: the load's record costs no commit of its own.
  */
@@ -113,6 +109,10 @@ issue_append(struct job *j, const struct db_row *r, char *err, size_t len)
 	return seq;
 }
 
+/*
+ * Append a row; on failure try again a few times (a busy or briefly full
+ * disk), then give up with an alert.  Returns the seq or -1.
+ */
 static long
 issue_record(struct job *j, const struct db_row *r)
 {
@@ -340,7 +340,7 @@ issue_generate(struct job *j, const char *start, int hold,
 	int spill;
 
 	/* Invariant 1: room for the license before a credit is asked for. */
-	if ((spill = spill_reserve(j->id, reason, sizeof(reason))) < 0) {
+	if ((spill = spill_reserve(reason, sizeof(reason))) < 0) {
 		batch_unpick(hold);
 		issue_fail(j, NULL, "cannot reserve room to record a license "
 		    "(%s); no credit spent", reason);
@@ -549,7 +549,6 @@ issue_load(struct job *j, const struct db_pending *lic)
 	j->deferred.end_date = lic->end_date;
 	j->deferred.ckr = "CKR_OK";
 	j->has_deferred = 1;
-	issue_time(j, "loaded");
 	fault_point("readback");
 	rv = p11_status(j->session, st, &stlen);
 	issue_time(j, "readback");

@@ -203,6 +203,12 @@ p11_readers_now(void)
 	return __atomic_load_n(&p11_readers_gen, __ATOMIC_SEQ_CST);
 }
 
+static unsigned long
+p11_conf_gen(const struct conf *c)
+{
+	return c != NULL ? c->generation : 0;
+}
+
 static int
 p11_known_slot(const struct conf *c, const char *reader, CK_SLOT_ID *id)
 {
@@ -213,7 +219,7 @@ p11_known_slot(const struct conf *c, const char *reader, CK_SLOT_ID *id)
 	pthread_mutex_lock(&p11_known_lock);
 	for (i = 0; i < sizeof(p11_known) / sizeof(p11_known[0]) && !hit; i++)
 		if (p11_known[i].readers_gen == gen && gen != 0 &&
-		    p11_known[i].conf_gen == (c != NULL ? c->generation : 0) &&
+		    p11_known[i].conf_gen == p11_conf_gen(c) &&
 		    strcmp(p11_known[i].reader, reader) == 0) {
 			*id = p11_known[i].id;
 			hit = 1;
@@ -222,29 +228,28 @@ p11_known_slot(const struct conf *c, const char *reader, CK_SLOT_ID *id)
 	return hit;
 }
 
+/* Kept in the reader's entry, or in one that an older look left. */
 static void
 p11_known_set(const struct conf *c, const char *reader, CK_SLOT_ID id,
-    unsigned gen, int keep)
+    unsigned gen)
 {
 	size_t i, n = sizeof(p11_known) / sizeof(p11_known[0]), at = n;
+	unsigned now = p11_readers_now();
 
 	pthread_mutex_lock(&p11_known_lock);
 	for (i = 0; i < n; i++) {
-		if (strcmp(p11_known[i].reader, reader) == 0 ||
-		    (at == n && p11_known[i].readers_gen != p11_readers_now()))
+		if (strcmp(p11_known[i].reader, reader) == 0) {
 			at = i;
-		if (strcmp(p11_known[i].reader, reader) == 0)
 			break;
+		}
+		if (at == n && p11_known[i].readers_gen != now)
+			at = i;
 	}
 	if (at < n) {
-		memset(&p11_known[at], 0, sizeof(p11_known[at]));
-		if (keep) {
-			snprintf(p11_known[at].reader, READER_MAX, "%s",
-			    reader);
-			p11_known[at].id = id;
-			p11_known[at].readers_gen = gen;
-			p11_known[at].conf_gen = c != NULL ? c->generation : 0;
-		}
+		snprintf(p11_known[at].reader, READER_MAX, "%s", reader);
+		p11_known[at].id = id;
+		p11_known[at].readers_gen = gen;
+		p11_known[at].conf_gen = p11_conf_gen(c);
 	}
 	pthread_mutex_unlock(&p11_known_lock);
 }
@@ -270,13 +275,12 @@ p11_find_token(const struct conf *c, const char *reader, struct token *t,
 		if ((rv = p11->C_GetTokenInfo(id, &ti)) == CKR_OK)
 			goto found;
 		/* Maybe not the slot it was: look again, from the list. */
-		p11_known_set(c, reader, id, 0, 0);
 	}
 	/* Read before the look: a change during it makes the answer old. */
 	gen = p11_readers_now();
 	if ((rv = p11_pick_slot(c, reader, &id, err, len)) != CKR_OK)
 		return rv;
-	p11_known_set(c, reader, id, gen, 1);
+	p11_known_set(c, reader, id, gen);
 	if ((rv = p11->C_GetTokenInfo(id, &ti)) != CKR_OK) {
 		snprintf(err, len, "cannot read the token (%s)",
 		    p11_rv_name(rv));

@@ -114,12 +114,11 @@ spill_room_path(int k, char *out, size_t len)
  * credit may be asked for.
  */
 int
-spill_reserve(long job, char *err, size_t len)
+spill_reserve(char *err, size_t len)
 {
 	char path[4200];
 	int fd = -1, rc, k;
 
-	(void)job;
 	pthread_mutex_lock(&spill_lock);
 	for (k = 0; k < SPILL_ROOMS && fd < 0; k++)
 		if (!spill_rooms[k].busy && spill_rooms[k].fd > 0) {
@@ -227,7 +226,7 @@ spill_sync(int fd, long job, char *err, size_t len)
 void
 spill_release(int fd, long job)
 {
-	static const char zero[sizeof(SPILL_MAGIC)];
+	static const char zero[sizeof(((struct spill_rec *)0)->magic)];
 	char path[4200];
 	int k;
 

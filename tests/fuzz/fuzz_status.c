@@ -315,9 +315,8 @@ job_now_ms(void)
 }
 
 int
-spill_reserve(long id, char *err, size_t len)
+spill_reserve(char *err, size_t len)
 {
-	(void)id;
 	(void)err;
 	(void)len;
 	return 0;
