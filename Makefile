@@ -109,7 +109,7 @@ build/sqlmig.c: $(SQL) sql/sql2c.sh
 
 # The schema of each version, made once here rather than by cardlicctl at
 # every start (ctl/schemagen.c).
-build/schemagen: ctl/schemagen.c build/sqlmig.c
+build/schemagen: ctl/schemagen.c ctl/cardlicctl.h build/sqlmig.c
 	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(shell $(PKG) --cflags sqlite3) \
 	    -o $@ ctl/schemagen.c build/sqlmig.c \
 	    $(shell $(PKG) --libs sqlite3)

@@ -84,6 +84,13 @@ extern const int		sql_schemas_count;
 /* chain.c: merge's database, with migrations 1..upto */
 int	chain_create_merged(sqlite3 *, int, char *, size_t);
 /* schema.c */
+/*
+ * Every schema object but SQLite's statistics (ANALYZE's tables change
+ * no answer: only which index answers, and verify reads every index).
+ * Also what ctl/schemagen lists at build time.
+ */
+#define SCHEMA_LIST	"SELECT type, name, tbl_name, coalesce(sql, '') FROM " \
+	"sqlite_schema WHERE name NOT LIKE 'sqlite_stat%' ORDER BY name, type"
 int	schema_check(sqlite3 *, char *, size_t);
 int	schema_integrity(struct ctl *);
 struct schema_bg;

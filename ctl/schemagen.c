@@ -10,12 +10,7 @@
 
 #include <sqlite3.h>
 
-extern const char *const	sql_migrations[];
-extern const int		sql_migrations_count;
-
-/* The list of schema.c, which must stay the same. */
-#define SCHEMA_LIST	"SELECT type, name, tbl_name, coalesce(sql, '') FROM " \
-	"sqlite_schema WHERE name NOT LIKE 'sqlite_stat%' ORDER BY name, type"
+#include "cardlicctl.h"		/* SCHEMA_LIST, sql_migrations */
 
 static void
 sg_string(const unsigned char *s)
