@@ -85,7 +85,7 @@ D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/auditrow.h \
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
 
 C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
-	  ctl/keys.c ctl/vexport.c ctl/schema.c \
+	  ctl/keys.c ctl/vexport.c ctl/schema.c ctl/reconcile.c \
 	  daemon/dbhash.c daemon/sign.c build/sqlschema.c
 C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h \
 	  daemon/sign.h
@@ -408,7 +408,7 @@ FZ_PKGS_atr	= $(FZ_CONF_PKGS)
 FZ_SRCS_status	= daemon/date.c daemon/dbhash.c
 FZ_PKGS_status	= p11-kit-1 libcrypto
 FZ_SRCS_verify	= ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
-	ctl/keys.c ctl/vexport.c ctl/schema.c \
+	ctl/keys.c ctl/vexport.c ctl/schema.c ctl/reconcile.c \
 	daemon/dbhash.c daemon/sign.c build/sqlmig.c build/sqlschema.c
 FZ_PKGS_verify	= sqlite3 inih libcrypto
 # cmd_verify's --checkpoints (ctl/checkpoint.c, which reads the journal).

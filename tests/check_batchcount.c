@@ -238,7 +238,7 @@ START_TEST(reconcile_agrees_with_the_card)
 	issue("BC0002", 2);
 	ck_assert_int_eq(card_num("bc-batch", "issued"), 2);
 	/* Before a second count: what the counter should say now. */
-	out = tl_read(CTL " -d %s reconcile; echo \"exit $?\"", d_db);
+	out = tl_reconcile(d_db);
 	snprintf(want, sizeof(want), "test " BATCH " (ATR " ATR "): count "
 	    "#%ld ", first);
 	expect(out, want);
@@ -250,7 +250,7 @@ START_TEST(reconcile_agrees_with_the_card)
 	out = count_now("bc-batch", "vendor tool after two cards");
 	expect(out, "exit 0");
 	free(out);
-	out = tl_read(CTL " -d %s reconcile; echo \"exit $?\"", d_db);
+	out = tl_reconcile(d_db);
 	snprintf(want, sizeof(want), "count #%ld ", qn("SELECT max(seq) FROM "
 	    "audit WHERE state = 'counted'"));
 	expect(out, want);
@@ -287,7 +287,7 @@ START_TEST(credit_spent_without_a_row_is_a_difference)
 	free(out);
 	snprintf(cur, sizeof(cur), "#%ld", qn("SELECT max(seq) FROM audit "
 	    "WHERE state = 'counted'"));
-	out = tl_read(CTL " -d %s reconcile; echo \"exit $?\"", d_db);
+	out = tl_reconcile(d_db);
 	expect(out, "  DIFFERENCE on test " BATCH " (ATR " ATR "):\n"
 	    "    count ");
 	expect(out, prev);
@@ -306,7 +306,7 @@ START_TEST(credit_spent_without_a_row_is_a_difference)
 	out = ctl("batch-count '" BATCH "' 1 'typed in wrong'");
 	expect(out, "exit 0");
 	free(out);
-	out = tl_read(CTL " -d %s reconcile; echo \"exit $?\"", d_db);
+	out = tl_reconcile(d_db);
 	expect(out, "    the counter went down, by 2: not the same batch "
 	    "card, or a count typed in wrong\n");
 	expect(out, "2 difference(s) between");
@@ -349,7 +349,7 @@ START_TEST(count_refused_while_a_license_is_made)
 	free(out);
 	/* From the typo's 1 to 4: one license made, the rise is 3. */
 	ck_assert_int_eq(card_num("bc-batch", "issued"), 4);
-	out = tl_read(CTL " -d %s reconcile; echo \"exit $?\"", d_db);
+	out = tl_reconcile(d_db);
 	expect(out, ": 4, after the slow card (by uid 0)\n");
 	expect(out, "    the counter rose by 3; the rows between say 1 were "
 	    "spent (1 generated)\n    2 credit(s) spent that no row shows\n");
@@ -386,7 +386,7 @@ START_TEST(credit_in_doubt_is_possibly_the_difference)
 	out = count_now("bc-batch", "vendor tool: 5");
 	expect(out, "exit 0");
 	free(out);
-	out = tl_read(CTL " -d %s reconcile; echo \"exit $?\"", d_db);
+	out = tl_reconcile(d_db);
 	expect(out, "  POSSIBLE DIFFERENCE on test " BATCH " (ATR " ATR "):\n");
 	expect(out, ": 5, vendor tool: 5 (by uid 0)\n"
 	    "    the counter rose by 1; the rows between say 0 were spent "
@@ -406,7 +406,7 @@ START_TEST(credit_in_doubt_is_possibly_the_difference)
 	expect(out, "ok: row ");
 	expect(out, "exit 0");
 	free(out);
-	out = tl_read(CTL " -d %s reconcile; echo \"exit $?\"", d_db);
+	out = tl_reconcile(d_db);
 	snprintf(want, sizeof(want), ": 5, up 1 since #%ld: agrees with the "
 	    "rows (0 generated, 1 in doubt resolved as spent)\n", prev);
 	expect(out, want);

@@ -57,7 +57,7 @@ d_kill9(void)
 static int
 reconcile(char **out)
 {
-	char *s = tl_read(CTL " -d %s reconcile; echo \"exit $?\"", d_db);
+	char *s = tl_reconcile(d_db);
 	int rc = strstr(s, "exit 0") != NULL ? 0 : 1;
 
 	*out = s;

@@ -149,7 +149,7 @@ START_TEST(stats_and_reconcile)
 	expect(out, "  rejected                      1");
 	expect(out, "  skipped                       1");
 	free(out);
-	out = ctl("reconcile", NULL);
+	out = tl_reconcile(known);
 	/* SPENT VERIFIED PENDING REJECTED IN-DOUBT LOST */
 	expect(out, "test        Sim Line A 00 00      3B88800149444F424154434817"
 	    "        2         2        0         0         0     0");
@@ -274,7 +274,7 @@ END_TEST
 
 START_TEST(merge_two_stations)
 {
-	char *out;
+	char *out, merged[400];
 
 	/* A second station: another id, another database, one card. */
 	d_config("second", "1234", "[station]\nid = line-2");
@@ -301,6 +301,14 @@ START_TEST(merge_two_stations)
 	expect(out, "station test: 24 rows, chain intact");
 	expect(out, "28 rows checked");
 	expect(out, "exit 0");
+	free(out);
+	/* reconcile's pass over two stations' rows, taking turns by rowid. */
+	snprintf(merged, sizeof(merged), "%s/merged.db", tl_dir);
+	out = tl_reconcile(merged);
+	expect(out, "line-2      Sim Line B 00 01      "
+	    "3B88800149444F424154434817        1         1        0");
+	expect(out, "test        Sim Line B 00 01");
+	expect(out, "  test #");
 	free(out);
 	out = tl_read(CTL " -d %s/merged.db list --station line-2 2>&1 | "
 	    "tail -n +2 | awk '{ print $4, $6 }'", tl_dir);
@@ -1052,6 +1060,9 @@ START_TEST(answers_unchanged)
 		free(a);
 		free(b);
 	}
+	/* reconcile, as the views say, on both. */
+	free(tl_reconcile(scale6));
+	free(tl_reconcile(scale5));
 	/* show and list --serial's range finds what serial_text = S did. */
 	a = tl_read("for s in CL0000004321 CL0000001234 CL0000001311 "
 	    "CL000000431 ''; do sqlite3 %s \"SELECT group_concat(seq) FROM "

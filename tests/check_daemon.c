@@ -502,8 +502,7 @@ START_TEST(credit_lost_in_flight_is_flagged)
 	free(s);
 	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
 	    "'failed'"), 0);
-	s = tl_read(TOPDIR "/ctl/cardlicctl -d %s reconcile; echo \"exit $?\"",
-	    d_db);
+	s = tl_reconcile(d_db);
 	ck_assert_msg(strstr(s, "credit in doubt for card LOST1, batch card in "
 	    "Sim Line A 00 00: batch card in Sim Line A 00 00 stopped "
 	    "answering during GET RESPONSE") && strstr(s, "exit 1"), "%s", s);

@@ -539,7 +539,7 @@ check_ctl(void)
 {
 	char *s;
 
-	s = tl_read(CTL " -d %s reconcile 2>&1; echo \"exit $?\"", d_db);
+	s = tl_reconcile(d_db);
 	if (strstr(s, "\nexit 0") == NULL && strncmp(s, "exit 0", 6) != 0)
 		cell_fail("cardlicctl reconcile:\n%s", s);
 	free(s);

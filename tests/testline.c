@@ -228,3 +228,24 @@ tl_now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) / (n > 1 ? n : 1);
 }
+
+/*
+ * cardlicctl reconcile on db, its output and "exit N" after it; and the
+ * same question asked of the views in SQL by tests/reconcile-oracle.py,
+ * which must answer the same bytes: reconcile reads the table in one
+ * pass of its own (ctl/reconcile.c), the views say what that means.
+ */
+char *
+tl_reconcile(const char *db)
+{
+	char *out, *want;
+
+	out = tl_read(TOPDIR "/ctl/cardlicctl -d %s reconcile 2>&1; "
+	    "echo \"exit $?\"", db);
+	want = tl_read("/usr/bin/python3 " TOPDIR "/tests/reconcile-oracle.py "
+	    "%s 2>&1; echo \"exit $?\"", db);
+	ck_assert_msg(strcmp(out, want) == 0, "reconcile on %s answers\n"
+	    "%.3000s\nbut the views say\n%.3000s", db, out, want);
+	free(want);
+	return out;
+}

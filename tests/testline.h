@@ -20,5 +20,6 @@ char	*tl_read(const char *, ...) __attribute__((format(printf, 1, 2)));
 size_t	tl_hex(const char *, uint8_t *, size_t);
 char	*tl_reader(int);
 long	tl_now_ms(void);
+char	*tl_reconcile(const char *);
 
 #endif
