@@ -157,16 +157,18 @@ tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
 	    $(shell $(PKG) --libs libcrypto libkeyutils)
 
 # Unit tests, without a line: the daemon's pieces linked, cardlicctl.c
-# included (its main renamed), the rest of cardlicctl linked.
+# included (its main renamed), the rest of cardlicctl linked; and
+# libcrypto, the oracle that sign.c's keys and signatures are held to.
 U_SRCS	= daemon/conf.c daemon/classify.c daemon/pinturn.c daemon/pin.c \
 	  daemon/date.c daemon/dbhash.c daemon/sign.c daemon/pkcs11.c \
 	  daemon/log.c $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
 	  build/sqlmig.c
 tests/check_unit: tests/check_unit.c $(U_SRCS) ctl/cardlicctl.c $(D_HDRS) \
     $(C_HDRS)
-	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags $(D_PKGS) $(C_PKGS)) \
+	$(CC) $(TEST_CFLAGS) \
+	    $(shell $(PKG) --cflags $(D_PKGS) $(C_PKGS) libcrypto) \
 	    $(PIE) $(LDFLAGS) -o $@ tests/check_unit.c $(U_SRCS) $(TEST_LIBS) \
-	    $(shell $(PKG) --libs $(D_PKGS) $(C_PKGS))
+	    $(shell $(PKG) --libs $(D_PKGS) $(C_PKGS) libcrypto)
 
 # A hostile middleware for the tests, over the simulated one.
 tests/p11shim.so: tests/p11shim.c

@@ -7,11 +7,17 @@
  * Covered here: the audit row's one definition against the SQL schema,
  * the hash of known rows, the text of a card's bytes (trimming and
  * escaping, in C and in SQL), dates, the classification rules, and the
- * PIN's turn-taking (pinturn.c, with real threads).  The
- * configuration's ranges and start-date policies are in check_conf.c.
+ * PIN's turn-taking (pinturn.c, with real threads), and the station's
+ * signatures and key files held to OpenSSL's (libcrypto is linked here
+ * as the oracle, and the openssl command is run).  The configuration's
+ * ranges and start-date policies are in check_conf.c.
  */
 #include <check.h>
 #include <fcntl.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
 
 int	cardlicctl_main(int, char **);
 #define main cardlicctl_main
@@ -766,6 +772,252 @@ START_TEST(sign_pem_round_trip)
 }
 END_TEST
 
+/*
+ * OpenSSL as the oracle: for the same key and message, sign.c must give
+ * the bytes that libcrypto gives, and read the keys that libcrypto and
+ * the openssl command write.  Nothing of sign.c judges sign.c here.
+ */
+
+/* A key's PEM as OpenSSL writes it (openssl genpkey, pkey -pubout). */
+static char *
+cu_ossl_pem(EVP_PKEY *pk, int public)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *p, *out;
+	long n;
+
+	ck_assert_ptr_nonnull(bio);
+	ck_assert_int_eq(public ? PEM_write_bio_PUBKEY(bio, pk) :
+	    PEM_write_bio_PrivateKey(bio, pk, NULL, NULL, 0, NULL, NULL), 1);
+	n = BIO_get_mem_data(bio, &p);
+	ck_assert_int_gt(n, 0);
+	ck_assert_ptr_nonnull(out = strndup(p, (size_t)n));
+	BIO_free(bio);
+	return out;
+}
+
+/* OpenSSL's Ed25519 over the domain, its NUL, then msg. */
+static void
+cu_ossl_sign(EVP_PKEY *pk, const char *domain, const uint8_t *msg,
+    size_t len, uint8_t sig[64])
+{
+	size_t d = strlen(domain) + 1, slen = 64;
+	uint8_t *m = malloc(d + len);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_nonnull(md);
+	memcpy(m, domain, d);
+	if (len > 0)
+		memcpy(m + d, msg, len);
+	ck_assert_int_eq(EVP_DigestSignInit(md, NULL, NULL, NULL, pk), 1);
+	ck_assert_int_eq(EVP_DigestSign(md, sig, &slen, m, d + len), 1);
+	ck_assert_uint_eq(slen, 64);
+	EVP_MD_CTX_free(md);
+	free(m);
+}
+
+/* What a command prints on its stdout, NUL-terminated; *st its status. */
+static char *
+cu_run(int *st, const char *cmd)
+{
+	char *out = malloc(8192);
+	size_t n = 0, r;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(out);
+	ck_assert_ptr_nonnull(f = popen(cmd, "r"));
+	while (n < 8191 && (r = fread(out + n, 1, 8191 - n, f)) > 0)
+		n += r;
+	out[n] = '\0';
+	*st = pclose(f);
+	return out;
+}
+
+/*
+ * Several keys (two edge seeds, six random), every domain, messages
+ * around the lengths where sign.c changes buffers: each signature is
+ * OpenSSL's, each of OpenSSL's checks, and the public PEM is OpenSSL's.
+ */
+START_TEST(signatures_are_openssl_s)
+{
+	static const char *const domains[] = { SIGN_DOMAIN_ROW,
+	    SIGN_DOMAIN_KEY, SIGN_DOMAIN_CHECKPOINT, "" };
+	static const size_t lens[] = { 0, 1, 31, 32, 33, 95, 96, 238, 239,
+	    240, 255, 256, 1000, 16384 };
+	static uint8_t msg[16384];
+	uint8_t seed[32], sig[64], osig[64], pub[32], opub[32], em[100];
+	char *pem, *opem, ppem[512], err[256];
+	struct sign_key *k;
+	EVP_PKEY *pk;
+	size_t i, d, n;
+	int key;
+
+	for (i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)((i * 131 + 17) ^ (i >> 8));
+	for (key = 0; key < 8; key++) {
+		if (key < 2)
+			memset(seed, key == 0 ? 0x00 : 0xff, sizeof(seed));
+		else
+			ck_assert_int_eq(RAND_bytes(seed, sizeof(seed)), 1);
+		pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL,
+		    seed, sizeof(seed));
+		ck_assert_ptr_nonnull(pk);
+		pem = cu_ossl_pem(pk, 0);
+		k = sign_key_from_pem(pem, strlen(pem), err, sizeof(err));
+		ck_assert_msg(k != NULL, "key %d, OpenSSL's PEM: %s", key, err);
+		sign_key_public(k, pub);
+		n = sizeof(opub);
+		ck_assert_int_eq(EVP_PKEY_get_raw_public_key(pk, opub, &n), 1);
+		ck_assert_mem_eq(pub, opub, 32);
+		opem = cu_ossl_pem(pk, 1);
+		ck_assert_int_eq(sign_pub_pem(pub, ppem, sizeof(ppem)), 0);
+		ck_assert_str_eq(ppem, opem);
+		for (d = 0; d < sizeof(domains) / sizeof(domains[0]); d++)
+			for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+				ck_assert_int_eq(sign_bytes(k, domains[d], msg,
+				    lens[i], sig), 0);
+				cu_ossl_sign(pk, domains[d], msg, lens[i],
+				    osig);
+				ck_assert_msg(memcmp(sig, osig, 64) == 0,
+				    "key %d, domain \"%s\", %zu bytes: not "
+				    "OpenSSL's signature", key, domains[d],
+				    lens[i]);
+				ck_assert(sign_check(pub, domains[d], msg,
+				    lens[i], osig));
+			}
+		/* A key rotation's endorsement: station, NUL, new key. */
+		memcpy(em, "st-7", 5);
+		memcpy(em + 5, msg, 32);
+		ck_assert_int_eq(sign_endorse(k, "st-7", msg, sig), 0);
+		cu_ossl_sign(pk, SIGN_DOMAIN_KEY, em, 37, osig);
+		ck_assert_mem_eq(sig, osig, 64);
+		ck_assert(sign_endorsed(pub, "st-7", msg, osig));
+		ck_assert(!sign_endorsed(pub, "st-8", msg, osig));
+		sign_key_free(k);
+		EVP_PKEY_free(pk);
+		free(pem);
+		free(opem);
+	}
+}
+END_TEST
+
+/*
+ * A known answer, from openssl pkeyutl -sign -rawin on 2026-12-07: a key
+ * that is no secret (its seed is the bytes 0 to 31) signs a row's hash.
+ * It holds whatever library signs, now and after any change.
+ */
+START_TEST(signature_known_answer)
+{
+	static const char pem[] = "-----BEGIN PRIVATE KEY-----\n"
+	    "MC4CAQAwBQYDK2VwBCIEIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f\n"
+	    "-----END PRIVATE KEY-----\n";
+	uint8_t hash[32], sig[64], pub[32];
+	char hex[129], err[256];
+	struct sign_key *k;
+	int i;
+
+	for (i = 0; i < 32; i++)
+		hash[i] = (uint8_t)(i * 7 + 1);
+	k = sign_key_from_pem(pem, sizeof(pem) - 1, err, sizeof(err));
+	ck_assert_msg(k != NULL, "%s", err);
+	sign_key_public(k, pub);
+	dbhash_hex(pub, 32, 0, hex);
+	ck_assert_str_eq(hex, "03a107bff3ce10be1d70dd18e74bc099"
+	    "67e4d6309ba50d5f1ddc8664125531b8");
+	ck_assert_int_eq(sign_bytes(k, SIGN_DOMAIN_ROW, hash, 32, sig), 0);
+	dbhash_hex(sig, 64, 0, hex);
+	ck_assert_str_eq(hex, "3a2e98a51b59dc0ba654913ba1b979f1"
+	    "29cca15081e0592da9e617a81805f887"
+	    "7d91b0ec69c9c413737599ca613da59d"
+	    "5ec3d4919548fda58a6123539cd00a0c");
+	ck_assert(sign_check(pub, SIGN_DOMAIN_ROW, hash, 32, sig));
+	sign_key_free(k);
+}
+END_TEST
+
+/*
+ * Our keygen writes what openssl genpkey writes (openssl pkey rewrites
+ * it to the same bytes), and openssl pkey -check finds the key valid;
+ * a key made by the openssl command loads, with the same public key.
+ */
+START_TEST(keys_go_both_ways_with_openssl)
+{
+	char pem[1024], pem2[1024], pubpem[512], err[256], cmd[600];
+	char path[] = "/tmp/cu-key-XXXXXX";
+	uint8_t pub[32], opub[32];
+	struct sign_key *k;
+	EVP_PKEY *pk;
+	BIO *bio;
+	size_t n;
+	char *out;
+	int fd, st;
+
+	ck_assert_msg(sign_key_generate(pem, sizeof(pem), err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(sign_key_generate(pem2, sizeof(pem2), err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_str_ne(pem, pem2);
+	/* PKCS#8 v1, Ed25519, the 32-byte seed: 48 bytes in one line. */
+	ck_assert_uint_eq(strlen(pem), 119);
+	ck_assert_int_eq(strncmp(pem, "-----BEGIN PRIVATE KEY-----\n"
+	    "MC4CAQAwBQYDK2VwBCIEI", 49), 0);
+	ck_assert_ptr_nonnull(bio = BIO_new_mem_buf(pem, (int)strlen(pem)));
+	ck_assert_ptr_nonnull(pk = PEM_read_bio_PrivateKey(bio, NULL, NULL,
+	    NULL));
+	BIO_free(bio);
+	ck_assert_int_eq(EVP_PKEY_get_id(pk), EVP_PKEY_ED25519);
+	n = sizeof(opub);
+	ck_assert_int_eq(EVP_PKEY_get_raw_public_key(pk, opub, &n), 1);
+	EVP_PKEY_free(pk);
+	ck_assert_ptr_nonnull(k = sign_key_from_pem(pem, strlen(pem), err,
+	    sizeof(err)));
+	sign_key_public(k, pub);
+	sign_key_free(k);
+	ck_assert_mem_eq(pub, opub, 32);
+
+	ck_assert_int_ge(fd = mkstemp(path), 0);
+	ck_assert_int_eq(write(fd, pem, strlen(pem)), (ssize_t)strlen(pem));
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "openssl pkey -in %s -check -noout 2>&1",
+	    path);
+	out = cu_run(&st, cmd);
+	ck_assert_msg(st == 0 && strstr(out, "Key is valid") != NULL,
+	    "openssl pkey -check: %s", out);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "openssl pkey -in %s", path);
+	out = cu_run(&st, cmd);
+	ck_assert_int_eq(st, 0);
+	ck_assert_str_eq(out, pem);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "openssl pkey -in %s -pubout", path);
+	out = cu_run(&st, cmd);
+	ck_assert_int_eq(sign_pub_pem(pub, pubpem, sizeof(pubpem)), 0);
+	ck_assert_str_eq(out, pubpem);
+	free(out);
+
+	/* The other way: openssl genpkey's key, and pkey -pubout's file. */
+	snprintf(cmd, sizeof(cmd), "openssl genpkey -algorithm ed25519 "
+	    "-out %s.o && openssl pkey -in %s.o -pubout -out %s.pub && "
+	    "cat %s.o", path, path, path, path);
+	out = cu_run(&st, cmd);
+	ck_assert_int_eq(st, 0);
+	k = sign_key_from_pem(out, strlen(out), err, sizeof(err));
+	ck_assert_msg(k != NULL, "openssl genpkey's key: %s", err);
+	sign_key_public(k, pub);
+	sign_key_free(k);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s.pub", path);
+	ck_assert_msg(sign_pub_read(cmd, opub, err, sizeof(err)) == 0,
+	    "%s", err);
+	ck_assert_mem_eq(pub, opub, 32);
+	unlink(cmd);
+	snprintf(cmd, sizeof(cmd), "%s.o", path);
+	unlink(cmd);
+	unlink(path);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -802,6 +1054,9 @@ main(void)
 	tcase_add_test(sign, sign_round_trip_and_flipped_bits);
 	tcase_add_test(sign, sign_wrong_domain_fails);
 	tcase_add_test(sign, sign_pem_round_trip);
+	tcase_add_test(sign, signatures_are_openssl_s);
+	tcase_add_test(sign, signature_known_answer);
+	tcase_add_test(sign, keys_go_both_ways_with_openssl);
 	suite_add_tcase(s, sign);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
