@@ -210,6 +210,32 @@ START_TEST(hash_of_known_rows)
 END_TEST
 
 /*
+ * SHA-256 of checkpoint lines and spill records: FIPS 180-2's answers,
+ * so that a checkpoint series and a spill file outlive any library.
+ */
+START_TEST(sha256_known_answers)
+{
+	static char million[1000000];
+	uint8_t h[32];
+	char hex[65];
+
+	dbhash_sha256("abc", 3, h);
+	dbhash_hex(h, 32, 0, hex);
+	ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223"
+	    "b00361a396177a9cb410ff61f20015ad");
+	dbhash_sha256("", 0, h);
+	dbhash_hex(h, 32, 0, hex);
+	ck_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb924"
+	    "27ae41e4649b934ca495991b7852b855");
+	memset(million, 'a', sizeof(million));
+	dbhash_sha256(million, sizeof(million), h);
+	dbhash_hex(h, 32, 0, hex);
+	ck_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67"
+	    "f1809a48a497200e046d39ccc7112cd0");
+}
+END_TEST
+
+/*
  * A card's padded field, and its text: the bytes before the trailing
  * spaces and NULs, written by dbhash_text for the journal.
  */
@@ -1032,6 +1058,7 @@ main(void)
 	tcase_add_test(row, auditrow_matches_the_schema);
 	tcase_add_test(row, export_places_are_a_permutation);
 	tcase_add_test(row, hash_of_known_rows);
+	tcase_add_test(row, sha256_known_answers);
 	suite_add_tcase(s, row);
 	tcase_add_test(text, journal_text_of_card_bytes);
 	tcase_add_test(text, sql_text_trims_as_the_journal);
