@@ -47,6 +47,8 @@ WARN	= -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wshadow \
 	  -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 
 # Debian 12 packages needed to build, test and run the simulated line.
+# cardlicd and cardlicctl sign and hash with libsodium; libssl-dev is for
+# the simulator and the tests, which keep OpenSSL as an independent oracle.
 DEB_PKGS = build-essential pkg-config pcscd libpcsclite-dev vsmartcard-vpcd \
 	libp11-kit-dev libsystemd-dev libevent-dev libsqlite3-dev sqlite3 \
 	check libkeyutils-dev libinih-dev libsodium-dev libssl-dev opensc \
@@ -70,8 +72,8 @@ CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
 	  tests/check_batchcount
 CHECKS	+= tests/check_checkpoint
 
-D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
-	  libsodium libkeyutils
+D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libsodium \
+	  libkeyutils
 D_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) -pthread \
 	  $(shell $(PKG) --cflags $(D_PKGS))
 D_LIBS	= -pthread $(shell $(PKG) --libs $(D_PKGS))
@@ -90,7 +92,7 @@ C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	  daemon/dbhash.c daemon/sign.c build/sqlschema.c
 C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h \
 	  daemon/sign.h
-C_PKGS	= sqlite3 inih libcrypto libsodium
+C_PKGS	= sqlite3 inih libsodium
 # verify --checkpoints: the checkpoints, and the journal that holds them
 # (libsystemd's header only: ctl/checkpoint.c loads it when it reads the
 # journal, so that no other command pays for its start-up).
@@ -151,12 +153,11 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
 tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
     daemon/dbhash.c daemon/sign.c daemon/pkcs11.c daemon/classify.c $(D_HDRS) \
     daemon/cardlicd sim/cardlic-sim-p11.so
-	$(CC) $(TEST_CFLAGS) \
-	    $(shell $(PKG) --cflags libcrypto libsodium libkeyutils) \
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libsodium libkeyutils) \
 	    $(PIE) $(LDFLAGS) -o $@ \
 	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
 	    daemon/sign.c daemon/pkcs11.c daemon/classify.c $(TEST_LIBS) \
-	    $(shell $(PKG) --libs libcrypto libsodium libkeyutils)
+	    $(shell $(PKG) --libs libsodium libkeyutils)
 
 # Unit tests, without a line: the daemon's pieces linked, cardlicctl.c
 # included (its main renamed), the rest of cardlicctl linked; and
@@ -193,13 +194,11 @@ tests/check_tamper: tests/check_tamper.c tests/fuzz/stubs.h daemon/db.c \
     daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c $(D_HDRS) \
     tests/testline.c tests/testline.h tests/testdaemon.c tests/testdaemon.h \
     ctl/cardlicctl daemon/cardlicd sim/cardlic-sim-p11.so
-	$(CC) $(TEST_CFLAGS) \
-	    $(shell $(PKG) --cflags sqlite3 libcrypto libsodium) \
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags sqlite3 libsodium) \
 	    $(PIE) $(LDFLAGS) -o $@ tests/check_tamper.c daemon/db.c \
 	    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c \
 	    tests/testline.c tests/testdaemon.c \
-	    $(TEST_LIBS) $(shell $(PKG) --libs sqlite3 libcrypto libsodium) \
-	    -pthread
+	    $(TEST_LIBS) $(shell $(PKG) --libs sqlite3 libsodium) -pthread
 
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
@@ -404,7 +403,7 @@ FUZZ_FLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FZ_CONF_SRCS = daemon/pin.c daemon/date.c daemon/dbhash.c daemon/sign.c \
 	daemon/pkcs11.c daemon/classify.c
-FZ_CONF_PKGS = p11-kit-1 libpcsclite libcrypto libsodium
+FZ_CONF_PKGS = p11-kit-1 libpcsclite libsodium
 FZ_SRCS_batch	= daemon/date.c daemon/dbhash.c
 FZ_PKGS_batch	= libpcsclite libsodium
 FZ_SRCS_conf	= $(FZ_CONF_SRCS)
@@ -416,7 +415,7 @@ FZ_PKGS_status	= p11-kit-1 libsodium
 FZ_SRCS_verify	= ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	ctl/keys.c ctl/vexport.c ctl/schema.c \
 	daemon/dbhash.c daemon/sign.c build/sqlmig.c build/sqlschema.c
-FZ_PKGS_verify	= sqlite3 inih libcrypto libsodium
+FZ_PKGS_verify	= sqlite3 inih libsodium
 # cmd_verify's --checkpoints (ctl/checkpoint.c, which reads the journal).
 FZ_SRCS_verify	+= ctl/checkpoint.c
 FZ_PKGS_verify	+= libsystemd
@@ -451,7 +450,7 @@ tests/fuzz/mkdb: tests/fuzz/mkdb.c daemon/db.c daemon/dbhash.c daemon/sign.c \
     daemon/date.c build/sqlmig.c $(D_HDRS)
 	$(CC) $(WARN) $(CFLAGS) -pthread -o $@ tests/fuzz/mkdb.c daemon/db.c \
 	    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c \
-	    $(shell $(PKG) --libs sqlite3 libcrypto libsodium)
+	    $(shell $(PKG) --libs sqlite3 libsodium)
 
 # One fuzzer's bounded run; its statistics are printed at the end.
 fuzz_one = mkdir -p tests/fuzz/work/$(1); \
@@ -554,8 +553,7 @@ bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
     daemon/sign.h daemon/dbhash.h daemon/auditrow.h build/sqlmig.c
 	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' $(PIE) \
 	    $(LDFLAGS) -o $@ bench/signcost.c daemon/sign.c daemon/dbhash.c \
-	    build/sqlmig.c \
-	    $(shell $(PKG) --libs sqlite3 libcrypto libsodium)
+	    build/sqlmig.c $(shell $(PKG) --libs sqlite3 libsodium)
 
 # A station's audit database of ROWS rows for make bench-audit (issue 12),
 # through the daemon's own hash, signatures and migrations.
@@ -563,7 +561,7 @@ bench/mkaudit: bench/mkaudit.c daemon/sign.c daemon/dbhash.c \
     daemon/sign.h daemon/dbhash.h daemon/auditrow.h build/sqlmig.c
 	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(PIE) $(LDFLAGS) -o $@ \
 	    bench/mkaudit.c daemon/sign.c daemon/dbhash.c build/sqlmig.c \
-	    $(shell $(PKG) --libs sqlite3 libcrypto libsodium)
+	    $(shell $(PKG) --libs sqlite3 libsodium)
 
 # Every cardlicctl question timed on 1,000,000 rows (bench/audit).
 bench-audit: bench/mkaudit ctl/cardlicctl
