@@ -47,9 +47,12 @@ WARN	= -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wshadow \
 	  -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 
 # Debian 12 packages needed to build, test and run the simulated line.
+# cardlicd and cardlicctl sign and hash with libsodium; libssl-dev is for
+# the simulator and the tests, which keep OpenSSL as an independent oracle.
 DEB_PKGS = build-essential pkg-config pcscd libpcsclite-dev vsmartcard-vpcd \
 	libp11-kit-dev libsystemd-dev libevent-dev libsqlite3-dev sqlite3 \
-	check libkeyutils-dev libinih-dev libssl-dev opensc pcsc-tools \
+	check libkeyutils-dev libinih-dev libsodium-dev libssl-dev opensc \
+	pcsc-tools \
 	python3 python3-pyscard python3-pykcs11 mandoc keyutils util-linux \
 	systemd strace time
 
@@ -69,7 +72,7 @@ CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
 	  tests/check_batchcount
 CHECKS	+= tests/check_checkpoint
 
-D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libcrypto \
+D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libsodium \
 	  libkeyutils
 D_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) -pthread \
 	  $(shell $(PKG) --cflags $(D_PKGS))
@@ -89,7 +92,7 @@ C_SRCS	= ctl/cardlicctl.c ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	  daemon/dbhash.c daemon/sign.c build/sqlschema.c
 C_HDRS	= ctl/cardlicctl.h daemon/dbhash.h daemon/auditrow.h daemon/version.h \
 	  daemon/sign.h
-C_PKGS	= sqlite3 inih libcrypto
+C_PKGS	= sqlite3 inih libsodium
 # verify --checkpoints: the checkpoints, and the journal that holds them
 # (libsystemd's header only: ctl/checkpoint.c loads it when it reads the
 # journal, so that no other command pays for its start-up).
@@ -150,23 +153,25 @@ tests/check_sim: tests/check_sim.c tests/testline.c tests/testline.h \
 tests/check_conf: tests/check_conf.c daemon/conf.c daemon/pin.c daemon/date.c \
     daemon/dbhash.c daemon/sign.c daemon/pkcs11.c daemon/classify.c $(D_HDRS) \
     daemon/cardlicd sim/cardlic-sim-p11.so
-	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto libkeyutils) \
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libsodium libkeyutils) \
 	    $(PIE) $(LDFLAGS) -o $@ \
 	    tests/check_conf.c daemon/pin.c daemon/date.c daemon/dbhash.c \
 	    daemon/sign.c daemon/pkcs11.c daemon/classify.c $(TEST_LIBS) \
-	    $(shell $(PKG) --libs libcrypto libkeyutils)
+	    $(shell $(PKG) --libs libsodium libkeyutils)
 
 # Unit tests, without a line: the daemon's pieces linked, cardlicctl.c
-# included (its main renamed), the rest of cardlicctl linked.
+# included (its main renamed), the rest of cardlicctl linked; and
+# libcrypto, the oracle that sign.c's keys and signatures are held to.
 U_SRCS	= daemon/conf.c daemon/classify.c daemon/pinturn.c daemon/pin.c \
 	  daemon/date.c daemon/dbhash.c daemon/sign.c daemon/pkcs11.c \
 	  daemon/log.c $(filter-out ctl/cardlicctl.c daemon/%,$(C_SRCS)) \
 	  build/sqlmig.c
 tests/check_unit: tests/check_unit.c $(U_SRCS) ctl/cardlicctl.c $(D_HDRS) \
     $(C_HDRS)
-	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags $(D_PKGS) $(C_PKGS)) \
+	$(CC) $(TEST_CFLAGS) \
+	    $(shell $(PKG) --cflags $(D_PKGS) $(C_PKGS) libcrypto) \
 	    $(PIE) $(LDFLAGS) -o $@ tests/check_unit.c $(U_SRCS) $(TEST_LIBS) \
-	    $(shell $(PKG) --libs $(D_PKGS) $(C_PKGS))
+	    $(shell $(PKG) --libs $(D_PKGS) $(C_PKGS) libcrypto)
 
 # A hostile middleware for the tests, over the simulated one.
 tests/p11shim.so: tests/p11shim.c
@@ -179,9 +184,9 @@ tests/check_credit: tests/p11shim.so
 # card behind batch_exchange.
 tests/check_batch: tests/check_batch.c tests/fuzz/stubs.h daemon/batch.c \
     daemon/date.c daemon/dbhash.c $(D_HDRS)
-	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libcrypto) -o $@ \
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags libsodium) -o $@ \
 	    tests/check_batch.c daemon/date.c daemon/dbhash.c $(TEST_LIBS) \
-	    $(shell $(PKG) --libs libcrypto) -pthread
+	    $(shell $(PKG) --libs libsodium) -pthread
 
 # The tamper suite (issue 11): databases written by the daemon's own db.c,
 # attacked with sqlite3, judged by cardlicctl verify.
@@ -189,11 +194,11 @@ tests/check_tamper: tests/check_tamper.c tests/fuzz/stubs.h daemon/db.c \
     daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c $(D_HDRS) \
     tests/testline.c tests/testline.h tests/testdaemon.c tests/testdaemon.h \
     ctl/cardlicctl daemon/cardlicd sim/cardlic-sim-p11.so
-	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags sqlite3 libcrypto) \
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags sqlite3 libsodium) \
 	    $(PIE) $(LDFLAGS) -o $@ tests/check_tamper.c daemon/db.c \
 	    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c \
 	    tests/testline.c tests/testdaemon.c \
-	    $(TEST_LIBS) $(shell $(PKG) --libs sqlite3 libcrypto) -pthread
+	    $(TEST_LIBS) $(shell $(PKG) --libs sqlite3 libsodium) -pthread
 
 # The suites that run cardlicd share the helpers of tests/testdaemon.c.
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
@@ -398,19 +403,19 @@ FUZZ_FLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FZ_CONF_SRCS = daemon/pin.c daemon/date.c daemon/dbhash.c daemon/sign.c \
 	daemon/pkcs11.c daemon/classify.c
-FZ_CONF_PKGS = p11-kit-1 libpcsclite libcrypto
+FZ_CONF_PKGS = p11-kit-1 libpcsclite libsodium
 FZ_SRCS_batch	= daemon/date.c daemon/dbhash.c
-FZ_PKGS_batch	= libpcsclite libcrypto
+FZ_PKGS_batch	= libpcsclite libsodium
 FZ_SRCS_conf	= $(FZ_CONF_SRCS)
 FZ_PKGS_conf	= $(FZ_CONF_PKGS) libkeyutils
 FZ_SRCS_atr	= $(FZ_CONF_SRCS)
 FZ_PKGS_atr	= $(FZ_CONF_PKGS)
 FZ_SRCS_status	= daemon/date.c daemon/dbhash.c
-FZ_PKGS_status	= p11-kit-1 libcrypto
+FZ_PKGS_status	= p11-kit-1 libsodium
 FZ_SRCS_verify	= ctl/query.c ctl/chain.c ctl/follow.c ctl/resolve.c \
 	ctl/keys.c ctl/vexport.c ctl/schema.c ctl/reconcile.c \
 	daemon/dbhash.c daemon/sign.c build/sqlmig.c build/sqlschema.c
-FZ_PKGS_verify	= sqlite3 inih libcrypto
+FZ_PKGS_verify	= sqlite3 inih libsodium
 # cmd_verify's --checkpoints (ctl/checkpoint.c, which reads the journal).
 FZ_SRCS_verify	+= ctl/checkpoint.c
 FZ_PKGS_verify	+= libsystemd
@@ -445,7 +450,7 @@ tests/fuzz/mkdb: tests/fuzz/mkdb.c daemon/db.c daemon/dbhash.c daemon/sign.c \
     daemon/date.c build/sqlmig.c $(D_HDRS)
 	$(CC) $(WARN) $(CFLAGS) -pthread -o $@ tests/fuzz/mkdb.c daemon/db.c \
 	    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c \
-	    $(shell $(PKG) --libs sqlite3 libcrypto)
+	    $(shell $(PKG) --libs sqlite3 libsodium)
 
 # One fuzzer's bounded run; its statistics are printed at the end.
 fuzz_one = mkdir -p tests/fuzz/work/$(1); \
@@ -548,7 +553,7 @@ bench/signcost: bench/signcost.c daemon/sign.c daemon/dbhash.c \
     daemon/sign.h daemon/dbhash.h daemon/auditrow.h build/sqlmig.c
 	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) -DTOPDIR='"$(CURDIR)"' $(PIE) \
 	    $(LDFLAGS) -o $@ bench/signcost.c daemon/sign.c daemon/dbhash.c \
-	    build/sqlmig.c $(shell $(PKG) --libs sqlite3 libcrypto)
+	    build/sqlmig.c $(shell $(PKG) --libs sqlite3 libsodium)
 
 # A station's audit database of ROWS rows for make bench-audit (issue 12),
 # through the daemon's own hash, signatures and migrations.
@@ -556,7 +561,7 @@ bench/mkaudit: bench/mkaudit.c daemon/sign.c daemon/dbhash.c \
     daemon/sign.h daemon/dbhash.h daemon/auditrow.h build/sqlmig.c
 	$(CC) $(WARN) $(CPPFLAGS) $(CFLAGS) $(PIE) $(LDFLAGS) -o $@ \
 	    bench/mkaudit.c daemon/sign.c daemon/dbhash.c build/sqlmig.c \
-	    $(shell $(PKG) --libs sqlite3 libcrypto)
+	    $(shell $(PKG) --libs sqlite3 libsodium)
 
 # Every cardlicctl question timed on 1,000,000 rows (bench/audit).
 bench-audit: bench/mkaudit ctl/cardlicctl

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 #include <systemd/sd-journal.h>
 
 #include "cardlicctl.h"
@@ -109,10 +108,9 @@ checkpoint_parse(struct cp *p)
 	    "prev", "batch", "utc", "sig" };
 	const char *s, *e, *v, *end = p->line + p->len;
 	size_t k, vl;
-	unsigned int hl = 32;
 
-	if (EVP_Digest(p->line, p->len, p->hash, &hl, EVP_sha256(), NULL) !=
-	    1 || p->len < sizeof(CP_MAGIC) || memchr(p->line, '\0', p->len) !=
+	dbhash_sha256(p->line, p->len, p->hash);
+	if (p->len < sizeof(CP_MAGIC) || memchr(p->line, '\0', p->len) !=
 	    NULL || strncmp(p->line, CP_MAGIC, sizeof(CP_MAGIC) - 1) != 0)
 		return -1;
 	s = p->line + sizeof(CP_MAGIC) - 1;

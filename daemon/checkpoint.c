@@ -31,7 +31,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <openssl/evp.h>
 #include <systemd/sd-journal.h>
 
 #include "cardlicd.h"
@@ -64,15 +63,6 @@ static long			 cp_n;		/* the last checkpoint's n */
 static uint8_t			 cp_prev[32];	/* SHA-256 of its line */
 static long			 cp_seq = -1;	/* the head it named */
 static uint8_t			 cp_head[32];
-
-static void
-checkpoint_sha256(const char *s, size_t len, uint8_t out[32])
-{
-	unsigned int n = 32;
-
-	if (EVP_Digest(s, len, out, &n, EVP_sha256(), NULL) != 1)
-		memset(out, 0, 32);
-}
 
 /*
  * A reader's name in the line: pcscd's text, so that no space, '|', ';'
@@ -189,7 +179,7 @@ checkpoint_take(int always)
 	len += (size_t)snprintf(line + len, CP_LINE_MAX - len, " sig=%s",
 	    sighex);
 	cp_n++;
-	checkpoint_sha256(line, len, cp_prev);
+	dbhash_sha256(line, len, cp_prev);
 	cp_seq = seq;
 	memcpy(cp_head, head, 32);
 	log_checkpoint(line);
@@ -249,7 +239,7 @@ checkpoint_resume(const char *text, size_t len, const char *from)
 	    strstr(line, want) == NULL || (p = strstr(line, " n=")) == NULL)
 		goto out;
 	cp_n = strtol(p + 3, NULL, 10);
-	checkpoint_sha256(line, len, cp_prev);
+	dbhash_sha256(line, len, cp_prev);
 	if ((p = strstr(line, " seq=")) != NULL)
 		cp_seq = strtol(p + 5, NULL, 10);
 	if ((p = strstr(line, " head=")) == NULL ||

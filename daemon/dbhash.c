@@ -6,10 +6,11 @@
  * NULL, '' and a zero-length blob apart, so no edit can hide in a
  * change of type.  The first row's previous hash is 32 zero bytes.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "dbhash.h"
@@ -72,19 +73,41 @@ dbhash_unhex(const char *s, size_t slen, uint8_t *out, size_t n)
 	return 0;
 }
 
+static pthread_once_t	dbhash_once = PTHREAD_ONCE_INIT;
+
+static void
+dbhash_start(void)
+{
+	/*
+	 * libsodium asks for sodium_init before any use.  Its SHA-256 has
+	 * one implementation and needs nothing that sodium_init sets up,
+	 * so that a failure here changes no hash, and is not reported.
+	 */
+	if (sodium_init() < 0)
+		return;
+}
+
+/* SHA-256 of n bytes (checkpoint lines, spill records). */
+void
+dbhash_sha256(const void *p, size_t n, uint8_t out[32])
+{
+	pthread_once(&dbhash_once, dbhash_start);
+	crypto_hash_sha256(out, p, n);
+}
+
 void
 dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	crypto_hash_sha256_state md;
 	uint8_t hdr[5];
 	char num[24];
 	const uint8_t *p;
 	size_t len;
-	unsigned int olen = 32;
 	int i;
 
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	EVP_DigestUpdate(md, prev, 32);
+	pthread_once(&dbhash_once, dbhash_start);
+	crypto_hash_sha256_init(&md);
+	crypto_hash_sha256_update(&md, prev, 32);
 	for (i = 0; i < AUDITROW_HASHED; i++) {
 		p = v[i].p;
 		len = v[i].len;
@@ -99,12 +122,11 @@ dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
 		hdr[2] = (uint8_t)(len >> 16);
 		hdr[3] = (uint8_t)(len >> 8);
 		hdr[4] = (uint8_t)len;
-		EVP_DigestUpdate(md, hdr, sizeof(hdr));
+		crypto_hash_sha256_update(&md, hdr, sizeof(hdr));
 		if (len > 0)
-			EVP_DigestUpdate(md, p, len);
+			crypto_hash_sha256_update(&md, p, len);
 	}
-	EVP_DigestFinal_ex(md, out, &olen);
-	EVP_MD_CTX_free(md);
+	crypto_hash_sha256_final(&md, out);
 }
 
 /*

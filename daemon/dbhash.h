@@ -20,6 +20,8 @@ struct dbhash_val {
 /* v holds the AUDITROW_HASHED columns, in the table's order. */
 void	dbhash_row(const uint8_t [32], const struct dbhash_val *,
 	    uint8_t [32]);
+/* SHA-256, the one the rows use, for checkpoints and spill records. */
+void	dbhash_sha256(const void *, size_t, uint8_t [32]);
 void	dbhash_hex(const uint8_t *, size_t, int, char *);
 int	dbhash_unhex(const char *, size_t, uint8_t *, size_t);
 size_t	dbhash_trimmed(const uint8_t *, size_t);

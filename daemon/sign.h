@@ -19,7 +19,10 @@
 
 struct sign_key;	/* a private Ed25519 key */
 
-/* A PEM private key (PKCS#8), as openssl genpkey makes it.  NULL + err. */
+/*
+ * A PEM private key (PKCS#8), exactly as openssl genpkey makes it, and
+ * nothing else: NULL, and in err what is wrong, for anything else.
+ */
 struct sign_key	*sign_key_from_pem(const char *pem, size_t len, char *err,
 		    size_t errlen);
 void		 sign_key_free(struct sign_key *);
@@ -42,7 +45,11 @@ int		 sign_endorse(const struct sign_key *prev, const char *station,
 		    const uint8_t pub[32], uint8_t sig[64]);
 int		 sign_endorsed(const uint8_t prev[32], const char *station,
 		    const uint8_t pub[32], const uint8_t sig[64]);
-/* A PEM public key file (SubjectPublicKeyInfo).  0 on success. */
+/*
+ * A PEM public key file (SubjectPublicKeyInfo, the key alone, as openssl
+ * pkey -pubout writes it).  0 on success; -1, and in err the path and
+ * what is wrong.
+ */
 int		 sign_pub_read(const char *path, uint8_t pub[32], char *err,
 		    size_t errlen);
 /* The same as PEM text, NUL-terminated; 0 on success, -1 if len is short. */

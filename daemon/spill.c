@@ -42,9 +42,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "cardlicd.h"
+#include "dbhash.h"
 
 #define SPILL_SIZE	4096
 #define SPILL_MAGIC	"CARDLIC-SPILL-1\n"
@@ -81,10 +80,7 @@ spill_path(long job, char *out, size_t len)
 static void
 spill_sum(const struct spill_rec *r, uint8_t out[32])
 {
-	unsigned n = 32;
-
-	EVP_Digest(r, offsetof(struct spill_rec, sum), out, &n, EVP_sha256(),
-	    NULL);
+	dbhash_sha256(r, offsetof(struct spill_rec, sum), out);
 }
 
 /* Durable directory entry: a new or removed file survives a crash. */

@@ -519,6 +519,88 @@ START_TEST(pin_file_permissions)
 }
 END_TEST
 
+/*
+ * cardlicd -n with [audit] key-file: what it says of a key file, the
+ * whole line of it; *rc its exit status.  stdin is /dev/null and a
+ * timeout runs: a key that asked for a passphrase would fail.
+ */
+static char *
+cc_key(const char *key, int *rc)
+{
+	char conf[128], cmd[600], out[128], text[300];
+	char *got;
+	size_t len;
+	int st;
+
+	snprintf(conf, sizeof(conf), "%s/%s.conf", cc_dir, key);
+	snprintf(text, sizeof(text), "[station]\nid = st1\n[pkcs11]\n"
+	    "module = %s\npin = 1234\n[audit]\nkey-file = %s/%s\n",
+	    TOPDIR "/sim/cardlic-sim-p11.so", cc_dir, key);
+	cc_write(conf, text, strlen(text), 0600);
+	snprintf(out, sizeof(out), "%s/%s.out", cc_dir, key);
+	snprintf(cmd, sizeof(cmd), "timeout 10 " CARDLICD " -n --allow-root "
+	    "-f %s </dev/null >%s 2>&1", conf, out);
+	st = system(cmd);
+	*rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	got = cc_read(out, &len);
+	ck_assert_ptr_nonnull(got);
+	return cc_replace(got, &len, cc_dir, "@DIR@", 5);
+}
+
+/*
+ * Key files as openssl makes them: a key loads with openssl's public
+ * key; an encrypted one, a key with its public key after it, and a
+ * public key are refused, each with its reason and the file's line.
+ */
+START_TEST(key_files_made_by_openssl)
+{
+	char cmd[600], want[300], *got;
+	FILE *f;
+	int rc;
+
+	snprintf(cmd, sizeof(cmd), "cd %s && openssl genpkey -algorithm "
+	    "ed25519 -out good.key && openssl pkey -in good.key -pubout "
+	    "-out good.pub && openssl genpkey -algorithm ed25519 "
+	    "-aes-256-cbc -pass pass:secret -out enc.key && "
+	    "cat good.key good.pub > both.key && cp good.pub pub.key && "
+	    "chmod 600 *.key", cc_dir);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "openssl pkey -in %s/good.key -pubout "
+	    "-outform DER | tail -c 32 | od -An -tx1 | tr -d ' \\n'", cc_dir);
+	ck_assert_ptr_nonnull(f = popen(cmd, "r"));
+	memcpy(want, "public key ", 11);
+	ck_assert_ptr_nonnull(fgets(want + 11, 65, f));
+	pclose(f);
+	ck_assert_uint_eq(strlen(want), 75);
+
+	got = cc_key("good.key", &rc);
+	ck_assert_msg(rc == 0 && strstr(got, want) != NULL, "exit %d: %s",
+	    rc, got);
+	free(got);
+	got = cc_key("enc.key", &rc);
+	ck_assert_int_eq(rc, 2);
+	ck_assert_str_eq(got, "cardlicd: @DIR@/enc.key.conf:7: "
+	    "@DIR@/enc.key: an encrypted private key (-----BEGIN ENCRYPTED "
+	    "PRIVATE KEY-----): refused, no passphrase is ever asked for "
+	    "(openssl pkey can write it decrypted); make one with cardlicctl "
+	    "keygen\n");
+	free(got);
+	got = cc_key("both.key", &rc);
+	ck_assert_int_eq(rc, 2);
+	ck_assert_str_eq(got, "cardlicd: @DIR@/both.key.conf:7: "
+	    "@DIR@/both.key: text after the -----END PRIVATE KEY----- line "
+	    "(line 4): a key file holds its key and nothing else; make one "
+	    "with cardlicctl keygen\n");
+	free(got);
+	got = cc_key("pub.key", &rc);
+	ck_assert_int_eq(rc, 2);
+	ck_assert_str_eq(got, "cardlicd: @DIR@/pub.key.conf:7: "
+	    "@DIR@/pub.key: a public key (-----BEGIN PUBLIC KEY-----), not a "
+	    "private key; make one with cardlicctl keygen\n");
+	free(got);
+}
+END_TEST
+
 static Suite *
 conf_suite(void)
 {
@@ -535,6 +617,7 @@ conf_suite(void)
 	tcase_add_test(tc, start_dates_per_policy);
 	tcase_add_test(tc, pin_file_permissions);
 	tcase_add_test(tc, golden_broken_configurations);
+	tcase_add_test(tc, key_files_made_by_openssl);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -7,11 +7,17 @@
  * Covered here: the audit row's one definition against the SQL schema,
  * the hash of known rows, the text of a card's bytes (trimming and
  * escaping, in C and in SQL), dates, the classification rules, and the
- * PIN's turn-taking (pinturn.c, with real threads).  The
- * configuration's ranges and start-date policies are in check_conf.c.
+ * PIN's turn-taking (pinturn.c, with real threads), and the station's
+ * signatures and key files held to OpenSSL's (libcrypto is linked here
+ * as the oracle, and the openssl command is run).  The configuration's
+ * ranges and start-date policies are in check_conf.c.
  */
 #include <check.h>
 #include <fcntl.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
 
 int	cardlicctl_main(int, char **);
 #define main cardlicctl_main
@@ -200,6 +206,32 @@ START_TEST(hash_of_known_rows)
 	cu_val(&v[AUDITROW_sw], SQLITE_NULL, license, 128, 99);
 	dbhash_row(h1, v, h3);
 	ck_assert(memcmp(h2, h3, 32) == 0);
+}
+END_TEST
+
+/*
+ * SHA-256 of checkpoint lines and spill records: FIPS 180-2's answers,
+ * so that a checkpoint series and a spill file outlive any library.
+ */
+START_TEST(sha256_known_answers)
+{
+	static char million[1000000];
+	uint8_t h[32];
+	char hex[65];
+
+	dbhash_sha256("abc", 3, h);
+	dbhash_hex(h, 32, 0, hex);
+	ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223"
+	    "b00361a396177a9cb410ff61f20015ad");
+	dbhash_sha256("", 0, h);
+	dbhash_hex(h, 32, 0, hex);
+	ck_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb924"
+	    "27ae41e4649b934ca495991b7852b855");
+	memset(million, 'a', sizeof(million));
+	dbhash_sha256(million, sizeof(million), h);
+	dbhash_hex(h, 32, 0, hex);
+	ck_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67"
+	    "f1809a48a497200e046d39ccc7112cd0");
 }
 END_TEST
 
@@ -766,6 +798,635 @@ START_TEST(sign_pem_round_trip)
 }
 END_TEST
 
+/*
+ * OpenSSL as the oracle: for the same key and message, sign.c must give
+ * the bytes that libcrypto gives, and read the keys that libcrypto and
+ * the openssl command write.  Nothing of sign.c judges sign.c here.
+ */
+
+/* A key's PEM as OpenSSL writes it (openssl genpkey, pkey -pubout). */
+static char *
+cu_ossl_pem(EVP_PKEY *pk, int public)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *p, *out;
+	long n;
+
+	ck_assert_ptr_nonnull(bio);
+	ck_assert_int_eq(public ? PEM_write_bio_PUBKEY(bio, pk) :
+	    PEM_write_bio_PrivateKey(bio, pk, NULL, NULL, 0, NULL, NULL), 1);
+	n = BIO_get_mem_data(bio, &p);
+	ck_assert_int_gt(n, 0);
+	ck_assert_ptr_nonnull(out = strndup(p, (size_t)n));
+	BIO_free(bio);
+	return out;
+}
+
+/* OpenSSL's Ed25519 over the domain, its NUL, then msg. */
+static void
+cu_ossl_sign(EVP_PKEY *pk, const char *domain, const uint8_t *msg,
+    size_t len, uint8_t sig[64])
+{
+	size_t d = strlen(domain) + 1, slen = 64;
+	uint8_t *m = malloc(d + len);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_nonnull(md);
+	memcpy(m, domain, d);
+	if (len > 0)
+		memcpy(m + d, msg, len);
+	ck_assert_int_eq(EVP_DigestSignInit(md, NULL, NULL, NULL, pk), 1);
+	ck_assert_int_eq(EVP_DigestSign(md, sig, &slen, m, d + len), 1);
+	ck_assert_uint_eq(slen, 64);
+	EVP_MD_CTX_free(md);
+	free(m);
+}
+
+/* What a command prints on its stdout, NUL-terminated; *st its status. */
+static char *
+cu_run(int *st, const char *cmd)
+{
+	char *out = malloc(8192);
+	size_t n = 0, r;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(out);
+	ck_assert_ptr_nonnull(f = popen(cmd, "r"));
+	while (n < 8191 && (r = fread(out + n, 1, 8191 - n, f)) > 0)
+		n += r;
+	out[n] = '\0';
+	*st = pclose(f);
+	return out;
+}
+
+/*
+ * Several keys (two edge seeds, six random), every domain, messages
+ * around the lengths where sign.c changes buffers: each signature is
+ * OpenSSL's, each of OpenSSL's checks, and the public PEM is OpenSSL's.
+ */
+START_TEST(signatures_are_openssl_s)
+{
+	static const char *const domains[] = { SIGN_DOMAIN_ROW,
+	    SIGN_DOMAIN_KEY, SIGN_DOMAIN_CHECKPOINT, "" };
+	static const size_t lens[] = { 0, 1, 31, 32, 33, 95, 96, 238, 239,
+	    240, 255, 256, 1000, 16384 };
+	static uint8_t msg[16384];
+	uint8_t seed[32], sig[64], osig[64], pub[32], opub[32], em[100];
+	char *pem, *opem, ppem[512], err[256];
+	struct sign_key *k;
+	EVP_PKEY *pk;
+	size_t i, d, n;
+	int key;
+
+	for (i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)((i * 131 + 17) ^ (i >> 8));
+	for (key = 0; key < 8; key++) {
+		if (key < 2)
+			memset(seed, key == 0 ? 0x00 : 0xff, sizeof(seed));
+		else
+			ck_assert_int_eq(RAND_bytes(seed, sizeof(seed)), 1);
+		pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL,
+		    seed, sizeof(seed));
+		ck_assert_ptr_nonnull(pk);
+		pem = cu_ossl_pem(pk, 0);
+		k = sign_key_from_pem(pem, strlen(pem), err, sizeof(err));
+		ck_assert_msg(k != NULL, "key %d, OpenSSL's PEM: %s", key, err);
+		sign_key_public(k, pub);
+		n = sizeof(opub);
+		ck_assert_int_eq(EVP_PKEY_get_raw_public_key(pk, opub, &n), 1);
+		ck_assert_mem_eq(pub, opub, 32);
+		opem = cu_ossl_pem(pk, 1);
+		ck_assert_int_eq(sign_pub_pem(pub, ppem, sizeof(ppem)), 0);
+		ck_assert_str_eq(ppem, opem);
+		for (d = 0; d < sizeof(domains) / sizeof(domains[0]); d++)
+			for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+				ck_assert_int_eq(sign_bytes(k, domains[d], msg,
+				    lens[i], sig), 0);
+				cu_ossl_sign(pk, domains[d], msg, lens[i],
+				    osig);
+				ck_assert_msg(memcmp(sig, osig, 64) == 0,
+				    "key %d, domain \"%s\", %zu bytes: not "
+				    "OpenSSL's signature", key, domains[d],
+				    lens[i]);
+				ck_assert(sign_check(pub, domains[d], msg,
+				    lens[i], osig));
+			}
+		/* A key rotation's endorsement: station, NUL, new key. */
+		memcpy(em, "st-7", 5);
+		memcpy(em + 5, msg, 32);
+		ck_assert_int_eq(sign_endorse(k, "st-7", msg, sig), 0);
+		cu_ossl_sign(pk, SIGN_DOMAIN_KEY, em, 37, osig);
+		ck_assert_mem_eq(sig, osig, 64);
+		ck_assert(sign_endorsed(pub, "st-7", msg, osig));
+		ck_assert(!sign_endorsed(pub, "st-8", msg, osig));
+		sign_key_free(k);
+		EVP_PKEY_free(pk);
+		free(pem);
+		free(opem);
+	}
+}
+END_TEST
+
+/*
+ * A known answer, from openssl pkeyutl -sign -rawin on 2026-12-07: a key
+ * that is no secret (its seed is the bytes 0 to 31) signs a row's hash.
+ * It holds whatever library signs, now and after any change.
+ */
+START_TEST(signature_known_answer)
+{
+	static const char pem[] = "-----BEGIN PRIVATE KEY-----\n"
+	    "MC4CAQAwBQYDK2VwBCIEIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f\n"
+	    "-----END PRIVATE KEY-----\n";
+	uint8_t hash[32], sig[64], pub[32];
+	char hex[129], err[256];
+	struct sign_key *k;
+	int i;
+
+	for (i = 0; i < 32; i++)
+		hash[i] = (uint8_t)(i * 7 + 1);
+	k = sign_key_from_pem(pem, sizeof(pem) - 1, err, sizeof(err));
+	ck_assert_msg(k != NULL, "%s", err);
+	sign_key_public(k, pub);
+	dbhash_hex(pub, 32, 0, hex);
+	ck_assert_str_eq(hex, "03a107bff3ce10be1d70dd18e74bc099"
+	    "67e4d6309ba50d5f1ddc8664125531b8");
+	ck_assert_int_eq(sign_bytes(k, SIGN_DOMAIN_ROW, hash, 32, sig), 0);
+	dbhash_hex(sig, 64, 0, hex);
+	ck_assert_str_eq(hex, "3a2e98a51b59dc0ba654913ba1b979f1"
+	    "29cca15081e0592da9e617a81805f887"
+	    "7d91b0ec69c9c413737599ca613da59d"
+	    "5ec3d4919548fda58a6123539cd00a0c");
+	ck_assert(sign_check(pub, SIGN_DOMAIN_ROW, hash, 32, sig));
+	sign_key_free(k);
+}
+END_TEST
+
+/*
+ * Our keygen writes what openssl genpkey writes (openssl pkey rewrites
+ * it to the same bytes), and openssl pkey -check finds the key valid;
+ * a key made by the openssl command loads, with the same public key.
+ */
+START_TEST(keys_go_both_ways_with_openssl)
+{
+	char pem[1024], pem2[1024], pubpem[512], err[256], cmd[600];
+	char path[] = "/tmp/cu-key-XXXXXX";
+	uint8_t pub[32], opub[32];
+	struct sign_key *k;
+	EVP_PKEY *pk;
+	BIO *bio;
+	size_t n;
+	char *out;
+	int fd, st;
+
+	ck_assert_msg(sign_key_generate(pem, sizeof(pem), err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(sign_key_generate(pem2, sizeof(pem2), err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_str_ne(pem, pem2);
+	/* PKCS#8 v1, Ed25519, the 32-byte seed: 48 bytes in one line. */
+	ck_assert_uint_eq(strlen(pem), 119);
+	ck_assert_int_eq(strncmp(pem, "-----BEGIN PRIVATE KEY-----\n"
+	    "MC4CAQAwBQYDK2VwBCIEI", 49), 0);
+	ck_assert_ptr_nonnull(bio = BIO_new_mem_buf(pem, (int)strlen(pem)));
+	ck_assert_ptr_nonnull(pk = PEM_read_bio_PrivateKey(bio, NULL, NULL,
+	    NULL));
+	BIO_free(bio);
+	ck_assert_int_eq(EVP_PKEY_get_id(pk), EVP_PKEY_ED25519);
+	n = sizeof(opub);
+	ck_assert_int_eq(EVP_PKEY_get_raw_public_key(pk, opub, &n), 1);
+	EVP_PKEY_free(pk);
+	ck_assert_ptr_nonnull(k = sign_key_from_pem(pem, strlen(pem), err,
+	    sizeof(err)));
+	sign_key_public(k, pub);
+	sign_key_free(k);
+	ck_assert_mem_eq(pub, opub, 32);
+
+	ck_assert_int_ge(fd = mkstemp(path), 0);
+	ck_assert_int_eq(write(fd, pem, strlen(pem)), (ssize_t)strlen(pem));
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "openssl pkey -in %s -check -noout 2>&1",
+	    path);
+	out = cu_run(&st, cmd);
+	ck_assert_msg(st == 0 && strstr(out, "Key is valid") != NULL,
+	    "openssl pkey -check: %s", out);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "openssl pkey -in %s", path);
+	out = cu_run(&st, cmd);
+	ck_assert_int_eq(st, 0);
+	ck_assert_str_eq(out, pem);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "openssl pkey -in %s -pubout", path);
+	out = cu_run(&st, cmd);
+	ck_assert_int_eq(sign_pub_pem(pub, pubpem, sizeof(pubpem)), 0);
+	ck_assert_str_eq(out, pubpem);
+	free(out);
+
+	/* The other way: openssl genpkey's key, and pkey -pubout's file. */
+	snprintf(cmd, sizeof(cmd), "openssl genpkey -algorithm ed25519 "
+	    "-out %s.o && openssl pkey -in %s.o -pubout -out %s.pub && "
+	    "cat %s.o", path, path, path, path);
+	out = cu_run(&st, cmd);
+	ck_assert_int_eq(st, 0);
+	k = sign_key_from_pem(out, strlen(out), err, sizeof(err));
+	ck_assert_msg(k != NULL, "openssl genpkey's key: %s", err);
+	sign_key_public(k, pub);
+	sign_key_free(k);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s.pub", path);
+	ck_assert_msg(sign_pub_read(cmd, opub, err, sizeof(err)) == 0,
+	    "%s", err);
+	ck_assert_mem_eq(pub, opub, 32);
+	unlink(cmd);
+	snprintf(cmd, sizeof(cmd), "%s.o", path);
+	unlink(cmd);
+	unlink(path);
+}
+END_TEST
+
+/*
+ * A key file as text: before, the block (label, DER in base64 lines of
+ * width, each line ended by eol), after.  The base64 is OpenSSL's.
+ */
+static char *
+cu_pem(const char *before, const char *label, const uint8_t *der,
+    size_t n, int width, const char *eol, const char *after)
+{
+	unsigned char b64[4200];
+	char *out;
+	size_t len, i, k;
+	int b;
+
+	ck_assert_uint_le(n, 3000);
+	b = EVP_EncodeBlock(b64, der, (int)n);
+	len = strlen(before) + strlen(after) + 2 * strlen(label) + 32 +
+	    (size_t)b + ((size_t)b / (size_t)width + 3) * strlen(eol);
+	ck_assert_ptr_nonnull(out = malloc(len + 1));
+	k = (size_t)snprintf(out, len, "%s-----BEGIN %s-----%s", before,
+	    label, eol);
+	for (i = 0; i < (size_t)b; i += (size_t)width)
+		k += (size_t)snprintf(out + k, len - k, "%.*s%s", width,
+		    (const char *)b64 + i, eol);
+	snprintf(out + k, len - k, "-----END %s-----%s%s", label, eol, after);
+	return out;
+}
+
+/* A private key's PKCS#8, as OpenSSL writes it (DER); pk kept. */
+static size_t
+cu_p8(EVP_PKEY *pk, uint8_t *der, size_t max)
+{
+	PKCS8_PRIV_KEY_INFO *p8;
+	unsigned char *p = NULL;
+	int n;
+
+	ck_assert_ptr_nonnull(pk);
+	ck_assert_ptr_nonnull(p8 = EVP_PKEY2PKCS8(pk));
+	n = i2d_PKCS8_PRIV_KEY_INFO(p8, &p);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	ck_assert_int_gt(n, 0);
+	ck_assert_uint_le((size_t)n, max);
+	memcpy(der, p, (size_t)n);
+	OPENSSL_free(p);
+	return (size_t)n;
+}
+
+/* The same, pk freed. */
+static size_t
+cu_p8_of(EVP_PKEY *pk, uint8_t *der, size_t max)
+{
+	size_t n = cu_p8(pk, der, max);
+
+	EVP_PKEY_free(pk);
+	return n;
+}
+
+/* t (malloc'ed) with s inserted before t[at]. */
+static char *
+cu_insert(char *t, size_t at, const char *s)
+{
+	size_t n = strlen(t), k = strlen(s);
+
+	ck_assert_uint_le(at, n);
+	ck_assert_ptr_nonnull(t = realloc(t, n + k + 1));
+	memmove(t + at + k, t + at, n - at + 1);
+	memcpy(t + at, s, k);
+	return t;
+}
+
+/* text, as a private key: NULL and the reason, which must hold why. */
+static void
+cu_refused(const char *name, char *text, size_t len, const char *why)
+{
+	struct sign_key *k;
+	char err[256];
+
+	err[0] = '\0';
+	k = sign_key_from_pem(text, len, err, sizeof(err));
+	ck_assert_msg(k == NULL, "%s: loaded", name);
+	ck_assert_msg(strstr(err, why) != NULL, "%s: \"%s\" does not say "
+	    "\"%s\"", name, err, why);
+	free(text);
+}
+
+/* text, as a private key: loaded, with the public key pub. */
+static void
+cu_loads(const char *name, char *text, const uint8_t pub[32])
+{
+	struct sign_key *k;
+	uint8_t got[32];
+	char err[256];
+
+	k = sign_key_from_pem(text, strlen(text), err, sizeof(err));
+	ck_assert_msg(k != NULL, "%s: %s", name, err);
+	sign_key_public(k, got);
+	ck_assert_mem_eq(got, pub, 32);
+	sign_key_free(k);
+	free(text);
+}
+
+/*
+ * Private key files: what OpenSSL wrote, formatted as an editor may
+ * leave it, loads; anything else is refused and says what is wrong.
+ * No passphrase is asked for: an encrypted key is refused at once.
+ */
+START_TEST(private_key_files_refused_with_their_reason)
+{
+	static uint8_t der[3000], pd[64], d2[128];
+	uint8_t seed[57], pub[32];
+	char *t, *pem;
+	size_t n, pn;
+	EVP_PKEY *pk;
+	BIO *bio;
+	long bl;
+
+	ck_assert_int_eq(RAND_bytes(seed, sizeof(seed)), 1);
+	pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+	ck_assert_ptr_nonnull(pk);
+	n = cu_p8(pk, der, sizeof(der));
+	ck_assert_uint_eq(n, 48);
+	pn = sizeof(pub);
+	ck_assert_int_eq(EVP_PKEY_get_raw_public_key(pk, pub, &pn), 1);
+	memcpy(pd, "\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00", 12);
+	memcpy(pd + 12, pub, 32);
+
+	cu_loads("as written", cu_pem("", "PRIVATE KEY", der, n, 64, "\n",
+	    ""), pub);
+	cu_loads("CRLF", cu_pem("", "PRIVATE KEY", der, n, 64, "\r\n", ""),
+	    pub);
+	cu_loads("blank lines, trailing blanks", cu_pem("\n\n",
+	    "PRIVATE KEY", der, n, 64, "  \n", "\n \t\n"), pub);
+	cu_loads("lines of 16", cu_pem("", "PRIVATE KEY", der, n, 16, "\n",
+	    ""), pub);
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	t[strlen(t) - 1] = '\0';
+	cu_loads("no final newline", t, pub);
+
+	cu_refused("empty", strdup(""), 0, "not a PEM private key: the file "
+	    "is empty");
+	cu_refused("blank", strdup("\n \n"), 3, "the file is empty");
+	cu_refused("junk", strdup("junk\n"), 5, "not a PEM private key: no "
+	    "-----BEGIN PRIVATE KEY----- line");
+	t = malloc(n);
+	memcpy(t, der, n);
+	cu_refused("DER", t, n, "no -----BEGIN PRIVATE KEY----- line");
+	t = cu_pem("made by Ann\n", "PRIVATE KEY", der, n, 64, "\n", "");
+	cu_refused("text before", t, strlen(t), "text before the -----BEGIN "
+	    "PRIVATE KEY----- line (line 1): a key file holds its key and "
+	    "nothing else");
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "made by Ann\n");
+	cu_refused("text after", t, strlen(t), "text after the -----END "
+	    "PRIVATE KEY----- line (line 4)");
+	pem = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	t = cu_pem(pem, "PRIVATE KEY", der, n, 64, "\n", "");
+	cu_refused("two keys", t, strlen(t), "text after the -----END PRIVATE "
+	    "KEY----- line (line 4)");
+	t = cu_pem(pem, "PUBLIC KEY", pd, 44, 64, "\n", "");
+	cu_refused("key and public key", t, strlen(t), "text after the "
+	    "-----END PRIVATE KEY----- line (line 4)");
+	t = malloc(strlen(pem) + 1);
+	memcpy(t, pem, strlen(pem) + 1);
+	cu_refused("NUL after", t, strlen(pem) + 1, "text after the -----END "
+	    "PRIVATE KEY----- line (line 4)");
+	free(pem);
+	t = cu_pem("", "PUBLIC KEY", pd, 44, 64, "\n", "");
+	cu_refused("public key", t, strlen(t), "a public key (-----BEGIN "
+	    "PUBLIC KEY-----), not a private key");
+
+	ck_assert_ptr_nonnull(bio = BIO_new(BIO_s_mem()));
+	ck_assert_int_eq(PEM_write_bio_PKCS8PrivateKey(bio, pk,
+	    EVP_aes_256_cbc(), "secret", 6, NULL, NULL), 1);
+	bl = BIO_get_mem_data(bio, &t);
+	cu_refused("PKCS#8 encrypted", strndup(t, (size_t)bl), (size_t)bl,
+	    "an encrypted private key (-----BEGIN ENCRYPTED PRIVATE "
+	    "KEY-----): refused, no passphrase is ever asked for");
+	BIO_free(bio);
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	t = cu_insert(t, 28, "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,"
+	    "00112233445566778899AABBCCDDEEFF\n\n");
+	cu_refused("Proc-Type", t, strlen(t), "an encrypted private key "
+	    "(Proc-Type, line 2): refused");
+	t = cu_insert(cu_pem("", "PRIVATE KEY", der, n, 64, "\n", ""), 28,
+	    "Comment: hi\n\n");
+	cu_refused("header", t, strlen(t), "not a PEM private key alone: a "
+	    "header on line 2");
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	*strstr(t, "-----END") = '\0';
+	cu_refused("no END", t, strlen(t), "no -----END PRIVATE KEY----- "
+	    "line");
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	memcpy(strstr(t, "-----END") + 9, "PUBLIC", 6);
+	cu_refused("END of another", t, strlen(t), "line 3 does not end the "
+	    "-----BEGIN PRIVATE KEY----- of line 1");
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	t[28 + 4] = '*';
+	cu_refused("bad character", t, strlen(t), "bad base64 on line 2, "
+	    "column 5");
+	t = cu_insert(cu_pem("", "PRIVATE KEY", der, n, 64, "\n", ""), 32,
+	    " ");
+	cu_refused("blank in base64", t, strlen(t), "bad base64 on line 2, "
+	    "column 5");
+	t = cu_insert(cu_pem("", "PRIVATE KEY", der, n, 32, "\n", ""), 28,
+	    "\n");
+	cu_refused("blank line inside", t, strlen(t), "a blank line inside it "
+	    "(line 2)");
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	t = cu_insert(t, (size_t)(strstr(t, "\n-----END") - t), "==");
+	cu_refused("bad padding", t, strlen(t), "bad base64 (its length");
+	t = cu_pem("", "OPENSSH PRIVATE KEY", der, n, 64, "\n", "");
+	cu_refused("OpenSSH", t, strlen(t), "an OpenSSH key (-----BEGIN "
+	    "OPENSSH PRIVATE KEY-----), not PKCS#8");
+	t = cu_pem("", "RSA PRIVATE KEY", der, n, 64, "\n", "");
+	cu_refused("old RSA", t, strlen(t), "not an Ed25519 key: -----BEGIN "
+	    "RSA PRIVATE KEY-----");
+	t = cu_pem("", "CERTIFICATE", der, n, 64, "\n", "");
+	cu_refused("certificate", t, strlen(t), "not a PEM private key: "
+	    "-----BEGIN CERTIFICATE----- (line 1), not -----BEGIN PRIVATE "
+	    "KEY-----");
+	t = malloc(70000);
+	memset(t, '\n', 70000);
+	cu_refused("huge", t, 70000, "more than 65536 bytes");
+
+	/* Other algorithms, named. */
+	n = cu_p8_of(EVP_RSA_gen(1024), der, sizeof(der));
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	cu_refused("RSA", t, strlen(t), "not an Ed25519 key (an RSA key)");
+	n = cu_p8_of(EVP_EC_gen("P-256"), der, sizeof(der));
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	cu_refused("EC", t, strlen(t), "not an Ed25519 key (an EC key)");
+	n = cu_p8_of(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, seed,
+	    32), der, sizeof(der));
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	cu_refused("X25519", t, strlen(t), "not an Ed25519 key (an X25519 "
+	    "key)");
+	n = cu_p8_of(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED448, NULL, seed,
+	    57), der, sizeof(der));
+	t = cu_pem("", "PRIVATE KEY", der, n, 64, "\n", "");
+	cu_refused("Ed448", t, strlen(t), "not an Ed25519 key (an Ed448 key)");
+
+	/* The DER around a seed, changed one way at a time. */
+	n = cu_p8(pk, der, sizeof(der));
+	memcpy(d2, der, n);
+	memcpy(d2 + 9, "\x2a\x03\x04", 3);	/* 1.3.101.112 -> 1.2.3.4 */
+	t = cu_pem("", "PRIVATE KEY", d2, n, 64, "\n", "");
+	cu_refused("unknown algorithm", t, strlen(t), "not an Ed25519 key "
+	    "(algorithm 1.2.3.4)");
+	memcpy(d2, der, n);
+	d2[1] = 0x2d;
+	d2[13] = 0x21;
+	d2[15] = 0x1f;
+	t = cu_pem("", "PRIVATE KEY", d2, n - 1, 64, "\n", "");
+	cu_refused("31-byte seed", t, strlen(t), "an Ed25519 private key of "
+	    "31 bytes, not 32");
+	memcpy(d2, der, n);
+	d2[n] = 0x05;
+	d2[n + 1] = 0x00;
+	t = cu_pem("", "PRIVATE KEY", d2, n + 2, 64, "\n", "");
+	cu_refused("trailing DER", t, strlen(t), "trailing data after the key "
+	    "(2 bytes)");
+	memcpy(d2, "\x30\x30\x02\x01\x00\x30\x07\x06\x03\x2b\x65\x70\x05\x00",
+	    14);
+	memcpy(d2 + 14, der + 12, 36);
+	t = cu_pem("", "PRIVATE KEY", d2, 50, 64, "\n", "");
+	cu_refused("parameters", t, strlen(t), "an Ed25519 private key with "
+	    "algorithm parameters, which RFC 8410 forbids");
+	memcpy(d2, der, n);
+	d2[1] = 0x51;
+	d2[4] = 0x01;
+	memcpy(d2 + n, "\x81\x21\x00", 3);
+	memcpy(d2 + n + 3, pub, 32);
+	t = cu_pem("", "PRIVATE KEY", d2, n + 35, 64, "\n", "");
+	cu_refused("version 1", t, strlen(t), "a PKCS#8 version field of 1: "
+	    "cardlicd reads 0");
+	memcpy(d2, der, n);
+	d2[1] = 0x30;
+	memcpy(d2 + n, "\xa0\x00", 2);
+	t = cu_pem("", "PRIVATE KEY", d2, n + 2, 64, "\n", "");
+	cu_refused("attributes", t, strlen(t), "attributes or a public key "
+	    "after the private key");
+	memcpy(d2, "\x30\x81\x2e", 3);
+	memcpy(d2 + 3, der + 2, n - 2);
+	t = cu_pem("", "PRIVATE KEY", d2, n + 1, 64, "\n", "");
+	cu_refused("BER length", t, strlen(t), "not one DER SEQUENCE");
+	EVP_PKEY_free(pk);
+}
+END_TEST
+
+/* What sign_pub_read says of path once text is written to it. */
+static void
+cu_pub_refused(const char *path, const char *name, char *text,
+    const char *why)
+{
+	uint8_t pub[32];
+	char err[512];
+	FILE *f;
+
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	fputs(text, f);
+	fclose(f);
+	free(text);
+	err[0] = '\0';
+	ck_assert_msg(sign_pub_read(path, pub, err, sizeof(err)) == -1,
+	    "%s: read", name);
+	ck_assert_msg(strncmp(err, path, strlen(path)) == 0 &&
+	    strstr(err, why) != NULL, "%s: \"%s\" does not say \"%s\"", name,
+	    err, why);
+}
+
+/* Public key files (verify --key): the same rules, their own words. */
+START_TEST(public_key_files_refused_with_their_reason)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+	    "qrstuvwxyz0123456789+/";
+	char path[] = "/tmp/cu-pub-XXXXXX", err[256], *t, *c;
+	uint8_t seed[32], pd[64], der[3000], pub[32];
+	unsigned char *p;
+	EVP_PKEY *pk, *rsa;
+	int fd, n;
+
+	ck_assert_int_eq(RAND_bytes(seed, sizeof(seed)), 1);
+	pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+	ck_assert_ptr_nonnull(pk);
+	p = pd;
+	ck_assert_int_eq(i2d_PUBKEY(pk, &p), 44);
+	ck_assert_int_ge(fd = mkstemp(path), 0);
+	close(fd);
+
+	t = cu_pem("", "PUBLIC KEY", pd, 44, 64, "\r\n", "\n");
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_eq(write(fd, t, strlen(t)), (ssize_t)strlen(t));
+	close(fd);
+	free(t);
+	ck_assert_msg(sign_pub_read(path, pub, err, sizeof(err)) == 0, "%s",
+	    err);
+	ck_assert_mem_eq(pub, pd + 12, 32);
+
+	n = (int)cu_p8(pk, der, sizeof(der));
+	cu_pub_refused(path, "private key", cu_pem("", "PRIVATE KEY", der,
+	    (size_t)n, 64, "\n", ""), "a private key (-----BEGIN PRIVATE "
+	    "KEY-----), not a public key");
+	cu_pub_refused(path, "text after", cu_pem("", "PUBLIC KEY", pd, 44,
+	    64, "\n", "station 7\n"), "text after the -----END PUBLIC "
+	    "KEY----- line (line 4)");
+	cu_pub_refused(path, "text before", cu_pem("station 7\n",
+	    "PUBLIC KEY", pd, 44, 64, "\n", ""), "text before the -----BEGIN "
+	    "PUBLIC KEY----- line (line 1)");
+	memcpy(der, pd, 44);
+	der[1] = 0x29;
+	der[10] = 0x20;
+	cu_pub_refused(path, "31 bytes", cu_pem("", "PUBLIC KEY", der, 43, 64,
+	    "\n", ""), "an Ed25519 public key of 31 bytes, not 32");
+	memcpy(der, pd, 44);
+	der[11] = 0x01;
+	cu_pub_refused(path, "unused bits", cu_pem("", "PUBLIC KEY", der, 44,
+	    64, "\n", ""), "not one BIT STRING of whole bytes");
+	memcpy(der, pd, 44);
+	memset(der + 12, 0, 32);
+	cu_pub_refused(path, "a point of small order", cu_pem("",
+	    "PUBLIC KEY", der, 44, 64, "\n", ""), "not a valid Ed25519 "
+	    "public key");
+	memcpy(der, "\x30\x2c\x30\x07\x06\x03\x2b\x65\x70\x05\x00", 11);
+	memcpy(der + 11, pd + 9, 35);
+	cu_pub_refused(path, "parameters", cu_pem("", "PUBLIC KEY", der, 46,
+	    64, "\n", ""), "an Ed25519 public key with algorithm parameters");
+	/* The last character's two spare bits set: OpenSSL took it. */
+	t = cu_pem("", "PUBLIC KEY", pd, 44, 64, "\n", "");
+	c = strchr(t, '=') - 1;
+	*c = b64[(strchr(b64, *c) - b64) | 1];
+	cu_pub_refused(path, "spare bits", t, "bad base64");
+	p = der;
+	rsa = EVP_RSA_gen(1024);
+	ck_assert_ptr_nonnull(rsa);
+	n = i2d_PUBKEY(rsa, &p);
+	EVP_PKEY_free(rsa);
+	cu_pub_refused(path, "RSA", cu_pem("", "PUBLIC KEY", der, (size_t)n,
+	    64, "\n", ""), "not an Ed25519 public key (an RSA key)");
+	unlink(path);
+	ck_assert_int_eq(sign_pub_read(path, pub, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "cannot open: No such file"));
+	EVP_PKEY_free(pk);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -780,6 +1441,7 @@ main(void)
 	tcase_add_test(row, auditrow_matches_the_schema);
 	tcase_add_test(row, export_places_are_a_permutation);
 	tcase_add_test(row, hash_of_known_rows);
+	tcase_add_test(row, sha256_known_answers);
 	suite_add_tcase(s, row);
 	tcase_add_test(text, journal_text_of_card_bytes);
 	tcase_add_test(text, sql_text_trims_as_the_journal);
@@ -802,6 +1464,11 @@ main(void)
 	tcase_add_test(sign, sign_round_trip_and_flipped_bits);
 	tcase_add_test(sign, sign_wrong_domain_fails);
 	tcase_add_test(sign, sign_pem_round_trip);
+	tcase_add_test(sign, signatures_are_openssl_s);
+	tcase_add_test(sign, signature_known_answer);
+	tcase_add_test(sign, keys_go_both_ways_with_openssl);
+	tcase_add_test(sign, private_key_files_refused_with_their_reason);
+	tcase_add_test(sign, public_key_files_refused_with_their_reason);
 	suite_add_tcase(s, sign);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

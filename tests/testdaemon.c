@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,12 @@ d_spawn(char *const argv[], char *const env[], int wait)
 	FILE *pf;
 	int i;
 
+	/*
+	 * Emptied here, not only by the child: a wait for a line of the
+	 * log must never find the last daemon's (a restart under load).
+	 */
+	if (truncate(d_log, 0) != 0 && errno != ENOENT)
+		ck_abort_msg("%s: %s", d_log, strerror(errno));
 	d_pid = fork();
 	ck_assert_int_ge(d_pid, 0);
 	if (d_pid == 0) {
