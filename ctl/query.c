@@ -93,16 +93,11 @@ q_bind_bytes(sqlite3_stmt *st, int i, const char *arg, char **buf)
 }
 
 /*
- * A serial's text S, looked up through audit_serial_text (migration 6):
- * its key, the serial with trailing spaces trimmed, lies in [S, S || '!')
- * for every serial whose text is S (NUL and space sort below '!'), then
- * serial_text = S keeps the exact ones.  likelihood() tells SQLite that
- * the range is narrow, or it prefers an index on the state.  On an older
- * database, without the index, the same terms scan.
+ * A serial's text S: serial_text = S, which audit_serial_text (migration
+ * 6) answers, since it indexes serial_text's own expression; on an older
+ * database, without the index, the same term scans.
  */
-#define Q_SERIAL(p)	"likelihood(rtrim(CAST(serial AS TEXT), ' ') >= " p \
-	", 0.001) AND likelihood(rtrim(CAST(serial AS TEXT), ' ') < " p \
-	" || '!', 0.001) AND serial_text = " p
+#define Q_SERIAL(p)	"serial_text = " p
 
 /* 1 when the database has the schema object name (a newer migration). */
 static int

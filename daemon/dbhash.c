@@ -133,7 +133,8 @@ dbhash_row(const uint8_t prev[32], const struct dbhash_val *v, uint8_t out[32])
  * The length of a card's padded field (CK_TOKEN_INFO's model, serial and
  * labels, the license's dates) without its padding: every trailing space
  * and NUL dropped, nothing else.  The one rule in C; the view audit_text
- * (sql/004-card-text.sql) is the same rule in SQL.
+ * (sql/006-scale.sql, sql/004-card-text.sql before it) is the same rule
+ * in SQL, and tests/check_unit.c holds them to each other.
  */
 size_t
 dbhash_trimmed(const uint8_t *p, size_t n)

@@ -11,7 +11,9 @@
 -- rtrim() cannot drop a NUL (it reads its list of characters as a C
 -- string): a field with a NUL in it is walked back from its end instead,
 -- and substr() counts bytes in a BLOB, so no character is cut.  A field
--- without one, the usual case, takes rtrim's quicker way.
+-- without one, the usual case, takes rtrim's quicker way.  (Migration 6
+-- writes audit_text again, without the subquery, so that an index can
+-- hold serial_text.)
 CREATE VIEW audit_text AS
 SELECT a.*,
 	CASE WHEN ifnull(instr(a.model, x'00'), 0) = 0

@@ -1,17 +1,52 @@
 -- cardlicd audit store, migration 6: the auditors' questions at a million
--- rows (issue 12).  No row and no hash changes: indexes, and the issuance
--- view made again with the same columns and meaning.
+-- rows (issue 12).  No row and no hash changes: indexes, and audit_text
+-- and the issuance view made again with the same columns and meaning.
 --
--- audit_serial_text: the card's serial as text, its trailing spaces
--- trimmed.  The views' serial_text also drops trailing NULs, which no
--- index expression can do (rtrim reads its list of characters as a C
--- string, and a subquery may not be indexed); a serial whose text is S
--- has this key in [S, S || '!'), since NUL and space sort below '!', so
--- cardlicctl show and list --serial look that range up, then keep the
--- rows whose serial_text is S.  The expression here is the queries'
--- expression, character for character: SQLite uses an index on an
--- expression only for that same expression.
-CREATE INDEX audit_serial_text ON audit (rtrim(CAST(serial AS TEXT), ' '));
+-- audit_text, its model_text and serial_text written as expressions
+-- that an index can hold.  Migration 4's walk a field with a NUL in it
+-- back from its end in a subquery, which an index may not contain, so
+-- `WHERE serial_text = S` read every row, and the subquery was copied
+-- into every statement over the views.  The rule is the same: the bytes
+-- with every trailing space and NUL dropped, and nothing else
+-- (daemon/dbhash.c, dbhash_trimmed; tests/check_unit.c holds the two to
+-- each other).  A field without a NUL, the usual case, is rtrim's.
+-- rtrim() cannot drop a NUL (it reads its list of characters as a C
+-- string) and replace() cannot replace one, but replace() can make every
+-- space a NUL: then the padding is the field's trailing bytes 00, the
+-- "00" pairs at the end of its hex, and no other byte has two zero
+-- digits.  rtrim(hex, '0') may also take the low digit of the last byte
+-- kept (0x30 is "30"), so that byte count is half the length left,
+-- rounded up; substr() then takes that many bytes of the field (it
+-- counts bytes in a BLOB), as they are.  Exact for a field of any
+-- length, and NULL for NULL; an empty BLOB, for which substr() would
+-- give NULL, has no NUL and is rtrim's.
+DROP VIEW audit_text;
+CREATE VIEW audit_text AS
+SELECT a.*,
+	CASE WHEN instr(a.model, x'00') = 0
+	THEN rtrim(CAST(a.model AS TEXT), ' ')
+	ELSE CAST(substr(a.model, 1,
+	    (length(rtrim(hex(replace(a.model, ' ', x'00')), '0')) + 1) / 2)
+	    AS TEXT) END AS model_text,
+	CASE WHEN instr(a.serial, x'00') = 0
+	THEN rtrim(CAST(a.serial AS TEXT), ' ')
+	ELSE CAST(substr(a.serial, 1,
+	    (length(rtrim(hex(replace(a.serial, ' ', x'00')), '0')) + 1) / 2)
+	    AS TEXT) END AS serial_text
+FROM audit a;
+
+-- audit_serial_text: serial_text, indexed, so that `serial_text = S`
+-- through audit_text and every view over it (issuance, issuance_rows,
+-- pending, rejections, in_doubt) finds the card's rows at once.  The
+-- expression is audit_text's, term for term: SQLite uses an index on an
+-- expression only where a query has that same expression (the plans of
+-- tests/check_ctl.c, serial_lookups_use_the_index, fail if they drift).
+CREATE INDEX audit_serial_text ON audit (
+	CASE WHEN instr(serial, x'00') = 0
+	THEN rtrim(CAST(serial AS TEXT), ' ')
+	ELSE CAST(substr(serial, 1,
+	    (length(rtrim(hex(replace(serial, ' ', x'00')), '0')) + 1) / 2)
+	    AS TEXT) END);
 
 -- The rows of the rarer states, which the skipped, in-doubt and failed
 -- branches of issuance, and reconcile's counted rows, scanned the whole

@@ -314,6 +314,13 @@ START_TEST(merge_two_stations)
 	    "tail -n +2 | awk '{ print $4, $6 }'", tl_dir);
 	ck_assert_str_eq(out, "M1 verified\n");
 	free(out);
+	/* Its migrations are cardlicd's: show goes through the index. */
+	out = tl_read("CARDLICCTL_EXPLAIN=1 " CTL " -d %s/merged.db show M1 "
+	    "2>&1; echo \"exit $?\"", tl_dir);
+	expect(out, "plan: SEARCH a USING INDEX audit_serial_text (<expr>=?)");
+	expect(out, "card M1, model ");
+	expect(out, "exit 0");
+	free(out);
 	/* A broken input is refused whole. */
 	out = tampered("bad", "UPDATE audit SET reason = 'x' WHERE seq = 2");
 	free(out);
@@ -936,28 +943,53 @@ scale_no_scan(const char *plan, const char *args, const char *allowed)
 	}
 }
 
-/* show and list --serial: the serial's index, in every branch. */
+/*
+ * show and list --serial: the serial's index, in every branch; and
+ * serial_text = S through each view, as an auditor asks with sqlite3.
+ */
 START_TEST(serial_lookups_use_the_index)
 {
+	static const struct {
+		const char	*view;
+		int		 branches;	/* each through the index */
+	} v[] = {
+		{ "audit_text", 1 }, { "issuance", 4 }, { "issuance_rows", 4 },
+		{ "issuance_other", 3 }, { "pending", 1 }, { "rejections", 1 },
+		{ "in_doubt", 1 },
+	};
+	static const char by_index[] = "SEARCH a USING INDEX audit_serial_text "
+	    "(<expr>=?)";
 	char *plans, *plan;
+	const char *p;
+	size_t i;
+	int n;
 
 	plans = scale_plan(scale6, "show CL0000001234");
 	plan = scale_plan_of(plans, "FROM audit_text WHERE");
-	ck_assert_msg(strstr(plan, "SEARCH a USING INDEX audit_serial_text "
-	    "(<expr>>? AND <expr><?)") != NULL, "show:\n%s", plan);
+	ck_assert_msg(strstr(plan, by_index) != NULL, "show:\n%s", plan);
 	scale_no_scan(plan, "show", NULL);
 	free(plan);
 	free(plans);
 	plans = scale_plan(scale6, "list --serial CL0000001234");
 	plan = scale_plan_of(plans, "FROM issuance_rows WHERE");
 	/* The four branches of issuance, each through the index. */
-	ck_assert_msg(strstr(plan, "SEARCH a USING INDEX audit_serial_text") !=
-	    NULL && strstr(strstr(strstr(strstr(plan, "audit_serial_text") +
-	    1, "audit_serial_text") + 1, "audit_serial_text") + 1,
-	    "audit_serial_text") != NULL, "list --serial:\n%s", plan);
+	for (n = 0, p = plan; (p = strstr(p, by_index)) != NULL; p++)
+		n++;
+	ck_assert_msg(n == 4, "list --serial:\n%s", plan);
 	scale_no_scan(plan, "list --serial", NULL);
 	free(plan);
 	free(plans);
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		plan = tl_read("sqlite3 %s \"EXPLAIN QUERY PLAN SELECT * FROM "
+		    "%s WHERE serial_text = 'CL0000001234'\" | sed -n "
+		    "'s/^[|` ]*--/plan: /p'", scale6, v[i].view);
+		for (n = 0, p = plan; (p = strstr(p, by_index)) != NULL; p++)
+			n++;
+		ck_assert_msg(n == v[i].branches, "%s WHERE serial_text:\n%s",
+		    v[i].view, plan);
+		scale_no_scan(plan, v[i].view, NULL);
+		free(plan);
+	}
 }
 END_TEST
 
@@ -1041,8 +1073,10 @@ START_TEST(answers_unchanged)
 	    "2026-10-02", "list --model 'CLSIM TARGET' --until 2026-10-01",
 	    "list --batch 3b88800149444f424154434817 --since 2026-10-02",
 	    "list --station line-1 --outcome skipped", "list --station other",
-	    "show CL0000000719", "show CL0000002222",
+	    "show CL0000000719", "show CL0000002222", "show CL0000004321",
 	    "reconcile", "export --format csv", NULL };
+	static const char *const views[] = { "audit_text", "issuance",
+	    "pending", "rejections", "in_doubt", NULL };
 	char *a, *b;
 	int i;
 
@@ -1063,25 +1097,38 @@ START_TEST(answers_unchanged)
 	/* reconcile, as the views say, on both. */
 	free(tl_reconcile(scale6));
 	free(tl_reconcile(scale5));
-	/* show and list --serial's range finds what serial_text = S did. */
-	a = tl_read("for s in CL0000004321 CL0000001234 CL0000001311 "
-	    "CL000000431 ''; do sqlite3 %s \"SELECT group_concat(seq) FROM "
-	    "audit_text WHERE serial_text = '$s'\"; done", scale5);
-	b = tl_read("for s in CL0000004321 CL0000001234 CL0000001311 "
-	    "CL000000431 ''; do sqlite3 %s \"SELECT group_concat(seq) FROM "
-	    "audit_text WHERE rtrim(CAST(serial AS TEXT), ' ') >= '$s' AND "
-	    "rtrim(CAST(serial AS TEXT), ' ') < '$s' || '!' AND serial_text = "
-	    "'$s'\"; done", scale6);
-	ck_assert_msg(strcmp(a, b) == 0 && strchr(a, ',') != NULL,
-	    "serial_text = S:\n%s\nthe range:\n%s", a, b);
+	/*
+	 * serial_text = S through each view, by the index, finds what
+	 * migration 4's serial_text found by reading every row.
+	 */
+	for (i = 0; views[i] != NULL; i++) {
+		a = tl_read("for s in CL0000004321 CL0000001234 CL0000001311 "
+		    "CL000000431 ''; do sqlite3 %s \"SELECT * FROM %s WHERE "
+		    "serial_text = '$s'\"; done", scale5, views[i]);
+		b = tl_read("for s in CL0000004321 CL0000001234 CL0000001311 "
+		    "CL000000431 ''; do sqlite3 %s \"SELECT * FROM %s WHERE "
+		    "serial_text = '$s'\"; done", scale6, views[i]);
+		ck_assert_msg(strcmp(a, b) == 0 && (i > 1 || strchr(a, '\n') !=
+		    strrchr(a, '\n')), "%s, serial_text = S: cardlicd 5's "
+		    "\n%.2000s\nthe newest schema's\n%.2000s", views[i], a, b);
+		free(a);
+		free(b);
+	}
+	/* Every row's text, the NUL-padded serials among them. */
+	a = tl_read("sqlite3 %s \"SELECT seq, hex(model_text), "
+	    "hex(serial_text), typeof(serial_text) FROM audit_text\" | "
+	    "md5sum; sqlite3 %s \"SELECT count(*) FROM audit_text WHERE "
+	    "instr(serial, x'00') > 0 AND serial_text = 'CL0000004321'\"",
+	    scale5, scale5);
+	b = tl_read("sqlite3 %s \"SELECT seq, hex(model_text), "
+	    "hex(serial_text), typeof(serial_text) FROM audit_text\" | "
+	    "md5sum; sqlite3 %s \"SELECT count(*) FROM audit_text WHERE "
+	    "instr(serial, x'00') > 0 AND serial_text = 'CL0000004321'\"",
+	    scale6, scale6);
+	ck_assert_msg(strcmp(a, b) == 0 && strstr(a, "\n4\n") != NULL,
+	    "cardlicd 5's texts:\n%s\nthe newest schema's:\n%s", a, b);
 	free(a);
 	free(b);
-	/* The NUL-padded serial is one of them. */
-	a = tl_read("sqlite3 %s \"SELECT count(*) FROM audit_text WHERE "
-	    "instr(serial, x'00') > 0 AND serial_text = 'CL0000004321'\"",
-	    scale5);
-	ck_assert_msg(strcmp(a, "4\n") == 0, "%s", a);
-	free(a);
 }
 END_TEST
 

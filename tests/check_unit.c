@@ -1,6 +1,7 @@
 /*
  * Unit tests, without a line: the pieces of cardlicd and cardlicctl that
- * can be checked alone, each in well under a second.  The daemon's
+ * can be checked alone, each in well under a second but one: the text of
+ * every way a field can end, in SQL (about 2 s).  The daemon's
  * objects are linked (daemon/conf.c, classify.c, date.c, dbhash.c ...), and
  * ctl/cardlicctl.c is included here with its main() renamed, for ctl_esc.
  *
@@ -255,6 +256,10 @@ static const struct {
 	{ "a\\b\x1b[2J\x7f \0", 10, "a\\\\b\\x1B[2J\\x7F", 8 },
 	{ "Q\"1,\xc3\xa9\r\n", 8, "Q\"1,\\xC3\\xA9\\x0D\\x0A", 8 },
 	{ "x\t", 2, "x\\x09", 2 },
+	{ "", 0, "", 0 },
+	/* Longer than a card's field, with more than 16 bytes of padding. */
+	{ "LONG-SERIAL-0123 4\0 \0\0\0\0 \0\0\0\0\0 \0\0\0\0\0\0  \0", 40,
+	    "LONG-SERIAL-0123 4", 18 },
 };
 
 /* dbhash_text: trimmed, escaped, and never past its buffer. */
@@ -330,6 +335,180 @@ START_TEST(sql_text_trims_as_the_journal)
 	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "nullnull");
 	sqlite3_finalize(st);
 	sqlite3_close(db);
+}
+END_TEST
+
+/*
+ * A 16-byte field whose positions are padding (spaces, or NULs and
+ * spaces mixed) or not (control bytes, ASCII, bytes >= 0x80, cut UTF-8;
+ * among them 0x02 and 0x22, whose hex digits are those of the padding's,
+ * and bytes whose hex ends in 0) as the bits of mask say, bit i for byte
+ * i.
+ */
+enum { CU_SPACES, CU_MIXED };
+
+static void
+cu_pattern(uint8_t out[16], unsigned mask, int pad)
+{
+	static const uint8_t other[] = { 0x01, 0x02, 0x09, 0x10, 0x1f, '!',
+	    '"', 'A', '\\', '0', 0x7f, 0x80, 0xa0, 0xc3, 0xf0, 0xff };
+	uint32_t h = mask * 2654435761u;
+	int i;
+
+	for (i = 0; i < 16; i++)
+		if (mask & (1u << i))
+			out[i] = other[(mask + 5u * (unsigned)i) %
+			    sizeof(other)];
+		else if (pad == CU_MIXED)
+			out[i] = (h >> (i + 8)) & 1 ? 0x00 : 0x20;
+		else
+			out[i] = 0x20;
+}
+
+#define CU_PATTERNS	(2 * 65536 + 3 * 6561)
+
+/* Value n of sql_text_every_ending's list. */
+static void
+cu_value(uint8_t out[16], unsigned n)
+{
+	static const uint8_t half[3][8] = {
+		{ 'S', 0x00, ' ', 'N', 0xff, 0xc3, ' ', '7' },
+		{ 'S', 'N', ' ', '1', 0xff, 0xc3, ' ', '7' },
+		{ 0x20, 0x00, 0x20, 0x20, 0x00, 0x00, 0x20, 0x00 },
+	};
+	static const uint8_t end[3] = { 0x00, 0x20, '"' };
+	unsigned t, j;
+
+	if (n < 2 * 65536) {
+		cu_pattern(out, n % 65536, n < 65536 ? CU_SPACES : CU_MIXED);
+		return;
+	}
+	n -= 2 * 65536;
+	memcpy(out, half[n / 6561], 8);
+	for (t = n % 6561, j = 8; j < 16; j++, t /= 3)
+		out[j] = end[t % 3];
+}
+
+/*
+ * The text of migration 6's audit_text against dbhash_trimmed, the C
+ * rule, for every way a 16-byte field can end: each of the 2^16
+ * patterns of padding and bytes over its 16 positions, with spaces
+ * (rtrim's way) and with NULs and spaces mixed (interior ones too); each
+ * of the 3^8 endings of NUL, space and a byte over its last 8 positions,
+ * after 8 bytes that end in a byte (with a NUL in them, or none) or are
+ * all padding; and NULL.  model
+ * is the same bytes reversed.  Then serial_text = S, through the index,
+ * finds as many rows as the C rule says, and the index holds what the
+ * view says.
+ */
+START_TEST(sql_text_every_ending)
+{
+	sqlite3 *db = cu_schema();
+	sqlite3_stmt *st;
+	uint8_t (*v)[16], rev[16], *len;
+	char want[4 * 16 + 1], got[4 * 16 + 1];
+	const char *plan, *types;
+	size_t k, kept, n;
+	unsigned i, j, count, lookups = 0;
+
+	ck_assert_ptr_nonnull(v = calloc(CU_PATTERNS, sizeof(*v)));
+	ck_assert_ptr_nonnull(len = calloc(CU_PATTERNS, 1));
+	/* The other indexes have no part here, and take time to write. */
+	ck_assert_int_eq(sqlite3_exec(db, "DROP TRIGGER audit_append_only; "
+	    "DROP INDEX audit_card; DROP INDEX audit_job; DROP INDEX "
+	    "audit_utc; DROP INDEX audit_license; DROP INDEX audit_state; "
+	    "DROP INDEX audit_batch; BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "INSERT INTO audit (seq, utc,"
+	    " station, job, reader, state, reason, model, serial, hash) VALUES"
+	    " (?1, 'u', 's', 1, 'r', 'skipped', '', ?2, ?3, x'00')", -1, &st,
+	    NULL), SQLITE_OK);
+	/* ck_assert writes to Check's pipe: in the loops, only on failure. */
+	for (i = 0; i <= CU_PATTERNS; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, (long long)i + 1);
+		if (i < CU_PATTERNS) {
+			cu_value(v[i], i);
+			len[i] = (uint8_t)dbhash_trimmed(v[i], 16);
+			for (j = 0; j < 16; j++)
+				rev[j] = v[i][15 - j];
+			sqlite3_bind_blob(st, 2, rev, 16, SQLITE_TRANSIENT);
+			sqlite3_bind_blob(st, 3, v[i], 16, SQLITE_STATIC);
+		} else {
+			sqlite3_bind_null(st, 2);
+			sqlite3_bind_null(st, 3);
+		}
+		if (sqlite3_step(st) != SQLITE_DONE)
+			ck_abort_msg("value %u: %s", i, sqlite3_errmsg(db));
+	}
+	sqlite3_finalize(st);
+	ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL),
+	    SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT seq, model_text, "
+	    "serial_text, typeof(model_text) || typeof(serial_text) FROM "
+	    "audit_text ORDER BY seq", -1, &st, NULL), SQLITE_OK);
+	for (i = 0; sqlite3_step(st) == SQLITE_ROW; i++) {
+		types = (const char *)sqlite3_column_text(st, 3);
+		if (sqlite3_column_int64(st, 0) != (long long)i + 1 ||
+		    strcmp(types, i == CU_PATTERNS ? "nullnull" :
+		    "texttext") != 0)
+			ck_abort_msg("value %u: row %lld, types %s", i,
+			    sqlite3_column_int64(st, 0), types);
+		if (i == CU_PATTERNS)
+			continue;
+		kept = dbhash_trimmed(v[i], 16);
+		n = (size_t)sqlite3_column_bytes(st, 2);
+		dbhash_text(v[i], 16, want, sizeof(want));
+		dbhash_text(sqlite3_column_blob(st, 2), n, got, sizeof(got));
+		if (n != kept || memcmp(sqlite3_column_blob(st, 2), v[i],
+		    kept) != 0 || strcmp(got, want) != 0)
+			ck_abort_msg("value %u: serial_text \"%s\" (%zu "
+			    "bytes), the journal's \"%s\" (%zu)", i, got, n,
+			    want, kept);
+		for (j = 0; j < 16; j++)
+			rev[j] = v[i][15 - j];
+		kept = dbhash_trimmed(rev, 16);
+		if ((size_t)sqlite3_column_bytes(st, 1) != kept ||
+		    memcmp(sqlite3_column_blob(st, 1), rev, kept) != 0)
+			ck_abort_msg("value %u: model_text is %d bytes, want "
+			    "%zu", i, sqlite3_column_bytes(st, 1), kept);
+	}
+	sqlite3_finalize(st);
+	ck_assert_uint_eq(i, CU_PATTERNS + 1);
+	/* Lookups, through the index, find what the C rule finds. */
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT "
+	    "count(*) FROM audit_text WHERE serial_text = ?1", -1, &st, NULL),
+	    SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	plan = (const char *)sqlite3_column_text(st, 3);
+	ck_assert_msg(strstr(plan, "INDEX audit_serial_text (<expr>=?)") !=
+	    NULL, "%s", plan);
+	sqlite3_finalize(st);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM "
+	    "audit_text WHERE serial_text = ?1", -1, &st, NULL), SQLITE_OK);
+	for (i = 0; i < CU_PATTERNS; i += 997, lookups++) {
+		kept = len[i];
+		for (k = 0, count = 0; k < CU_PATTERNS; k++)
+			count += len[k] == kept && memcmp(v[k], v[i],
+			    kept) == 0;
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, (const char *)v[i], (int)kept,
+		    SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_ROW ||
+		    sqlite3_column_int64(st, 0) != count)
+			ck_abort_msg("value %u: %lld rows through the index, "
+			    "%u by the C rule", i, sqlite3_column_int64(st, 0),
+			    count);
+	}
+	sqlite3_finalize(st);
+	ck_assert_uint_gt(lookups, 100);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1,
+	    &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(len);
+	free(v);
 }
 END_TEST
 
@@ -1435,6 +1614,7 @@ main(void)
 	TCase *date = tcase_create("date"), *conf = tcase_create("classify");
 	TCase *pin = tcase_create("pin turns");
 	TCase *sign = tcase_create("sign");
+	TCase *ending = tcase_create("every ending");
 	SRunner *sr;
 	int failed;
 
@@ -1447,6 +1627,10 @@ main(void)
 	tcase_add_test(text, sql_text_trims_as_the_journal);
 	tcase_add_test(text, terminal_text_of_card_bytes);
 	suite_add_tcase(s, text);
+	/* 150,000 rows: time to spare on a busy machine. */
+	tcase_set_timeout(ending, 60);
+	tcase_add_test(ending, sql_text_every_ending);
+	suite_add_tcase(s, ending);
 	tcase_add_test(date, dates_round_trip);
 	tcase_add_test(date, dates_that_are_not_days);
 	tcase_add_test(date, first_of_next_month);
