@@ -83,6 +83,9 @@ def count_check(k, n, doubts):
 
 
 def count_rows(db, k, p, s):
+    # "IS", where the old reconcile had "=": a count with no reader (never
+    # one of cardlicd's) is held against the rows with no reader, as
+    # GROUP BY puts NULLs together.  The rest is the old SQL.
     r = db.execute(
         "SELECT coalesce(sum(a.state = 'generated'), 0), "
         "coalesce(sum(a.state = 'in-doubt' AND r.reason LIKE 'spent:%'), "

@@ -239,13 +239,22 @@ char *
 tl_reconcile(const char *db)
 {
 	char *out, *want;
+	size_t at = 0, i, line = 0;
 
 	out = tl_read(TOPDIR "/ctl/cardlicctl -d %s reconcile 2>&1; "
 	    "echo \"exit $?\"", db);
 	want = tl_read("/usr/bin/python3 " TOPDIR "/tests/reconcile-oracle.py "
 	    "%s 2>&1; echo \"exit $?\"", db);
-	ck_assert_msg(strcmp(out, want) == 0, "reconcile on %s answers\n"
-	    "%.3000s\nbut the views say\n%.3000s", db, out, want);
+	/* Check carries a message of some 4 KiB: from the first line apart. */
+	while (out[at] == want[at] && out[at] != '\0')
+		at++;
+	while (at > 0 && out[at - 1] != '\n')
+		at--;
+	for (i = 0; i < at; i++)
+		line += out[i] == '\n';
+	ck_assert_msg(strcmp(out, want) == 0, "reconcile on %s, line %zu "
+	    "answers\n%.1000s\nbut the views say\n%.1000s", db, line + 1,
+	    out + at, want + at);
 	free(want);
 	return out;
 }
