@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -266,6 +267,34 @@ main_start(struct conf *c, int allow_root)
 }
 
 /*
+ * The loop's events freed, and SIGTERM, SIGINT and SIGHUP ignored from
+ * then on.  Freeing a signal's event gives it back its default action,
+ * so a second SIGTERM during the shutdown (an impatient admin, a test's
+ * stop) killed the daemon before it closed the database (seen once in a
+ * dozen runs of check_service).  They are blocked while their events go,
+ * and a pending one is dropped when it becomes ignored.
+ */
+static void
+main_signals_quiet(struct event *ev[MAIN_EVENTS])
+{
+	sigset_t set, old;
+	int i;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	for (i = 0; i < MAIN_EVENTS; i++)
+		if (ev[i] != NULL)
+			event_free(ev[i]);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/*
  * The loop's events.  Under systemd's watchdog, the watcher wakes at
  * least every half interval, as often as the watchdog wants a ping
  * (sd_watchdog_enabled(3)), and each of its reports feeds the watchdog
@@ -319,7 +348,7 @@ main(int argc, char **argv)
 	struct conf *c;
 	long watch_ms;
 	char err[1024];
-	int ch, check = 0, verbose = 0, allow_root = 0, i;
+	int ch, check = 0, verbose = 0, allow_root = 0;
 
 	while ((ch = getopt_long(argc, argv, "f:nvh", opts, NULL)) != -1) {
 		switch (ch) {
@@ -387,9 +416,7 @@ main(int argc, char **argv)
 		    "stay pending", job_running());
 	/* After the last row: the series says where the daemon stopped. */
 	checkpoint_finish();
-	for (i = 0; i < MAIN_EVENTS; i++)
-		if (ev[i] != NULL)
-			event_free(ev[i]);
+	main_signals_quiet(ev);
 	event_base_free(main_base);
 	if (job_running() == 0) {
 		p11_unload();
