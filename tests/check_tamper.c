@@ -166,6 +166,9 @@ tk_rows(int n)
 	}
 }
 
+/* The station id that tk_daemon opens the file as. */
+static const char	*tk_station = "st1";
+
 /*
  * The daemon's start and n rows, in a child: with the key in file priv
  * (NULL: none) and its .endorsement when there is one.
@@ -198,7 +201,7 @@ tk_daemon(const char *priv, int n)
 				fclose(f);
 			}
 		}
-		if (db_open(tk_db, "st1", err, sizeof(err)) != 0 ||
+		if (db_open(tk_db, tk_station, err, sizeof(err)) != 0 ||
 		    db_sign_start(k, end, err, sizeof(err)) < 0) {
 			fprintf(stderr, "%s\n", err);
 			_exit(5);
@@ -603,6 +606,43 @@ tk_num(sqlite3 *db, const char *sql)
 	sqlite3_finalize(st);
 	return v;
 }
+
+/*
+ * A job number never comes back, whatever station id the file is opened
+ * as: the next one is above the highest of every station, one that sorts
+ * first or last, one that wrote last or not (db_open used to read all of
+ * audit_job for it).
+ */
+START_TEST(job_numbers_never_come_back)
+{
+	char want[512];
+	sqlite3_stmt *st;
+	sqlite3 *db;
+
+	tk_station = "st0";
+	tk_daemon(tk_priv, 3);
+	tk_station = "st2";
+	tk_daemon(tk_priv, 2);
+	tk_station = "st1";
+	tk_daemon(tk_priv, 2);
+	tk_station = "st0";
+	tk_daemon(tk_priv, 1);
+	tk_station = "st1";
+	db = tk_open();
+	snprintf(want, sizeof(want), "%ld", tk_num(db, "SELECT max(job) FROM "
+	    "audit WHERE seq <= 12"));
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT group_concat(station "
+	    "|| ':' || (job - ?1), ' ') FROM (SELECT station, job FROM audit "
+	    "WHERE seq > 12 AND state != 'key' ORDER BY seq)", -1, &st, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_int64(st, 1, strtol(want, NULL, 10));
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0),
+	    "st0:1 st0:2 st0:3 st2:4 st2:5 st1:6 st1:7 st0:8");
+	sqlite3_finalize(st);
+	tk_close(db);
+}
+END_TEST
 
 /* verify --key exits 1, BROKEN, with why. */
 static void
@@ -1052,6 +1092,7 @@ main(void)
 	tcase_add_checked_fixture(exp, tk_setup, tk_teardown);
 	tcase_add_test(rows, intact_database_passes_anchored);
 	tcase_add_test(rows, every_row_after_the_key_is_signed);
+	tcase_add_test(rows, job_numbers_never_come_back);
 	tcase_add_test(rows, edit_is_caught);
 	tcase_add_test(rows, delete_is_caught);
 	tcase_add_test(rows, swap_is_caught);
