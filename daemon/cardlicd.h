@@ -27,6 +27,9 @@
 #define LIC_RESPONSE_LEN 136	/* expiry + license */
 #define LIC_RESPONSE_MAX 512
 
+/* main.c: a thread, with the loop's signals blocked in it */
+int	main_thread_start(pthread_t *, int, void *(*)(void *), void *);
+
 /* fault.c: test builds only (-DCARDLICD_FAULTS); a no-op otherwise */
 void	fault_point(const char *);
 

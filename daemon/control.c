@@ -149,16 +149,12 @@ control_parse_count(struct control_req *q, char *line, char *msg,
 static void
 control_spawn(struct control_req *q, void *(*fn)(void *))
 {
-	pthread_attr_t attr;
 	pthread_t t;
 
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, fn, q) != 0) {
+	if (main_thread_start(&t, 1, fn, q) != 0) {
 		control_reply(q->fd, "error: cannot start a thread\n");
 		free(q);
 	}
-	pthread_attr_destroy(&attr);
 }
 
 /*

@@ -243,10 +243,8 @@ job_main(void *arg)
 int
 job_start(struct job_ctx *c)
 {
-	pthread_attr_t attr;
 	pthread_t t;
 	struct job *j;
-	int rc;
 
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return -1;
@@ -259,11 +257,7 @@ job_start(struct job_ctx *c)
 	pthread_mutex_lock(&job_lock);
 	job_count++;
 	pthread_mutex_unlock(&job_lock);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&t, &attr, job_main, j);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
+	if (main_thread_start(&t, 1, job_main, j) != 0) {
 		conf_unref(j->c.conf);
 		free(j);
 		pthread_mutex_lock(&job_lock);

@@ -91,9 +91,10 @@ notify_count(const char *want, int ms)
 START_TEST(ready_reload_stop_protocol)
 {
 	char second[] = "/tmp/cardlic-svc-XXXXXX", sock[300], seen[8192] = "";
-	char *env[3];
+	char *env[3], *blk, *p;
+	unsigned long long v;
 	pid_t r;
-	int st;
+	int st, n = 0;
 
 	ck_assert_ptr_nonnull(mkdtemp(second));
 	snprintf(sock, sizeof(sock), "PCSCLITE_CSOCK_NAME=%s/run/pcscd.comm",
@@ -121,6 +122,21 @@ START_TEST(ready_reload_stop_protocol)
 	ck_assert(notify_wait("READY=1", 3000, seen, sizeof(seen)));
 	ck_assert_msg(strncmp(seen, "RELOADING=1|MONOTONIC_USEC=", 27) == 0,
 	    "%s", seen);
+	/*
+	 * The loop's thread alone takes SIGTERM, SIGINT and SIGHUP; every
+	 * other thread (the watcher at least) blocks them, so that the stop
+	 * can hold them off while it gives them up.
+	 */
+	blk = tl_read("cd /proc/%d/task && for t in *; do printf '%%s ' "
+	    "\"$([ $t = %d ] && echo loop || echo other)\"; awk '/^SigBlk/ "
+	    "{ print $2 }' $t/status; done", (int)d_pid, (int)d_pid);
+	for (p = strtok(blk, "\n"); p != NULL; p = strtok(NULL, "\n"), n++) {
+		v = strtoull(strchr(p, ' ') + 1, NULL, 16);
+		ck_assert_msg((v & 0x4003) == (strncmp(p, "loop", 4) == 0 ?
+		    0 : 0x4003), "a thread's blocked signals: %s", p);
+	}
+	ck_assert_int_ge(n, 2);
+	free(blk);
 	/* SIGTERM: STOPPING=1. */
 	kill(d_pid, SIGTERM);
 	ck_assert(notify_wait("STOPPING=1", 3000, seen, sizeof(seen)));
