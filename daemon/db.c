@@ -138,42 +138,11 @@ db_int(const char *sql)
  * 1,000,000 rows, on every start.  Here each station costs two descents
  * of that index: the next station name, then its highest job.
  */
-static long
-db_max_job(void)
-{
-	sqlite3_stmt *next = NULL, *top = NULL;
-	char *station = NULL;
-	long best = 0;
-
-	if (sqlite3_prepare_v2(db, "SELECT min(station) FROM audit", -1,
-	    &next, NULL) != SQLITE_OK || sqlite3_prepare_v2(db, "SELECT "
-	    "max(job) FROM audit WHERE station = ?1", -1, &top, NULL) !=
-	    SQLITE_OK)
-		goto out;
-	while (sqlite3_step(next) == SQLITE_ROW &&
-	    sqlite3_column_type(next, 0) != SQLITE_NULL) {
-		free(station);
-		if ((station = strdup((const char *)sqlite3_column_text(next,
-		    0))) == NULL)
-			break;
-		sqlite3_reset(top);
-		sqlite3_bind_text(top, 1, station, -1, SQLITE_TRANSIENT);
-		if (sqlite3_step(top) == SQLITE_ROW &&
-		    sqlite3_column_int64(top, 0) > best)
-			best = (long)sqlite3_column_int64(top, 0);
-		sqlite3_finalize(next);
-		if (sqlite3_prepare_v2(db, "SELECT station FROM audit WHERE "
-		    "station > ?1 ORDER BY station LIMIT 1", -1, &next, NULL) !=
-		    SQLITE_OK)
-			break;
-		sqlite3_bind_text(next, 1, station, -1, SQLITE_TRANSIENT);
-	}
-out:
-	sqlite3_finalize(next);
-	sqlite3_finalize(top);
-	free(station);
-	return best;
-}
+static const char db_sql_max_job[] = "WITH RECURSIVE s(station) AS "
+    "(SELECT min(station) FROM audit UNION ALL SELECT (SELECT station "
+    "FROM audit WHERE station > s.station ORDER BY station LIMIT 1) FROM s "
+    "WHERE s.station IS NOT NULL) SELECT coalesce(max((SELECT max(job) "
+    "FROM audit WHERE station = s.station)), 0) FROM s";
 
 /* Bring the schema up to date, one migration per transaction. */
 static int
@@ -290,7 +259,7 @@ db_open(const char *path, const char *station, char *err, size_t len)
 	}
 	snprintf(db_station, sizeof(db_station), "%s", station);
 	spill_init(path);
-	db_job = db_max_job();
+	db_job = db_int(db_sql_max_job);
 	memset(db_head, 0, sizeof(db_head));
 	if (sqlite3_prepare_v2(db, "SELECT hash FROM audit ORDER BY seq DESC "
 	    "LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
