@@ -71,6 +71,7 @@ CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
 	  tests/check_tamper \
 	  tests/check_batchcount
 CHECKS	+= tests/check_checkpoint
+CHECKS	+= tests/check_trust
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libsodium \
 	  libkeyutils
@@ -204,6 +205,7 @@ tests/check_tamper: tests/check_tamper.c tests/fuzz/stubs.h daemon/db.c \
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
 	   tests/check_ctl tests/check_batchcount
 D_CHECKS += tests/check_checkpoint
+D_CHECKS += tests/check_trust
 $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
     tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $@.c tests/testline.c \
@@ -232,8 +234,8 @@ check-faults-ci: deps all daemon/cardlicd-faults tests/check_faults
 # The suites in three lanes at once (tests/run-suites): the two longest
 # alone, the others one after another.  Every suite runs even when one
 # fails; each one's output comes in order, and Check's summary lines last.
-CHECK_LANES = "tests/check_daemon" "tests/check_credit" \
-	"$(filter-out tests/check_daemon tests/check_credit,$(CHECKS))"
+CHECK_LANES = "tests/check_daemon tests/check_trust" "tests/check_credit" \
+	"$(filter-out tests/check_daemon tests/check_credit tests/check_trust,$(CHECKS))"
 check: deps all $(CHECKS) lint-man lint-unit lint-catalog check-hardening
 	@tests/run-suites $(CHECK_LANES)
 

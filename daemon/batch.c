@@ -711,12 +711,13 @@ batch_one(int idx, struct batch_card *b, const uint8_t *model,
 
 /*
  * Hold a batch card for one generation: the first usable card that no
- * other job holds, waiting while every usable card is held.  Its reader
+ * other job holds, waiting while every usable card is held (*waited is
+ * then set: the job checks that its card is still there).  Its reader
  * and ATR are for the `requested` row.  Returns a hold (> 0), or 0 when
  * no batch card is usable.
  */
 int
-batch_pick(char *reader, char *atr)
+batch_pick(char *reader, char *atr, int *waited)
 {
 	int i, any, pick = -1;
 
@@ -731,6 +732,7 @@ batch_pick(char *reader, char *atr)
 		}
 		if (pick >= 0 || !any)
 			break;
+		*waited = 1;
 		pthread_cond_wait(&batch_cond, &batch_lock);
 	}
 	if (pick >= 0) {
@@ -767,7 +769,7 @@ batch_generate(int hold, const uint8_t *model, const uint8_t *serial,
 	struct batch_card card;
 	char reader[READER_MAX], atr[2 * ATR_MAX + 1];
 	long t0;
-	int i, k, tries;
+	int i, k, tries, waited = 0;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(out->message, sizeof(out->message), "no batch card with "
@@ -795,7 +797,7 @@ batch_generate(int hold, const uint8_t *model, const uint8_t *serial,
 		if (r != BATCH_GONE && r != BATCH_EXHAUSTED)
 			break;
 		t0 = date_mono_us();
-		hold = batch_pick(reader, atr);
+		hold = batch_pick(reader, atr, &waited);
 		out->wait_us += date_mono_us() - t0;
 	}
 	/* No card could be used, and none was asked to spend: no credit. */

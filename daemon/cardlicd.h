@@ -265,6 +265,7 @@ void		 p11_unload(void);
 void		 p11_readers_changed(void);
 unsigned long	 p11_find_token(const struct conf *, const char *,
 		    struct token *, char *, size_t);
+unsigned long	 p11_token_now(unsigned long, struct token *);
 unsigned long	 p11_open(unsigned long, unsigned long *);
 void		 p11_close(unsigned long);
 unsigned long	 p11_status(unsigned long, uint8_t [STATUS_LEN],
@@ -301,7 +302,7 @@ void	batch_add(const char *, const uint8_t *, size_t);
 void	batch_remove(const char *);
 int	batch_probe(const char *);
 int	batch_available(void);
-int	batch_pick(char *, char *);
+int	batch_pick(char *, char *, int *);
 void	batch_unpick(int);
 enum batch_result batch_generate(int, const uint8_t *, const uint8_t *,
 	    const char *, struct batch_license *);
@@ -334,11 +335,12 @@ struct watch_msg {
 	char			reader[READER_MAX];
 	uint8_t			atr[ATR_MAX];
 	size_t			atr_len;
-	unsigned		counter;
+	unsigned		card;		/* the insertion's number */
 	long			seen_us;	/* date_mono_us() of the event */
 };
 int	watch_start(int, long);
 void	watch_stop(void);
+unsigned watch_card_now(const char *);
 
 /* job.c */
 /*
@@ -361,7 +363,7 @@ const char	*outcome_name(enum outcome);
 /* The job's message to the loop: the outcome, and what the loop learns. */
 struct job_result {
 	char		reader[READER_MAX];
-	unsigned	insertion;	/* the watcher's event counter */
+	unsigned	insertion;	/* the watcher's number of the card */
 	int		interim;	/* classified; the job goes on */
 	enum card_kind	kind;
 	enum outcome	outcome;
@@ -393,6 +395,7 @@ struct job {
 	char			model[4 * FIELD_LEN + 1];	/* text */
 	char			serial[4 * FIELD_LEN + 1];
 	int			claimed;	/* holds its card's claim */
+	int			waited;		/* for another job's claim */
 	int			paused;		/* not done: issuance paused */
 	unsigned long		session;
 	int			has_session;

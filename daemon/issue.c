@@ -228,6 +228,57 @@ issue_end_session(struct job *j)
 	j->logged_in = j->has_session = 0;
 }
 
+/*
+ * Invariant 10: the card in the reader is still the one this job is for.
+ * Two witnesses: the watcher's number of the reader's card (a card pulled
+ * and put back is a new insertion, whose own job comes next), and the
+ * token's model and serial as the middleware reads them now (a swap that
+ * the watcher has not seen yet shows there first).  The token's flags are
+ * taken anew, for the PIN's checks.  0 when it is the job's card; else
+ * the job is over: the operator's line names the card that is there now,
+ * nothing was sent to it, and nothing is recorded against the one that
+ * left (its license, if one was made, stays pending for it).
+ */
+static int
+issue_still_here(struct job *j, const char *when)
+{
+	struct token t;
+	char now[4 * FIELD_LEN + 1], reason[600];
+	const char *kept;
+	unsigned long rv;
+	unsigned card;
+
+	card = watch_card_now(j->c.reader);
+	rv = p11_token_now(j->tok.slot, &t);
+	if (rv == CKR_OK && card == j->c.insertion &&
+	    memcmp(t.model, j->tok.model, FIELD_LEN) == 0 &&
+	    memcmp(t.serial, j->tok.serial, FIELD_LEN) == 0) {
+		j->tok.flags = t.flags;
+		return 0;
+	}
+	kept = j->res.credit_used ? "; its license stays pending for it and "
+	    "is loaded when it comes back" : "";
+	if (rv == CKR_OK && memcmp(t.model, j->tok.model, FIELD_LEN) == 0 &&
+	    memcmp(t.serial, j->tok.serial, FIELD_LEN) == 0)
+		snprintf(reason, sizeof(reason), "the card was taken out and "
+		    "put back %s: its new insertion is taken from the start%s",
+		    when, kept);
+	else if (rv == CKR_OK) {
+		dbhash_text(t.serial, dbhash_trimmed(t.serial, FIELD_LEN),
+		    now, sizeof(now));
+		snprintf(reason, sizeof(reason), "card %s left the reader %s; "
+		    "card %s is in it now and gets a turn of its own: nothing "
+		    "was sent to it by this job%s", j->serial, when, now,
+		    kept);
+	} else
+		snprintf(reason, sizeof(reason), "card %s left the reader %s "
+		    "(%s): nothing more was sent%s", j->serial, when,
+		    p11_rv_name(rv), kept);
+	log_info("%s: card %s: %s", j->c.reader, j->serial, reason);
+	issue_report(j, OUTCOME_FAILED, reason);
+	return -1;
+}
+
 static int
 issue_renewal_due(const struct job *j, const uint8_t *st, long today)
 {
@@ -405,7 +456,7 @@ issue_license(struct job *j, long today, struct db_pending *lic)
 	char start[DATE_LEN + 1], breader[READER_MAX];
 	char batr[2 * ATR_MAX + 1];
 	long seq;
-	int rc, hold;
+	int rc, hold, waited = 0;
 
 	/*
 	 * Invariant 2, and more: a license this card was given, pending or
@@ -434,10 +485,11 @@ issue_license(struct job *j, long today, struct db_pending *lic)
 		    seq);
 		return -1;
 	}
-	if ((hold = batch_pick(breader, batr)) == 0) {
+	if ((hold = batch_pick(breader, batr, &waited)) == 0) {
 		/* A batch card may be among the cards still unclassified. */
 		job_gate_wait();
-		if ((hold = batch_pick(breader, batr)) == 0) {
+		waited = 1;
+		if ((hold = batch_pick(breader, batr, &waited)) == 0) {
 			j->res.no_credit = 1;
 			issue_fail(j, NULL, "no batch card with credit is "
 			    "inserted; issuance paused until one is");
@@ -446,6 +498,12 @@ issue_license(struct job *j, long today, struct db_pending *lic)
 	}
 	/* Held from here: the `requested` row names the card asked. */
 	issue_time(j, "batchwait");
+	/* Invariant 10: no credit is asked for a card that left meanwhile. */
+	if (waited && issue_still_here(j, "while its job waited for a batch "
+	    "card") != 0) {
+		batch_unpick(hold);
+		return -1;
+	}
 	date_format(conf_start_date(j->c.conf, today), start);
 	return issue_generate(j, start, hold, breader, batr, lic);
 }
@@ -524,6 +582,10 @@ issue_load(struct job *j, const struct db_pending *lic)
 	unsigned long rv, stlen;
 
 	j->end_date = lic->end_date;
+	/* Invariant 10: the license goes to its own card, or nowhere. */
+	if (issue_still_here(j, "before its license was loaded") != 0)
+		return;
+	issue_time(j, "identity");
 	fault_point("load");
 	rv = p11_load_license(j->session, lic->license);
 	issue_time(j, "load");
@@ -558,6 +620,13 @@ issue_load(struct job *j, const struct db_pending *lic)
 		    p11_rv_name(rv), issue_status_len(rv, stlen));
 		return;
 	}
+	/*
+	 * Invariant 10: the status read back is the card's own, or it says
+	 * nothing of the license (the `loaded` row is still recorded: the
+	 * load was the card's).
+	 */
+	if (issue_still_here(j, "before its license was read back") != 0)
+		return;
 	issue_row_init(j, &r, "verified");
 	r.license_seq = lic->license_seq;
 	r.start_date = lic->start_date;
@@ -595,17 +664,35 @@ issue_load(struct job *j, const struct db_pending *lic)
 /*
  * Log in, at most once per card.  CKR_FUNCTION_CANCELED (never sent to
  * the card) when this configuration's PIN has already been refused.
+ * *over when the job ended before the login (reported): the card is not
+ * the job's any more, or its flags, read just before, forbid a try.
  */
 static unsigned long
-issue_login(struct job *j)
+issue_login(struct job *j, int *over)
 {
 	struct conf *c = j->c.conf;
 	enum pinturn how;
 	unsigned long rv;
 
+	*over = 0;
 	/* Invariant 4: a refused PIN is not tried; an untried one alone. */
 	if ((how = pinturn_begin(c->generation)) == PINTURN_REFUSED)
 		return CKR_FUNCTION_CANCELED;
+	/*
+	 * Invariant 10: the turn may have been waited for, and the card may
+	 * have changed since its flags were read; they are read again here.
+	 */
+	if (issue_still_here(j, "before the login") != 0 ||
+	    p11_pin_locked(j->tok.flags) || p11_pin_final_try(j->tok.flags)) {
+		pinturn_end(c->generation, how, 0, 0);
+		if (j->res.outcome == OUTCOME_NONE)
+			issue_fail(j, NULL, "the card's PIN %s (its flags, read "
+			    "just before the login); card not touched",
+			    p11_pin_locked(j->tok.flags) ? "is locked" :
+			    "has only one try left");
+		*over = 1;
+		return CKR_OK;
+	}
 	if (how == PINTURN_ALONE)
 		pinturn_trying(c, &j->tok);
 	issue_time(j, "checks");
@@ -641,6 +728,15 @@ issue_read_status(struct job *j, uint8_t st[STATUS_LEN])
 		    issue_status_len(rv, stlen));
 		return -1;
 	}
+	/*
+	 * Invariant 10: the session, and the status read through it, are of
+	 * the job's card: not of one put in its place while the job waited
+	 * for another reader's job to end, or before the session opened.
+	 */
+	if (issue_still_here(j, j->waited ? "while its job waited for the "
+	    "job in the other reader" : "before its session opened") != 0)
+		return -1;
+	issue_time(j, "identity");
 	if (!issue_status_valid(st) || (issue_status_date_ok(st + 3) &&
 	    issue_status_date_ok(st + 11)))
 		return 0;
@@ -810,8 +906,12 @@ static int
 issue_log_in(struct job *j)
 {
 	unsigned long rv;
+	int over;
 
-	if ((rv = issue_login(j)) == CKR_FUNCTION_CANCELED) {
+	rv = issue_login(j, &over);
+	if (over)
+		return -1;
+	if (rv == CKR_FUNCTION_CANCELED) {
 		j->paused = 1;
 		issue_fail(j, NULL, "issuance is paused: the configured PIN "
 		    "was refused; fix the configuration and reload");

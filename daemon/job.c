@@ -213,7 +213,7 @@ job_classify_and_run(struct job *j)
 	    (ssize_t)sizeof(interim))
 		log_warnx("job: cannot reach the event loop: %s",
 		    strerror(errno));
-	if (job_claim(j))
+	if ((j->waited = job_claim(j)))
 		log_info("%s: card %s: the other job has ended; going on",
 		    j->c.reader, j->serial);
 	issue_card(j);

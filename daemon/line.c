@@ -33,7 +33,7 @@ struct line_reader {
 	size_t		 atr_len;
 	int		 busy;		/* a job runs on it */
 	int		 classified;	/* its job knows what the card is */
-	unsigned	 insertion;	/* the watcher's event counter */
+	unsigned	 insertion;	/* the watcher's number of the card */
 	long		 seen_us;	/* when the watcher saw it */
 	int		 queued;	/* a newer card waits for that job */
 	int		 paused;	/* its card waits for issuance */
@@ -331,10 +331,10 @@ line_on_watch(evutil_socket_t fd, short what, void *arg)
 				break;
 			}
 			r->present = 1;
-			r->insertion = m.counter;
+			r->insertion = m.card;
 			r->seen_us = m.seen_us;
-			log_debug("%s: card inserted (event %u)", m.reader,
-			    m.counter);
+			log_debug("%s: card inserted (insertion %u)", m.reader,
+			    m.card);
 			memcpy(r->atr, m.atr, m.atr_len);
 			r->atr_len = m.atr_len;
 			line_start_job(r);
@@ -346,7 +346,7 @@ line_on_watch(evutil_socket_t fd, short what, void *arg)
 			r->present = 0;
 			r->queued = 0;
 			r->paused = 0;
-			r->insertion = m.counter;
+			r->insertion = m.card;
 			if (r->batch) {
 				batch_remove(r->name);
 				r->batch = 0;

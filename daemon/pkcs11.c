@@ -294,6 +294,27 @@ found:
 	return CKR_OK;
 }
 
+/*
+ * The token in a slot now: what the job compares with the card it was
+ * started for (invariant 10), and the PIN's flags as they are now.
+ */
+unsigned long
+p11_token_now(unsigned long slot, struct token *t)
+{
+	CK_TOKEN_INFO ti;
+	CK_RV rv;
+
+	if (p11 == NULL)
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	if ((rv = p11->C_GetTokenInfo(slot, &ti)) != CKR_OK)
+		return rv;
+	t->slot = slot;
+	memcpy(t->model, ti.model, FIELD_LEN);
+	memcpy(t->serial, ti.serialNumber, FIELD_LEN);
+	t->flags = ti.flags;
+	return CKR_OK;
+}
+
 int
 p11_pin_locked(unsigned long flags)
 {

@@ -10,6 +10,11 @@
  *   pulled and pushed back between two calls still shows as a new card.
  * - dwEventState is copied into dwCurrentState, or the call would return
  *   at once, again and again.
+ * - Each insertion it reports gets a number of its own, never given twice
+ *   while the daemon runs (pcscd's counters start again when it does), and
+ *   the reader's current number is kept where a job can ask for it
+ *   (watch_card_now): a job checks that its card is still the one it was
+ *   started for (invariant 10).
  * - It wakes up at least every watch_timeout_ms and says so (WATCH_ALIVE):
  *   the loop feeds systemd's watchdog only while these keep coming.
  * - When pcscd goes away, everything is released and the thread reconnects
@@ -35,8 +40,22 @@ struct watch_reader {
 	char		name[READER_MAX];
 	DWORD		state;
 	int		present;
-	unsigned	counter;
+	unsigned	counter;	/* pcscd's, for the reader */
+	unsigned	card;		/* ours: the insertion's number */
 };
+
+/*
+ * The card in each reader as the watcher last saw it, for the jobs: its
+ * insertion's number, 0 when the reader is empty or unknown.  Written by
+ * the watcher thread before it tells the loop, read by any job.
+ */
+struct watch_card {
+	char		name[READER_MAX];
+	unsigned	card;
+};
+static pthread_mutex_t		watch_cards_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct watch_card	watch_cards[WATCH_MAX];
+static unsigned			watch_next_card;
 
 static pthread_t		watch_thread;
 static pthread_mutex_t		watch_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -51,7 +70,7 @@ static int			watch_n;
 
 static void
 watch_send(enum watch_event type, const char *reader, const BYTE *atr,
-    DWORD atr_len, unsigned counter)
+    DWORD atr_len, unsigned card)
 {
 	struct watch_msg m;
 
@@ -63,12 +82,59 @@ watch_send(enum watch_event type, const char *reader, const BYTE *atr,
 		memcpy(m.atr, atr, atr_len);
 		m.atr_len = atr_len;
 	}
-	m.counter = counter;
+	m.card = card;
 	m.seen_us = date_mono_us();
 	/* Under PIPE_BUF, so the write is whole; the loop drains it. */
 	if (write(watch_fd, &m, sizeof(m)) != (ssize_t)sizeof(m))
 		log_warnx("watcher: cannot reach the event loop: %s",
 		    strerror(errno));
+}
+
+/* The reader's card is now number card (0: none). */
+static void
+watch_card_set(const char *reader, unsigned card)
+{
+	int i, free_at = -1;
+
+	pthread_mutex_lock(&watch_cards_lock);
+	for (i = 0; i < WATCH_MAX; i++) {
+		if (watch_cards[i].name[0] != '\0' &&
+		    strcmp(watch_cards[i].name, reader) == 0)
+			break;
+		if (free_at < 0 && (watch_cards[i].name[0] == '\0' ||
+		    watch_cards[i].card == 0))
+			free_at = i;
+	}
+	if (i == WATCH_MAX && card != 0 && free_at >= 0) {
+		i = free_at;
+		snprintf(watch_cards[i].name, READER_MAX, "%s", reader);
+	}
+	if (i < WATCH_MAX)
+		watch_cards[i].card = card;
+	pthread_mutex_unlock(&watch_cards_lock);
+}
+
+/*
+ * The number of the insertion whose card is in the reader now, as the
+ * watcher last saw it; 0 when there is none.  A card swapped faster than
+ * the watcher wakes still shows its old number here for a moment: the
+ * token's own model and serial are the other half of the check.
+ */
+unsigned
+watch_card_now(const char *reader)
+{
+	unsigned card = 0;
+	int i;
+
+	pthread_mutex_lock(&watch_cards_lock);
+	for (i = 0; i < WATCH_MAX; i++)
+		if (watch_cards[i].name[0] != '\0' &&
+		    strcmp(watch_cards[i].name, reader) == 0) {
+			card = watch_cards[i].card;
+			break;
+		}
+	pthread_mutex_unlock(&watch_cards_lock);
+	return card;
 }
 
 static int
@@ -133,9 +199,11 @@ watch_relist(void)
 		for (i = 0; i < n; i++)
 			if (strcmp(next[i].name, watch_readers[j].name) == 0)
 				break;
-		if (i == n)
+		if (i == n) {
+			watch_card_set(watch_readers[j].name, 0);
 			watch_send(WATCH_READER_GONE, watch_readers[j].name,
 			    NULL, 0, 0);
+		}
 	}
 	if (n != watch_n)
 		changed = 1;
@@ -166,11 +234,20 @@ watch_changes(SCARD_READERSTATE *rs)
 		counter = (unsigned)(ev >> 16);
 		present = (ev & SCARD_STATE_PRESENT) &&
 		    !(ev & SCARD_STATE_MUTE);
-		if (r->present && (!present || counter != r->counter))
-			watch_send(WATCH_REMOVE, r->name, NULL, 0, counter);
-		if (present && (!r->present || counter != r->counter))
+		if (r->present && (!present || counter != r->counter)) {
+			r->card = 0;
+			watch_card_set(r->name, 0);
+			watch_send(WATCH_REMOVE, r->name, NULL, 0, 0);
+		}
+		if (present && (!r->present || counter != r->counter)) {
+			/* Never 0, never given twice while the daemon runs. */
+			if (++watch_next_card == 0)
+				watch_next_card = 1;
+			r->card = watch_next_card;
+			watch_card_set(r->name, r->card);
 			watch_send(WATCH_INSERT, r->name, rs[i + 1].rgbAtr,
-			    rs[i + 1].cbAtr, counter);
+			    rs[i + 1].cbAtr, r->card);
+		}
 		r->present = present;
 		r->counter = counter;
 		r->state = ev & ~(DWORD)SCARD_STATE_CHANGED;
@@ -188,10 +265,12 @@ watch_release(void)
 	watch_has_ctx = 0;
 	pthread_mutex_unlock(&watch_lock);
 	/* When pcscd comes back, cards still inserted are seen anew. */
-	for (i = 0; i < watch_n; i++)
+	for (i = 0; i < watch_n; i++) {
+		watch_card_set(watch_readers[i].name, 0);
 		if (watch_readers[i].present)
 			watch_send(WATCH_REMOVE, watch_readers[i].name, NULL,
 			    0, 0);
+	}
 	watch_n = 0;
 	p11_readers_changed();
 }

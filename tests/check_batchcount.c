@@ -19,21 +19,10 @@
 #include "testline.h"
 #include "testdaemon.h"
 
-#define CTL	TOPDIR "/ctl/cardlicctl"
 #define SIMPCSC	TOPDIR "/sim/simpcsc"
 #define BATCH	"Sim Line A 00 00"
 /* The simulated batch card's default ATR, as the daemon writes it. */
 #define ATR	"3B88800149444F424154434817"
-
-static long
-card_num(const char *card, const char *key)
-{
-	char *s = card_state(card, key);
-	long n = strtol(s, NULL, 10);
-
-	free(s);
-	return n;
-}
 
 /* cardlicctl with the daemon's configuration: its output, then "exit N". */
 static char *

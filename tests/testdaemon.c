@@ -280,3 +280,76 @@ feed(const char *prefix, const char *readers, int count, const char *more)
 	    ">/dev/null", tl_dir, readers, count, prefix, 600 * n, 10 * n,
 	    tl_dir, prefix, more != NULL ? more : "");
 }
+
+/* Wait until a card's event log has a line with what in it. */
+void
+wait_event(const char *card, const char *what, int ms)
+{
+	long end = tl_now_ms() + ms;
+
+	while (tl_sh_rc("grep -q -e '%s' %s/cards/%s.events 2>/dev/null",
+	    what, tl_dir, card) != 0) {
+		if (tl_now_ms() > end)
+			ck_abort_msg("no \"%s\" in %s's events", what, card);
+		usleep(20000);
+	}
+}
+
+/* A number from a simulated card's state file (credits, issued, tries). */
+long
+card_num(const char *card, const char *key)
+{
+	char *s = card_state(card, key);
+	long n = strtol(s, NULL, 10);
+
+	free(s);
+	return n;
+}
+
+void
+d_kill9(void)
+{
+	int st;
+
+	kill(d_pid, SIGKILL);
+	ck_assert_int_eq(waitpid(d_pid, &st, 0), d_pid);
+}
+
+/* reconcile's exit status, and its output in *out. */
+int
+reconcile(char **out)
+{
+	char *s = tl_reconcile(d_db);
+	int rc = strstr(s, "exit 0") != NULL ? 0 : 1;
+
+	*out = s;
+	return rc;
+}
+
+/* The daemon for the fault points, with CARDLICD_FAULT set. */
+void
+d_start_fault(const char *spec)
+{
+	char env[200];
+	char *envv[] = { env, NULL };
+	char *argv[] = { FAULTD, "--allow-root", "-f", d_conf, NULL };
+
+	snprintf(env, sizeof(env), "CARDLICD_FAULT=%s", spec);
+	d_spawn(argv, envv, 1);
+}
+
+/* The daemon stopped itself at a fault point: wait until it has. */
+void
+d_wait_stopped(const char *step)
+{
+	char what[100];
+	long end = tl_now_ms() + 10000;
+
+	snprintf(what, sizeof(what), "fault point %s reached", step);
+	d_wait_log(what, 10000);
+	while (tl_sh_rc("grep -q '^State:.*T' /proc/%d/status", (int)d_pid) !=
+	    0) {
+		ck_assert_msg(tl_now_ms() < end, "cardlicd did not stop");
+		usleep(10000);
+	}
+}

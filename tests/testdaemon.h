@@ -6,6 +6,8 @@
 
 #define CARDLICD	TOPDIR "/daemon/cardlicd"
 #define MODULE		TOPDIR "/sim/cardlic-sim-p11.so"
+#define CTL		TOPDIR "/ctl/cardlicctl"
+#define FAULTD		TOPDIR "/daemon/cardlicd-faults"
 
 extern pid_t	d_pid;
 extern char	d_db[], d_conf[], d_log[];
@@ -24,6 +26,12 @@ void	wait_n(const char *, long, int);
 char	*card_state(const char *, const char *);
 void	feed(const char *, const char *, int, const char *);
 void	d_kill_leftovers(void);
+void	d_kill9(void);
+void	d_start_fault(const char *);
+void	d_wait_stopped(const char *);
+void	wait_event(const char *, const char *, int);
+long	card_num(const char *, const char *);
+int	reconcile(char **);
 void	d_suite_up(int);
 void	d_suite_down(void);
 
