@@ -71,7 +71,7 @@ CHECKS	= tests/check_unit tests/check_conf tests/check_sim tests/check_daemon \
 	  tests/check_tamper \
 	  tests/check_batchcount
 CHECKS	+= tests/check_checkpoint
-CHECKS	+= tests/check_trust
+CHECKS	+= tests/check_trust tests/check_race
 
 D_PKGS	= libpcsclite p11-kit-1 libevent libsystemd sqlite3 inih libsodium \
 	  libkeyutils
@@ -83,7 +83,7 @@ D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
 	  daemon/fault.c daemon/spill.c daemon/issue.c \
 	  daemon/line.c daemon/classify.c daemon/pinturn.c daemon/sign.c
-D_SRCS	+= daemon/checkpoint.c
+D_SRCS	+= daemon/checkpoint.c daemon/recover.c
 D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/auditrow.h \
 	  daemon/version.h daemon/sign.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
@@ -205,11 +205,29 @@ tests/check_tamper: tests/check_tamper.c tests/fuzz/stubs.h daemon/db.c \
 D_CHECKS = tests/check_daemon tests/check_credit tests/check_service \
 	   tests/check_ctl tests/check_batchcount
 D_CHECKS += tests/check_checkpoint
-D_CHECKS += tests/check_trust
 $(D_CHECKS): %: %.c tests/testline.c tests/testline.h tests/testdaemon.c \
     tests/testdaemon.h
 	$(CC) $(TEST_CFLAGS) $(PIE) $(LDFLAGS) -o $@ $@.c tests/testline.c \
 	    tests/testdaemon.c $(TEST_LIBS)
+
+# Issue 18's suite: on the line, with the daemon's own hash to forge rows
+# and spill records as someone with write access and no key would.
+tests/check_trust: tests/check_trust.c tests/testline.c tests/testline.h \
+    tests/testdaemon.c tests/testdaemon.h daemon/dbhash.c $(D_HDRS)
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags sqlite3 libsodium) \
+	    $(PIE) $(LDFLAGS) -o $@ tests/check_trust.c tests/testline.c \
+	    tests/testdaemon.c daemon/dbhash.c $(TEST_LIBS) \
+	    $(shell $(PKG) --libs sqlite3 libsodium)
+
+# Decisions sent at once (issue 18, case 9): the daemon's db.c, linked.
+# RACE_DB_C=other/db.c builds it against another db.c (the old one fails).
+RACE_DB_C ?= daemon/db.c
+tests/check_race: tests/check_race.c tests/fuzz/stubs.h $(RACE_DB_C) \
+    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c $(D_HDRS)
+	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags sqlite3 libsodium) \
+	    $(PIE) $(LDFLAGS) -o $@ tests/check_race.c $(RACE_DB_C) \
+	    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c \
+	    $(TEST_LIBS) $(shell $(PKG) --libs sqlite3 libsodium) -pthread
 
 # The scale cases build their databases with bench/mkaudit.
 tests/check_ctl: bench/mkaudit

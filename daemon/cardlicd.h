@@ -42,6 +42,8 @@ void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_alert(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	fatalx(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
+void	fatal_admin(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
 
 struct card_report {
 	const char	*reader;
@@ -124,6 +126,7 @@ struct conf {
 	int		n_maps;
 	int		refs;
 	int		database_line, module_line, pin_line;	/* 0: default */
+	int		station_line;
 	/* [audit]: the station's signing key (issue 11), or none. */
 	char		key_file[4096];
 	char		key_credential[256];
@@ -145,6 +148,7 @@ long		 conf_start_date(const struct conf *, long);
 const char	*conf_policy_name(enum start_policy);
 int		 conf_check_module(const struct conf *, FILE *, char *, size_t);
 int		 conf_check_unit(const struct conf *);
+const char	*conf_at(const struct conf *, int, char *, size_t);
 
 /* classify.c */
 int		 classify_parse_rule(const char *, const char *, struct rule *,
@@ -156,6 +160,7 @@ enum card_kind	 classify_card(const struct conf *, const char *,
 
 /* checkpoint.c */
 struct event_base;
+void	checkpoint_load(const struct conf *, long *, uint8_t [32]);
 void	checkpoint_init(const struct conf *, struct event_base *);
 void	checkpoint_reload(const struct conf *);
 void	checkpoint_finish(void);
@@ -189,15 +194,49 @@ struct db_pending {
 };
 
 int	db_open(const char *, const char *, char *, size_t);
+int	db_station_of(const char *, char *, size_t);
 void	db_close(void);
 long	db_append(const struct db_row *, char *, size_t);
 long	db_append_rows(const struct db_row *, int, char *, size_t);
+long	db_append_if(const struct db_row *, int,
+	    int (*)(void *, char *, size_t), void *, char *, size_t);
+int	db_check_start(const uint8_t *, long, const uint8_t [32], char *,
+	    size_t);
+const char *db_refusing(void);
+int	db_tail_ok(void);
+/* What a follow-up row (in doubt, resolved) copies of the row it follows. */
+struct db_card {
+	long		job;
+	char		reader[READER_MAX];
+	uint8_t		model[FIELD_LEN];
+	uint8_t		serial[FIELD_LEN];
+	char		start[DATE_LEN + 1];
+	char		batch_reader[READER_MAX];
+	char		batch_atr[2 * ATR_MAX + 1];
+};
+/* One job of this station, as its rows tell it (db_job_in_tx). */
+struct db_job {
+	long		requested;	/* seq; 0: none */
+	long		after;		/* a later row of the job; 0: none */
+	long		generated;	/* seq; 0: none */
+	uint8_t		model[FIELD_LEN];
+	uint8_t		serial[FIELD_LEN];
+	char		start[DATE_LEN + 1];
+	uint8_t		license[LICENSE_LEN];
+	int		has_license;
+	int		keyed;		/* key: the station's at the request */
+	uint8_t		key[32];
+	long		key_seq;
+};
 int	db_find_pending(const uint8_t *, const uint8_t *, long, int,
 	    struct db_pending *);
 long	db_find_rejected(const uint8_t *, const uint8_t *);
 long	db_batch_count(const char *, const char *);
 long	db_find_doubt(const uint8_t *, const uint8_t *);
-int	db_recover(char *, size_t);
+int	db_job_in_tx(long, struct db_job *);
+int	db_next_unanswered(struct db_card *, long *, char *, size_t);
+void	db_card_row(const struct db_card *, struct db_row *, const char *,
+	    const char *);
 long	db_resolve(long, int, const char *, char *, size_t);
 long	db_count(const char *, const char *, long, const char *, char *,
 	    size_t);
@@ -206,6 +245,7 @@ long	db_next_job(void);
 struct sign_key;
 long	db_sign_start(struct sign_key *, const char *, char *, size_t);
 const struct sign_key *db_signing_key(void);
+void	db_station_now(char *, size_t);
 void	db_chain_head(char [65]);
 int	db_head_row(long *, uint8_t [32]);
 long	db_batch_count_upto(const char *, const char *, long);
@@ -222,12 +262,31 @@ struct spill_license {
 	char		batch_atr[2 * ATR_MAX + 1];
 	char		sw[8];
 };
-void	spill_init(const char *);
+/* A record that recovery found: the license, whose it says it is, and its check. */
+struct spill_found {
+	long			 job;
+	const char		*station;
+	struct spill_license	 l;
+	const uint8_t		*signed_part;	/* what sig covers */
+	size_t			 signed_len;
+	uint8_t			 sig[64];
+	int			 has_sig;
+	const char		*path;
+};
+#define SPILL_RECORDED		0
+#define SPILL_DONE_BEFORE	1
+#define SPILL_RETRY		(-1)
+#define SPILL_REFUSED		(-2)
+struct sign_key;
+void	spill_init(const char *, const char *, const struct sign_key *);
 int	spill_reserve(char *, size_t);
 int	spill_write(int, long, const struct spill_license *, char *, size_t);
 int	spill_sync(int, long, char *, size_t);
 void	spill_release(int, long);
-int	spill_recover(int (*)(long, const struct spill_license *));
+int	spill_recover(int (*)(const struct spill_found *, char *, size_t));
+
+/* recover.c */
+int	recover_run(char *, size_t);
 
 /* pin.c */
 int	pin_alloc(char **);

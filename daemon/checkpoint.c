@@ -57,6 +57,7 @@ static int			 cp_on;
 static const struct sign_key	*cp_key;
 static char			 cp_station[64];
 static char			 cp_path[4096];
+static char			 cp_own[4200];	/* DB.checkpoint */
 static long			 cp_interval;	/* as read at start-up */
 static int			 cp_fd = -1;
 static long			 cp_n;		/* the last checkpoint's n */
@@ -137,6 +138,32 @@ checkpoint_append(const char *line, size_t len)
 }
 
 /*
+ * The last checkpoint, also in DB.checkpoint beside the database, which
+ * the daemon can always read back: the series goes on from it at the
+ * next start, even where the service may not read the journal and no
+ * checkpoint-file is set (issue 18, case 11).  It is not evidence (it
+ * is on the station, next to the rows): only where the series goes on.
+ */
+static void
+checkpoint_keep(const char *line, size_t len)
+{
+	char tmp[4300];
+	int fd, ok;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", cp_own);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	ok = fd >= 0 && write(fd, line, len) == (ssize_t)len &&
+	    write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || rename(tmp, cp_own) != 0)
+		log_warnx("%s: checkpoint %ld not kept: %s; the series may "
+		    "start again at the next start", cp_own, cp_n,
+		    strerror(errno));
+}
+
+/*
  * Write a checkpoint if the head moved since the last one, or always
  * (at shutdown).  Blocks (db's lock, fsync): never on the loop.
  */
@@ -150,7 +177,8 @@ checkpoint_take(int always)
 	int k;
 
 	if (db_head_row(&seq, head) != 0) {
-		log_warnx("checkpoint: cannot read the audit chain's head");
+		log_warnx("checkpoint: none is signed: the audit database "
+		    "is not as this daemon left it");
 		return;
 	}
 	if (!always && seq == cp_seq && memcmp(head, cp_head, 32) == 0)
@@ -184,6 +212,7 @@ checkpoint_take(int always)
 	memcpy(cp_head, head, 32);
 	log_checkpoint(line);
 	checkpoint_append(line, len);
+	checkpoint_keep(line, len);
 	free(line);
 }
 
@@ -219,16 +248,25 @@ checkpoint_on_timer(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&cp_lock);
 }
 
+/* A checkpoint line read back: where a series stands after it. */
+struct cp_last {
+	long	n;
+	uint8_t	prev[32];	/* SHA-256 of the line */
+	long	seq;
+	uint8_t	head[32];
+	int	signed_ok;	/* by the key the daemon starts with */
+};
+
 /*
- * What the series continues from: n, the SHA-256 of the line, and the
- * head that it named.  0 if the line is a checkpoint of this station.
- * The line comes from a file or the journal: copied, so that it ends.
+ * A line from a file or the journal: 0 and *l filled when it is a
+ * checkpoint of this station.  Copied, so that it ends.
  */
 static int
-checkpoint_resume(const char *text, size_t len, const char *from)
+checkpoint_parse(const char *text, size_t len, const uint8_t *pub,
+    struct cp_last *l)
 {
 	char want[96], *line, *p;
-	uint8_t pub[32], sig[64];
+	uint8_t sig[64];
 	int rc = -1;
 
 	if ((line = strndup(text, len)) == NULL)
@@ -238,34 +276,30 @@ checkpoint_resume(const char *text, size_t len, const char *from)
 	if (strncmp(line, CP_MAGIC, sizeof(CP_MAGIC) - 1) != 0 ||
 	    strstr(line, want) == NULL || (p = strstr(line, " n=")) == NULL)
 		goto out;
-	cp_n = strtol(p + 3, NULL, 10);
-	dbhash_sha256(line, len, cp_prev);
+	memset(l, 0, sizeof(*l));
+	l->n = strtol(p + 3, NULL, 10);
+	dbhash_sha256(line, len, l->prev);
 	if ((p = strstr(line, " seq=")) != NULL)
-		cp_seq = strtol(p + 5, NULL, 10);
+		l->seq = strtol(p + 5, NULL, 10);
 	if ((p = strstr(line, " head=")) == NULL ||
-	    dbhash_unhex(p + 6, 64, cp_head, 32) != 0)
-		memset(cp_head, 0, 32);
-	/*
-	 * Said, not refused: the series goes on from it either way, and
-	 * cardlicctl verify --checkpoints judges (a rotated key is fine).
-	 */
-	sign_key_public(cp_key, pub);
-	if ((p = strstr(line, " sig=")) == NULL ||
-	    dbhash_unhex(p + 5, 128, sig, 64) != 0 ||
+	    dbhash_unhex(p + 6, 64, l->head, 32) != 0) {
+		memset(l->head, 0, 32);
+		l->seq = 0;
+	}
+	l->signed_ok = pub != NULL && (p = strstr(line, " sig=")) != NULL &&
+	    dbhash_unhex(p + 5, 128, sig, 64) == 0 &&
 	    sign_check(pub, SIGN_DOMAIN_CHECKPOINT, (const uint8_t *)line,
-	    (size_t)(p - line), sig) != 1)
-		log_warnx("%s: the last checkpoint (n=%ld) is not signed by "
-		    "this key: the key changed, or the line was altered; "
-		    "cardlicctl verify --checkpoints will tell", from, cp_n);
-	rc = cp_n > 0 ? 0 : -1;
+	    (size_t)(p - line), sig) == 1;
+	rc = l->n > 0 ? 0 : -1;
 out:
 	free(line);
 	return rc;
 }
 
-/* The file's last line: 0 when it was a checkpoint of this station. */
+/* A file's last line: 0 when it was a checkpoint of this station. */
 static int
-checkpoint_resume_file(void)
+checkpoint_last_of_file(const char *path, const uint8_t *pub,
+    struct cp_last *l)
 {
 	char *buf, *end, *s;
 	struct stat st;
@@ -273,7 +307,7 @@ checkpoint_resume_file(void)
 	ssize_t n;
 	int fd, rc = -1;
 
-	if ((fd = open(cp_path, O_RDONLY | O_CLOEXEC)) < 0)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return -1;
 	if (fstat(fd, &st) != 0 || st.st_size == 0 ||
 	    (buf = malloc(CP_TAIL + 1)) == NULL) {
@@ -290,7 +324,7 @@ checkpoint_resume_file(void)
 			*--end = '\0';
 		s = memrchr(buf, '\n', (size_t)(end - buf));
 		s = s != NULL ? s + 1 : buf;
-		rc = checkpoint_resume(s, (size_t)(end - s), cp_path);
+		rc = checkpoint_parse(s, (size_t)(end - s), pub, l);
 	}
 	free(buf);
 	return rc;
@@ -298,7 +332,7 @@ checkpoint_resume_file(void)
 
 /* The journal's newest checkpoint of this station, if it may be read. */
 static int
-checkpoint_resume_journal(void)
+checkpoint_last_of_journal(const uint8_t *pub, struct cp_last *l)
 {
 	char match[64];
 	sd_journal *j;
@@ -314,47 +348,99 @@ checkpoint_resume_journal(void)
 		while (rc != 0 && sd_journal_previous(j) > 0)
 			if (sd_journal_get_data(j, "CARDLICD_CHECKPOINT", &d,
 			    &len) >= 0 && len > 20)
-				rc = checkpoint_resume((const char *)d + 20,
-				    len - 20, "the journal");
+				rc = checkpoint_parse((const char *)d + 20,
+				    len - 20, pub, l);
 	sd_journal_close(j);
 	return rc;
 }
 
 /*
- * At start-up, once the database (and its key) is open: the series to
- * continue, the file, the thread and the timer.  Fatal errors here only.
+ * At start-up, before any row is written: where the series of
+ * checkpoints stands, from the newest of its copies (DB.checkpoint, the
+ * checkpoint-file, the journal), so that it goes on rather than start
+ * again at 1.  *seq and head: the row that the newest checkpoint signed
+ * by the key the daemon starts with names (db_check_start checks the
+ * rows after it); *seq 0 when there is none.
+ */
+void
+checkpoint_load(const struct conf *c, long *seq, uint8_t head[32])
+{
+	static const char *const names[] = { NULL, NULL, "the journal" };
+	struct cp_last l, best;
+	uint8_t pub[32];
+	const char *from = NULL;
+	int i, rc;
+
+	*seq = 0;
+	memset(head, 0, 32);
+	snprintf(cp_station, sizeof(cp_station), "%s", c->station);
+	snprintf(cp_own, sizeof(cp_own), "%s.checkpoint", c->database);
+	snprintf(cp_path, sizeof(cp_path), "%s", c->checkpoint_file);
+	if (c->key == NULL)
+		return;
+	sign_key_public(c->key, pub);
+	memset(&best, 0, sizeof(best));
+	for (i = 0; i < 3; i++) {
+		if (i == 0)
+			rc = checkpoint_last_of_file(cp_own, pub, &l);
+		else if (i == 1)
+			rc = cp_path[0] != '\0' ?
+			    checkpoint_last_of_file(cp_path, pub, &l) : -1;
+		else
+			rc = checkpoint_last_of_journal(pub, &l);
+		if (rc == 0 && l.n > best.n) {
+			best = l;
+			from = names[i] != NULL ? names[i] : i == 0 ? cp_own :
+			    cp_path;
+		}
+	}
+	if (from == NULL) {
+		log_info("checkpoints: no earlier checkpoint of station %s "
+		    "found in %s, %s or the journal: a new series starts at 1",
+		    cp_station, cp_own, cp_path[0] != '\0' ? cp_path :
+		    "(no checkpoint-file)");
+		return;
+	}
+	cp_n = best.n;
+	memcpy(cp_prev, best.prev, 32);
+	cp_seq = best.seq;
+	memcpy(cp_head, best.head, 32);
+	log_info("checkpoints: continuing the series after checkpoint %ld "
+	    "(row %ld) from %s", cp_n, cp_seq, from);
+	/*
+	 * Said, not refused: the series goes on from it either way, and
+	 * cardlicctl verify --checkpoints judges (a rotated key is fine).
+	 */
+	if (!best.signed_ok) {
+		log_warnx("%s: the last checkpoint (n=%ld) is not signed by "
+		    "this key: the key changed, or the line was altered; "
+		    "cardlicctl verify --checkpoints will tell", from, cp_n);
+		return;
+	}
+	*seq = best.seq;
+	memcpy(head, best.head, 32);
+}
+
+/*
+ * At start-up, once the database (and its key) is open: the file, the
+ * thread and the timer; the series stands where checkpoint_load left
+ * it.  Fatal errors here only.
  */
 void
 checkpoint_init(const struct conf *c, struct event_base *base)
 {
 	struct timeval tv;
-	const char *from;
 
 	cp_interval = c->checkpoint_interval;
-	snprintf(cp_path, sizeof(cp_path), "%s", c->checkpoint_file);
 	if ((cp_key = db_signing_key()) == NULL) {
 		log_warnx("no checkpoints: they need the station's key "
 		    "([audit] key-file or key-credential)");
 		return;
 	}
-	snprintf(cp_station, sizeof(cp_station), "%s", c->station);
 	if (cp_path[0] != '\0' && (cp_fd = open(cp_path, O_WRONLY | O_APPEND |
 	    O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640)) < 0)
 		fatalx("%s: %s ([audit] checkpoint-file)", cp_path,
 		    strerror(errno));
-	if (cp_path[0] != '\0' && checkpoint_resume_file() == 0)
-		from = cp_path;
-	else if (checkpoint_resume_journal() == 0)
-		from = "the journal";
-	else
-		from = NULL;
-	if (from != NULL)
-		log_info("checkpoints: continuing the series after checkpoint "
-		    "%ld (row %ld) from %s", cp_n, cp_seq, from);
-	else
-		log_info("checkpoints: no earlier checkpoint of station %s "
-		    "found in %s or the journal: a new series starts at 1",
-		    cp_station, cp_path[0] != '\0' ? cp_path : "(no file)");
 	cp_on = 1;
 	if (c->checkpoint_interval == 0)
 		return;		/* at shutdown only */

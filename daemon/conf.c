@@ -558,6 +558,8 @@ conf_line(struct conf_parse *p, char *s)
 		return;
 	if (p->section == 0 && strcmp(key, "database") == 0)
 		p->c->database_line = p->line;
+	else if (p->section == 0 && strcmp(key, "id") == 0)
+		p->c->station_line = p->line;
 	else if (p->section == 1 && strcmp(key, "module") == 0)
 		p->c->module_line = p->line;
 	else if (p->section == 4 && strcmp(key, "start-date") == 0)
@@ -890,7 +892,7 @@ conf_fetch_key(struct conf_parse *p, char *err, size_t errlen)
 }
 
 /* "file:line", or "file" for a key left at its default. */
-static const char *
+const char *
 conf_at(const struct conf *c, int line, char *buf, size_t len)
 {
 	if (line > 0)

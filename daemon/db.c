@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +31,28 @@ extern const int		sql_migrations_count;
 static sqlite3		*db;
 static pthread_mutex_t	 db_lock = PTHREAD_MUTEX_INITIALIZER;
 static char		 db_station[64];
+static char		 db_path[4096];
 static long		 db_job;
+/*
+ * Invariant 11: the row this daemon wrote last (or found and checked at
+ * start-up), which the next one must follow: its seq and its hash.
+ */
+static long		 db_last;
 static uint8_t		 db_head[32];
+/*
+ * Why no row may be appended any more, or "": set once the file turns
+ * out to hold a row that this daemon did not write where its own last
+ * row should be, or an insert added no row (a trigger of someone else's).
+ * The daemon then signs nothing more; a restart checks the file again.
+ */
+static char		 db_refuse[600];
+/* The note of the last row, outside the database (db_note_put). */
+static int		 db_note_fd = -1;
+static char		 db_note_path[4200];
+
+static int	db_key_at(long, uint8_t [32], long *);
+static void	db_note_put(void);
+static int	db_note_get(long *, uint8_t [32], int, char *, size_t);
 /* The key read at start-up; a reload never changes it.  NULL: none. */
 static struct sign_key	*db_key;
 
@@ -208,11 +229,71 @@ db_lock_file(const char *path, char *err, size_t len)
 	return 0;
 }
 
+/*
+ * Issue 18, case 7: a database is one station's.  Its rows, its chain,
+ * its recovery and its checkpoints all name the station; an id changed
+ * under them split the chain in two for verify and reconcile, and hid
+ * the requests of the old id from recovery.  So the id cannot change
+ * once the file has rows: column i of st (the last row's station) must
+ * be it, byte for byte.  0, or -1 with err.
+ */
+static int
+db_station_is(sqlite3_stmt *st, int i, const char *station, char *err,
+    size_t len)
+{
+	const unsigned char *was = sqlite3_column_text(st, i);
+	size_t n = (size_t)sqlite3_column_bytes(st, i);
+	char shown[300];
+
+	if (sqlite3_column_type(st, i) == SQLITE_TEXT &&
+	    n == strlen(station) && memcmp(was, station, n) == 0)
+		return 0;
+	if (was == NULL || sqlite3_column_type(st, i) != SQLITE_TEXT)
+		snprintf(shown, sizeof(shown), "a row with no station");
+	else
+		dbhash_text(was, n, shown, sizeof(shown));
+	snprintf(err, len, "%s holds the rows of station %s, but [station] id "
+	    "is %s: a station's id cannot change in its database (its chain, "
+	    "recovery and checkpoints name it); set id = %s again, or give "
+	    "station %s a database of its own", db_path, shown, station,
+	    shown, station);
+	return -1;
+}
+
+/*
+ * For cardlicd -n: the station whose rows the database at path holds (its
+ * last row's), read-only.  1 with it in out (escaped), 0 when the file
+ * has no row or does not exist, -1 when it cannot be read.
+ */
+int
+db_station_of(const char *path, char *out, size_t len)
+{
+	sqlite3_stmt *st;
+	sqlite3 *d = NULL;
+	int rc = -1;
+
+	if (access(path, F_OK) != 0)
+		return 0;
+	if (sqlite3_open_v2(path, &d, SQLITE_OPEN_READONLY, NULL) ==
+	    SQLITE_OK && sqlite3_prepare_v2(d, "SELECT station FROM audit "
+	    "ORDER BY seq DESC LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			dbhash_text(sqlite3_column_text(st, 0), (size_t)
+			    sqlite3_column_bytes(st, 0), out, len);
+		rc = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(d);
+	return rc;
+}
+
 int
 db_open(const char *path, const char *station, char *err, size_t len)
 {
 	char msg[512];
 	sqlite3_stmt *st;
+	int rc = 0;
 
 	if (db_lock_file(path, err, len) != 0)
 		return -1;
@@ -258,22 +339,232 @@ db_open(const char *path, const char *station, char *err, size_t len)
 		return -1;
 	}
 	snprintf(db_station, sizeof(db_station), "%s", station);
-	spill_init(path);
+	snprintf(db_path, sizeof(db_path), "%s", path);
 	db_job = db_int(db_sql_max_job);
+	/* Where the chain ends; db_check_start says whether it is ours. */
+	db_last = 0;
 	memset(db_head, 0, sizeof(db_head));
-	if (sqlite3_prepare_v2(db, "SELECT hash FROM audit ORDER BY seq DESC "
-	    "LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW &&
-		    sqlite3_column_bytes(st, 0) == 32)
-			memcpy(db_head, sqlite3_column_blob(st, 0), 32);
+	if (sqlite3_prepare_v2(db, "SELECT seq, hash, station FROM audit "
+	    "ORDER BY seq DESC LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			db_last = (long)sqlite3_column_int64(st, 0);
+			if (sqlite3_column_bytes(st, 1) == 32)
+				memcpy(db_head, sqlite3_column_blob(st, 1),
+				    32);
+			rc = db_station_is(st, 2, station, err, len);
+		}
 		sqlite3_finalize(st);
 	}
+	if (rc != 0) {
+		db_close();
+		return -1;
+	}
+	return 0;
+}
+
+/* Row seq's hash: 1 when the row is there, 0 when not, -1 on error. */
+static int
+db_row_hash(long seq, uint8_t hash[32])
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "SELECT hash FROM audit WHERE seq = ?1",
+	    -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	rc = sqlite3_step(st);
+	memset(hash, 0, 32);
+	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32)
+		memcpy(hash, sqlite3_column_blob(st, 0), 32);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/*
+ * The rows after row `from` (whose hash is head), which the daemon did not
+ * note as its own: each must be of this station, follow the chain, and
+ * (with a key) carry the active key's signature, as the rows of a crash
+ * between a commit and its note do.  A key row may change the active key
+ * to this daemon's own, or to one the active key endorsed.  0, or -1
+ * with err naming the first row that is not the daemon's.
+ */
+static int
+db_check_after(long from, const uint8_t head[32], const uint8_t *mine,
+    char *err, size_t len)
+{
+	struct dbhash_val v[AUDITROW_HASHED];
+	uint8_t prev[32], h[32], active[32], pub[32];
+	sqlite3_stmt *st;
+	long expect = from + 1, kseq = 0;
+	int i, rc, keyed;
+
+	memcpy(prev, head, 32);
+	if ((keyed = db_key_at(from, active, &kseq)) < 0) {
+		snprintf(err, len, "the key row %ld cannot be read", kseq);
+		return -1;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT " AUDITROW_NAMES " FROM audit "
+	    "WHERE seq > ?1 ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, len, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, from);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		for (i = 0; i < AUDITROW_HASHED; i++) {
+			v[i].type = sqlite3_column_type(st, i);
+			v[i].i = sqlite3_column_int64(st, i);
+			v[i].p = v[i].type == SQLITE_BLOB ?
+			    sqlite3_column_blob(st, i) :
+			    sqlite3_column_text(st, i);
+			v[i].len = (size_t)sqlite3_column_bytes(st, i);
+		}
+		dbhash_row(prev, v, h);
+		if (v[AUDITROW_seq].i != expect ||
+		    v[AUDITROW_station].type != SQLITE_TEXT ||
+		    v[AUDITROW_station].len != strlen(db_station) ||
+		    memcmp(v[AUDITROW_station].p, db_station,
+		    v[AUDITROW_station].len) != 0 ||
+		    sqlite3_column_bytes(st, AUDITROW_hash) != 32 ||
+		    memcmp(sqlite3_column_blob(st, AUDITROW_hash), h, 32) != 0)
+			break;
+		/* Only the daemon's own key row: its last start's. */
+		if (v[AUDITROW_state].type == SQLITE_TEXT &&
+		    v[AUDITROW_state].len == 3 &&
+		    memcmp(v[AUDITROW_state].p, "key", 3) == 0) {
+			if (mine == NULL || v[AUDITROW_reason].len < 72 ||
+			    dbhash_unhex((const char *)v[AUDITROW_reason].p +
+			    8, 64, pub, 32) != 0 || memcmp(pub, mine, 32) != 0)
+				break;
+			memcpy(active, pub, 32);
+			keyed = 1;
+		}
+		if (mine != NULL && keyed && (sqlite3_column_bytes(st,
+		    AUDITROW_sig) != 64 || !sign_check(active,
+		    SIGN_DOMAIN_ROW, h, 32, sqlite3_column_blob(st,
+		    AUDITROW_sig))))
+			break;
+		memcpy(prev, h, 32);
+		expect++;
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW) {
+		snprintf(err, len, "row %ld, after row %ld that this station "
+		    "wrote last, is not the station's: it does not follow the "
+		    "chain, names another station, or is not signed by its "
+		    "key; someone else wrote it", expect, from);
+		return -1;
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(err, len, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * At start-up, before any row is appended (issue 18, cases 3 and 10):
+ * the file must still hold, unchanged, the last row that this station
+ * wrote (its note, DB.note) and the row of its last checkpoint
+ * (cp_seq, cp_head; cp_seq 0 when none is known), and every row after
+ * the later of the two must be the daemon's own (db_check_after), with
+ * mine the key it signs with (NULL: none).  -1 with err when not: the
+ * daemon must not go on from that file.
+ */
+int
+db_check_start(const uint8_t *mine, long cp_seq, const uint8_t cp_head[32],
+    char *err, size_t len)
+{
+	uint8_t nhead[32], h[32];
+	char why[4800];
+	long nseq = 0, from = 0;
+	const uint8_t *fhead = NULL;
+	int note, rc;
+
+	snprintf(db_note_path, sizeof(db_note_path), "%s.note", db_path);
+	if ((db_note_fd = open(db_note_path, O_RDWR | O_CREAT | O_CLOEXEC |
+	    O_NOFOLLOW, 0600)) < 0) {
+		snprintf(err, len, "%s: %s", db_note_path, strerror(errno));
+		return -1;
+	}
+	/* Without the key now, nothing here can be told from a forgery. */
+	if ((note = db_note_get(&nseq, nhead, mine != NULL, why,
+	    sizeof(why))) < 0) {
+		snprintf(err, len, "%s; move it aside to start from the file "
+		    "as it is (see cardlicd(8), \"The note\")", why);
+		return -1;
+	}
+	if (note == 1) {
+		from = nseq;
+		fhead = nhead;
+	}
+	if (cp_seq > 0 && cp_seq > from) {
+		from = cp_seq;
+		fhead = cp_head;
+	}
+	if (note == 1 && nseq > db_last) {
+		snprintf(err, len, "the file ends with row %ld, but this "
+		    "station wrote up to row %ld (%s): rows were lost (a -wal "
+		    "file removed, an older copy put back?); restore them, or "
+		    "move the note aside to go on from the file as it is (see "
+		    "cardlicd(8), \"The note\")", db_last, nseq, db_note_path);
+		return -1;
+	}
+	if (cp_seq > db_last) {
+		snprintf(err, len, "the file ends with row %ld, but the last "
+		    "checkpoint names row %ld: rows were lost", db_last,
+		    cp_seq);
+		return -1;
+	}
+	if (note == 1 && nseq > 0 && ((rc = db_row_hash(nseq, h)) != 1 ||
+	    memcmp(h, nhead, 32) != 0)) {
+		snprintf(err, len, "row %ld is not the row this station wrote "
+		    "there (%s): the file was altered or replaced", nseq,
+		    db_note_path);
+		return -1;
+	}
+	if (cp_seq > 0 && (db_row_hash(cp_seq, h) != 1 ||
+	    memcmp(h, cp_head, 32) != 0)) {
+		snprintf(err, len, "row %ld is not the row that the last "
+		    "checkpoint names: the file was altered or replaced",
+		    cp_seq);
+		return -1;
+	}
+	if (note != 1 && db_last > 0 && fhead != NULL)
+		log_alert("%s: no note of the last row this station wrote: rows "
+		    "lost from the file's end after row %ld (its last "
+		    "checkpoint) cannot be noticed at this start; checking the "
+		    "rows after that one", db_note_path, from);
+	if (fhead == NULL) {
+		/* Nothing says where the station's own rows end. */
+		if (db_last > 0)
+			log_alert("%s: no note of the last row this station "
+			    "wrote, and no checkpoint: rows lost from the "
+			    "file's end cannot be noticed at this start; "
+			    "checking the last row only", db_note_path);
+		from = db_last > 0 ? db_last - 1 : 0;
+		if (from > 0 && db_row_hash(from, h) != 1) {
+			snprintf(err, len, "row %ld cannot be read", from);
+			return -1;
+		}
+		if (from == 0)
+			memset(h, 0, 32);
+		fhead = h;
+	}
+	if (db_check_after(from, fhead, mine, err, len) != 0)
+		return -1;
+	if (note != 1 && db_last > 0)
+		log_info("%s: the note of the last row starts at row %ld",
+		    db_note_path, db_last);
 	return 0;
 }
 
 void
 db_close(void)
 {
+	if (db_note_fd >= 0)
+		close(db_note_fd);
+	db_note_fd = -1;
 	db_unprep_all();
 	if (db != NULL)
 		sqlite3_close_v2(db);
@@ -286,6 +577,13 @@ const struct sign_key *
 db_signing_key(void)
 {
 	return db_key;
+}
+
+/* The station id the rows are written with. */
+void
+db_station_now(char *out, size_t len)
+{
+	snprintf(out, len, "%s", db_station);
 }
 
 /*
@@ -318,6 +616,34 @@ db_last_key(uint8_t pub[32], long *seq)
 }
 
 /*
+ * The seq of this station's last key row for pub, when a key row of
+ * another key came after it (pub was retired); 0 when pub was never
+ * retired; -1 on error.
+ */
+static long
+db_key_retired(const uint8_t pub[32])
+{
+	sqlite3_stmt *st;
+	char want[8 + 65];
+	long seq = -1;
+
+	memcpy(want, "ed25519 ", 8);
+	dbhash_hex(pub, 32, 0, want + 8);
+	if (sqlite3_prepare_v2(db, "SELECT coalesce(max(k.seq), 0) FROM audit "
+	    "k WHERE k.station = ?1 AND k.state = 'key' AND substr(k.reason, "
+	    "1, 72) = ?2 AND EXISTS (SELECT 1 FROM audit n WHERE n.station = "
+	    "k.station AND n.state = 'key' AND n.seq > k.seq AND "
+	    "substr(n.reason, 1, 72) <> ?2)", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, want, 72, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		seq = (long)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return seq;
+}
+
+/*
  * Start signing with key (db takes it), and publish it: a `key` row when
  * it is not the station's newest key already.  reason says "ed25519
  * PUBHEX"; for a rotation, "endorsed-by PREVHEX ENDORSEMENT" when the
@@ -333,11 +659,24 @@ db_sign_start(struct sign_key *key, const char *endorsement, char *err,
 	struct db_row r;
 	uint8_t pub[32], prev[32], e[64];
 	char reason[400], hex[65], phex[65];
-	long seq = 0;
+	long seq = 0, rseq;
 	int have, good = 0;
 
 	pthread_mutex_lock(&db_lock);
 	have = db_last_key(prev, &seq);
+	/*
+	 * The note, from the start (a file from before notes has none):
+	 * signed when the key is the station's active one, unsigned when
+	 * the station has none.  A new key's note comes with its key row.
+	 */
+	if (key != NULL)
+		sign_key_public(key, pub);
+	if ((key == NULL && have == 0) || (key != NULL && have == 1 &&
+	    memcmp(pub, prev, 32) == 0)) {
+		db_key = key;
+		db_note_put();
+		db_key = NULL;
+	}
 	pthread_mutex_unlock(&db_lock);
 	if (key == NULL) {
 		if (have != 0)
@@ -360,11 +699,30 @@ db_sign_start(struct sign_key *key, const char *endorsement, char *err,
 		sign_key_free(key);
 		return -1;
 	}
+	sign_key_public(key, pub);
+	dbhash_hex(pub, 32, 0, hex);
+	/*
+	 * Issue 18, case 12: a rotation retires the old key for every row
+	 * after it.  A retired key that signed again would be one that
+	 * whoever kept its private half could use too.
+	 */
+	if (have == 1 && memcmp(pub, prev, 32) != 0 &&
+	    (rseq = db_key_retired(pub)) != 0) {
+		if (rseq > 0)
+			snprintf(err, len, "the signing key %s was retired by "
+			    "a rotation (its last key row is row %ld, and a "
+			    "newer key followed it): it cannot sign this "
+			    "station's rows again; give the daemon the current "
+			    "key, or a new one (cardlicctl keygen --rotate)",
+			    hex, rseq);
+		else
+			snprintf(err, len, "the key rows cannot be read");
+		sign_key_free(key);
+		return -1;
+	}
 	pthread_mutex_lock(&db_lock);
 	db_key = key;
 	pthread_mutex_unlock(&db_lock);
-	sign_key_public(key, pub);
-	dbhash_hex(pub, 32, 0, hex);
 	if (have == 1 && memcmp(pub, prev, 32) == 0)
 		return 0;
 	snprintf(reason, sizeof(reason), "ed25519 %s", hex);
@@ -418,29 +776,22 @@ db_chain_head(char out[65])
 }
 
 /*
- * The chain's newest row, for a checkpoint: its seq (0 when there is
- * none) and its hash.  Under db's lock, so that no append is half done;
- * the lock may be held through an append's fsync: not for the loop.
+ * The newest row this daemon wrote (or checked at start-up), for a
+ * checkpoint: its seq (0 when there is none) and its hash.  Never the
+ * file's last row as such: a checkpoint signs only the daemon's own
+ * chain, and none is signed once the file turned out to hold rows of
+ * someone else's (invariant 11).  -1 then.
  */
 int
 db_head_row(long *seq, uint8_t hash[32])
 {
-	sqlite3_stmt *st;
 	int rc = -1;
 
-	*seq = 0;
-	memset(hash, 0, 32);
 	pthread_mutex_lock(&db_lock);
-	if (db != NULL && sqlite3_prepare_v2(db, "SELECT seq, hash FROM audit "
-	    "ORDER BY seq DESC LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*seq = (long)sqlite3_column_int64(st, 0);
-			if (sqlite3_column_bytes(st, 1) == 32)
-				memcpy(hash, sqlite3_column_blob(st, 1), 32);
-		}
-		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
+	if (db != NULL && db_refuse[0] == '\0') {
+		*seq = db_last;
+		memcpy(hash, db_head, 32);
+		rc = 0;
 	}
 	pthread_mutex_unlock(&db_lock);
 	return rc;
@@ -475,6 +826,227 @@ static const char db_sql_last[] = "SELECT seq, hash FROM audit ORDER BY seq "
     "DESC LIMIT 1";
 static const char db_sql_insert[] = AUDITROW_INSERT;
 
+/* From now on nothing is appended: why, for every caller and the log. */
+static void
+db_refuse_set(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (db_refuse[0] != '\0')
+		return;
+	va_start(ap, fmt);
+	vsnprintf(db_refuse, sizeof(db_refuse), fmt, ap);
+	va_end(ap);
+	log_alert("audit database: %s; issuance stops, and nothing more is "
+	    "recorded or signed until it is checked (cardlicctl verify --key) "
+	    "and cardlicd restarted", db_refuse);
+}
+
+/* Why nothing may be appended (the line pauses), or NULL. */
+const char *
+db_refusing(void)
+{
+	const char *why;
+
+	pthread_mutex_lock(&db_lock);
+	why = db_refuse[0] != '\0' ? db_refuse : NULL;
+	pthread_mutex_unlock(&db_lock);
+	return why;
+}
+
+/*
+ * Inside the write transaction: the file's last row is the one this
+ * daemon wrote last (db_last, db_head).  0, or -1 with msg (and the
+ * daemon refuses from then on).
+ */
+static int
+db_last_is_ours(char *msg, size_t len)
+{
+	sqlite3_stmt *st;
+	long seq = 0;
+	int same = 0, rc;
+
+	if ((st = db_prep(db_sql_last)) == NULL) {
+		snprintf(msg, len, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		seq = (long)sqlite3_column_int64(st, 0);
+		same = sqlite3_column_bytes(st, 1) == 32 &&
+		    memcmp(sqlite3_column_blob(st, 1), db_head, 32) == 0;
+	} else
+		same = rc == SQLITE_DONE;
+	db_unprep(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		snprintf(msg, len, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (seq == db_last && same)
+		return 0;
+	if (seq == db_last)
+		db_refuse_set("row %ld is not the row this daemon wrote there "
+		    "(its hash changed)", seq);
+	else if (seq > db_last)
+		db_refuse_set("the file ends with row %ld, after row %ld that "
+		    "this daemon wrote last: rows were appended by someone "
+		    "else", seq, db_last);
+	else
+		db_refuse_set("the file ends with row %ld, before row %ld that "
+		    "this daemon wrote last: rows were removed", seq,
+		    db_last);
+	snprintf(msg, len, "%s", db_refuse);
+	return -1;
+}
+
+/* The key row at or before seq of this station: 1 with pub, 0, -1. */
+static int
+db_key_at(long seq, uint8_t pub[32], long *kseq)
+{
+	sqlite3_stmt *st;
+	const char *r;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT seq, reason FROM audit WHERE "
+	    "station = ?1 AND state = 'key' AND seq <= ?2 ORDER BY seq DESC "
+	    "LIMIT 1", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, seq);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*kseq = (long)sqlite3_column_int64(st, 0);
+		r = (const char *)sqlite3_column_text(st, 1);
+		rc = r != NULL && strncmp(r, "ed25519 ", 8) == 0 &&
+		    strspn(r + 8, "0123456789abcdef") >= 64 &&
+		    dbhash_unhex(r + 8, 64, pub, 32) == 0 ? 1 : -1;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * Before a card is touched: the file still ends with the row this daemon
+ * wrote last (a read, no transaction).  0, or -1: it refuses from now on
+ * (db_refusing says why).
+ */
+int
+db_tail_ok(void)
+{
+	char msg[700];
+	int rc = -1;
+
+	pthread_mutex_lock(&db_lock);
+	if (db != NULL && db_refuse[0] == '\0')
+		rc = db_last_is_ours(msg, sizeof(msg));
+	pthread_mutex_unlock(&db_lock);
+	return rc;
+}
+
+/*
+ * The note (issue 18, cases 3 and 10): after every commit, the row this
+ * daemon wrote last, in DB.note beside the database, signed with the
+ * station's key when it has one, so that at the next start a file that
+ * lost rows (a -wal removed after a crash, an older copy put back) is
+ * noticed rather than written on, and so are rows someone else appended.
+ * One pwrite of a fixed-size line, with no fsync: a crash of the daemon
+ * keeps it (the kernel holds it), and a power cut can only leave it
+ * behind the database, which the start-up check accepts (it checks the
+ * rows after it), never ahead.  Its SHA-256 tells a torn one.
+ */
+#define DB_NOTE_LEN	512
+#define DB_NOTE_MAGIC	"cardlicd-note v1 "
+
+static void
+db_note_put(void)
+{
+	char line[DB_NOTE_LEN], head[65], hex[129];
+	uint8_t h[32], sig[64];
+	int n;
+
+	if (db_note_fd < 0)
+		return;
+	dbhash_hex(db_head, 32, 0, head);
+	n = snprintf(line, sizeof(line), DB_NOTE_MAGIC "station=%s seq=%ld "
+	    "head=%s", db_station, db_last, head);
+	if (db_key != NULL && sign_bytes(db_key, SIGN_DOMAIN_NOTE,
+	    (const uint8_t *)line, (size_t)n, sig) == 0) {
+		dbhash_hex(sig, 64, 0, hex);
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " sig=%s",
+		    hex);
+	}
+	dbhash_sha256(line, (size_t)n, h);
+	dbhash_hex(h, 32, 0, hex);
+	n += snprintf(line + n, sizeof(line) - (size_t)n, " sum=%.16s", hex);
+	memset(line + n, ' ', sizeof(line) - (size_t)n);
+	line[sizeof(line) - 1] = '\n';
+	if (pwrite(db_note_fd, line, sizeof(line), 0) != (ssize_t)sizeof(line))
+		log_warnx("%s: %s; the next start cannot tell whether rows "
+		    "were lost", db_note_path, strerror(errno));
+}
+
+/*
+ * The note as the last run left it: 1 with its seq and head, 0 when there
+ * is none, -1 (why) when it is there but is not this station's, is torn,
+ * or (need_sig) is not signed by the key that the station's rows say was
+ * active at its row (a station with no key row writes unsigned notes).
+ */
+static int
+db_note_get(long *seq, uint8_t head[32], int need_sig, char *why,
+    size_t len)
+{
+	char line[DB_NOTE_LEN + 1], want[128], hex[65], *p, *end, *sg;
+	uint8_t h[32], pub[32], sig[64];
+	long kseq = 0;
+	ssize_t n;
+	int keyed;
+
+	n = pread(db_note_fd, line, DB_NOTE_LEN, 0);
+	if (n <= 0)
+		return 0;
+	line[n] = '\0';
+	snprintf(want, sizeof(want), DB_NOTE_MAGIC "station=%s seq=",
+	    db_station);
+	if ((p = strstr(line, " sum=")) == NULL || strlen(p) < 5 + 16 ||
+	    strncmp(line, DB_NOTE_MAGIC, sizeof(DB_NOTE_MAGIC) - 1) != 0) {
+		snprintf(why, len, "%s is not a note that cardlicd wrote",
+		    db_note_path);
+		return -1;
+	}
+	dbhash_sha256(line, (size_t)(p - line), h);
+	dbhash_hex(h, 32, 0, hex);
+	if (strncmp(p + 5, hex, 16) != 0) {
+		snprintf(why, len, "%s is torn or was edited (its sum does not "
+		    "hold)", db_note_path);
+		return -1;
+	}
+	*p = '\0';
+	if (strncmp(line, want, strlen(want)) != 0) {
+		snprintf(why, len, "%s is the note of another station, not %s",
+		    db_note_path, db_station);
+		return -1;
+	}
+	*seq = strtol(line + strlen(want), &end, 10);
+	if (strncmp(end, " head=", 6) != 0 || *seq < 0 ||
+	    dbhash_unhex(end + 6, 64, head, 32) != 0) {
+		snprintf(why, len, "%s cannot be read", db_note_path);
+		return -1;
+	}
+	sg = strstr(end, " sig=");
+	if ((keyed = db_key_at(*seq, pub, &kseq)) < 0) {
+		snprintf(why, len, "the key row %ld cannot be read", kseq);
+		return -1;
+	}
+	if (keyed && need_sig && (sg == NULL ||
+	    dbhash_unhex(sg + 5, 128, sig, 64) != 0 ||
+	    !sign_check(pub, SIGN_DOMAIN_NOTE, (const uint8_t *)line,
+	    (size_t)(sg - line), sig))) {
+		snprintf(why, len, "%s is not signed by the station's key (row "
+		    "%ld): someone else wrote it", db_note_path, kseq);
+		return -1;
+	}
+	return 1;
+}
+
 /* One row, inside the write transaction, chained to the last one. */
 static int
 db_insert(const struct db_row *r, long *seq, char *msg, size_t mlen)
@@ -486,22 +1058,14 @@ db_insert(const struct db_row *r, long *seq, char *msg, size_t mlen)
 	int i, bad, rc, signed_ok = 0;
 
 	/*
-	 * The previous row is read inside the write transaction, so that a
-	 * row appended by anyone else (cardlicctl merge into a copy, a second
-	 * daemon by mistake) cannot fork the chain.
+	 * Invariant 11: the file's last row, read inside the write
+	 * transaction, must be the one this daemon wrote last.  Chaining to
+	 * whatever ends the file, and signing that, would vouch for a row
+	 * appended by someone else (issue 18, case 3).
 	 */
-	*seq = 1;
-	memset(db_head, 0, sizeof(db_head));
-	if ((st = db_prep(db_sql_last)) != NULL) {
-		if (sqlite3_step(st) == SQLITE_ROW) {
-			*seq = (long)sqlite3_column_int64(st, 0) + 1;
-			if (sqlite3_column_bytes(st, 1) == 32)
-				memcpy(db_head, sqlite3_column_blob(st, 1),
-				    32);
-		}
-		db_unprep(st);
-		st = NULL;
-	}
+	if (db_last_is_ours(msg, mlen) != 0)
+		return SQLITE_MISUSE;
+	*seq = db_last + 1;
 	date_utc_now(utc);
 	/* By name: the columns' order is auditrow.h's alone. */
 	memset(v, 0, sizeof(v));
@@ -579,24 +1143,40 @@ db_insert(const struct db_row *r, long *seq, char *msg, size_t mlen)
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
 	if (rc != SQLITE_OK && bad == AUDITROW_HASHED)
 		snprintf(msg, mlen, "%s", sqlite3_errmsg(db));
+	/*
+	 * Exactly one row, ours: a trigger that is not cardlicd's may drop
+	 * it silently (RAISE(IGNORE)) and the statement still succeeds
+	 * (issue 18, case 5).
+	 */
+	if (rc == SQLITE_OK && (sqlite3_changes(db) != 1 ||
+	    sqlite3_last_insert_rowid(db) != *seq)) {
+		db_refuse_set("the insert of row %ld added %d rows: the "
+		    "database has a trigger that is not cardlicd's", *seq,
+		    sqlite3_changes(db));
+		snprintf(msg, mlen, "%s", db_refuse);
+		rc = SQLITE_MISUSE;
+	}
 	if (st != NULL)
 		db_unprep(st);
-	if (rc == SQLITE_OK)
+	if (rc == SQLITE_OK) {
 		memcpy(db_head, hash, 32);
+		db_last = *seq;
+	}
 	return rc;
 }
 
 /*
  * Append rows, in one transaction, and make them durable.  Returns the
  * last one's seq, or -1 with err set: the caller must then act as if
- * nothing was recorded.
+ * nothing was recorded.  With check: see db_append_if.
  */
-long
-db_append_rows(const struct db_row *rows, int n, char *err, size_t len)
+static long
+db_append_checked(const struct db_row *rows, int n,
+    int (*check)(void *, char *, size_t), void *arg, char *err, size_t len)
 {
-	char msg[512];
+	char msg[700];
 	uint8_t head[32];
-	long seq = -1;
+	long seq = -1, last;
 	int i, rc = SQLITE_OK;
 
 	pthread_mutex_lock(&db_lock);
@@ -604,11 +1184,18 @@ db_append_rows(const struct db_row *rows, int n, char *err, size_t len)
 		snprintf(err, len, "the audit database is not open");
 		goto out;
 	}
+	if (db_refuse[0] != '\0') {
+		snprintf(err, len, "nothing is recorded: %s", db_refuse);
+		goto out;
+	}
 	if (db_run(db_sql_begin, msg, sizeof(msg)) != 0) {
 		snprintf(err, len, "audit database: %s", msg);
 		goto out;
 	}
 	memcpy(head, db_head, sizeof(head));
+	last = db_last;
+	if (check != NULL && check(arg, msg, sizeof(msg)) != 0)
+		rc = SQLITE_CONSTRAINT;
 	for (i = 0; i < n && rc == SQLITE_OK; i++)
 		rc = db_insert(&rows[i], &seq, msg, sizeof(msg));
 	if (rc == SQLITE_OK)
@@ -619,12 +1206,37 @@ db_append_rows(const struct db_row *rows, int n, char *err, size_t len)
 
 		db_exec("ROLLBACK", ignore, sizeof(ignore));
 		memcpy(db_head, head, sizeof(head));
-		snprintf(err, len, "audit database: %s", msg);
-		seq = -1;
-	}
+		db_last = last;
+		if (rc == SQLITE_CONSTRAINT)
+			snprintf(err, len, "%s", msg);
+		else
+			snprintf(err, len, "audit database: %s", msg);
+		seq = rc == SQLITE_CONSTRAINT ? 0 : -1;
+	} else
+		db_note_put();
 out:
 	pthread_mutex_unlock(&db_lock);
 	return seq;
+}
+
+/*
+ * Append rows if check (run inside the write transaction, under its lock,
+ * before the rows) says so: the test and the append are one step, so
+ * that two requests cannot both pass it (issue 18, case 9).  The last
+ * row's seq; 0 with check's reason in err when it refused; -1 with err
+ * when the database did.
+ */
+long
+db_append_if(const struct db_row *rows, int n,
+    int (*check)(void *, char *, size_t), void *arg, char *err, size_t len)
+{
+	return db_append_checked(rows, n, check, arg, err, len);
+}
+
+long
+db_append_rows(const struct db_row *rows, int n, char *err, size_t len)
+{
+	return db_append_checked(rows, n, NULL, NULL, err, len);
 }
 
 long
@@ -763,66 +1375,6 @@ db_find_doubt(const uint8_t *model, const uint8_t *serial)
 	    "'resolved' AND r.license_seq = d.seq)", model, serial);
 }
 
-static int
-db_recover_spill(long job, const struct spill_license *l)
-{
-	struct db_row r;
-	char err[512], reason[300];
-
-	/* Already committed before the crash: only the file was left. */
-	pthread_mutex_lock(&db_lock);
-	{
-		sqlite3_stmt *st;
-		int found = 0;
-
-		if (sqlite3_prepare_v2(db, "SELECT 1 FROM audit WHERE station ="
-		    " ?1 AND job = ?2 AND state = 'generated'", -1, &st,
-		    NULL) == SQLITE_OK) {
-			sqlite3_bind_text(st, 1, db_station, -1,
-			    SQLITE_STATIC);
-			sqlite3_bind_int64(st, 2, job);
-			found = sqlite3_step(st) == SQLITE_ROW;
-			sqlite3_finalize(st);
-		}
-		pthread_mutex_unlock(&db_lock);
-		if (found)
-			return 0;
-	}
-	memset(&r, 0, sizeof(r));
-	snprintf(reason, sizeof(reason), "generated by the batch card in %s; "
-	    "recorded after a restart from the spill file", l->batch_reader);
-	r.reader = l->reader;
-	r.job = job;
-	r.state = "generated";
-	r.reason = reason;
-	r.model = l->model;
-	r.serial = l->serial;
-	r.start_date = l->start;
-	r.end_date = l->end;
-	r.license = l->license;
-	r.batch_reader = l->batch_reader;
-	r.batch_atr = l->batch_atr;
-	r.batch_count = db_batch_count(l->batch_reader, l->batch_atr) + 1;
-	r.sw = l->sw;
-	if (db_append(&r, err, sizeof(err)) < 0) {
-		log_alert("job %ld: cannot record the license of the spill "
-		    "file: %s", job, err);
-		return -1;
-	}
-	return 0;
-}
-
-/* What a follow-up row (in doubt, resolved) copies of the row it follows. */
-struct db_card {
-	long		job;
-	char		reader[READER_MAX];
-	uint8_t		model[FIELD_LEN];
-	uint8_t		serial[FIELD_LEN];
-	char		start[DATE_LEN + 1];
-	char		batch_reader[READER_MAX];
-	char		batch_atr[2 * ATR_MAX + 1];
-};
-
 static void
 db_text_col(sqlite3_stmt *st, int i, char *out, size_t len)
 {
@@ -849,7 +1401,8 @@ db_card_read(sqlite3_stmt *st, struct db_card *c)
 	db_text_col(st, 6, c->batch_atr, sizeof(c->batch_atr));
 }
 
-static void
+/* A follow-up row of c's: the job, the reader, the card, the batch card. */
+void
 db_card_row(const struct db_card *c, struct db_row *r, const char *state,
     const char *reason)
 {
@@ -870,7 +1423,7 @@ db_card_row(const struct db_card *c, struct db_row *r, const char *state,
  * The oldest `requested` row that the daemon outlived with no outcome:
  * 1 with c and its seq filled, 0 when there is none, -1 on error.
  */
-static int
+int
 db_next_unanswered(struct db_card *c, long *seq, char *err, size_t len)
 {
 	static const char sql[] = "SELECT r.job, r.reader, r.model, r.serial,"
@@ -900,43 +1453,117 @@ db_next_unanswered(struct db_card *c, long *seq, char *err, size_t len)
 }
 
 /*
- * At start-up, before any card: licenses left in spill files become their
- * `generated` rows, and every `requested` row that the daemon outlived
- * with no outcome becomes an in-doubt record.  -1 when the database
- * refuses: the daemon must not start, as it could not record anything.
+ * What the rows say of one job of this station, for recovery: its
+ * `requested` row (seq, card, start date), whether any row of the job
+ * came after it, its `generated` row and license if one is in, and the
+ * public key that was the station's at its request (keyed 0: none).
+ * 0, or -1 on a database error.  Only from a db_append_if check, which
+ * runs under db's lock inside the write transaction: what it reads is
+ * what the append then follows.
  */
 int
-db_recover(char *err, size_t len)
+db_job_in_tx(long job, struct db_job *out)
 {
-	struct db_card c;
-	struct db_row r;
-	char reason[300], e[512];
-	long rseq;
-	int n = 0, rc, left;
+	sqlite3_stmt *st;
+	const char *state;
+	int rc;
 
-	if ((left = spill_recover(db_recover_spill)) != 0) {
-		snprintf(err, len, "%d license(s) left in spill files next to "
-		    "the database could not be recorded; they stay there",
-		    left < 0 ? 0 : left);
+	memset(out, 0, sizeof(*out));
+	if (sqlite3_prepare_v2(db, "SELECT seq, state, model, serial, "
+	    "start_date, license FROM audit WHERE station = ?1 AND job = ?2 "
+	    "ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, job);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		state = (const char *)sqlite3_column_text(st, 1);
+		if (state != NULL && strcmp(state, "requested") == 0 &&
+		    out->requested == 0) {
+			out->requested = (long)sqlite3_column_int64(st, 0);
+			if (sqlite3_column_bytes(st, 2) == FIELD_LEN)
+				memcpy(out->model, sqlite3_column_blob(st, 2),
+				    FIELD_LEN);
+			if (sqlite3_column_bytes(st, 3) == FIELD_LEN)
+				memcpy(out->serial, sqlite3_column_blob(st, 3),
+				    FIELD_LEN);
+			db_text_col(st, 4, out->start, sizeof(out->start));
+			continue;
+		}
+		if (out->requested != 0 && out->after == 0)
+			out->after = (long)sqlite3_column_int64(st, 0);
+		if (state != NULL && strcmp(state, "generated") == 0 &&
+		    out->generated == 0) {
+			out->generated = (long)sqlite3_column_int64(st, 0);
+			if (sqlite3_column_bytes(st, 5) == LICENSE_LEN) {
+				memcpy(out->license, sqlite3_column_blob(st, 5),
+				    LICENSE_LEN);
+				out->has_license = 1;
+			}
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return -1;
+	if (out->requested != 0 && (out->keyed = db_key_at(out->requested,
+	    out->key, &out->key_seq)) < 0)
+		return -1;
+	return 0;
+}
+
+/* An admin's decision, checked and built inside its transaction. */
+struct db_decision {
+	long		seq;
+	int		spent;
+	const char	*why;
+	struct db_card	c;
+	char		reason[600];
+	struct db_row	*r;
+};
+
+/*
+ * The in-doubt row is this station's and nobody has decided on it yet:
+ * read inside the write transaction, so that two decisions sent at once
+ * cannot both pass (issue 18, case 9).
+ */
+static int
+db_decision_check(void *arg, char *err, size_t len)
+{
+	static const char sql[] = "SELECT d.job, d.reader, d.model, d.serial,"
+	    " d.start_date, d.batch_reader, d.batch_atr, EXISTS (SELECT 1"
+	    " FROM audit r WHERE r.station = d.station AND r.state ="
+	    " 'resolved' AND r.license_seq = d.seq) FROM audit d WHERE"
+	    " d.seq = ?1 AND d.state = 'in-doubt' AND d.station = ?2";
+	struct db_decision *dd = arg;
+	sqlite3_stmt *st;
+	int found = 0, done = 0;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, len, "audit database: %s", sqlite3_errmsg(db));
 		return -1;
 	}
-	while ((rc = db_next_unanswered(&c, &rseq, err, len)) == 1) {
-		snprintf(reason, sizeof(reason), "the daemon stopped after "
-		    "asking for a license (row %ld) and before its outcome: a "
-		    "credit may have been spent; decide with cardlicctl "
-		    "resolve", rseq);
-		db_card_row(&c, &r, "in-doubt", reason);
-		if (db_append(&r, e, sizeof(e)) < 0) {
-			snprintf(err, len, "cannot record a credit in doubt: "
-			    "%s", e);
-			return -1;
-		}
-		log_alert("%s: job %ld: a credit may have been spent before "
-		    "the daemon stopped; recorded as in doubt", c.reader,
-		    c.job);
-		n++;
+	sqlite3_bind_int64(st, 1, dd->seq);
+	sqlite3_bind_text(st, 2, db_station, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		db_card_read(st, &dd->c);
+		done = sqlite3_column_int(st, 7);
+		found = 1;
 	}
-	return rc < 0 ? -1 : n;
+	sqlite3_finalize(st);
+	if (!found) {
+		snprintf(err, len, "row %ld is not a credit in doubt of station "
+		    "%s", dd->seq, db_station);
+		return -1;
+	}
+	if (done) {
+		snprintf(err, len, "row %ld was already resolved", dd->seq);
+		return -1;
+	}
+	snprintf(dd->reason, sizeof(dd->reason), "%s: %s", dd->spent ?
+	    "spent" : "not spent", dd->why);
+	db_card_row(&dd->c, dd->r, "resolved", dd->reason);
+	dd->r->start_date = NULL;
+	dd->r->license_seq = dd->seq;
+	return 0;
 }
 
 /*
@@ -946,41 +1573,50 @@ db_recover(char *err, size_t len)
 long
 db_resolve(long seq, int spent, const char *why, char *err, size_t len)
 {
-	static const char sql[] = "SELECT d.job, d.reader, d.model, d.serial,"
-	    " d.start_date, d.batch_reader, d.batch_atr, EXISTS (SELECT 1"
-	    " FROM audit r WHERE r.state = 'resolved' AND r.license_seq ="
-	    " d.seq) FROM audit d WHERE d.seq = ?1 AND d.state = 'in-doubt'";
-	struct db_card c;
+	struct db_decision dd;
 	struct db_row r;
-	sqlite3_stmt *st;
-	char reason[600];
-	int found = 0, done = 0;
+	long n;
 
-	pthread_mutex_lock(&db_lock);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, seq);
-		if (sqlite3_step(st) == SQLITE_ROW) {
-			db_card_read(st, &c);
-			done = sqlite3_column_int(st, 7);
-			found = 1;
-		}
-		sqlite3_finalize(st);
-	}
-	pthread_mutex_unlock(&db_lock);
-	if (!found) {
-		snprintf(err, len, "row %ld is not a credit in doubt", seq);
+	memset(&dd, 0, sizeof(dd));
+	memset(&r, 0, sizeof(r));
+	dd.seq = seq;
+	dd.spent = spent;
+	dd.why = why;
+	dd.r = &r;
+	n = db_append_if(&r, 1, db_decision_check, &dd, err, len);
+	return n > 0 ? n : -1;
+}
+
+/*
+ * No license of this station is being made right now: the count read may
+ * or may not include it.  Inside the count's transaction.
+ */
+static int
+db_count_check(void *arg, char *err, size_t len)
+{
+	static const char busy[] = "SELECT r.job, r.seq FROM audit r WHERE"
+	    " r.state = 'requested' AND r.station = ?1 AND NOT EXISTS"
+	    " (SELECT 1 FROM audit x WHERE x.station = r.station AND"
+	    " x.job = r.job AND x.seq > r.seq) ORDER BY r.seq LIMIT 1";
+	sqlite3_stmt *st;
+	int rc;
+
+	(void)arg;
+	if (sqlite3_prepare_v2(db, busy, -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, len, "audit database: cannot read it");
 		return -1;
 	}
-	if (done) {
-		snprintf(err, len, "row %ld was already resolved", seq);
-		return -1;
-	}
-	snprintf(reason, sizeof(reason), "%s: %s", spent ? "spent" :
-	    "not spent", why);
-	db_card_row(&c, &r, "resolved", reason);
-	r.start_date = NULL;
-	r.license_seq = seq;
-	return db_append(&r, err, len);
+	sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		snprintf(err, len, "a license is being made right now (job "
+		    "%lld, row %lld): the count read may or may not include "
+		    "it; type the count again once that card is done",
+		    (long long)sqlite3_column_int64(st, 0),
+		    (long long)sqlite3_column_int64(st, 1));
+	else if (rc != SQLITE_DONE)
+		snprintf(err, len, "audit database: cannot read it");
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /*
@@ -996,36 +1632,9 @@ long
 db_count(const char *reader, const char *atr, long n, const char *why,
     char *err, size_t len)
 {
-	static const char busy[] = "SELECT r.job, r.seq FROM audit r WHERE"
-	    " r.state = 'requested' AND r.station = ?1 AND NOT EXISTS"
-	    " (SELECT 1 FROM audit x WHERE x.station = r.station AND"
-	    " x.job = r.job AND x.seq > r.seq) ORDER BY r.seq LIMIT 1";
 	struct db_row r;
-	sqlite3_stmt *st;
-	long job = 0, seq = 0;
-	int rc = SQLITE_ERROR;
+	long seq;
 
-	pthread_mutex_lock(&db_lock);
-	if (db != NULL && sqlite3_prepare_v2(db, busy, -1, &st, NULL) ==
-	    SQLITE_OK) {
-		sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
-		if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			job = (long)sqlite3_column_int64(st, 0);
-			seq = (long)sqlite3_column_int64(st, 1);
-		}
-		sqlite3_finalize(st);
-	}
-	pthread_mutex_unlock(&db_lock);
-	if (rc == SQLITE_ROW) {
-		snprintf(err, len, "a license is being made right now (job %ld,"
-		    " row %ld): the count read may or may not include it; type "
-		    "the count again once that card is done", job, seq);
-		return -1;
-	}
-	if (rc != SQLITE_DONE) {
-		snprintf(err, len, "audit database: cannot read it");
-		return -1;
-	}
 	memset(&r, 0, sizeof(r));
 	r.reader = reader;
 	r.job = 0;	/* no card insertion */
@@ -1034,7 +1643,8 @@ db_count(const char *reader, const char *atr, long n, const char *why,
 	r.batch_reader = reader;
 	r.batch_atr = atr;
 	r.batch_count = n;
-	return db_append(&r, err, len);
+	seq = db_append_if(&r, 1, db_count_check, NULL, err, len);
+	return seq > 0 ? seq : -1;
 }
 
 /*

@@ -228,6 +228,8 @@ issue_end_session(struct job *j)
 	j->logged_in = j->has_session = 0;
 }
 
+static int	issue_card_check(struct job *, const char *, int);
+
 /*
  * Invariant 10: the card in the reader is still the one this job is for.
  * Two witnesses: the watcher's number of the reader's card (a card pulled
@@ -241,6 +243,24 @@ issue_end_session(struct job *j)
  */
 static int
 issue_still_here(struct job *j, const char *when)
+{
+	return issue_card_check(j, when, 0);
+}
+
+/*
+ * After the read-back: what was read through the card's session is the
+ * card's, even when it has left since (an operator takes the card as
+ * soon as it is done); only another card, seen in its place, says that
+ * the session may have read that one.
+ */
+static int
+issue_not_replaced(struct job *j, const char *when)
+{
+	return issue_card_check(j, when, 1);
+}
+
+static int
+issue_card_check(struct job *j, const char *when, int gone_ok)
 {
 	struct token t;
 	char now[4 * FIELD_LEN + 1], reason[600];
@@ -256,6 +276,10 @@ issue_still_here(struct job *j, const char *when)
 		j->tok.flags = t.flags;
 		return 0;
 	}
+	if (gone_ok && (card == 0 || card == j->c.insertion) && (rv != CKR_OK ||
+	    (memcmp(t.model, j->tok.model, FIELD_LEN) == 0 &&
+	    memcmp(t.serial, j->tok.serial, FIELD_LEN) == 0)))
+		return 0;
 	kept = j->res.credit_used ? "; its license stays pending for it and "
 	    "is loaded when it comes back" : "";
 	if (rv == CKR_OK && memcmp(t.model, j->tok.model, FIELD_LEN) == 0 &&
@@ -625,7 +649,7 @@ issue_load(struct job *j, const struct db_pending *lic)
 	 * nothing of the license (the `loaded` row is still recorded: the
 	 * load was the card's).
 	 */
-	if (issue_still_here(j, "before its license was read back") != 0)
+	if (issue_not_replaced(j, "before its license was read back") != 0)
 		return;
 	issue_row_init(j, &r, "verified");
 	r.license_seq = lic->license_seq;
@@ -943,7 +967,22 @@ issue_issue(struct job *j)
 {
 	struct db_pending lic;
 	uint8_t st[STATUS_LEN];
+	char reason[800];
+	const char *db;
 
+	/*
+	 * Invariant 11: nothing is done that could not be recorded, nor on
+	 * top of a row that this daemon did not write.
+	 */
+	if ((db = db_refusing()) != NULL || (db_tail_ok() != 0 &&
+	    (db = db_refusing()) != NULL)) {
+		snprintf(reason, sizeof(reason), "issuance is stopped: the "
+		    "audit database is not as this daemon left it (%s); card "
+		    "not touched", db);
+		j->paused = 1;
+		issue_report(j, OUTCOME_PAUSED, reason);
+		return;
+	}
 	j->id = db_next_job();
 	if (issue_read_status(j, st) != 0 || issue_needs_none(j, st) ||
 	    issue_may_log_in(j) != 0 || issue_log_in(j) != 0 ||

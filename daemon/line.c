@@ -74,6 +74,15 @@ static int	line_tz_pending;
 static const char *
 line_pause_reason(void)
 {
+	static char why[700];
+	const char *db = db_refusing();
+
+	if (db != NULL) {
+		snprintf(why, sizeof(why), "the audit database is not as this "
+		    "daemon left it: %s; check it (cardlicctl verify --key) "
+		    "and restart", db);
+		return why;
+	}
 	if (line_refused_unsure)
 		return "a stop cut short the PIN's first try; insert that card "
 		    "again, or check the PIN and reload";

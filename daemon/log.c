@@ -114,6 +114,22 @@ fatalx(const char *fmt, ...)
 }
 
 /*
+ * A start-up refusal that only the admin can settle (the database is not
+ * as the station left it): exit status 2, which the unit does not
+ * restart (RestartPreventExitStatus=2), as for a mistake in the file.
+ */
+void
+fatal_admin(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_v(LOG_ERR, fmt, ap);
+	va_end(ap);
+	exit(2);
+}
+
+/*
  * One MESSAGE_ID per outcome, fixed for ever (journalctl --new-id128), so
  * that monitoring can match on them and "journalctl -x" shows what the
  * catalog (systemd/cardlicd.catalog) says about each.  A new outcome

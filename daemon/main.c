@@ -26,6 +26,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "cardlicd.h"
+#include "sign.h"
 
 #define MAIN_EVENTS	6	/* job, watch, HUP, TERM, INT, watchdog */
 
@@ -94,6 +95,17 @@ main_on_hup(evutil_socket_t sig, short what, void *arg)
 	    sizeof(err))) == NULL) {
 		log_warnx("reload refused, the running configuration stays: "
 		    "%s", err);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	/* Issue 18, case 7: the rows, status and recovery keep one id. */
+	if (strcmp(c->station, line_current()->station) != 0) {
+		log_warnx("reload refused, the running configuration stays: "
+		    "%s: id = %s, but this daemon's rows are station %s's: a "
+		    "station's id cannot change in its database", conf_at(c,
+		    c->station_line, err, sizeof(err)), c->station,
+		    line_current()->station);
+		conf_unref(c);
 		sd_notify(0, "READY=1");
 		return;
 	}
@@ -211,6 +223,27 @@ main_pipe(int p[2])
 }
 
 /*
+ * The station's id names every row of its database and cannot change
+ * there (db_open refuses it): -n says so before a start or a reload
+ * meets it.  1 when it would be refused.
+ */
+static int
+main_check_station(const struct conf *c)
+{
+	char was[300], at[4200];
+
+	if (db_station_of(c->database, was, sizeof(was)) != 1 ||
+	    strcmp(was, c->station) == 0)
+		return 0;
+	fprintf(stderr, "cardlicd: %s: id = %s, but %s holds the rows of "
+	    "station %s: a station's id cannot change in its database; set "
+	    "id = %s again, or give station %s a database of its own\n",
+	    conf_at(c, c->station_line, at, sizeof(at)), c->station,
+	    c->database, was, was, c->station);
+	return 1;
+}
+
+/*
  * cardlicd -n: the file as read, then what the unit will meet (as root:
  * before the module, whose threads must not see a fork), then the module
  * and its slots.  Every problem is shown; 2 if there was one.
@@ -229,6 +262,7 @@ main_check(struct conf *c, int allow_root)
 		fprintf(stderr, "cardlicd: %s\n", err);
 		bad++;
 	}
+	bad += main_check_station(c);
 	conf_unref(c);
 	return bad > 0 ? 2 : 0;
 }
@@ -241,22 +275,37 @@ main_check(struct conf *c, int allow_root)
 static void
 main_start(struct conf *c, int allow_root)
 {
-	char err[1024];
+	char err[6000];
+	uint8_t cp_head[32], pub[32];
+	long cp_seq;
 
 	main_drop_privileges(c, allow_root);
 	line_apply_tz(c);
 	signal(SIGPIPE, SIG_IGN);
 	if (db_open(c->database, c->station, err, sizeof(err)) != 0)
-		fatalx("%s", err);
+		fatal_admin("%s", err);
+	/*
+	 * Invariant 11: the file must end where this station left it, and
+	 * the rows after its note and its last checkpoint must be its own,
+	 * before anything is written on top of them.
+	 */
+	checkpoint_load(c, &cp_seq, cp_head);
+	if (c->key != NULL)
+		sign_key_public(c->key, pub);
+	if (db_check_start(c->key != NULL ? pub : NULL, cp_seq, cp_head, err,
+	    sizeof(err)) != 0)
+		fatal_admin("%s: %s; nothing is issued from it", c->database,
+		    err);
 	/*
 	 * The key row comes before any other row the key signs.  db takes
 	 * the key: nothing else has seen this configuration yet.
 	 */
 	if (db_sign_start(c->key, c->key_endorsement, err, sizeof(err)) < 0)
-		fatalx("%s: %s", c->database, err);
+		fatal_admin("%s: %s", c->database, err);
 	c->key = NULL;
 	/* Before any card: what a crash left behind is recorded first. */
-	if (db_recover(err, sizeof(err)) < 0)
+	spill_init(c->database, c->station, db_signing_key());
+	if (recover_run(err, sizeof(err)) < 0)
 		fatalx("%s: %s", c->database, err);
 	main_pipe(main_job_pipe);
 	main_pipe(main_watch_pipe);

@@ -16,6 +16,8 @@
 #define SIGN_DOMAIN_ROW		"cardlicd-row-v1"
 #define SIGN_DOMAIN_KEY		"cardlicd-key-v1"
 #define SIGN_DOMAIN_CHECKPOINT	"cardlicd-checkpoint-v1"
+#define SIGN_DOMAIN_NOTE	"cardlicd-note-v1"
+#define SIGN_DOMAIN_SPILL	"cardlicd-spill-v1"
 
 struct sign_key;	/* a private Ed25519 key */
 

@@ -44,18 +44,30 @@
 
 #include "cardlicd.h"
 #include "dbhash.h"
+#include "sign.h"
 
 #define SPILL_SIZE	4096
-#define SPILL_MAGIC	"CARDLIC-SPILL-1\n"
+#define SPILL_MAGIC	"CARDLIC-SPILL-2\n"
 
+/*
+ * A record: what sig covers (the station's key over everything before
+ * sig, issue 18 case 2: the sum alone is a plain SHA-256 that anyone can
+ * make), then the sum over all of it, which tells a whole record from a
+ * torn one.  Version 1 had no station and no signature.
+ */
 struct spill_rec {
 	char			magic[16];
 	long long		job;
+	char			station[64];
 	struct spill_license	l;
+	uint8_t			sig[64];
+	int32_t			has_sig;
 	uint8_t			sum[32];
 };
 
 static char	spill_base[4096];	/* the database's path */
+static char	spill_station[64];
+static const struct sign_key *spill_key;	/* NULL: none, unsigned */
 
 #define SPILL_ROOMS	64
 static pthread_mutex_t	spill_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -65,10 +77,14 @@ static struct {
 	long	renamed;	/* the job whose DB.spill-JOB it became, or 0 */
 } spill_rooms[SPILL_ROOMS];
 
+/* The database, the station and its key (NULL: none), before recovery. */
 void
-spill_init(const char *db_path)
+spill_init(const char *db_path, const char *station,
+    const struct sign_key *key)
 {
 	snprintf(spill_base, sizeof(spill_base), "%s", db_path);
+	snprintf(spill_station, sizeof(spill_station), "%s", station);
+	spill_key = key;
 }
 
 static void
@@ -173,7 +189,18 @@ spill_write(int fd, long job, const struct spill_license *l, char *err,
 	memset(&r, 0, sizeof(r));
 	memcpy(r.magic, SPILL_MAGIC, sizeof(r.magic));
 	r.job = job;
+	snprintf(r.station, sizeof(r.station), "%s", spill_station);
 	r.l = *l;
+	if (spill_key != NULL) {
+		if (sign_bytes(spill_key, SIGN_DOMAIN_SPILL,
+		    (const uint8_t *)&r, offsetof(struct spill_rec, sig),
+		    r.sig) != 0) {
+			snprintf(err, len, "spill file of job %ld: cannot sign "
+			    "it", job);
+			return -1;
+		}
+		r.has_sig = 1;
+	}
 	spill_sum(&r, r.sum);
 	n = pwrite(fd, &r, sizeof(r), 0);
 	if (n != (ssize_t)sizeof(r)) {
@@ -247,24 +274,142 @@ spill_release(int fd, long job)
 }
 
 /*
- * At start-up: hand every whole record left by a crash to cb (which
- * records it), and remove the file once cb succeeded.  A torn or empty
- * record means the crash came before the license was in: its job's
- * `requested` row then becomes an in-doubt record.  Returns the number of
- * records that could not be recorded (their files stay), or -1.
+ * A file that recovery refused (not this station's, or its check does
+ * not hold): kept aside, never a row, never loaded; the admin looks.
+ */
+static void
+spill_aside(const char *path, const char *why)
+{
+	char to[8400];
+
+	snprintf(to, sizeof(to), "%s.refused", path);
+	if (rename(path, to) != 0)
+		log_alert("%s: refused (%s), and cannot be set aside: %s", path,
+		    why, strerror(errno));
+	else
+		log_alert("%s: refused and kept aside as %s: %s; it is not "
+		    "recorded and its license is never loaded", path, to, why);
+}
+
+/* DB.spill-JOB, DB.room-K; not a file kept aside (DB.spill-JOB.refused). */
+static int
+spill_name(const char *name, const char *b, size_t blen, int *room,
+    long *job)
+{
+	const char *p;
+	char *end;
+
+	if (strncmp(name, b, blen) != 0)
+		return 0;
+	p = name + blen;
+	if (strncmp(p, ".room-", 6) == 0)
+		p += 6, *room = 1;
+	else if (strncmp(p, ".spill-", 7) == 0)
+		p += 7, *room = 0;
+	else
+		return 0;
+	if (*p < '0' || *p > '9')
+		return 0;
+	*job = strtol(p, &end, 10);
+	if (*end != '\0')
+		return 0;
+	if (*room)
+		*job = 0;
+	return 1;
+}
+
+/*
+ * One file: its record, if whole, goes to cb.  1 when the file may go,
+ * 0 when it stays (cb could not record it now).
+ */
+static int
+spill_recover_one(const char *path, int room, long job,
+    int (*cb)(const struct spill_found *, char *, size_t))
+{
+	struct spill_found f;
+	struct spill_rec r;
+	uint8_t sum[32];
+	char why[600];
+	ssize_t n;
+	int fd, rc;
+
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return 0;
+	memset(&r, 0, sizeof(r));
+	n = read(fd, &r, sizeof(r));
+	close(fd);
+	/* Empty or wiped (a room whose row is in): nothing waits here. */
+	if (n <= 0 || r.magic[0] == '\0')
+		return 1;
+	/*
+	 * Anything else that is not recovered is kept, aside: a torn record
+	 * (its request becomes a credit in doubt), another version's, or
+	 * not cardlicd's at all.
+	 */
+	if (n < (ssize_t)sizeof(r.magic) ||
+	    memcmp(r.magic, SPILL_MAGIC, sizeof(r.magic)) != 0) {
+		spill_aside(path, "it is not a record of this cardlicd (an "
+		    "older version's, or not cardlicd's at all)");
+		return 0;
+	}
+	spill_sum(&r, sum);
+	if (n != (ssize_t)sizeof(r) || memcmp(sum, r.sum, 32) != 0) {
+		spill_aside(path, "its record is torn or was altered (its sum "
+		    "does not hold)");
+		return 0;
+	}
+	if (room)
+		job = r.job;
+	if (r.job != job || job <= 0) {
+		spill_aside(path, "the job in the file is not the one its "
+		    "name says");
+		return 0;
+	}
+	memset(&f, 0, sizeof(f));
+	f.job = job;
+	f.l = r.l;
+	/* The sum held, but the strings end where they must. */
+	f.l.start[DATE_LEN] = f.l.end[DATE_LEN] = '\0';
+	f.l.reader[READER_MAX - 1] = '\0';
+	f.l.batch_reader[READER_MAX - 1] = '\0';
+	f.l.batch_atr[2 * ATR_MAX] = '\0';
+	f.l.sw[sizeof(f.l.sw) - 1] = '\0';
+	r.station[sizeof(r.station) - 1] = '\0';
+	f.station = r.station;
+	f.signed_part = (const uint8_t *)&r;
+	f.signed_len = offsetof(struct spill_rec, sig);
+	f.has_sig = r.has_sig == 1;
+	memcpy(f.sig, r.sig, 64);
+	f.path = path;
+	rc = cb(&f, why, sizeof(why));
+	if (rc == SPILL_REFUSED) {
+		spill_aside(path, why);
+		return 0;
+	}
+	if (rc == SPILL_RECORDED)
+		log_alert("job %ld: a license generated before a crash was "
+		    "recovered from %s", job, path);
+	return rc != SPILL_RETRY;
+}
+
+/*
+ * At start-up: hand every whole record left by a crash to cb, which
+ * records it (SPILL_RECORDED), finds it recorded already
+ * (SPILL_DONE_BEFORE), refuses it (SPILL_REFUSED: the file is kept
+ * aside) or cannot record it now (SPILL_RETRY: it stays).  A file that
+ * is done with is removed.  A torn or empty record means the crash came
+ * before the license was in: its job's `requested` row then becomes an
+ * in-doubt record.  Returns the number of records left to retry, or -1.
  */
 int
-spill_recover(int (*cb)(long, const struct spill_license *))
+spill_recover(int (*cb)(const struct spill_found *, char *, size_t))
 {
 	char dir[4096], base[4096], path[8300], *d, *b;
-	struct spill_license l;
-	struct spill_rec r;
 	struct dirent *e;
-	uint8_t sum[32];
 	size_t blen;
 	DIR *dp;
 	long job;
-	int fd, left = 0, whole, room;
+	int left = 0, room;
 
 	snprintf(dir, sizeof(dir), "%s", spill_base);
 	snprintf(base, sizeof(base), "%s", spill_base);
@@ -274,42 +419,17 @@ spill_recover(int (*cb)(long, const struct spill_license *))
 	if ((dp = opendir(d)) == NULL)
 		return -1;
 	while ((e = readdir(dp)) != NULL) {
-		if (strncmp(e->d_name, b, blen) != 0)
+		if (!spill_name(e->d_name, b, blen, &room, &job))
 			continue;
-		/* A room names no job: its record does (0: none). */
-		room = strncmp(e->d_name + blen, ".room-", 6) == 0;
-		if (!room && strncmp(e->d_name + blen, ".spill-", 7) != 0)
-			continue;
-		job = room ? 0 : strtol(e->d_name + blen + 7, NULL, 10);
 		snprintf(path, sizeof(path), "%s/%s", d, e->d_name);
-		if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-			continue;
-		whole = read(fd, &r, sizeof(r)) == (ssize_t)sizeof(r) &&
-		    memcmp(r.magic, SPILL_MAGIC, sizeof(r.magic)) == 0;
-		close(fd);
-		if (whole) {
-			spill_sum(&r, sum);
-			if (room)
-				job = r.job;
-			whole = memcmp(sum, r.sum, 32) == 0 && r.job == job &&
-			    job > 0;
-		}
-		if (whole) {
-			/* The sum held, but the strings end where they must. */
-			l = r.l;
-			l.start[DATE_LEN] = l.end[DATE_LEN] = '\0';
-			l.reader[READER_MAX - 1] = '\0';
-			l.batch_reader[READER_MAX - 1] = '\0';
-			l.batch_atr[2 * ATR_MAX] = '\0';
-			l.sw[sizeof(l.sw) - 1] = '\0';
-			if (cb(job, &l) != 0) {
+		switch (spill_recover_one(path, room, job, cb)) {
+		case 1:
+			unlink(path);
+			break;
+		default:
+			if (access(path, F_OK) == 0)
 				left++;
-				continue;
-			}
-			log_alert("job %ld: a license generated before a crash "
-			    "was recovered from %s", job, path);
 		}
-		unlink(path);
 	}
 	closedir(dp);
 	spill_sync_dir();

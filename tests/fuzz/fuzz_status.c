@@ -234,6 +234,18 @@ db_batch_count(const char *r, const char *a)
 	return 0;
 }
 
+const char *
+db_refusing(void)
+{
+	return NULL;
+}
+
+int
+db_tail_ok(void)
+{
+	return 0;
+}
+
 long
 db_next_job(void)
 {

@@ -11,20 +11,6 @@
 #include "../../daemon/cardlicd.h"
 #include "stubs.h"
 
-void	spill_init(const char *);
-void
-spill_init(const char *path)
-{
-	(void)path;
-}
-
-int
-spill_recover(int (*fn)(long, const struct spill_license *))
-{
-	(void)fn;
-	return 0;
-}
-
 static void
 mk_row(const char *state, const char *reason, const uint8_t *serial,
     const uint8_t *status, int license)
