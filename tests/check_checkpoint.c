@@ -380,7 +380,9 @@ END_TEST
  * real systemd and journald, the daemon's lines are sent as it sends them
  * (MESSAGE_ID and CARDLICD_CHECKPOINT), then verify reads them back with
  * sd_journal, alone and against the file whose tail was dropped.  Where
- * the sandbox cannot run, this part says that it was skipped.
+ * the sandbox cannot run, this part says that it was skipped.  The
+ * checkout is bound in too: the sandbox's /tmp is its own, and a clone
+ * under /tmp (as CI may make) must still find its cardlicctl there.
  */
 static void
 journal_part(const char *cut, long n)
@@ -390,8 +392,8 @@ journal_part(const char *cut, long n)
 
 	snprintf(sb, sizeof(sb), "%s/sandbox", tl_dir);
 	if (geteuid() != 0 || access(SANDBOX, X_OK) != 0 ||
-	    tl_sh_rc("mkdir -p %s && " SANDBOX " start %s %s %s >%s/sandbox.log"
-	    " 2>&1", sb, sb, tl_dir, cp_dir, tl_dir) != 0) {
+	    tl_sh_rc("mkdir -p %s && " SANDBOX " start %s %s %s %s >%s/"
+	    "sandbox.log 2>&1", sb, sb, tl_dir, cp_dir, TOPDIR, tl_dir) != 0) {
 		printf("check_checkpoint: the journal part is SKIPPED: no "
 		    "systemd sandbox here (root and %s needed); the same "
 		    "comparison ran with two files\n", SANDBOX);

@@ -1181,10 +1181,21 @@ START_TEST(taken_port_is_refused)
 	port = tl_read("sed -n 's/^SIM_LINE_PORT=//p' %s/env", tl_dir);
 	fd = atoi(port) + 8;
 	free(port);
-	tl_sh("python3 -c 'import socket, time, os\n"
+	/*
+	 * The system's interpreter: python3 on the PATH may be a slow
+	 * version-manager shim.  The pid file appears once the port is
+	 * bound and listening (it is written after listen(), then renamed
+	 * into place): wait for it, never for a guessed time.
+	 */
+	tl_sh("rm -f %s/busy.pid; /usr/bin/python3 -c 'import socket, time, "
+	    "os\n"
 	    "s = socket.socket(); s.bind((\"127.0.0.1\", %d)); s.listen()\n"
-	    "open(\"%s/busy.pid\", \"w\").write(str(os.getpid()))\n"
-	    "time.sleep(30)' & sleep 0.5", fd, tl_dir);
+	    "open(\"%s/busy.tmp\", \"w\").write(str(os.getpid()))\n"
+	    "os.rename(\"%s/busy.tmp\", \"%s/busy.pid\")\n"
+	    "time.sleep(30)' & i=0; while [ ! -s %s/busy.pid ] && "
+	    "[ $i -lt 1000 ]; do sleep 0.01; i=$((i + 1)); done; "
+	    "test -s %s/busy.pid", tl_dir, fd, tl_dir, tl_dir, tl_dir, tl_dir,
+	    tl_dir);
 	out = tl_read(TOPDIR "/sim/line up --dir %s/taken --readers 2 "
 	    "--port %d 2>&1; echo \"exit $?\"", tl_dir, fd - 1);
 	ck_assert_msg(strstr(out, "port ") && strstr(out, "(reader 1) is "
