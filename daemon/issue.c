@@ -545,7 +545,11 @@ issue_status_valid(const uint8_t *st)
 /*
  * A license whose start is still to come: the middleware says dateValid
  * is false until that day, though the card holds the right license (a
- * start policy of today-plus, next-month, or a fixed date ahead).
+ * start policy of today-plus, next-month, or a fixed date ahead).  Today
+ * included: the day the middleware checks is its clock's, which may be a
+ * day behind [station] timezone's (a zone set to UTC on a station west of
+ * it, in the evening), and then a license that starts today by ours is
+ * still to come by its (issue 18, case 13).
  */
 static int
 issue_status_later(const uint8_t *st, long today)
@@ -554,7 +558,7 @@ issue_status_later(const uint8_t *st, long today)
 
 	return st[1] != 0 && st[2] == 0 &&
 	    date_parse((const char *)st + 3, DATE_LEN, &start) == 0 &&
-	    start > today;
+	    start >= today;
 }
 
 /* The middleware accepts the license now, or will from its start. */

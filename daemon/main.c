@@ -244,6 +244,59 @@ main_check_station(const struct conf *c)
 }
 
 /*
+ * The start date is [station] timezone's day; the middleware judges a
+ * license by its own clock, which reads this machine's zone.  Where the
+ * two zones' offsets differ (now, or in the other half of the year), the
+ * days differ for some hours of each day: the line's cards then read as
+ * not yet valid (issue 18, case 13).  -n says so; it is not an error
+ * (a middleware may be known to check UTC).
+ */
+static void
+main_check_timezone(const struct conf *c)
+{
+	char tz[80], zone[64] = "local", *was = getenv("TZ") != NULL ?
+	    strdup(getenv("TZ")) : NULL;
+	time_t now = time(NULL), t;
+	struct tm here, there;
+	long worst = 0, d;
+	int i;
+
+	if (strcmp(c->timezone, "local") == 0)
+		return;
+	for (i = 0; i < 4; i++) {
+		t = now + (time_t)i * 91 * 86400;
+		localtime_r(&t, &here);
+		snprintf(tz, sizeof(tz), ":%s", c->timezone);
+		setenv("TZ", tz, 1);
+		tzset();
+		localtime_r(&t, &there);
+		if (was != NULL)
+			setenv("TZ", was, 1);
+		else
+			unsetenv("TZ");
+		tzset();
+		d = there.tm_gmtoff - here.tm_gmtoff;
+		if (labs(d) > labs(worst)) {
+			worst = d;
+			snprintf(zone, sizeof(zone), "%s", here.tm_zone != NULL ?
+			    here.tm_zone : "local");
+		}
+	}
+	free(was);
+	if (worst == 0)
+		return;
+	fprintf(stderr, "cardlicd: warning: timezone = %s is %ld:%02ld %s "
+	    "this machine's zone (%s) at times of the year: for %ld:%02ld h of "
+	    "such days, the start date that cardlicd gives is the day %s the "
+	    "one that a middleware reading this machine's clock checks; unless "
+	    "the middleware is known to check %s, use timezone = local\n",
+	    c->timezone, labs(worst) / 3600, labs(worst) % 3600 / 60,
+	    worst > 0 ? "ahead of" : "behind", zone, labs(worst) / 3600,
+	    labs(worst) % 3600 / 60, worst > 0 ? "after" : "before",
+	    c->timezone);
+}
+
+/*
  * cardlicd -n: the file as read, then what the unit will meet (as root:
  * before the module, whose threads must not see a fork), then the module
  * and its slots.  Every problem is shown; 2 if there was one.
@@ -256,6 +309,7 @@ main_check(struct conf *c, int allow_root)
 
 	conf_print(c, stdout);
 	fflush(stdout);
+	main_check_timezone(c);
 	if (geteuid() == 0 && !allow_root)
 		bad += conf_check_unit(c);
 	if (conf_check_module(c, stdout, err, sizeof(err)) != 0) {

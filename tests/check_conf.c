@@ -209,7 +209,7 @@ cc_golden(const char *name)
 		ck_assert_int_eq(symlink(src, cmd), 0);
 	}
 	snprintf(errf, sizeof(errf), "%s.err", conf);
-	snprintf(cmd, sizeof(cmd), "cd %s && CARDLIC_TODAY=20261124 "
+	snprintf(cmd, sizeof(cmd), "cd %s && TZ=UTC CARDLIC_TODAY=20261124 "
 	    "timeout 10 " CARDLICD " -n %s-f %s >/dev/null 2>%s", cc_dir,
 	    unit ? "" : "--allow-root ", target, errf);
 	st = system(cmd);

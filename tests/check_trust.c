@@ -666,6 +666,49 @@ START_TEST(checkpoint_series_goes_on)
 }
 END_TEST
 
+/*
+ * Case 13: with timezone = UTC (the old example's value) on a station
+ * whose middleware clock is west of UTC, a card that holds exactly the
+ * license it was issued read back dateValid=0 with a start of "tomorrow"
+ * by its clock, and was REJECTED in the evening.  Here the daemon's day
+ * is 25 November and the card's still the 24th.  Now that card is
+ * verified (its license is valid from its start), cardlicd -n warns where
+ * the two zones can differ, and the example sets local.
+ */
+START_TEST(middleware_a_day_behind_is_not_a_rejection)
+{
+	char *env[] = { "CARDLIC_TODAY=20261125", NULL }, *s;
+
+	tl_insert(0, "tz-batch", "--type batch --credits 5");
+	d_config("tz", "1234", NULL);
+	d_start_env(env, 1);
+	tl_insert(1, "TZ1", "--type target --serial TZ1");
+	wait_n("SELECT count(*) FROM audit WHERE state IN ('verified', "
+	    "'rejected')", 1, 10000);
+	d_stop();
+	s = q("SELECT state || ' ' || start_date FROM audit WHERE state IN "
+	    "('verified', 'rejected')");
+	ck_assert_str_eq(s, "verified 20261125");
+	free(s);
+	ck_assert_int_eq(card_num("tz-batch", "issued"), 1);
+	s = tl_read("TZ=America/New_York " CARDLICD " --allow-root -n -f %s "
+	    "2>&1 >/dev/null", d_conf);
+	ck_assert_msg(strstr(s, "warning: timezone = UTC is 5:00 ahead of this "
+	    "machine's zone (EST) at times of the year") != NULL &&
+	    strstr(s, "use timezone = local") != NULL, "%s", s);
+	free(s);
+	s = tl_read("TZ=UTC " CARDLICD " --allow-root -n -f %s 2>&1 "
+	    ">/dev/null", d_conf);
+	ck_assert_msg(strstr(s, "timezone") == NULL, "%s", s);
+	free(s);
+	s = tl_read("grep -c '^timezone = local$' " TOPDIR
+	    "/conf/cardlicd.conf");
+	ck_assert_str_eq(s, "1\n");
+	free(s);
+	tl_remove(1);
+}
+END_TEST
+
 static Suite *
 trust_suite(void)
 {
@@ -675,6 +718,7 @@ trust_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, swapped_card_gets_its_own_license);
 	tcase_add_test(tc, swapped_card_on_its_last_try_is_not_touched);
+	tcase_add_test(tc, middleware_a_day_behind_is_not_a_rejection);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("database");
 	tcase_set_timeout(tc, 120);

@@ -88,6 +88,11 @@ tl_up_opts(int readers, const char *opts)
 	 * dates in the expectations hold whatever day the tests run.
 	 */
 	setenv("CARDLIC_TODAY", "20261124", 1);
+	/*
+	 * And one zone: the machine's own may be any, and cardlicd -n warns
+	 * where [station] timezone (UTC in the suites) differs from it.
+	 */
+	setenv("TZ", "UTC", 1);
 	/* Every PC/SC client of the suite, forks included, uses this line. */
 	snprintf(sock, sizeof(sock), "%s/run/pcscd.comm", tl_dir);
 	setenv("PCSCLITE_CSOCK_NAME", sock, 1);

@@ -415,7 +415,8 @@ fs_due(const uint8_t *st, long renew, long today)
  * The middleware takes the license: serialValid and dateValid, or
  * serialValid and a start still to come (dateValid is 0 until then; the
  * vendor's start-date policies today-plus and next-month make such
- * licenses, and they verify).
+ * licenses, and they verify).  Today counts as to come: the middleware's
+ * clock may be a day behind the daemon's zone (issue 18, case 13).
  */
 static long	fs_today;
 
@@ -425,7 +426,7 @@ fs_accepted(const uint8_t *st)
 	long start;
 
 	return st[1] != 0 && (st[2] != 0 || (date_parse((const char *)st + 3,
-	    8, &start) == 0 && start > fs_today));
+	    8, &start) == 0 && start >= fs_today));
 }
 
 static int
