@@ -109,19 +109,33 @@ cmd_resolve(struct ctl *c, int argc, char **argv)
 }
 
 static const char *const batch_count_help =
-"usage: cardlicctl batch-count READER N REASON...\n"
+"usage: cardlicctl batch-count --card LABEL READER N REASON...\n"
 "Record N, the batch card's own \"total number of emitted licenses\" as the\n"
 "vendor's tool shows it, for the batch card in READER now (its name as\n"
-"cardlicctl status prints it).  N is 0 to 2147483647.  Read the counter\n"
-"and type it in while no card is being issued.  The running daemon\n"
-"records it, with the card's ATR, REASON and your uid, as a row of the\n"
-"audit chain; cardlicctl reconcile then checks the rows against the\n"
-"counter.  Only root or the daemon's user may do it.\n";
+"cardlicctl status prints it).  LABEL is what identifies the card: the\n"
+"name written on it (1 to 16 letters, digits, '.', '_', '-'), the same\n"
+"at every count of that card, in whatever reader or station it is.  N is\n"
+"0 to 2147483647.  Read the counter and type it in while no card is\n"
+"being issued.  The running daemon records it, with the card's ATR,\n"
+"REASON and your uid, as a row of the audit chain; cardlicctl reconcile\n"
+"then checks the rows against the counter, card by card.  Only root or\n"
+"the daemon's user may do it.\n";
+
+/* A batch card's label: 1 to 16 letters, digits, '.', '_', '-'. */
+static int
+resolve_label_ok(const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST"
+	    "UVWXYZ0123456789._-");
+
+	return n > 0 && n <= 16 && s[n] == '\0';
+}
 
 int
 cmd_batch_count(struct ctl *c, int argc, char **argv)
 {
 	char req[700], reader[300], *end;
+	const char *label = NULL;
 	size_t k, rlen;
 	long long n;
 
@@ -129,6 +143,23 @@ cmd_batch_count(struct ctl *c, int argc, char **argv)
 		fputs(batch_count_help, stdout);
 		return CTL_OK;
 	}
+	if (argc >= 3 && strcmp(argv[1], "--card") == 0) {
+		label = argv[2];
+		argv += 2;
+		argc -= 2;
+	} else if (argc >= 2 && strncmp(argv[1], "--card=", 7) == 0) {
+		label = argv[1] + 7;
+		argv++;
+		argc--;
+	}
+	if (label == NULL)
+		return ctl_fail("batch-count: which batch card is it?  Give "
+		    "--card LABEL, the name written on it (a reader names no "
+		    "card: a card moves, and another takes its place)");
+	if (!resolve_label_ok(label))
+		return ctl_fail("batch-count: --card \"%s\": want 1 to 16 "
+		    "letters, digits, '.', '_', '-'", ctl_esc(label,
+		    strlen(label)));
 	if (argc < 4)
 		return ctl_usage(batch_count_help);
 	/* As list and status print it: \xNN for what cannot be shown. */
@@ -146,8 +177,8 @@ cmd_batch_count(struct ctl *c, int argc, char **argv)
 		return ctl_fail("batch-count: \"%s\" is not a count: want a "
 		    "number from 0 to 2147483647", ctl_esc(argv[2],
 		    strlen(argv[2])));
-	k = (size_t)snprintf(req, sizeof(req), "batch-count %lld %zu %s", n,
-	    rlen, reader);
+	k = (size_t)snprintf(req, sizeof(req), "batch-count %lld %zu %s %s", n,
+	    rlen, reader, label);
 	if (k >= sizeof(req) || resolve_words(req, &k, sizeof(req), argc - 3,
 	    argv + 3) != 0)
 		return ctl_fail("batch-count: the reason is too long");

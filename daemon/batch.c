@@ -35,6 +35,7 @@ struct batch_card {
 	int		exhausted;
 	int		broken;		/* stopped answering as a batch card */
 	int		held;		/* a job generates on it */
+	int		unsettled;	/* picks whose credit row is not in */
 	unsigned	insertion;	/* which insertion of a card this is */
 };
 
@@ -83,11 +84,12 @@ batch_add(const char *reader, const uint8_t *atr, size_t atr_len)
 			b = &batch_pool[i];
 	if (b != NULL) {
 		/* Its holder, if any, still has to let it go. */
-		int held = b->held;
+		int held = b->held, unsettled = b->unsettled;
 
 		memset(b, 0, sizeof(*b));
 		b->used = 1;
 		b->held = held;
+		b->unsettled = unsettled;
 		b->insertion = ++batch_insertions;
 		snprintf(b->reader, sizeof(b->reader), "%s", reader);
 		dbhash_hex(atr, atr_len, 1, b->atr);
@@ -737,6 +739,7 @@ batch_pick(char *reader, char *atr, int *waited)
 	}
 	if (pick >= 0) {
 		batch_pool[pick].held = 1;
+		batch_pool[pick].unsettled++;
 		snprintf(reader, READER_MAX, "%s", batch_pool[pick].reader);
 		snprintf(atr, 2 * ATR_MAX + 1, "%s", batch_pool[pick].atr);
 	}
@@ -752,7 +755,53 @@ batch_unpick(int hold)
 		return;
 	pthread_mutex_lock(&batch_lock);
 	batch_pool[hold - 1].held = 0;
+	if (batch_pool[hold - 1].unsettled > 0)
+		batch_pool[hold - 1].unsettled--;
 	pthread_cond_broadcast(&batch_cond);
+	pthread_mutex_unlock(&batch_lock);
+}
+
+/*
+ * The insertions of a batch card (issue 18, case 8): a card has no
+ * identity that the station can read, so the audit rows name insertions,
+ * a `batch-in` row for each, and every credit row of a reader belongs to
+ * the insertion of that reader before it.  For that to hold, a new
+ * insertion's row waits until the rows of every credit asked of the
+ * reader's last card are in: a pick is unsettled until its job has
+ * written the `generated` or `in-doubt` row (batch_settle), or nothing
+ * was spent.
+ */
+void
+batch_settle(const char *reader)
+{
+	int i;
+
+	pthread_mutex_lock(&batch_lock);
+	for (i = 0; i < BATCH_MAX; i++)
+		if (strcmp(batch_pool[i].reader, reader) == 0 &&
+		    batch_pool[i].unsettled > 0) {
+			batch_pool[i].unsettled--;
+			break;
+		}
+	pthread_cond_broadcast(&batch_cond);
+	pthread_mutex_unlock(&batch_lock);
+}
+
+/* Before a new insertion of a batch card in reader is recorded. */
+void
+batch_wait_settled(const char *reader)
+{
+	int i, busy;
+
+	pthread_mutex_lock(&batch_lock);
+	for (;;) {
+		for (i = 0, busy = 0; i < BATCH_MAX; i++)
+			busy |= strcmp(batch_pool[i].reader, reader) == 0 &&
+			    batch_pool[i].unsettled > 0;
+		if (!busy)
+			break;
+		pthread_cond_wait(&batch_cond, &batch_lock);
+	}
 	pthread_mutex_unlock(&batch_lock);
 }
 
@@ -792,6 +841,10 @@ batch_generate(int hold, const uint8_t *model, const uint8_t *serial,
 				batch_pool[k].broken |= card.broken;
 			}
 		batch_pool[i].held = 0;
+		/* Nothing spent on it: its credit row is not awaited. */
+		if (r != BATCH_OK && r != BATCH_DOUBT &&
+		    batch_pool[i].unsettled > 0)
+			batch_pool[i].unsettled--;
 		pthread_cond_broadcast(&batch_cond);
 		pthread_mutex_unlock(&batch_lock);
 		if (r != BATCH_GONE && r != BATCH_EXHAUSTED)
@@ -800,6 +853,9 @@ batch_generate(int hold, const uint8_t *model, const uint8_t *serial,
 		hold = batch_pick(reader, atr, &waited);
 		out->wait_us += date_mono_us() - t0;
 	}
+	/* A last pick that the tries ran out before: given back. */
+	if (tries >= BATCH_MAX && hold > 0 && hold <= BATCH_MAX)
+		batch_unpick(hold);
 	/* No card could be used, and none was asked to spend: no credit. */
 	return r == BATCH_GONE || r == BATCH_EXHAUSTED ? BATCH_NONE : r;
 }

@@ -238,8 +238,8 @@ int	db_next_unanswered(struct db_card *, long *, char *, size_t);
 void	db_card_row(const struct db_card *, struct db_row *, const char *,
 	    const char *);
 long	db_resolve(long, int, const char *, char *, size_t);
-long	db_count(const char *, const char *, long, const char *, char *,
-	    size_t);
+long	db_count(const char *, const char *, const char *, long, const char *,
+	    char *, size_t);
 int	db_totals(long *, long *, long *, long *, long *);
 long	db_next_job(void);
 struct sign_key;
@@ -363,6 +363,8 @@ int	batch_probe(const char *);
 int	batch_available(void);
 int	batch_pick(char *, char *, int *);
 void	batch_unpick(int);
+void	batch_settle(const char *);
+void	batch_wait_settled(const char *);
 enum batch_result batch_generate(int, const uint8_t *, const uint8_t *,
 	    const char *, struct batch_license *);
 /* The exchange over any transmit function: PC/SC, or a fuzzer's. */

@@ -7,9 +7,10 @@
  * Two requests change something, taken only from root or the daemon's own
  * user (SO_PEERCRED): "resolve SEQ spent|unspent REASON\n", an admin's
  * decision on a credit in doubt (cardlicctl resolve), and "batch-count N
- * LEN READER REASON\n", a batch card's counter as an admin read it with
- * the vendor's tool (cardlicctl batch-count; LEN is the reader name's
- * length in bytes, as a name may hold spaces).  A client that sends
+ * LEN READER LABEL REASON\n", a batch card's counter as an admin read it
+ * with the vendor's tool, and the label written on the card (cardlicctl
+ * batch-count; LEN is the reader name's length in bytes, as a name may
+ * hold spaces).  A client that sends
  * nothing within CONTROL_WAIT_MS gets the status.  The row is written by
  * a thread of its own, as it waits for the disk.
  */
@@ -44,6 +45,7 @@ struct control_req {
 	long		 count;		/* batch-count: the count */
 	char		 reader[READER_MAX];
 	char		 atr[2 * ATR_MAX + 1];
+	char		 label[FIELD_LEN + 1];	/* batch-count: the card's */
 	char		 why[400];
 	uid_t		 uid;
 };
@@ -92,14 +94,15 @@ control_count(void *arg)
 
 	snprintf(why, sizeof(why), "%s (by uid %lu)", q->why,
 	    (unsigned long)q->uid);
-	seq = db_count(q->reader, q->atr, q->count, why, err, sizeof(err));
+	seq = db_count(q->reader, q->atr, q->label, q->count, why, err,
+	    sizeof(err));
 	if (seq > 0) {
-		log_alert("%s: the batch card's counter says %ld licenses "
+		log_alert("%s: batch card %s: its counter says %ld licenses "
 		    "emitted, as uid %lu read it (row %ld)", q->reader,
-		    q->count, (unsigned long)q->uid, seq);
+		    q->label, q->count, (unsigned long)q->uid, seq);
 		snprintf(out, sizeof(out), "ok: row %ld records the count %ld "
-		    "of the batch card in %s (ATR %s)\n", seq, q->count,
-		    q->reader, q->atr);
+		    "of batch card %s, in %s (ATR %s)\n", seq, q->count,
+		    q->label, q->reader, q->atr);
 	} else
 		snprintf(out, sizeof(out), "error: %s\n", err);
 	control_reply(q->fd, out);
@@ -108,15 +111,18 @@ control_count(void *arg)
 }
 
 /*
- * "batch-count N LEN READER REASON" into q: NULL, or what is wrong.  The
- * batch card is the one in READER now; its ATR is read here, on the loop,
- * from the pool (a brief lock), so the row names the card the admin saw.
+ * "batch-count N LEN READER LABEL REASON" into q: NULL, or what is wrong.
+ * The batch card is the one in READER now; its ATR is read here, on the
+ * loop, from the pool (a brief lock), so the row names the card the admin
+ * saw.  LABEL is what identifies the card (issue 18, case 8): 1 to 16 of
+ * letters, digits, '.', '_', '-', as written on it.
  */
 static const char *
 control_parse_count(struct control_req *q, char *line, char *msg,
     size_t len)
 {
 	char others[600], *p = line + 12, *end;
+	size_t llen;
 	long rlen;
 
 	errno = 0;
@@ -132,10 +138,19 @@ control_parse_count(struct control_req *q, char *line, char *msg,
 	if (*p < '0' || *p > '9' || *end != ' ' || rlen <= 0 ||
 	    rlen >= (long)sizeof(q->reader) || (long)strlen(end + 1) <= rlen ||
 	    end[1 + rlen] != ' ' || end[2 + rlen] == '\0')
-		return "want: batch-count N LEN READER REASON";
+		return "want: batch-count N LEN READER LABEL REASON";
 	memcpy(q->reader, end + 1, (size_t)rlen);
 	q->reader[rlen] = '\0';
-	snprintf(q->why, sizeof(q->why), "%s", end + 2 + rlen);
+	p = end + 2 + rlen;
+	llen = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789._-");
+	if (llen == 0 || llen > FIELD_LEN || p[llen] != ' ' ||
+	    p[llen + 1] == '\0')
+		return "want: batch-count N LEN READER LABEL REASON, with a "
+		    "LABEL of 1 to 16 letters, digits, '.', '_', '-'";
+	memcpy(q->label, p, llen);
+	q->label[llen] = '\0';
+	snprintf(q->why, sizeof(q->why), "%s", p + llen + 1);
 	if (!batch_find(q->reader, q->atr, others, sizeof(others))) {
 		snprintf(msg, len, "no batch card in reader \"%s\"; %s%s",
 		    q->reader, others[0] != '\0' ? "batch cards are in " :

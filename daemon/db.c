@@ -1622,24 +1622,31 @@ db_count_check(void *arg, char *err, size_t len)
 /*
  * A batch card's counter of emitted licenses, as an admin read it with the
  * vendor's tool, as a `counted` row: the batch card's reader (also the
- * row's reader), its ATR and the count, with the admin's words in reason.
+ * row's reader), its ATR and the count, the label written on the card in
+ * serial (what identifies it: issue 18, case 8), with the admin's words
+ * in reason.
  * A license being made at this moment (a `requested` row of this station
  * with no outcome yet) may or may not be in the count that was read, so
  * the count is refused until it is done.  Returns the new row's seq, or
  * -1 with err.
  */
 long
-db_count(const char *reader, const char *atr, long n, const char *why,
-    char *err, size_t len)
+db_count(const char *reader, const char *atr, const char *label, long n,
+    const char *why, char *err, size_t len)
 {
+	uint8_t serial[FIELD_LEN];
 	struct db_row r;
 	long seq;
 
+	/* The card's label in serial, padded as a token's serial is. */
+	memset(serial, ' ', sizeof(serial));
+	memcpy(serial, label, strnlen(label, FIELD_LEN));
 	memset(&r, 0, sizeof(r));
 	r.reader = reader;
 	r.job = 0;	/* no card insertion */
 	r.state = "counted";
 	r.reason = why;
+	r.serial = serial;
 	r.batch_reader = reader;
 	r.batch_atr = atr;
 	r.batch_count = n;

@@ -336,6 +336,7 @@ issue_doubt(struct job *j, const char *start, const struct batch_license *bl,
 	r.license = bl->has_license ? bl->license : NULL;
 	j->res.credit_used = 1;
 	seq = issue_record_forever(j, &r);
+	batch_settle(bl->reader);
 	log_alert("%s: card %s: a credit may have been spent (row %ld): %s",
 	    j->c.reader, j->serial, seq, bl->message);
 	issue_report(j, OUTCOME_IN_DOUBT, reason);
@@ -391,6 +392,7 @@ issue_keep_license(struct job *j, int spill, const char *start,
 			    reason);
 		seq = issue_record_forever(j, &r);
 	}
+	batch_settle(bl->reader);
 	spill_release(spill, j->id);
 	issue_time(j, "generated");
 	lic->license_seq = seq;

@@ -138,6 +138,43 @@ job_unclaim(struct job *j)
 	j->claimed = 0;
 }
 
+/*
+ * A batch card: its insertion is recorded (a `batch-in` row) once the
+ * rows of every credit asked of the reader's last card are in, so that
+ * each credit row follows the insertion it was spent on (batch.c).  Then
+ * the loop adds it to the pool: it owns the pool.  A card whose
+ * insertion cannot be recorded is not used.
+ */
+static void
+job_batch_in(struct job *j, const char *atr)
+{
+	struct db_row r;
+	char reason[200], err[600];
+
+	batch_wait_settled(j->c.reader);
+	memset(&r, 0, sizeof(r));
+	snprintf(reason, sizeof(reason), "batch card inserted (ATR %s)", atr);
+	r.reader = j->c.reader;
+	r.job = 0;	/* no card of the line's */
+	r.state = "batch-in";
+	r.reason = reason;
+	r.batch_reader = j->c.reader;
+	r.batch_atr = atr;
+	r.batch_count = -1;
+	if (db_append(&r, err, sizeof(err)) <= 0) {
+		snprintf(reason, sizeof(reason), "a batch card, not used: its "
+		    "insertion cannot be recorded");
+		log_alert("%s: batch card inserted (ATR %s), but its insertion "
+		    "cannot be recorded (%s): it is not used", j->c.reader, atr,
+		    err);
+		j->res.kind = KIND_UNKNOWN;
+		issue_report(j, OUTCOME_FAILED, reason);
+		return;
+	}
+	log_info("%s: batch card inserted (ATR %s)", j->c.reader, atr);
+	j->res.kind = KIND_BATCH;
+}
+
 static void
 job_classify_and_run(struct job *j)
 {
@@ -162,10 +199,7 @@ job_classify_and_run(struct job *j)
 		probe = kind == KIND_BATCH ? 1 : batch_probe(j->c.reader);
 		if (probe == 1) {
 			fault_point("probed");
-			/* The loop adds it to the pool: it owns the pool. */
-			log_info("%s: batch card inserted (ATR %s)",
-			    j->c.reader, atr);
-			j->res.kind = KIND_BATCH;
+			job_batch_in(j, atr);
 			return;
 		}
 		if (probe < 0) {

@@ -44,8 +44,8 @@ count_now(const char *card, const char *why)
 {
 	char args[300];
 
-	snprintf(args, sizeof(args), "batch-count '" BATCH "' %ld '%s'",
-	    card_num(card, "issued"), why);
+	snprintf(args, sizeof(args), "batch-count --card BC-1 '" BATCH "' %ld "
+	    "'%s'", card_num(card, "issued"), why);
 	return ctl(args);
 }
 
@@ -81,25 +81,27 @@ START_TEST(count_is_an_audited_row)
 	long seq;
 
 	/* No batch card there: the reader named, and the ones that hold one. */
-	out = ctl("batch-count 'Sim Line A 00 01' 5 'vendor tool'");
+	out = ctl("batch-count --card BC-1 'Sim Line A 00 01' 5 "
+	    "'vendor tool'");
 	expect(out, "error: no batch card in reader \"Sim Line A 00 01\"; "
 	    "batch cards are in \"" BATCH "\"");
 	expect(out, "exit 1");
 	free(out);
 	/* Counts outside 0..2^31-1, or no number, never reach the daemon. */
-	out = ctl("batch-count '" BATCH "' 2147483648 x");
+	out = ctl("batch-count --card BC-1 '" BATCH "' 2147483648 x");
 	expect(out, "\"2147483648\" is not a count: want a number from 0 to "
 	    "2147483647");
 	expect(out, "exit 2");
 	free(out);
-	out = ctl("batch-count '" BATCH "' -1 x");
+	out = ctl("batch-count --card BC-1 '" BATCH "' -1 x");
 	expect(out, "\"-1\" is not a count");
 	free(out);
-	out = ctl("batch-count '" BATCH "' 12x x");
+	out = ctl("batch-count --card BC-1 '" BATCH "' 12x x");
 	expect(out, "\"12x\" is not a count");
 	free(out);
-	out = ctl("batch-count '" BATCH "' 7");
-	expect(out, "usage: cardlicctl batch-count READER N REASON");
+	out = ctl("batch-count --card BC-1 '" BATCH "' 7");
+	expect(out, "usage: cardlicctl batch-count --card LABEL READER N "
+	    "REASON");
 	expect(out, "exit 2");
 	free(out);
 	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
@@ -108,22 +110,23 @@ START_TEST(count_is_an_audited_row)
 	ck_assert_int_eq(card_num("bc-batch", "issued"), 0);
 	seq = qn("SELECT coalesce(max(seq), 0) + 1 FROM audit");
 	out = count_now("bc-batch", "vendor tool, first reading");
-	snprintf(want, sizeof(want), "ok: row %ld records the count 0 of the "
-	    "batch card in " BATCH " (ATR " ATR ")\nexit 0\n", seq);
+	snprintf(want, sizeof(want), "ok: row %ld records the count 0 of batch "
+	    "card BC-1, in " BATCH " (ATR " ATR ")\nexit 0\n", seq);
 	ck_assert_str_eq(out, want);
 	free(out);
 	out = q("SELECT seq, job, reader, state, batch_reader, batch_atr, "
-	    "batch_count, typeof(batch_count), reason, typeof(serial), "
+	    "batch_count, typeof(batch_count), reason, quote(serial), "
 	    "typeof(license_seq), length(sig) FROM audit WHERE state = "
 	    "'counted'");
+	/* The card's label in serial, padded to 16 as a token's serial. */
 	snprintf(want, sizeof(want), "%ld|0|" BATCH "|counted|" BATCH "|" ATR
-	    "|0|integer|vendor tool, first reading (by uid 0)|null|null|64",
-	    seq);
+	    "|0|integer|vendor tool, first reading (by uid 0)|"
+	    "X'42432D31202020202020202020202020'|null|64", seq);
 	ck_assert_str_eq(out, want);
 	free(out);
 	/* The daemon says it in its log too. */
-	snprintf(want, sizeof(want), BATCH ": the batch card's counter says 0 "
-	    "licenses emitted, as uid 0 read it (row %ld)", seq);
+	snprintf(want, sizeof(want), BATCH ": batch card BC-1: its counter "
+	    "says 0 licenses emitted, as uid 0 read it (row %ld)", seq);
 	d_wait_log(want, 2000);
 	/* The chain holds, signed by the station's key, with the new row. */
 	out = tl_read("openssl pkey -in %s/bc.key -pubout -out %s/bc.pub && "
@@ -193,13 +196,20 @@ START_TEST(count_refused_from_another_uid)
 	long before = qn("SELECT count(*) FROM audit");
 	char *out;
 
-	out = raw_request("batch-count 2147483648 16 " BATCH " x\n", -1);
+	out = raw_request("batch-count 2147483648 16 " BATCH " BC-1 x\n",
+	    -1);
 	ck_assert_str_eq(out, "error: the count must be a number from 0 to "
 	    "2147483647\n");
 	free(out);
-	out = raw_request("batch-count 9 17 " BATCH " x\n", -1);
-	ck_assert_str_eq(out, "error: want: batch-count N LEN READER "
+	out = raw_request("batch-count 9 17 " BATCH " BC-1 x\n", -1);
+	ck_assert_str_eq(out, "error: want: batch-count N LEN READER LABEL "
 	    "REASON\n");
+	free(out);
+	/* A label that is not a card's name. */
+	out = raw_request("batch-count 9 16 " BATCH " B@1 words\n", -1);
+	ck_assert_str_eq(out, "error: want: batch-count N LEN READER LABEL "
+	    "REASON, with a LABEL of 1 to 16 letters, digits, '.', '_', "
+	    "'-'\n");
 	free(out);
 	ck_assert_int_eq(qn("SELECT count(*) FROM audit"), before);
 	if (getuid() != 0) {
@@ -209,7 +219,8 @@ START_TEST(count_refused_from_another_uid)
 	}
 	/* Only the right to pass: the socket itself is 0666. */
 	ck_assert_int_eq(chmod(tl_dir, 0711), 0);
-	out = raw_request("batch-count 99 16 " BATCH " forged\n", 65534);
+	out = raw_request("batch-count 99 16 " BATCH " BC-1 forged\n",
+	    65534);
 	chmod(tl_dir, 0700);
 	ck_assert_str_eq(out, "error: only root or the daemon's user may "
 	    "record a batch card's count\n");
@@ -292,7 +303,7 @@ START_TEST(credit_spent_without_a_row_is_a_difference)
 	expect(out, "exit 1");
 	free(out);
 	/* A count typed in lower than the one before is a difference too. */
-	out = ctl("batch-count '" BATCH "' 1 'typed in wrong'");
+	out = ctl("batch-count --card BC-1 '" BATCH "' 1 'typed in wrong'");
 	expect(out, "exit 0");
 	free(out);
 	out = tl_reconcile(d_db);
@@ -323,7 +334,7 @@ START_TEST(count_refused_while_a_license_is_made)
 	tl_insert(1, "BC0003", "--type target --serial BC0003");
 	wait_n("SELECT count(*) FROM audit WHERE state = 'requested'", req + 1,
 	    10000);
-	out = ctl("batch-count '" BATCH "' 4 'while it works'");
+	out = ctl("batch-count --card BC-1 '" BATCH "' 4 'while it works'");
 	expect(out, "error: a license is being made right now (job ");
 	expect(out, "type the count again once that card is done");
 	expect(out, "exit 1");

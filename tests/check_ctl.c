@@ -211,7 +211,7 @@ START_TEST(export_round_trips)
 	    "        assert r[\"serial\"] == ser.decode().rstrip(\" \")\n"
 	    "print(len(rows), sum(r[\"serial\"] == \"Q\\\"1,\\u00e9\" for r in "
 	    "rows))' 2>&1", known, known);
-	ck_assert_str_eq(out, "24 4\n");
+	ck_assert_str_eq(out, "26 4\n");
 	free(out);
 	/* JSON and JSON lines parse, and keep the odd serial whole. */
 	out = tl_read("/usr/bin/python3 -c '\n"
@@ -225,7 +225,7 @@ START_TEST(export_round_trips)
 	    "odd = [r for r in a if r[\"serial\"] == \"Q\\\"1,\\u00e9\"]\n"
 	    "print(len(a), len(odd), odd[0][\"serial_hex\"], "
 	    "type(odd[0][\"timings\"]).__name__)' 2>&1", known);
-	ck_assert_str_eq(out, "24 4 5122312CC3A920202020202020202020 dict\n");
+	ck_assert_str_eq(out, "26 4 5122312CC3A920202020202020202020 dict\n");
 	free(out);
 }
 END_TEST
@@ -240,12 +240,13 @@ tampered(const char *name, const char *sql)
 	static char path[400];
 
 	snprintf(path, sizeof(path), "%s/%s.db", tl_dir, name);
+	/* Every trigger out of the way, whatever migrations made it. */
 	tl_sh("sqlite3 %s \"VACUUM INTO '%s'\" && sqlite3 %s \"SELECT sql || "
 	    "';' FROM sqlite_schema WHERE type = 'trigger'\" > %s.trg && "
-	    "sqlite3 %s \"DROP TRIGGER audit_no_update; DROP TRIGGER "
-	    "audit_no_delete; DROP TRIGGER audit_append_only; %s\" && "
-	    "sqlite3 %s < %s.trg", known, path, path, path, path, sql, path,
-	    path);
+	    "sqlite3 %s \"SELECT 'DROP TRIGGER ' || name || ';' FROM "
+	    "sqlite_schema WHERE type = 'trigger'\" | sqlite3 %s && "
+	    "sqlite3 %s \"%s\" && sqlite3 %s < %s.trg", known, path, path,
+	    path, path, path, path, sql, path, path);
 	return tl_read(CTL " -d %s verify 2>&1; echo \"exit $?\"", path);
 }
 
@@ -254,8 +255,8 @@ START_TEST(verify_finds_each_tampering)
 	char *out, *head;
 
 	out = ctl("verify", NULL);
-	expect(out, "station test: 24 rows, chain intact");
-	expect(out, "24 rows checked");
+	expect(out, "station test: 26 rows, chain intact");
+	expect(out, "26 rows checked");
 	expect(out, "exit 0");
 	free(out);
 	out = tampered("edit", "UPDATE audit SET reason = 'nothing to see' "
@@ -292,7 +293,7 @@ START_TEST(verify_finds_each_tampering)
 	expect(out, "exit 1");
 	free(out);
 	out = ctl("verify --head ", head);
-	expect(out, "is row 24 of station test (0 rows after it)");
+	expect(out, "is row 26 of station test (0 rows after it)");
 	expect(out, "exit 0");
 	free(out);
 	free(head);
@@ -303,7 +304,10 @@ START_TEST(merge_two_stations)
 {
 	char *out, merged[400];
 
-	/* A second station: another id, another database, one card. */
+	/*
+	 * A second station: another id, another database, one card (and the
+	 * insertions of the two batch cards).
+	 */
 	d_config("second", "1234", "[station]\nid = line-2");
 	d_start();
 	tl_insert(1, "M1", "--type target --serial M1");
@@ -312,21 +316,21 @@ START_TEST(merge_two_stations)
 	d_stop();
 	out = tl_read(CTL " merge %s/merged.db %s %s 2>&1; echo \"exit $?\"",
 	    tl_dir, known, d_db);
-	expect(out, "station test: 24 rows added, 24 in all");
-	expect(out, "station line-2: 4 rows added, 4 in all");
+	expect(out, "station test: 26 rows added, 26 in all");
+	expect(out, "station line-2: 6 rows added, 6 in all");
 	expect(out, "exit 0");
 	free(out);
 	/* Again: nothing new. */
 	out = tl_read(CTL " merge %s/merged.db %s %s 2>&1; echo \"exit $?\"",
 	    tl_dir, known, d_db);
-	expect(out, "station test: 0 rows added, 24 in all");
-	expect(out, "station line-2: 0 rows added, 4 in all");
+	expect(out, "station test: 0 rows added, 26 in all");
+	expect(out, "station line-2: 0 rows added, 6 in all");
 	free(out);
 	out = tl_read(CTL " -d %s/merged.db verify 2>&1; echo \"exit $?\"",
 	    tl_dir);
-	expect(out, "station line-2: 4 rows, chain intact");
-	expect(out, "station test: 24 rows, chain intact");
-	expect(out, "28 rows checked");
+	expect(out, "station line-2: 6 rows, chain intact");
+	expect(out, "station test: 26 rows, chain intact");
+	expect(out, "32 rows checked");
 	expect(out, "exit 0");
 	free(out);
 	/* reconcile's pass over two stations' rows, taking turns by rowid. */
@@ -500,7 +504,7 @@ START_TEST(list_show_escape_card_bytes)
 	out = tl_read(CTL " -d %s show '" ESC_SERIAL "' 2>&1; echo \"exit "
 	    "$?\"", db);
 	ck_assert_str_eq(out, "card " ESC_SERIAL ", model " ESC_MODEL "\n"
-	    "2026-11-24 10:00:00Z  evil #25 job 900  " ESC_READER
+	    "2026-11-24 10:00:00Z  evil #27 job 900  " ESC_READER
 	    "  skipped  \n    " ESC_REASON "\n    ms {\"probe\":3}\nexit 0\n");
 	free(out);
 	out = tl_read(CTL " -d %s list --serial '" ESC_SERIAL "' --model '"
@@ -530,7 +534,7 @@ START_TEST(export_json_valid_whatever_the_bytes)
 	    "print(len(rows), ascii(e[\"serial\"]), e[\"serial_hex\"], "
 	    "ascii(e[\"model\"]), e[\"model_hex\"], ascii(e[\"reader\"]), "
 	    "ascii(e[\"reason\"]), e[\"timings\"])' 2>&1", db);
-	ck_assert_str_eq(out, "25 'E\\x1b[2J\\x07\\n\\ufffd\\ufffd\\x00Z' "
+	ck_assert_str_eq(out, "27 'E\\x1b[2J\\x07\\n\\ufffd\\ufffd\\x00Z' "
 	    EVIL_SERIAL " 'M\\xe9\\u202e\\x9b' " EVIL_MODEL " 'Evil\\x1b]0;"
 	    "pwned\\x07 R\\r\\n' 'bad\\nSim Line A 00 01: X verified' "
 	    "{'probe': 3}\n");
@@ -540,7 +544,7 @@ START_TEST(export_json_valid_whatever_the_bytes)
 	    "a = json.loads(sys.stdin.buffer.read().decode(\"utf-8\"))\n"
 	    "e = [r for r in a if r[\"station\"] == \"evil\"][0]\n"
 	    "print(len(a), bytes.fromhex(e[\"serial_hex\"]))' 2>&1", db);
-	ck_assert_str_eq(out, "25 b'E\\x1b[2J\\x07\\n\\xff\\xc3\\x00Z     '\n");
+	ck_assert_str_eq(out, "27 b'E\\x1b[2J\\x07\\n\\xff\\xc3\\x00Z     '\n");
 	free(out);
 	/* Nothing a terminal acts on, even in the raw file. */
 	out = tl_read(CTL " -d %s export --format jsonl | LC_ALL=C grep -c "
@@ -594,7 +598,7 @@ START_TEST(export_csv_one_record_per_line)
 	    "e = [dict(zip(rows[0], r)) for r in rows if r[0] == \"evil\"][0]\n"
 	    "print(len(rows) - 1, e[\"serial\"], e[\"serial_hex\"], "
 	    "e[\"model\"], e[\"reader\"], e[\"reason\"])' 2>&1", db);
-	ck_assert_str_eq(out, "25 " ESC_SERIAL " " EVIL_SERIAL " " ESC_MODEL
+	ck_assert_str_eq(out, "27 " ESC_SERIAL " " EVIL_SERIAL " " ESC_MODEL
 	    " " ESC_READER " " ESC_REASON "\n");
 	free(out);
 }
@@ -796,15 +800,15 @@ START_TEST(backup_copies_and_verifies)
 	    "BY seq DESC LIMIT 1' | tr -d '\\n'", known);
 	out = tl_read(CTL " -d %s backup %s/copy.db 2>&1; echo \"exit $?\"",
 	    known, tl_dir);
-	ck_assert_msg(strstr(out, "copy.db: station test: 24 rows, chain "
+	ck_assert_msg(strstr(out, "copy.db: station test: 26 rows, chain "
 	    "intact, head ") != NULL && strstr(out, head) != NULL, "%s", out);
-	expect(out, "copy.db: 24 rows copied, the copy verifies\nexit 0\n");
+	expect(out, "copy.db: 26 rows copied, the copy verifies\nexit 0\n");
 	free(out);
 	/* One self-contained file, with every row and view. */
 	out = tl_read("sqlite3 %s/copy.db 'PRAGMA journal_mode; SELECT "
 	    "count(*) FROM audit; SELECT count(*) FROM issuance'; ls "
 	    "%s/copy.db-* 2>/dev/null | wc -l", tl_dir, tl_dir);
-	ck_assert_str_eq(out, "delete\n24\n7\n0\n");
+	ck_assert_str_eq(out, "delete\n26\n7\n0\n");
 	free(out);
 	out = tl_read("[ \"$(stat -c %%a %s)\" = \"$(stat -c %%a "
 	    "%s/copy.db)\" ] && echo same mode", known, tl_dir);
@@ -875,7 +879,7 @@ START_TEST(backup_beside_a_writer)
 	    "\"exit $?\"; sqlite3 %s/busy.db 'BEGIN IMMEDIATE' 2>&1", tl_dir,
 	    tl_dir, tl_dir);
 	close(w);
-	expect(out, "busy-copy.db: 24 rows copied, the copy verifies\n"
+	expect(out, "busy-copy.db: 26 rows copied, the copy verifies\n"
 	    "exit 0\n");
 	/* The lock was held all along. */
 	expect(out, "database is locked");

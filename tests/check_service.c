@@ -107,7 +107,7 @@ START_TEST(ready_reload_stop_protocol)
 	/* pcscd is not there yet: no READY, even with the database open. */
 	d_start_env(env, 0);
 	ck_assert(!notify_wait("READY=1", 1500, seen, sizeof(seen)));
-	ck_assert_int_eq(qn("PRAGMA user_version"), 6);
+	ck_assert_int_eq(qn("PRAGMA user_version"), 7);
 	tl_sh(TOPDIR "/sim/line up --dir %s --readers 2 >/dev/null", second);
 	/* The watcher retries pcscd every 5 s at most; three suites run. */
 	ck_assert_msg(notify_wait("READY=1", 20000, seen, sizeof(seen)),
@@ -397,6 +397,7 @@ START_TEST(make_install_lists_its_files)
 	    "644 ./usr/share/cardlicd/sql/004-card-text.sql\n"
 	    "644 ./usr/share/cardlicd/sql/005-signatures.sql\n"
 	    "644 ./usr/share/cardlicd/sql/006-scale.sql\n"
+	    "644 ./usr/share/cardlicd/sql/007-trust.sql\n"
 	    "644 ./usr/share/man/man1/cardlicctl.1\n"
 	    "644 ./usr/share/man/man5/cardlicd.conf.5\n"
 	    "644 ./usr/share/man/man8/cardlicd.8\n"

@@ -281,6 +281,18 @@ batch_unpick(int hold)
 	(void)hold;
 }
 
+void
+batch_settle(const char *reader)
+{
+	(void)reader;
+}
+
+void
+batch_wait_settled(const char *reader)
+{
+	(void)reader;
+}
+
 enum batch_result
 batch_generate(int hold, const uint8_t *model, const uint8_t *serial,
     const char *start, struct batch_license *out)
