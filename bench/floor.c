@@ -595,6 +595,28 @@ fl_fail(struct fl_job *j, const char *word, CK_RV rv)
 	fl_step(j, FL_OUTCOME);
 }
 
+/*
+ * Invariant 10 (issue 18): the card is read again (C_GetTokenInfo, which
+ * also gives the PIN's flags) after the status, before the login, before
+ * the load and after the read-back, as cardlicd does, since no program
+ * may load a license or try a PIN on a card it has not seen to be its
+ * own.  CKR_OK when it is the job's card; after the read-back (gone_ok),
+ * also when it has left (the feeder takes it as soon as it is read).
+ */
+static CK_RV
+fl_same_card(struct fl_job *j, int gone_ok)
+{
+	CK_TOKEN_INFO ti;
+	CK_RV rv;
+
+	if ((rv = fl_p11->C_GetTokenInfo(j->r->slot, &ti)) != CKR_OK)
+		return gone_ok ? CKR_OK : rv;
+	if (memcmp(ti.model, j->model, FL_FIELD_LEN) != 0 ||
+	    memcmp(ti.serialNumber, j->serial, FL_FIELD_LEN) != 0)
+		return CKR_DEVICE_REMOVED;
+	return CKR_OK;
+}
+
 static void
 fl_card(struct fl_job *j)
 {
@@ -636,6 +658,8 @@ fl_card(struct fl_job *j)
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
 		memcpy(j->status, buf, FL_STATUS_LEN);
 	}
+	if (rv == CKR_OK)
+		rv = fl_same_card(j, 0);
 	fl_step(j, FL_STATUS);
 	if (rv != CKR_OK) {
 		fl_fail(j, "statusfail", rv);
@@ -649,7 +673,10 @@ fl_card(struct fl_job *j)
 		fl_step(j, FL_OUTCOME);
 		goto out;
 	}
-	rv = fl_p11->C_Login(h, CKU_USER, (CK_UTF8CHAR *)fl_pin, fl_pin_len);
+	rv = fl_same_card(j, 0);
+	if (rv == CKR_OK)
+		rv = fl_p11->C_Login(h, CKU_USER, (CK_UTF8CHAR *)fl_pin,
+		    fl_pin_len);
 	fl_step(j, FL_LOGIN);
 	if (rv != CKR_OK) {
 		fl_fail(j, "loginfail", rv);
@@ -688,7 +715,9 @@ fl_card(struct fl_job *j)
 	a.type = FL_LICENSE_ATTR;
 	a.pValue = j->license;
 	a.ulValueLen = FL_LICENSE_LEN;
-	rv = fl_p11->C_SetAttributeValue(h, 0, &a, 1);
+	rv = fl_same_card(j, 0);
+	if (rv == CKR_OK)
+		rv = fl_p11->C_SetAttributeValue(h, 0, &a, 1);
 	fl_step(j, FL_LOAD);
 	if (rv != CKR_OK) {
 		fl_fail(j, "loadfail", rv);
@@ -701,6 +730,8 @@ fl_card(struct fl_job *j)
 	if (rv == CKR_OK && a.ulValueLen != FL_STATUS_LEN)
 		rv = CKR_ATTRIBUTE_VALUE_INVALID;
 	memcpy(j->status, buf, FL_STATUS_LEN);
+	if (rv == CKR_OK)
+		rv = fl_same_card(j, 1);
 	fl_step(j, FL_READBACK);
 	if (rv != CKR_OK) {
 		fl_fail(j, "readfail", rv);

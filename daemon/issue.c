@@ -615,7 +615,7 @@ issue_load(struct job *j, const struct db_pending *lic)
 	/* Invariant 10: the license goes to its own card, or nowhere. */
 	if (issue_still_here(j, "before its license was loaded") != 0)
 		return;
-	issue_time(j, "identity");
+	issue_time(j, "loadcheck");
 	fault_point("load");
 	rv = p11_load_license(j->session, lic->license);
 	issue_time(j, "load");
@@ -766,7 +766,7 @@ issue_read_status(struct job *j, uint8_t st[STATUS_LEN])
 	if (issue_still_here(j, j->waited ? "while its job waited for the "
 	    "job in the other reader" : "before its session opened") != 0)
 		return -1;
-	issue_time(j, "identity");
+	issue_time(j, "statuscheck");
 	if (!issue_status_valid(st) || (issue_status_date_ok(st + 3) &&
 	    issue_status_date_ok(st + 11)))
 		return 0;
