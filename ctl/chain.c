@@ -596,6 +596,25 @@ chain_create_merged(sqlite3 *db, int upto, char *err, size_t len)
 	return 0;
 }
 
+/* The rows of station s in the attached input after row after. */
+static long
+chain_src_rows(sqlite3 *out, const char *s, long after)
+{
+	sqlite3_stmt *st;
+	long n = -1;
+
+	if (sqlite3_prepare_v2(out, "SELECT count(*) FROM src.audit NOT "
+	    "INDEXED WHERE station = ?1 AND seq > ?2", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, s, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, after);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = (long)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
 /* Copy the stations of one input, appending only what OUT lacks. */
 static int
 chain_merge_one(sqlite3 *out, const char *in, long *added)
@@ -619,7 +638,17 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 		sqlite3_close(src);
 		return -1;
 	}
-	/* Each station's chain must hold before anything is taken from it. */
+	/*
+	 * The input's schema is cardlicd's (the statements below read its
+	 * table and may go through its indexes), and each station's chain
+	 * holds, before anything is taken from it.
+	 */
+	if ((ok = schema_check(src, msg, sizeof(msg))) != 0) {
+		ctl_fail("%s: BROKEN: %s%s; nothing merged from it", in,
+		    ok > 0 ? "the schema is not cardlicd's: " : "", msg);
+		sqlite3_close(src);
+		return -1;
+	}
 	if (chain_verify_all(src, in, 1, &total, NULL, 0) != 0) {
 		sqlite3_close(src);
 		ctl_fail("%s: its chain is broken; nothing merged from it", in);
@@ -680,6 +709,18 @@ chain_merge_one(sqlite3 *out, const char *in, long *added)
 		}
 		sqlite3_finalize(hs);
 		rows = sqlite3_changes(out);
+		/*
+		 * Every row asked for went in: a trigger's RAISE(IGNORE)
+		 * drops a row with no error, and the chain left behind may
+		 * still hold (its end cut off).
+		 */
+		if (rc == 0 && rows != chain_src_rows(out, s, omax)) {
+			ctl_fail("%s: station %s: %ld rows went in of %ld: "
+			    "rows were dropped on the way", in,
+			    ctl_esc(s, strlen(s)), rows,
+			    chain_src_rows(out, s, omax));
+			rc = -1;
+		}
 		*added += rows;
 		chain_state_init(&cs, s, NULL, 0);
 		if (rc == 0 && chain_walk(out, &cs, msg, sizeof(msg)) != 0) {
@@ -714,10 +755,11 @@ done:
 static const char *const merge_help =
 "usage: cardlicctl merge OUT.db IN.db...\n"
 "Consolidates the audit databases of several stations into OUT.db (made\n"
-"if missing), keyed by station and row.  Each input's chains are verified\n"
-"first; only rows OUT.db lacks are appended, after checking that they\n"
-"continue the chain already there, so merging the same station twice adds\n"
-"nothing.  OUT.db has the same views; cardlicctl verify works on it.\n";
+"if missing), keyed by station and row.  Each input's schema and chains\n"
+"are verified first, and OUT.db's schema; only rows OUT.db lacks are\n"
+"appended, after checking that they continue the chain already there, so\n"
+"merging the same station twice adds nothing.  OUT.db has the same views;\n"
+"cardlicctl verify works on it.\n";
 
 int
 cmd_merge(struct ctl *c, int argc, char **argv)
@@ -755,6 +797,12 @@ cmd_merge(struct ctl *c, int argc, char **argv)
 		sqlite3_close(out);
 		return ctl_fail("%s is a station's database, not a merged one;"
 		    " merge into a new file", argv[1]);
+	} else if ((fresh = schema_check(out, err, sizeof(err))) != 0) {
+		/* A trigger of its own could drop or change what comes in. */
+		sqlite3_close(out);
+		return ctl_fail("%s: BROKEN: %s%s; nothing merged into it",
+		    argv[1], fresh > 0 ? "the schema is not cardlicd's: " : "",
+		    err);
 	}
 	for (i = 2; i < argc; i++) {
 		if (strcmp(argv[i], argv[1]) == 0) {

@@ -770,6 +770,137 @@ START_TEST(added_index_is_refused)
 END_TEST
 
 /*
+ * Every command that reads the database refuses a file whose schema is
+ * not cardlicd's: one line naming the object (why), and no answer; exit
+ * 2, verify's 1 with BROKEN.  A backup is not made, merge takes nothing
+ * from it, and a merged file with such an object takes nothing in.
+ */
+static void
+tk_all_refuse(const char *why)
+{
+	static const char *const cmds[] = { "list", "show SN-000042",
+	    "export --format csv", "export --signed --format jsonl", "stats",
+	    "reconcile", "pubkey", "watch", "backup %s/b.db", NULL };
+	char cmd[600], want[1200], *out;
+	sqlite3 *db;
+	int i, st;
+
+	for (i = 0; cmds[i] != NULL; i++) {
+		snprintf(cmd, sizeof(cmd), cmds[i], tk_dir);
+		/* watch would follow the file for ever: 10 s at most. */
+		out = tk_run(&st, "timeout 10 " CTL " -d %s %s", tk_db, cmd);
+		snprintf(want, sizeof(want), "cardlicctl: %s: BROKEN: the "
+		    "schema is not cardlicd's: %s; cardlicctl answers nothing "
+		    "from it\n", tk_db, why);
+		ck_assert_msg(st == 2 && strcmp(out, want) == 0, "%s: exit %d, "
+		    "not 2 with\n%s: %s", cmd, st, want, out);
+		free(out);
+	}
+	snprintf(cmd, sizeof(cmd), "%s/b.db", tk_dir);
+	ck_assert_msg(access(cmd, F_OK) != 0, "a backup was made");
+	/* verify: the same line on stderr, and BROKEN on stdout. */
+	out = tk_run(&st, "(" CTL " -d %s verify %s 2>/dev/null)", tk_db,
+	    tk_pub);
+	snprintf(want, sizeof(want), "%s: BROKEN: the schema is not "
+	    "cardlicd's: %s\n", tk_db, why);
+	ck_assert_msg(st == 1 && strcmp(out, want) == 0, "verify: exit %d, "
+	    "not 1 with\n%s: %s", st, want, out);
+	free(out);
+	out = tk_run(&st, CTL " merge %s/m.db %s", tk_dir, tk_db);
+	snprintf(want, sizeof(want), "cardlicctl: %s: BROKEN: the schema is "
+	    "not cardlicd's: %s; nothing merged from it\n", tk_db, why);
+	ck_assert_msg(st == 2 && strcmp(out, want) == 0, "merge: exit %d, "
+	    "not 2 with\n%s: %s", st, want, out);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s/m.db", tk_dir);
+	ck_assert_int_eq(sqlite3_open(cmd, &db), SQLITE_OK);
+	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit"), 0);
+	sqlite3_close(db);
+}
+
+/*
+ * From the independent test round: a trigger that drops the daemon's
+ * rows (RAISE(IGNORE): no error, no row) hid from the schema check under
+ * the name sqlitexstat_x, since the check skipped every name LIKE
+ * 'sqlite_stat%', where `_` matches any character.
+ */
+START_TEST(trigger_named_like_the_statistics_is_refused)
+{
+	sqlite3 *db = tk_open();
+	char *out, m[400];
+	int st;
+
+	tk_close(db);
+	/* A merged file made now, with the trigger added to it after. */
+	out = tk_run(&st, CTL " merge %s/good.db %s", tk_dir, tk_db);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	tk_exec(db, "CREATE TRIGGER sqlitexstat_x BEFORE INSERT ON audit WHEN "
+	    "NEW.reason LIKE 'X%' BEGIN SELECT RAISE(IGNORE); END");
+	/* It works: a row goes nowhere, and nothing says so. */
+	tk_exec(db, "INSERT INTO audit (seq, utc, station, job, reader, state, "
+	    "reason, hash) SELECT seq + 1, utc, station, job, reader, state, "
+	    "'X marks a row that goes nowhere', hash FROM audit WHERE seq = "
+	    "12");
+	ck_assert_int_eq(sqlite3_changes(db), 0);
+	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit"), 12);
+	sqlite3_close(db);
+	tk_all_refuse("trigger sqlitexstat_x is not cardlicd's (added to the "
+	    "file)");
+	/* The merged file with the same trigger takes nothing in. */
+	snprintf(m, sizeof(m), "%s/good.db", tk_dir);
+	ck_assert_int_eq(sqlite3_open(m, &db), SQLITE_OK);
+	tk_exec(db, "CREATE TRIGGER sqlitexstat_x BEFORE INSERT ON audit WHEN "
+	    "NEW.reason LIKE 'X%' BEGIN SELECT RAISE(IGNORE); END");
+	sqlite3_close(db);
+	out = tk_run(&st, CTL " merge %s %s/m2.db", m, tk_dir);
+	ck_assert_msg(st == 2 && strstr(out, "BROKEN: the schema is not "
+	    "cardlicd's: trigger sqlitexstat_x is not cardlicd's (added to "
+	    "the file); nothing merged into it") != NULL, "merge into: exit "
+	    "%d: %s", st, out);
+	free(out);
+}
+END_TEST
+
+/*
+ * SQLite's own names are no safe harbour either: with writable_schema, a
+ * trigger can be named sqlite_stat1, and SQLite runs it.  Only the
+ * statistics tables that ANALYZE makes are left out of the check.
+ */
+START_TEST(statistics_tables_only_are_left_out)
+{
+	sqlite3 *db;
+	char *out;
+
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	tk_exec(db, "ANALYZE");
+	ck_assert_int_gt(tk_num(db, "SELECT count(*) FROM sqlite_schema WHERE "
+	    "name LIKE 'sqlite_stat%'"), 0);
+	sqlite3_close(db);
+	out = tk_passes(tk_pub);
+	ck_assert_msg(strstr(out, "12 rows, chain intact") != NULL, "%s", out);
+	free(out);
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	tk_exec(db, "PRAGMA writable_schema = ON; INSERT INTO sqlite_schema "
+	    "VALUES ('trigger', 'sqlite_stat1', 'audit', 0, 'CREATE TRIGGER "
+	    "sqlite_stat1 BEFORE INSERT ON audit WHEN NEW.reason LIKE ''X%'' "
+	    "BEGIN SELECT RAISE(IGNORE); END')");
+	sqlite3_close(db);
+	/* SQLite loads it, and runs it. */
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	tk_exec(db, "INSERT INTO audit (seq, utc, station, job, reader, state, "
+	    "reason, hash) SELECT seq + 1, utc, station, job, reader, state, "
+	    "'X marks a row that goes nowhere', hash FROM audit WHERE seq = "
+	    "12");
+	ck_assert_int_eq(sqlite3_changes(db), 0);
+	sqlite3_close(db);
+	tk_all_refuse("trigger sqlite_stat1 is not cardlicd's (added to the "
+	    "file)");
+}
+END_TEST
+
+/*
  * From the adversary: cardlicd's own index, rebuilt without a generated
  * row, changed reconcile's totals (SPENT 2 of 3) while verify --key
  * passed.  integrity_check reads every index against the table, and
@@ -1106,6 +1237,8 @@ main(void)
 	tcase_add_test(keys, every_signature_names_a_spoilt_one);
 	tcase_add_test(keys, redefined_view_is_refused);
 	tcase_add_test(keys, added_index_is_refused);
+	tcase_add_test(keys, trigger_named_like_the_statistics_is_refused);
+	tcase_add_test(keys, statistics_tables_only_are_left_out);
 	tcase_add_test(keys, index_without_a_row_is_caught);
 	tcase_add_test(keys, row_hidden_from_an_index_is_caught);
 	tcase_add_test(keys, endorsed_rotation_passes);
