@@ -39,6 +39,7 @@ const char *ctl_esc(const void *, size_t);
 void	 ctl_put(const char *, size_t, int);
 size_t	 ctl_unescape(const char *, char *);
 void	 ctl_json_str(const void *, size_t);
+int	 ctl_col_is(sqlite3_stmt *, int, const char *);
 
 /* query.c */
 int	cmd_list(struct ctl *, int, char **);

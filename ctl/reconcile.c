@@ -178,19 +178,20 @@ recon_show(const struct recon_text *t)
 	return t->p == NULL ? "-" : ctl_esc(t->p, t->n);
 }
 
+/* The state's exact bytes: "verified" and nothing after it. */
 static enum recon_state
 recon_state_of(sqlite3_stmt *st, int i)
 {
 	static const char *const names[] = { "generated", "loaded", "failed",
 	    "verified", "rejected", "in-doubt", "resolved", "counted" };
 	const char *s = (const char *)sqlite3_column_text(st, i);
-	size_t k;
+	size_t k, n = (size_t)sqlite3_column_bytes(st, i);
 
 	/* Most rows: requested, generated, loaded, verified. */
-	if (s == NULL || s[0] == 'q' || (s[0] == 'r' && s[2] == 'q'))
+	if (s == NULL || n < 6 || (s[0] == 'r' && s[2] == 'q'))
 		return RS_OTHER;
 	for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
-		if (strcmp(s, names[k]) == 0)
+		if (strlen(names[k]) == n && memcmp(s, names[k], n) == 0)
 			return (enum recon_state)k;
 	return RS_OTHER;
 }
@@ -296,11 +297,25 @@ recon_find(void *base, size_t n, size_t size, long long seq)
 	return NULL;
 }
 
-/* Columns of the pass, then of r->more. */
+/*
+ * Columns of the pass, then of r->more.  From RC_MORE on come the TEXT
+ * columns that the pass does not read otherwise (RC_NMORE of them), read
+ * only to see that none holds a NUL byte.
+ */
 enum {
 	RC_ROWID, RC_STATION, RC_SEQ, RC_STATE, RC_LICENSE, RC_READER,
-	RC_ATR
+	RC_ATR, RC_MORE
 };
+#define RC_MORE_COLS	", utc, reader, reason, start_date, end_date, sw, " \
+	"ckr, timings"
+#define RC_NMORE	8
+/* Every TEXT column of the row, read by the pass. */
+#define RC_ONE_TEXT		1
+#define RC_ONE_INTEGER		0
+#define RC_ONE_BLOB		0
+#define RC_ONE(name, type, exp, at, hex_at)	+ RC_ONE_##type
+_Static_assert(4 + RC_NMORE == 0 AUDITROW_HASHED_COLUMNS(RC_ONE),
+    "reconcile's pass must read every TEXT column of auditrow.h");
 enum { RM_REASON, RM_COUNT, RM_WHEN };
 
 /*
@@ -341,6 +356,42 @@ recon_counted(struct recon *r, uint32_t card, sqlite3_stmt *m, long long seq)
 }
 
 /*
+ * A TEXT column of the row with a NUL byte in it: cardlicd never writes
+ * one, and the row is made to be taken for another's (a station
+ * "demo-line\0" beside "demo-line", for whatever stops at the NUL).
+ * reconcile answers nothing from such a file.  0, or -1 with r->broken.
+ */
+static int
+recon_nul(struct recon *r, sqlite3_stmt *st)
+{
+	const void *p;
+	int i, k;
+
+	/*
+	 * As a BLOB: the same bytes, with no copy made to end them with a
+	 * NUL (a third of the pass's time, as text).
+	 */
+	static const int fixed[4] = { RC_STATION, RC_STATE, RC_READER,
+	    RC_ATR };
+
+	for (i = 0; i < 4 + RC_NMORE; i++) {
+		k = i < 4 ? fixed[i] : RC_MORE + i - 4;
+		if ((p = sqlite3_column_blob(st, k)) == NULL ||
+		    memchr(p, '\0', (size_t)sqlite3_column_bytes(st, k)) ==
+		    NULL)
+			continue;
+		snprintf(r->broken, sizeof(r->broken), "station %s: row %lld: "
+		    "its %s holds a NUL byte, which cardlicd never writes",
+		    ctl_esc(sqlite3_column_text(st, RC_STATION), (size_t)
+		    sqlite3_column_bytes(st, RC_STATION)),
+		    (long long)sqlite3_column_int64(st, RC_SEQ),
+		    sqlite3_column_name(st, k));
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * One row, in its station's order.  -1: out of memory; -2: broken; -3:
  * SQLite's error.
  */
@@ -363,6 +414,8 @@ recon_row(struct recon *r, sqlite3_stmt *st)
 		    (long long)sqlite3_column_int64(st, RC_ROWID));
 		return -2;
 	}
+	if (recon_nul(r, st) != 0)
+		return -2;
 	if ((s = recon_station(r, st, RC_STATION, &si)) == NULL)
 		return -1;
 	seq = sqlite3_column_int64(st, RC_SEQ);
@@ -449,7 +502,8 @@ recon_pass(struct ctl *c, struct recon *r)
 	    "audit WHERE rowid = ?1", ctl_time(c, "utc"));
 	if ((r->more = ctl_prepare(c, sql)) == NULL || (st = ctl_prepare(c,
 	    "SELECT rowid, station, seq, state, license_seq, batch_reader, "
-	    "batch_atr FROM audit NOT INDEXED ORDER BY rowid")) == NULL)
+	    "batch_atr" RC_MORE_COLS " FROM audit NOT INDEXED ORDER BY "
+	    "rowid")) == NULL)
 		return -1;
 	while ((s = sqlite3_step(st)) == SQLITE_ROW)
 		if ((rc = recon_row(r, st)) != 0)

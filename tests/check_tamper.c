@@ -951,6 +951,133 @@ START_TEST(row_hidden_from_an_index_is_caught)
 }
 END_TEST
 
+/*
+ * From the independent test round: a station id with a NUL byte at its
+ * end.  One INSERT through cardlicd's own triggers (the schema stays
+ * intact) appended 12 forged rows as station "st1\0": verify walked
+ * "st1" twice ("12 rows, chain intact" twice, 24 rows checked of 24) and
+ * exited 0, and the forged licenses were listed.  Every value is its
+ * exact bytes now: verify names the first such row, verify --export and
+ * a merged file too, reconcile answers nothing, and list shows them as
+ * another station's.
+ */
+static void
+tk_nul_station(sqlite3 *db, const char *from)
+{
+	char sql[1200];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO audit SELECT %s, utc, "
+	    "CAST(X'73743100' AS TEXT), job, reader, CASE WHEN state IN "
+	    "('requested', 'loaded') THEN state WHEN state = 'generated' THEN "
+	    "'generated' ELSE 'verified' END, 'forged', model, "
+	    "CAST('FORGED' AS BLOB), start_date, end_date, CASE WHEN "
+	    "license_seq IS NULL THEN NULL ELSE license_seq + %s END, license, "
+	    "batch_reader, batch_atr, batch_count, sw, ckr, status, timings, "
+	    "hash, sig FROM audit WHERE station = 'st1' ORDER BY seq", from,
+	    strcmp(from, "seq") == 0 ? "0" : "12");
+	tk_exec(db, sql);
+}
+
+START_TEST(station_with_a_nul_is_named)
+{
+	char file[400], want[800], *out;
+	sqlite3 *db;
+	int st;
+
+	/* The attack, as an attacker without the key makes it. */
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	tk_nul_station(db, "seq + 12");
+	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit WHERE "
+	    "station = CAST(X'73743100' AS TEXT)"), 12);
+	sqlite3_close(db);
+	snprintf(want, sizeof(want), "station st1\\x00: BROKEN at row 13: "
+	    "its station holds a NUL byte (byte 4 of 4: \"st1\\x00\"): "
+	    "cardlicd never writes one, and read up to the NUL it passes for "
+	    "\"st1\"");
+	tk_broken(tk_pub, 13, want);
+	snprintf(file, sizeof(file), "%s --every-signature", tk_pub);
+	tk_broken(file, 13, want);
+	/* The export carries the row; checked with no database, the same. */
+	snprintf(file, sizeof(file), "%s/nul.csv", tk_dir);
+	out = tk_run(&st, CTL " -d %s export --signed --format csv > %s && "
+	    CTL " verify --export %s %s", tk_db, file, file, tk_pub);
+	ck_assert_msg(st == 1 && strstr(out, want) != NULL, "verify --export: "
+	    "exit %d: %s", st, out);
+	free(out);
+	out = tk_run(&st, CTL " -d %s reconcile", tk_db);
+	ck_assert_msg(st == 2 && strstr(out, "BROKEN: station st1\\x00: row "
+	    "13: its station holds a NUL byte, which cardlicd never writes: "
+	    "reconcile answers nothing from it") != NULL &&
+	    strstr(out, "SPENT") == NULL && strstr(out, "accounted") == NULL,
+	    "reconcile: exit %d: %s", st, out);
+	free(out);
+	/* list shows them as what they are: another station's. */
+	out = tk_run(&st, CTL " -d %s list --station 'st1\\x00'", tk_db);
+	ck_assert_msg(st == 0 && strstr(out, "st1\\x00     FORGED") != NULL,
+	    "list --station st1\\x00: exit %d: %s", st, out);
+	free(out);
+	out = tk_run(&st, CTL " -d %s list --station st1", tk_db);
+	ck_assert_msg(st == 0 && strstr(out, "FORGED") == NULL, "list "
+	    "--station st1: exit %d: %s", st, out);
+	free(out);
+	/* merge takes nothing from it. */
+	out = tk_run(&st, CTL " merge %s/m.db %s", tk_dir, tk_db);
+	ck_assert_msg(st == 2 && strstr(out, "its chain is broken; nothing "
+	    "merged from it") != NULL, "merge: exit %d: %s", st, out);
+	free(out);
+}
+END_TEST
+
+/* The same forged copy, as a second station of a merged file. */
+START_TEST(station_with_a_nul_in_a_merged_file_is_named)
+{
+	char want[600], *out;
+	sqlite3 *db;
+	int st;
+
+	out = tk_run(&st, CTL " merge %s/m.db %s", tk_dir, tk_db);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	snprintf(tk_db, sizeof(tk_db), "%s/m.db", tk_dir);
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	tk_nul_station(db, "seq");
+	sqlite3_close(db);
+	snprintf(want, sizeof(want), "station st1\\x00: BROKEN at row 1: "
+	    "its station holds a NUL byte");
+	tk_broken(tk_pub, 1, want);
+	out = tk_run(&st, CTL " -d %s reconcile", tk_db);
+	ck_assert_msg(st == 2 && strstr(out, "BROKEN: station st1\\x00: row "
+	    "1: its station holds a NUL byte") != NULL &&
+	    strstr(out, "accounted") == NULL, "reconcile: exit %d: %s", st,
+	    out);
+	free(out);
+}
+END_TEST
+
+/*
+ * A NUL in any other text column: the row is named for it, before its
+ * signature, even with the chain re-computed around it.
+ */
+START_TEST(nul_in_any_text_column_is_named)
+{
+	sqlite3 *db = tk_open();
+	char *out;
+	int st;
+
+	tk_exec(db, "UPDATE audit SET reason = CAST(X'737465702033006869646465"
+	    "6E' AS TEXT) WHERE seq = 7");
+	tk_rechain(db, NULL, 0);
+	tk_close(db);
+	tk_broken(tk_pub, 7, "its reason holds a NUL byte (byte 7 of 13: "
+	    "\"step 3\\x00hidden\")");
+	out = tk_run(&st, CTL " -d %s reconcile", tk_db);
+	ck_assert_msg(st == 2 && strstr(out, "BROKEN: station st1: row 7: its "
+	    "reason holds a NUL byte") != NULL, "reconcile: exit %d: %s", st,
+	    out);
+	free(out);
+}
+END_TEST
+
 /* keygen --rotate: the new key row is endorsed; verify follows it. */
 START_TEST(endorsed_rotation_passes)
 {
@@ -1241,6 +1368,9 @@ main(void)
 	tcase_add_test(keys, statistics_tables_only_are_left_out);
 	tcase_add_test(keys, index_without_a_row_is_caught);
 	tcase_add_test(keys, row_hidden_from_an_index_is_caught);
+	tcase_add_test(keys, station_with_a_nul_is_named);
+	tcase_add_test(keys, station_with_a_nul_in_a_merged_file_is_named);
+	tcase_add_test(keys, nul_in_any_text_column_is_named);
 	tcase_add_test(keys, endorsed_rotation_passes);
 	tcase_add_test(keys, daemon_refuses_a_readable_key_file);
 	tcase_add_test(keys, old_database_migrates_unsigned);
