@@ -47,6 +47,12 @@ struct chain_state {
 	int		 have_key;
 	uint8_t		 active[32];
 	long		 key_seq;	/* the active key's row */
+	struct chain_retired {
+		uint8_t	 pub[32];
+		long	 published;	/* its key row */
+		long	 retired;	/* the key row that replaced it */
+	}		*retired;	/* chain_state_free */
+	size_t		 n_retired;
 	int		 every;		/* check each signature */
 	long		 last_seq;	/* the active key's last row, unchecked */
 	uint8_t		 last_hash[32], last_sig[64];
@@ -65,6 +71,14 @@ chain_state_init(struct chain_state *cs, const char *station, size_t len,
 	cs->n_trust = n_trust;
 	cs->expect = 1;
 	cs->every = chain_every_signature;
+}
+
+static void
+chain_state_free(struct chain_state *cs)
+{
+	free(cs->retired);
+	cs->retired = NULL;
+	cs->n_retired = 0;
 }
 
 /* The active key's last signed row, checked: 0, or -1 (walk again). */
@@ -130,7 +144,9 @@ static int
 chain_key_row(struct chain_state *cs, long seq, const struct dbhash_val *v,
     char *msg, size_t len)
 {
+	struct chain_retired *r;
 	uint8_t pub[32], prev[32], e[64];
+	size_t i;
 	int endorsed, ok = 0;
 
 	if (v[AUDITROW_reason].type != SQLITE_TEXT ||
@@ -141,6 +157,22 @@ chain_key_row(struct chain_state *cs, long seq, const struct dbhash_val *v,
 		    seq);
 		return -1;
 	}
+	/*
+	 * A rotation retires the old key for every row after it: whoever
+	 * kept a retired private key could otherwise append a key row back
+	 * to it, and sign from there, with or without an endorsement, and
+	 * --key with the station's first key accepted it (independent test
+	 * round, case 12).
+	 */
+	for (i = 0; i < cs->n_retired; i++)
+		if (memcmp(cs->retired[i].pub, pub, 32) == 0) {
+			snprintf(msg, len, "row %ld: a key row brings back key "
+			    "%s, which key row %ld retired (it was published "
+			    "in row %ld): a key never comes back once "
+			    "replaced", seq, chain_short(pub),
+			    cs->retired[i].retired, cs->retired[i].published);
+			return -1;
+		}
 	if (!cs->have_key) {
 		if (cs->n_trust > 0 && !chain_trusted(cs, pub)) {
 			snprintf(msg, len, "row %ld: the station's first key "
@@ -159,6 +191,15 @@ chain_key_row(struct chain_state *cs, long seq, const struct dbhash_val *v,
 			    chain_short(pub), cs->key_seq);
 			return -1;
 		}
+		if ((r = realloc(cs->retired, (cs->n_retired + 1) *
+		    sizeof(*r))) == NULL) {
+			snprintf(msg, len, "row %ld: out of memory", seq);
+			return -1;
+		}
+		cs->retired = r;
+		memcpy(r[cs->n_retired].pub, cs->active, 32);
+		r[cs->n_retired].published = cs->key_seq;
+		r[cs->n_retired++].retired = seq;
 	}
 	cs->have_key = 1;
 	memcpy(cs->active, pub, 32);
@@ -290,7 +331,7 @@ chain_end(struct chain_state *cs, char *msg, size_t len)
  * state tells how far it went.
  */
 static int
-chain_walk(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
+chain_walk_rows(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
 {
 	struct dbhash_val v[AUDITROW_HASHED];
 	const uint8_t *sig;
@@ -336,6 +377,15 @@ chain_walk(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
 		return -1;
 	}
 	return chain_end(cs, msg, len);
+}
+
+static int
+chain_walk(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
+{
+	int rc = chain_walk_rows(db, cs, msg, len);
+
+	chain_state_free(cs);
+	return rc;
 }
 
 /* "; 12 signed (key ... since row 3), 2 unsigned (written before ...)" */

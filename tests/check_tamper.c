@@ -1115,6 +1115,98 @@ START_TEST(endorsed_rotation_passes)
 }
 END_TEST
 
+/* A private key file made by keygen, loaded as the daemon loads it. */
+static struct sign_key *
+tk_key_file(const char *path, uint8_t pub[32])
+{
+	struct sign_key *k;
+	char pem[4096], err[256];
+	size_t len;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	len = fread(pem, 1, sizeof(pem), f);
+	fclose(f);
+	ck_assert_ptr_nonnull(k = sign_key_from_pem(pem, len, err,
+	    sizeof(err)));
+	sign_key_public(k, pub);
+	return k;
+}
+
+/*
+ * From the independent test round: whoever kept a retired private key
+ * appends a key row back to it, and signs rows with it; verify --key with
+ * the station's first key (which it rightly trusts) accepted it.  After
+ * k1 -> k2 (rows 13..16), rows 17 and 18 come back to k1: unendorsed,
+ * then endorsed by k2 itself; each is BROKEN at row 17, with --key or
+ * not, and in a signed export too.
+ */
+static void
+tk_key_comes_back(int endorse)
+{
+	struct sign_key *k1, *k2;
+	uint8_t pub1[32], pub2[32], e[64];
+	char k2path[400], sql[900], h1[65], h2[65], he[129], args[900];
+	char why[600], *out;
+	sqlite3 *db;
+	int st;
+
+	snprintf(k2path, sizeof(k2path), "%s/k2", tk_dir);
+	out = tk_run(&st, CTL " keygen --rotate --station st1 %s %s %s.pub",
+	    tk_priv, k2path, k2path);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	tk_daemon(k2path, 3);
+	free(tk_passes(tk_pub));
+	k1 = tk_key_file(tk_priv, pub1);
+	k2 = tk_key_file(k2path, pub2);
+	dbhash_hex(pub1, 32, 0, h1);
+	dbhash_hex(pub2, 32, 0, h2);
+	ck_assert_int_eq(sign_endorse(k2, "st1", pub1, e), 0);
+	dbhash_hex(e, 64, 0, he);
+	db = tk_open();
+	ck_assert_int_eq(tk_num(db, "SELECT max(seq) FROM audit WHERE state = "
+	    "'key'"), 13);
+	snprintf(sql, sizeof(sql), "INSERT INTO audit (seq, utc, station, "
+	    "job, reader, state, reason, hash) SELECT 17, utc, station, 0, '', "
+	    "'key', 'ed25519 %s%s%s%s%s', x'00' FROM audit WHERE seq = 16; "
+	    "INSERT INTO audit (seq, utc, station, job, reader, state, reason, "
+	    "model, serial, license_seq, hash) SELECT 18, utc, station, job, "
+	    "reader, 'verified', 'license loaded and read back', model, "
+	    "serial, 6, x'00' FROM audit WHERE seq = 16", h1,
+	    endorse ? " endorsed-by " : "", endorse ? h2 : "",
+	    endorse ? " " : "", endorse ? he : "");
+	tk_exec(db, sql);
+	tk_rechain(db, k1, 17);
+	tk_close(db);
+	snprintf(why, sizeof(why), "a key row brings back key %s, which key "
+	    "row 13 retired (it was published in row 4)", h1);
+	tk_broken(tk_pub, 17, why);
+	tk_broken("", 17, why);
+	snprintf(args, sizeof(args), "%s --key %s.pub", tk_pub, k2path);
+	tk_broken(args, 17, why);
+	snprintf(args, sizeof(args), "%s/back.jsonl", tk_dir);
+	out = tk_run(&st, CTL " -d %s export --signed --format jsonl > %s && "
+	    CTL " verify --export %s %s", tk_db, args, args, tk_pub);
+	ck_assert_msg(st == 1 && strstr(out, "BROKEN at row 17") != NULL &&
+	    strstr(out, why) != NULL, "verify --export: exit %d: %s", st, out);
+	free(out);
+	sign_key_free(k1);
+	sign_key_free(k2);
+}
+
+START_TEST(retired_key_cannot_come_back)
+{
+	tk_key_comes_back(0);
+}
+END_TEST
+
+START_TEST(retired_key_cannot_come_back_endorsed)
+{
+	tk_key_comes_back(1);
+}
+END_TEST
+
 /* A key file that others may read is refused by cardlicd (conf.c). */
 START_TEST(daemon_refuses_a_readable_key_file)
 {
@@ -1372,6 +1464,8 @@ main(void)
 	tcase_add_test(keys, station_with_a_nul_in_a_merged_file_is_named);
 	tcase_add_test(keys, nul_in_any_text_column_is_named);
 	tcase_add_test(keys, endorsed_rotation_passes);
+	tcase_add_test(keys, retired_key_cannot_come_back);
+	tcase_add_test(keys, retired_key_cannot_come_back_endorsed);
 	tcase_add_test(keys, daemon_refuses_a_readable_key_file);
 	tcase_add_test(keys, old_database_migrates_unsigned);
 	tcase_add_test(exp, csv_export_verifies_and_edits_are_caught);
