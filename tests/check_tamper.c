@@ -324,6 +324,24 @@ tk_evil_key(uint8_t pub[32])
 	return k;
 }
 
+/* A private key file made by keygen, loaded as the daemon loads it. */
+static struct sign_key *
+tk_key_file(const char *path, uint8_t pub[32])
+{
+	struct sign_key *k;
+	char pem[4096], err[256];
+	size_t len;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	len = fread(pem, 1, sizeof(pem), f);
+	fclose(f);
+	ck_assert_ptr_nonnull(k = sign_key_from_pem(pem, len, err,
+	    sizeof(err)));
+	sign_key_public(k, pub);
+	return k;
+}
+
 /*
  * Each test: rows 1-3 written before signing (no key), then the daemon
  * with key k1: row 4 publishes it, rows 5-12 are signed.
@@ -575,10 +593,10 @@ START_TEST(stripped_signatures_are_caught)
 END_TEST
 
 /*
- * verify checks each key's last signature, which covers every row before
- * it through the chain: a middle row's signature bytes spoilt, with its
- * contents untouched, leave rows that the key did sign.  --every-signature
- * checks each row's own, and names it.
+ * A middle row's signature bytes spoilt, its contents untouched.  verify
+ * used to check each key's last signature only, which covers this row
+ * through the chain, and passed; only --every-signature named it.  Every
+ * row's own signature is checked now, by default.
  */
 START_TEST(every_signature_names_a_spoilt_one)
 {
@@ -587,9 +605,140 @@ START_TEST(every_signature_names_a_spoilt_one)
 
 	tk_exec(db, "UPDATE audit SET sig = zeroblob(64) WHERE seq = 7");
 	tk_close(db);
-	free(tk_passes(tk_pub));
+	tk_broken(tk_pub, 7, "its signature is not the station's key's");
 	snprintf(args, sizeof(args), "%s --every-signature", tk_pub);
 	tk_broken(args, 7, "its signature is not the station's key's");
+}
+END_TEST
+
+/*
+ * From the independent test round: a row forged without the key, with a
+ * correct hash and a signature that is some other row's (or any 64
+ * bytes), then one more card.  cardlicd chained that card's row to the
+ * file's last row, the forged one, and signed it: the last signature of
+ * the key was good, and verify --key --checkpoints passed; only
+ * --every-signature saw the forged row.  The station's own row is signed
+ * here by the test with the station's key, as that daemon signed it, so
+ * that the file is the same whatever the daemon does now.
+ */
+static void
+tk_forged_then_signed(const char *sig)
+{
+	struct sign_key *k1;
+	uint8_t pub[32];
+	char sql[700];
+	sqlite3 *db = tk_open();
+
+	snprintf(sql, sizeof(sql), "INSERT INTO audit (seq, utc, station, job,"
+	    " reader, state, reason, model, serial, license_seq, hash, sig) "
+	    "SELECT 13, utc, station, job, reader, 'verified', 'license loaded"
+	    " and read back', model, serial, 6, x'00', %s FROM audit WHERE "
+	    "seq = 12; INSERT INTO audit (seq, utc, station, job, reader, "
+	    "state, reason, hash) SELECT 14, utc, station, job + 1, reader, "
+	    "'skipped', 'a valid license already', x'00' FROM audit WHERE "
+	    "seq = 12", sig);
+	tk_exec(db, sql);
+	k1 = tk_key_file(tk_priv, pub);
+	tk_rechain(db, k1, 14);
+	tk_close(db);
+	sign_key_free(k1);
+	tk_broken(tk_pub, 13, "its signature is not the station's key's");
+	tk_broken("", 13, "its signature is not the station's key's");
+}
+
+START_TEST(forged_row_under_a_signed_row_is_caught)
+{
+	/* The signature of row 12, valid for row 12's hash. */
+	tk_forged_then_signed("(SELECT sig FROM audit WHERE seq = 12)");
+}
+END_TEST
+
+START_TEST(forged_row_with_any_signature_under_a_signed_row_is_caught)
+{
+	tk_forged_then_signed("randomblob(64)");
+}
+END_TEST
+
+/* The forged row at the end, with a signature copied from row 12. */
+START_TEST(forged_row_with_a_copied_signature_is_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "INSERT INTO audit (seq, utc, station, job, reader, state,"
+	    " reason, model, serial, license_seq, hash, sig) SELECT 13, utc, "
+	    "station, job, reader, 'verified', 'license loaded and read back',"
+	    " model, serial, 6, x'00', sig FROM audit WHERE seq = 12");
+	tk_rechain(db, NULL, 0);
+	tk_close(db);
+	tk_broken(tk_pub, 13, "its signature is not the station's key's");
+}
+END_TEST
+
+/*
+ * A forged row in the middle, with a signature copied from the row
+ * before it, every hash after it recomputed: the rows after it keep
+ * their signatures, over hashes that are no longer theirs.  The forged
+ * row is the first that fails.
+ */
+START_TEST(forged_row_in_the_middle_is_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "UPDATE audit SET seq = seq + 1000 WHERE seq >= 7; "
+	    "UPDATE audit SET seq = seq - 999 WHERE seq >= 1000; "
+	    "INSERT INTO audit (seq, utc, station, job, reader, state, reason,"
+	    " model, serial, license_seq, hash, sig) SELECT 7, utc, station, "
+	    "job, reader, 'verified', 'license loaded and read back', model, "
+	    "serial, 6, x'00', sig FROM audit WHERE seq = 6");
+	tk_rechain(db, NULL, 0);
+	tk_close(db);
+	tk_broken(tk_pub, 7, "its signature is not the station's key's");
+}
+END_TEST
+
+/*
+ * The signatures are checked by several threads, a block of rows at a
+ * time: the row named is still the first that fails, whichever thread
+ * saw it, and a row altered before it comes first.  5,000 rows of
+ * bench/mkaudit (one key row, then signed rows).
+ */
+START_TEST(first_bad_row_of_many_is_named)
+{
+	char key[400], args[600], *out;
+	sqlite3 *db;
+	int st;
+
+	snprintf(key, sizeof(key), "%s/mk", tk_dir);
+	tk_keygen("mk");
+	unlink(tk_db);
+	out = tk_run(&st, TOPDIR "/bench/mkaudit %s 5000 %s", tk_db, key);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	snprintf(args, sizeof(args), "--key %s.pub", key);
+	out = tk_passes(args);
+	ck_assert_msg(strstr(out, "5000 rows, chain intact") != NULL, "%s",
+	    out);
+	free(out);
+	db = tk_open();
+	tk_exec(db, "UPDATE audit SET sig = zeroblob(64) WHERE seq IN (4000, "
+	    "2600, 1500)");
+	tk_close(db);
+	out = tk_run(&st, CTL " -d %s verify %s", tk_db, args);
+	ck_assert_msg(st == 1 && strstr(out, "BROKEN at row 1500: its "
+	    "signature is not the station's key's (key row 1)") != NULL &&
+	    strstr(out, "; 1499 rows checked before it") != NULL, "exit %d: "
+	    "%s", st, out);
+	free(out);
+	/* An edit after the first bad signature: the signature first. */
+	db = tk_open();
+	tk_exec(db, "UPDATE audit SET reason = 'edited' WHERE seq = 3000");
+	tk_close(db);
+	tk_broken(args, 1500, "its signature is not the station's key's");
+	/* An edit before it: the edit first. */
+	db = tk_open();
+	tk_exec(db, "UPDATE audit SET reason = 'edited' WHERE seq = 900");
+	tk_close(db);
+	tk_broken(args, 900, "was altered");
 }
 END_TEST
 
@@ -1115,24 +1264,6 @@ START_TEST(endorsed_rotation_passes)
 }
 END_TEST
 
-/* A private key file made by keygen, loaded as the daemon loads it. */
-static struct sign_key *
-tk_key_file(const char *path, uint8_t pub[32])
-{
-	struct sign_key *k;
-	char pem[4096], err[256];
-	size_t len;
-	FILE *f;
-
-	ck_assert_ptr_nonnull(f = fopen(path, "r"));
-	len = fread(pem, 1, sizeof(pem), f);
-	fclose(f);
-	ck_assert_ptr_nonnull(k = sign_key_from_pem(pem, len, err,
-	    sizeof(err)));
-	sign_key_public(k, pub);
-	return k;
-}
-
 /*
  * From the independent test round: whoever kept a retired private key
  * appends a key row back to it, and signs rows with it; verify --key with
@@ -1454,6 +1585,12 @@ main(void)
 	tcase_add_test(keys, unendorsed_key_change_is_caught);
 	tcase_add_test(keys, stripped_signatures_are_caught);
 	tcase_add_test(keys, every_signature_names_a_spoilt_one);
+	tcase_add_test(keys, forged_row_under_a_signed_row_is_caught);
+	tcase_add_test(keys,
+	    forged_row_with_any_signature_under_a_signed_row_is_caught);
+	tcase_add_test(keys, forged_row_with_a_copied_signature_is_caught);
+	tcase_add_test(keys, forged_row_in_the_middle_is_caught);
+	tcase_add_test(keys, first_bad_row_of_many_is_named);
 	tcase_add_test(keys, redefined_view_is_refused);
 	tcase_add_test(keys, added_index_is_refused);
 	tcase_add_test(keys, trigger_named_like_the_statistics_is_refused);
