@@ -4,10 +4,10 @@
  *
  * For each station, in each source: every line is a checkpoint, signed by
  * the station's key; each follows the one before it (n + 1, and prev is
- * the SHA-256 of the line before), or starts a new series (n=1, prev all
- * zero: the daemon found no earlier checkpoint); the row it names exists
- * with the head it names, and the batch counts it gives are what the rows
- * up to it say.  Between sources: no two checkpoints follow the same one
+ * the SHA-256 of the line before), and only the first may start a series
+ * (n=1, prev all zero: the daemon found no earlier checkpoint); the row it
+ * names exists with the head it names, and the batch counts it gives are
+ * what the rows up to it say.  Between sources: no two checkpoints follow the same one
  * (a fork), and no source stops where another goes on (its tail was
  * dropped).  Then the rows written after the newest checkpoint.
  */
@@ -502,10 +502,20 @@ checkpoint_one_source(struct ctl *c, struct cp_source *src,
 			bad |= checkpoint_fail("%s: checkpoint n=%ld repeats %s "
 			    "word for word: a copied line, not one the daemon "
 			    "wrote", p->where, p->n, dup->where);
+		/*
+		 * Only the station's first checkpoint may start a series: a
+		 * later one that does was written by a daemon that did not
+		 * find the series (under the installed unit, its user could
+		 * not read the journal), or it replaces the series, and
+		 * whatever was dropped between the two cannot show.
+		 */
 		else if (last != NULL && p->n == 1 &&
 		    memcmp(p->prev, cp_zero, 32) == 0)
-			printf("checkpoints: %s: a new series starts (the "
-			    "daemon found no earlier checkpoint)\n", p->where);
+			bad |= checkpoint_fail("%s: checkpoint n=1 starts a new "
+			    "series after n=%ld (%s): only the station's first "
+			    "checkpoint may; checkpoints after n=%ld may have "
+			    "been dropped, and none shows it", p->where,
+			    last->n, last->where, last->n);
 		else if (last != NULL && p->n != last->n + 1)
 			bad |= checkpoint_fail("%s: checkpoint n=%ld follows "
 			    "n=%ld (%s): %s dropped", p->where, p->n,
