@@ -69,7 +69,7 @@ struct chain_pool {
 	size_t			 busy;		/* blocks being checked */
 	struct chain_block	*spare;		/* checked, to fill again */
 	struct chain_block	*fill;		/* the walk's, not queued */
-	long			 bad;		/* first row that failed, or 0 */
+	long			 bad;		/* first row that failed */
 	long			 bad_key;	/* the key row it was under */
 	int			 stop;
 	int			 nthreads;

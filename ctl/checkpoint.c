@@ -7,9 +7,9 @@
  * the SHA-256 of the line before), and only the first may start a series
  * (n=1, prev all zero: the daemon found no earlier checkpoint); the row it
  * names exists with the head it names, and the batch counts it gives are
- * what the rows up to it say.  Between sources: no two checkpoints follow the same one
- * (a fork), and no source stops where another goes on (its tail was
- * dropped).  Then the rows written after the newest checkpoint.
+ * what the rows up to it say.  Between sources: no two checkpoints follow
+ * the same one (a fork), and no source stops where another goes on (its
+ * tail was dropped).  Then the rows written after the newest checkpoint.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -511,10 +511,10 @@ checkpoint_one_source(struct ctl *c, struct cp_source *src,
 		 */
 		else if (last != NULL && p->n == 1 &&
 		    memcmp(p->prev, cp_zero, 32) == 0)
-			bad |= checkpoint_fail("%s: checkpoint n=1 starts a new "
-			    "series after n=%ld (%s): only the station's first "
-			    "checkpoint may; checkpoints after n=%ld may have "
-			    "been dropped, and none shows it", p->where,
+			bad |= checkpoint_fail("%s: checkpoint n=1 starts a "
+			    "new series after n=%ld (%s): only the station's "
+			    "first checkpoint may; checkpoints after n=%ld may "
+			    "have been dropped, and none shows it", p->where,
 			    last->n, last->where, last->n);
 		else if (last != NULL && p->n != last->n + 1)
 			bad |= checkpoint_fail("%s: checkpoint n=%ld follows "
