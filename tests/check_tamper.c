@@ -216,28 +216,36 @@ tk_daemon(const char *priv, int n)
 }
 
 /* The triggers' text, kept while the attacker works without them. */
-static char	tk_triggers[4096];
+static char	tk_triggers[16384];
 
 static sqlite3 *
 tk_open(void)
 {
 	sqlite3_stmt *st;
 	sqlite3 *db;
-	size_t n = 0;
+	char drop[4096];
+	size_t n = 0, d = 0;
 
+	/*
+	 * Every trigger, whatever the schema's version: one that refuses a
+	 * value (a NUL in a text column, say) is out of the way too.
+	 */
 	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema "
-	    "WHERE type = 'trigger' ORDER BY name", -1, &st, NULL), SQLITE_OK);
-	tk_triggers[0] = '\0';
-	while (sqlite3_step(st) == SQLITE_ROW && n < sizeof(tk_triggers))
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT sql, name FROM "
+	    "sqlite_schema WHERE type = 'trigger' ORDER BY name", -1, &st,
+	    NULL), SQLITE_OK);
+	tk_triggers[0] = drop[0] = '\0';
+	while (sqlite3_step(st) == SQLITE_ROW && n < sizeof(tk_triggers) &&
+	    d < sizeof(drop)) {
 		n += (size_t)snprintf(tk_triggers + n, sizeof(tk_triggers) - n,
 		    "%s;\n", sqlite3_column_text(st, 0));
+		d += (size_t)snprintf(drop + d, sizeof(drop) - d, "DROP TRIGGER "
+		    "\"%s\";", sqlite3_column_text(st, 1));
+	}
 	sqlite3_finalize(st);
 	ck_assert_int_lt(n, sizeof(tk_triggers));
-	ck_assert_int_eq(sqlite3_exec(db, "DROP TRIGGER IF EXISTS "
-	    "audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; "
-	    "DROP TRIGGER IF EXISTS audit_append_only",
-	    NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_lt(d, sizeof(drop));
+	ck_assert_int_eq(sqlite3_exec(db, drop, NULL, NULL, NULL), SQLITE_OK);
 	return db;
 }
 
@@ -1133,12 +1141,16 @@ START_TEST(station_with_a_nul_is_named)
 	sqlite3 *db;
 	int st;
 
-	/* The attack, as an attacker without the key makes it. */
-	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	/*
+	 * The attack, as an attacker without the key makes it: through
+	 * cardlicd's triggers of today it needs nothing more; with the
+	 * triggers out of the way and put back, it needs no trigger's leave.
+	 */
+	db = tk_open();
 	tk_nul_station(db, "seq + 12");
 	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit WHERE "
 	    "station = CAST(X'73743100' AS TEXT)"), 12);
-	sqlite3_close(db);
+	tk_close(db);
 	snprintf(want, sizeof(want), "station st1\\x00: BROKEN at row 13: "
 	    "its station holds a NUL byte (byte 4 of 4: \"st1\\x00\"): "
 	    "cardlicd never writes one, and read up to the NUL it passes for "
@@ -1150,8 +1162,13 @@ START_TEST(station_with_a_nul_is_named)
 	snprintf(file, sizeof(file), "%s/nul.csv", tk_dir);
 	out = tk_run(&st, CTL " -d %s export --signed --format csv > %s && "
 	    CTL " verify --export %s %s", tk_db, file, file, tk_pub);
-	ck_assert_msg(st == 1 && strstr(out, want) != NULL, "verify --export: "
-	    "exit %d: %s", st, out);
+	/*
+	 * Named by the walk, or, where the migrations refuse a NUL in a text
+	 * column, by the row's insertion into the check's own database.
+	 */
+	ck_assert_msg(st == 1 && (strstr(out, want) != NULL ||
+	    strstr(out, "(station st1\\x00 row 13): it cannot be an audit "
+	    "row") != NULL), "verify --export: exit %d: %s", st, out);
 	free(out);
 	out = tk_run(&st, CTL " -d %s reconcile", tk_db);
 	ck_assert_msg(st == 2 && strstr(out, "BROKEN: station st1\\x00: row "
@@ -1188,9 +1205,9 @@ START_TEST(station_with_a_nul_in_a_merged_file_is_named)
 	ck_assert_msg(st == 0, "%s", out);
 	free(out);
 	snprintf(tk_db, sizeof(tk_db), "%s/m.db", tk_dir);
-	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	db = tk_open();
 	tk_nul_station(db, "seq");
-	sqlite3_close(db);
+	tk_close(db);
 	snprintf(want, sizeof(want), "station st1\\x00: BROKEN at row 1: "
 	    "its station holds a NUL byte");
 	tk_broken(tk_pub, 1, want);
