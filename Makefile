@@ -194,7 +194,7 @@ tests/check_batch: tests/check_batch.c tests/fuzz/stubs.h daemon/batch.c \
 tests/check_tamper: tests/check_tamper.c tests/fuzz/stubs.h daemon/db.c \
     daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c $(D_HDRS) \
     tests/testline.c tests/testline.h tests/testdaemon.c tests/testdaemon.h \
-    ctl/cardlicctl daemon/cardlicd sim/cardlic-sim-p11.so
+    ctl/cardlicctl daemon/cardlicd sim/cardlic-sim-p11.so bench/mkaudit
 	$(CC) $(TEST_CFLAGS) $(shell $(PKG) --cflags sqlite3 libsodium) \
 	    $(PIE) $(LDFLAGS) -o $@ tests/check_tamper.c daemon/db.c \
 	    daemon/dbhash.c daemon/sign.c daemon/date.c build/sqlmig.c \

@@ -285,6 +285,21 @@ ctl_json_str(const void *v, size_t n)
 	putchar('"');
 }
 
+/*
+ * 1 when column i of st is the text want, byte for byte: a value read
+ * from the file is never cut at a NUL byte that it holds.
+ */
+int
+ctl_col_is(sqlite3_stmt *st, int i, const char *want)
+{
+	const void *p = sqlite3_column_blob(st, i);
+	size_t n = strlen(want);
+
+	return sqlite3_column_type(st, i) == SQLITE_TEXT &&
+	    (size_t)sqlite3_column_bytes(st, i) == n &&
+	    (n == 0 || memcmp(p, want, n) == 0);
+}
+
 int
 ctl_usage(const char *cmd_help)
 {

@@ -39,6 +39,7 @@ const char *ctl_esc(const void *, size_t);
 void	 ctl_put(const char *, size_t, int);
 size_t	 ctl_unescape(const char *, char *);
 void	 ctl_json_str(const void *, size_t);
+int	 ctl_col_is(sqlite3_stmt *, int, const char *);
 
 /* query.c */
 int	cmd_list(struct ctl *, int, char **);
@@ -87,10 +88,16 @@ int	chain_create_merged(sqlite3 *, int, char *, size_t);
 /*
  * Every schema object but SQLite's statistics (ANALYZE's tables change
  * no answer: only which index answers, and verify reads every index).
- * Also what ctl/schemagen lists at build time.
+ * Also what ctl/schemagen lists at build time.  The statistics are named
+ * exactly, and only as tables: `LIKE 'sqlite_stat%'` also let through a
+ * trigger named sqlitexstat_x (`_` matches any character), which dropped
+ * the daemon's rows unseen; and a trigger may be given any name that
+ * SQLite's own tables have, through PRAGMA writable_schema.
  */
 #define SCHEMA_LIST	"SELECT type, name, tbl_name, coalesce(sql, '') FROM " \
-	"sqlite_schema WHERE name NOT LIKE 'sqlite_stat%' ORDER BY name, type"
+	"sqlite_schema WHERE NOT (type = 'table' AND name = tbl_name AND " \
+	"name IN ('sqlite_stat1', 'sqlite_stat2', 'sqlite_stat3', " \
+	"'sqlite_stat4')) ORDER BY name, type"
 int	schema_check(sqlite3 *, char *, size_t);
 int	schema_integrity(struct ctl *);
 struct schema_bg;

@@ -4,12 +4,12 @@
  *
  * For each station, in each source: every line is a checkpoint, signed by
  * the station's key; each follows the one before it (n + 1, and prev is
- * the SHA-256 of the line before), or starts a new series (n=1, prev all
- * zero: the daemon found no earlier checkpoint); the row it names exists
- * with the head it names, and the batch counts it gives are what the rows
- * up to it say.  Between sources: no two checkpoints follow the same one
- * (a fork), and no source stops where another goes on (its tail was
- * dropped).  Then the rows written after the newest checkpoint.
+ * the SHA-256 of the line before), and only the first may start a series
+ * (n=1, prev all zero: the daemon found no earlier checkpoint); the row it
+ * names exists with the head it names, and the batch counts it gives are
+ * what the rows up to it say.  Between sources: no two checkpoints follow
+ * the same one (a fork), and no source stops where another goes on (its
+ * tail was dropped).  Then the rows written after the newest checkpoint.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -304,6 +304,7 @@ checkpoint_db_keys(struct ctl *c, const char *station, struct cp_keys *k)
 	sqlite3_stmt *st;
 	const char *r;
 	uint8_t (*v)[32];
+	size_t n;
 
 	k->ndb = 0;
 	/* No key state before migration 5: no rows, no key. */
@@ -313,9 +314,12 @@ checkpoint_db_keys(struct ctl *c, const char *station, struct cp_keys *k)
 		return;
 	sqlite3_bind_text(st, 1, station, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		r = (const char *)sqlite3_column_text(st, 0);
-		if (r == NULL || strncmp(r, "ed25519 ", 8) != 0 ||
-		    strlen(r) < 8 + 64)
+		/* A key row's reason as verify reads it, byte for byte. */
+		r = sqlite3_column_blob(st, 0);
+		n = (size_t)sqlite3_column_bytes(st, 0);
+		if (r == NULL || (n != 72 && n != 72 + 13 + 64 + 1 + 128) ||
+		    memchr(r, '\0', n) != NULL ||
+		    strncmp(r, "ed25519 ", 8) != 0)
 			continue;
 		if ((v = realloc(k->db, (size_t)(k->ndb + 1) * 32)) == NULL)
 			break;
@@ -415,7 +419,10 @@ checkpoint_rows(struct ctl *c, const struct cp *p)
 		}
 		*atr++ = '\0';
 		*cnt++ = '\0';
-		/* %XX back to the reader's bytes. */
+		/*
+		 * %XX back to the reader's bytes, compared with their
+		 * length: a %00 is a byte of the name, not its end.
+		 */
 		for (i = 0, o = 0; r[i] != '\0'; o++)
 			if (r[i] == '%' && r[i + 1] != '\0' && r[i + 2] != '\0')
 			{
@@ -433,14 +440,14 @@ checkpoint_rows(struct ctl *c, const struct cp *p)
 		if (st == NULL)
 			break;
 		sqlite3_bind_text(st, 1, p->station, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, r, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, r, o, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, atr, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 4, p->seq);
 		n = sqlite3_step(st) == SQLITE_ROW ?
 		    (long)sqlite3_column_int64(st, 0) : -1;
 		sqlite3_finalize(st);
 		if (n != strtol(cnt, NULL, 10)) {
-			esc = ctl_esc(r, strlen(r));
+			esc = ctl_esc(r, (size_t)o);
 			bad = checkpoint_fail("%s: checkpoint n=%ld: batch "
 			    "card %s (ATR %s) had generated %s licenses at row "
 			    "%ld, the rows up to it now show %ld", p->where,
@@ -495,10 +502,20 @@ checkpoint_one_source(struct ctl *c, struct cp_source *src,
 			bad |= checkpoint_fail("%s: checkpoint n=%ld repeats %s "
 			    "word for word: a copied line, not one the daemon "
 			    "wrote", p->where, p->n, dup->where);
+		/*
+		 * Only the station's first checkpoint may start a series: a
+		 * later one that does was written by a daemon that did not
+		 * find the series (under the installed unit, its user could
+		 * not read the journal), or it replaces the series, and
+		 * whatever was dropped between the two cannot show.
+		 */
 		else if (last != NULL && p->n == 1 &&
 		    memcmp(p->prev, cp_zero, 32) == 0)
-			printf("checkpoints: %s: a new series starts (the "
-			    "daemon found no earlier checkpoint)\n", p->where);
+			bad |= checkpoint_fail("%s: checkpoint n=1 starts a "
+			    "new series after n=%ld (%s): only the station's "
+			    "first checkpoint may; checkpoints after n=%ld may "
+			    "have been dropped, and none shows it", p->where,
+			    last->n, last->where, last->n);
 		else if (last != NULL && p->n != last->n + 1)
 			bad |= checkpoint_fail("%s: checkpoint n=%ld follows "
 			    "n=%ld (%s): %s dropped", p->where, p->n,

@@ -59,11 +59,12 @@ follow_print(sqlite3_stmt *st, long *last, int colour)
 	sqlite3_bind_int64(st, 1, *last);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		*last = (long)sqlite3_column_int64(st, 0);
-		state = (const char *)sqlite3_column_text(st, 3);
-		if (strcmp(state, "verified") != 0 &&
-		    strcmp(state, "skipped") != 0 &&
-		    strcmp(state, "rejected") != 0 &&
-		    strcmp(state, "failed") != 0)
+		/* The state's exact bytes: an outcome, and nothing after it. */
+		state = ctl_col_is(st, 3, "verified") ? "verified" :
+		    ctl_col_is(st, 3, "skipped") ? "skipped" :
+		    ctl_col_is(st, 3, "rejected") ? "rejected" :
+		    ctl_col_is(st, 3, "failed") ? "failed" : NULL;
+		if (state == NULL)
 			continue;
 		col = !colour ? "" : strcmp(state, "verified") == 0 ?
 		    "\033[32m" : strcmp(state, "skipped") == 0 ? "\033[36m" :

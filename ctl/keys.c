@@ -187,8 +187,9 @@ cmd_pubkey(struct ctl *c, int argc, char **argv)
 	};
 	const char *station = NULL, *r;
 	sqlite3_stmt *st, *cnt;
-	char pem[512];
+	char pem[512], *want = NULL;
 	uint8_t p[32];
+	size_t rn, wn = 0;
 	int ch, n = 0, many = 0;
 
 	optind = 1;
@@ -207,23 +208,37 @@ cmd_pubkey(struct ctl *c, int argc, char **argv)
 	    "'key') ORDER BY station");
 	if (st == NULL)
 		return CTL_USAGE;
-	if (station != NULL)
-		sqlite3_bind_text(st, 1, station, -1, SQLITE_STATIC);
-	else if ((cnt = ctl_prepare(c, "SELECT count(DISTINCT station) FROM "
+	/* As list takes it: \xNN for a byte, bound as those bytes. */
+	if (station != NULL) {
+		if ((want = malloc(strlen(station) + 1)) == NULL) {
+			sqlite3_finalize(st);
+			return ctl_fail("out of memory");
+		}
+		wn = ctl_unescape(station, want);
+		sqlite3_bind_text(st, 1, want, (int)wn, SQLITE_STATIC);
+	} else if ((cnt = ctl_prepare(c, "SELECT count(DISTINCT station) FROM "
 	    "audit WHERE state = 'key'")) != NULL) {
 		many = sqlite3_step(cnt) == SQLITE_ROW &&
 		    sqlite3_column_int(cnt, 0) > 1;
 		sqlite3_finalize(cnt);
 	}
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		r = (const char *)sqlite3_column_text(st, 1);
-		if (r == NULL || strncmp(r, "ed25519 ", 8) != 0 ||
-		    strlen(r) < 72 || dbhash_unhex(r + 8, 64, p, 32) != 0 ||
+		/*
+		 * "ed25519 PUB", or with " endorsed-by PREV SIG" after it
+		 * (a rotation), and not a byte more: what verify reads.
+		 */
+		r = sqlite3_column_blob(st, 1);
+		rn = (size_t)sqlite3_column_bytes(st, 1);
+		if (r == NULL || (rn != 72 && rn != 72 + 13 + 64 + 1 + 128) ||
+		    memchr(r, '\0', rn) != NULL ||
+		    strncmp(r, "ed25519 ", 8) != 0 ||
+		    dbhash_unhex(r + 8, 64, p, 32) != 0 ||
 		    sign_pub_pem(p, pem, sizeof(pem)) != 0) {
 			ctl_fail("station %s: its key row cannot be read",
 			    ctl_esc(sqlite3_column_text(st, 0), (size_t)
 			    sqlite3_column_bytes(st, 0)));
 			sqlite3_finalize(st);
+			free(want);
 			return CTL_NOTHING;
 		}
 		/* A merged database: each key says whose it is. */
@@ -237,8 +252,10 @@ cmd_pubkey(struct ctl *c, int argc, char **argv)
 	if (n == 0) {
 		ctl_fail("no key row%s%s: the station has never signed its "
 		    "rows", station != NULL ? " for station " : "",
-		    station != NULL ? station : "");
+		    station != NULL ? ctl_esc(want, wn) : "");
+		free(want);
 		return CTL_NOTHING;
 	}
+	free(want);
 	return CTL_OK;
 }

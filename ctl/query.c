@@ -572,7 +572,6 @@ q_table(struct ctl *c, const char *title, const char *sql, const char *key,
     long long *val)
 {
 	sqlite3_stmt *st = ctl_prepare(c, sql);
-	const unsigned char *k;
 	int i, cols, n = 0;
 
 	if (st == NULL)
@@ -584,8 +583,7 @@ q_table(struct ctl *c, const char *title, const char *sql, const char *key,
 	putchar('\n');
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		/* The count on the row whose first column is key. */
-		if (key != NULL && (k = sqlite3_column_text(st, 0)) != NULL &&
-		    strcmp((const char *)k, key) == 0)
+		if (key != NULL && ctl_col_is(st, 0, key))
 			*val = sqlite3_column_int64(st, 1);
 		for (i = 0; i < cols; i++)
 			printf("  %-*s", i == 0 ? 28 : 10, q_text(st, i));
@@ -650,9 +648,12 @@ q_days(struct ctl *c)
 			dlen = len;
 			memset(n, 0, sizeof(n));
 		}
-		s = (const char *)sqlite3_column_text(st, 1);
+		/* The state's exact bytes, read once for the five. */
+		s = sqlite3_column_blob(st, 1);
+		len = (size_t)sqlite3_column_bytes(st, 1);
 		for (i = 0; s != NULL && i < 5; i++)
-			if (strcmp(s, states[i]) == 0)
+			if (strlen(states[i]) == len &&
+			    memcmp(s, states[i], len) == 0)
 				n[i]++;
 	}
 	if (lines > 0)

@@ -58,6 +58,30 @@ schema_col(sqlite3_stmt *st, int i)
 }
 
 /*
+ * Column i of the file's row against want, as SQLite orders them (BINARY:
+ * the bytes, then the length).  Every byte counts: a name or a definition
+ * with a NUL inside must not read as the text before the NUL.
+ */
+static int
+schema_col_cmp(sqlite3_stmt *st, int i, const char *want)
+{
+	const char *s = schema_col(st, i);
+	size_t n = (size_t)sqlite3_column_bytes(st, i), w = strlen(want);
+	int c;
+
+	if ((c = memcmp(s, want, n < w ? n : w)) != 0)
+		return c;
+	return (n > w) - (n < w);
+}
+
+/* Column i for a message: escaped, every byte of it. */
+static const char *
+schema_col_esc(sqlite3_stmt *st, int i)
+{
+	return ctl_esc(schema_col(st, i), (size_t)sqlite3_column_bytes(st, i));
+}
+
+/*
  * mem's objects as schema_compare_rows reads them: 4 strings a row, NULL
  * after the last; free with schema_rows_free.  NULL on an error.
  */
@@ -125,11 +149,11 @@ schema_compare_rows(sqlite3 *db, const char *const *b, char *msg,
 	ra = sqlite3_step(a);
 	while (ra == SQLITE_ROW || *b != NULL) {
 		c = ra != SQLITE_ROW ? 1 : *b == NULL ? -1 :
-		    strcmp(schema_col(a, 1), b[1]);
+		    schema_col_cmp(a, 1, b[1]);
 		if (c < 0) {
 			snprintf(msg, len, "%s %s is not cardlicd's (added to "
-			    "the file)", schema_col(a, 0), ctl_esc(
-			    schema_col(a, 1), strlen(schema_col(a, 1))));
+			    "the file)", schema_col_esc(a, 0),
+			    schema_col_esc(a, 1));
 			rc = 1;
 			goto out;
 		}
@@ -138,12 +162,12 @@ schema_compare_rows(sqlite3 *db, const char *const *b, char *msg,
 			rc = 1;
 			goto out;
 		}
-		if (strcmp(schema_col(a, 0), b[0]) != 0 ||
-		    strcmp(schema_col(a, 2), b[2]) != 0 ||
-		    strcmp(schema_col(a, 3), b[3]) != 0) {
+		if (schema_col_cmp(a, 0, b[0]) != 0 ||
+		    schema_col_cmp(a, 2, b[2]) != 0 ||
+		    schema_col_cmp(a, 3, b[3]) != 0) {
 			snprintf(msg, len, "%s %s is not cardlicd's definition "
-			    "(changed in the file)", schema_col(a, 0),
-			    ctl_esc(schema_col(a, 1), strlen(schema_col(a, 1))));
+			    "(changed in the file)", schema_col_esc(a, 0),
+			    schema_col_esc(a, 1));
 			rc = 1;
 			goto out;
 		}

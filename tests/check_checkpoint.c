@@ -154,6 +154,9 @@ teardown_all(void)
 	/* A sandbox that a failed test left running. */
 	tl_sh_rc("[ ! -f %s/sandbox/pid1 ] || %s stop %s/sandbox >/dev/null "
 	    "2>&1", tl_dir, TOPDIR "/../shared/tools/systemd-sandbox", tl_dir);
+	tl_sh_rc("[ ! -f %s/sandbox-series/pid1 ] || %s stop "
+	    "%s/sandbox-series >/dev/null 2>&1", tl_dir,
+	    TOPDIR "/../shared/tools/systemd-sandbox", tl_dir);
 	d_suite_down();
 	if (cp_dir[0] != '\0')
 		tl_sh("rm -rf %s", cp_dir);
@@ -377,32 +380,32 @@ END_TEST
 /*
  * The journal as a source.  The line's daemon logs to a file, not to
  * journald, and this machine's PID 1 is not systemd: in a sandbox with a
- * real systemd and journald, the daemon's lines are sent as it sends them
- * (MESSAGE_ID and CARDLICD_CHECKPOINT), then verify reads them back with
- * sd_journal, alone and against the file whose tail was dropped.  Where
- * the sandbox cannot run, this part says that it was skipped.  The
- * checkout is bound in too: the sandbox's /tmp is its own, and a clone
- * under /tmp (as CI may make) must still find its cardlicctl there.
+ * real systemd and journald (sandbox dir sb), the lines of file are sent
+ * as the daemon sends them (MESSAGE_ID and CARDLICD_CHECKPOINT), and
+ * verify then reads them back with sd_journal.  0 when the journal holds
+ * them; -1, and it says that this part is skipped, where the sandbox
+ * cannot run.  The checkout is bound in too: the sandbox's /tmp is its
+ * own, and a clone under /tmp (as CI may make) must still find its
+ * cardlicctl there.
  */
-static void
-journal_part(const char *cut, long n)
+static int
+journal_up(const char *sb, const char *file)
 {
-	char sb[400], want[4000], *s;
-	long end;
+	long end, n = lines_in(file);
+	char *s;
 
-	snprintf(sb, sizeof(sb), "%s/sandbox", tl_dir);
 	if (geteuid() != 0 || access(SANDBOX, X_OK) != 0 ||
-	    tl_sh_rc("mkdir -p %s && " SANDBOX " start %s %s %s %s >%s/"
-	    "sandbox.log 2>&1", sb, sb, tl_dir, cp_dir, TOPDIR, tl_dir) != 0) {
+	    tl_sh_rc("mkdir -p %s && " SANDBOX " start %s %s %s %s >%s.log "
+	    "2>&1", sb, sb, tl_dir, cp_dir, TOPDIR, sb) != 0) {
 		printf("check_checkpoint: the journal part is SKIPPED: no "
 		    "systemd sandbox here (root and %s needed); the same "
-		    "comparison ran with two files\n", SANDBOX);
-		return;
+		    "comparison ran with files\n", SANDBOX);
+		return -1;
 	}
 	tl_sh(SANDBOX " run %s sh -c 'while IFS= read -r l; do printf "
 	    "\"MESSAGE=checkpoint: %%s\\nMESSAGE_ID=c08c406bc46841f4824041f32"
 	    "851faaa\\nCARDLICD_CHECKPOINT=%%s\\n\" \"$l\" \"$l\" | "
-	    "logger --journald; done < %s'", sb, cp_file);
+	    "logger --journald; done < %s'", sb, file);
 	/* journald writes asynchronously: wait until it has them all. */
 	end = tl_now_ms() + 10000;
 	for (;;) {
@@ -415,8 +418,27 @@ journal_part(const char *cut, long n)
 	}
 	ck_assert_msg(atol(s) == n, "journald has %s of %ld", s, n);
 	free(s);
-	s = tl_read(SANDBOX " run %s " CTL " -d %s verify%s --checkpoints "
-	    "journal 2>&1; echo \"exit $?\"", sb, db, kopt);
+	return 0;
+}
+
+/* cardlicctl verify in the sandbox: its output, then "exit N". */
+static char *
+journal_verify(const char *sb, const char *args)
+{
+	return tl_read(SANDBOX " run %s " CTL " -d %s verify%s %s 2>&1; echo "
+	    "\"exit $?\"", sb, db, kopt, args);
+}
+
+/* The journal alone, and against the file whose tail was dropped. */
+static void
+journal_part(const char *cut, long n)
+{
+	char sb[400], want[4000], *s;
+
+	snprintf(sb, sizeof(sb), "%s/sandbox", tl_dir);
+	if (journal_up(sb, cp_file) != 0)
+		return;
+	s = journal_verify(sb, "--checkpoints journal");
 	if (getenv("CP_SHOW") != NULL)
 		printf("%s", s);
 	snprintf(want, sizeof(want), "the last checkpoint is n=%ld (journal "
@@ -425,9 +447,9 @@ journal_part(const char *cut, long n)
 	expect(s, "every one holds");
 	expect(s, "exit 0");
 	free(s);
-	s = tl_read(SANDBOX " run %s " CTL " -d %s verify%s --checkpoints "
-	    "journal --checkpoints %s 2>&1; echo \"exit $?\"", sb, db, kopt,
+	snprintf(want, sizeof(want), "--checkpoints journal --checkpoints %s",
 	    cut);
+	s = journal_verify(sb, want);
 	snprintf(want, sizeof(want), "%s and journal disagree: %s ends at "
 	    "checkpoint n=%ld (%s:%ld), journal goes on to n=%ld: checkpoints "
 	    "were dropped from %s", cut, cut, n - 1, cut, n - 1, n, cut);
@@ -506,6 +528,63 @@ START_TEST(forged_detected)
 }
 END_TEST
 
+/*
+ * From the independent test round: under the unit as installed, the
+ * service user could not read the journal, so each start began a new
+ * series at n=1, and each stop wrote n=1 again; verify reported "a new
+ * series starts" for each, and exited 0.  A series that starts again
+ * hides whatever was dropped before it.  Here the file goes on with a new
+ * series, n=1 with a prev of zeros, signed with the station's key (the
+ * head and the rows are right): only the station's first checkpoint may
+ * start one.  Then the same lines from the journal.
+ */
+START_TEST(new_series_detected)
+{
+	char f[400], sb[400], *s, want[2000], *l, *body;
+	long n = lines_in(cp_file);
+
+	l = line_of(cp_file, (int)n);
+	body = strndup(l, (size_t)(strstr(l, " sig=") - l));
+	snprintf(f, sizeof(f), "%s/cp-series", tl_dir);
+	tl_sh("cp %s %s && body=$(printf '%%s' '%s' | sed \"s/ n=%ld / n=1 /; "
+	    "s/ prev=[0-9a-f]* / prev=%064d /; s/ utc=[^ ]*/ "
+	    "utc=2099-01-01T00:00:00Z/\") && { printf "
+	    "'cardlicd-checkpoint-v1\\0'; printf '%%s' \"$body\"; } > %s/msg "
+	    "&& openssl pkeyutl -sign -rawin -inkey %s -in %s/msg | od -An "
+	    "-tx1 -v | tr -d ' \\n' > %s/sig && printf '%%s sig=%%s\\n' "
+	    "\"$body\" \"$(cat %s/sig)\" >> %s", cp_file, f, body, n, 0,
+	    tl_dir, key, tl_dir, tl_dir, tl_dir, f);
+	s = ctl(db, "%s --checkpoints %s", kopt, f);
+	snprintf(want, sizeof(want), "checkpoints: BROKEN: %s:%ld: checkpoint "
+	    "n=1 starts a new series after n=%ld (%s:%ld): only the "
+	    "station's first checkpoint may", f, n + 1, n, f, n);
+	expect(s, want);
+	/* Its signature is good: it is the series, not the line. */
+	ck_assert_msg(strstr(s, "bad signature") == NULL, "%s", s);
+	expect(s, "exit 1");
+	free(s);
+	/* The first line of a file is the first of its series: fine. */
+	tl_sh("tail -n 1 %s > %s.alone", f, f);
+	s = ctl(db, "%s --checkpoints %s.alone", kopt, f);
+	expect(s, "every one holds");
+	expect(s, "exit 0");
+	free(s);
+	snprintf(sb, sizeof(sb), "%s/sandbox-series", tl_dir);
+	if (journal_up(sb, f) == 0) {
+		s = journal_verify(sb, "--checkpoints journal");
+		snprintf(want, sizeof(want), "checkpoints: BROKEN: journal "
+		    "entry %ld: checkpoint n=1 starts a new series after "
+		    "n=%ld (journal entry %ld)", n + 1, n, n);
+		expect(s, want);
+		expect(s, "exit 1");
+		free(s);
+		tl_sh(SANDBOX " stop %s >/dev/null 2>&1", sb);
+	}
+	free(body);
+	free(l);
+}
+END_TEST
+
 /* A checkpoint-file in the database's directory is refused, with its line. */
 START_TEST(file_beside_database_refused)
 {
@@ -545,6 +624,7 @@ checkpoint_suite(void)
 	tcase_add_test(tc, copied_first_line_detected);
 	tcase_add_test(tc, dropped_tail_two_sources);
 	tcase_add_test(tc, forged_detected);
+	tcase_add_test(tc, new_series_detected);
 	tcase_add_test(tc, file_beside_database_refused);
 	suite_add_tcase(s, tc);
 	return s;

@@ -87,6 +87,76 @@ START_TEST(sigkill_after_generate_is_in_doubt)
 END_TEST
 
 /*
+ * From the independent test round: SIGKILL after the batch card spent
+ * the credit, and reconcile before any restart.  It said "every credit
+ * spent is accounted for", with one credit spent and only a `requested`
+ * row: it counted what the daemon's recovery was to write, and a unit
+ * left failed keeps that window open for good.  reconcile counts the
+ * request with no outcome as a credit in doubt itself: in SPENT and
+ * IN-DOUBT, listed, exit 1, and a possible difference with the batch
+ * card's counter.  Once the restart writes its in-doubt row (same job),
+ * that row alone counts: once.
+ */
+START_TEST(request_with_no_outcome_is_in_doubt_before_the_restart)
+{
+	char *s, want[300];
+	long req;
+
+	tl_insert(0, "rq-batch", "--type batch --credits 5 --slow 2500 "
+	    "--slow-from 2");
+	d_config("rq", "1234", NULL);
+	d_start();
+	d_wait_log("Sim Line A 00 00: batch card inserted", 5000);
+	/* The counter read with no card being issued: the baseline. */
+	s = tl_read(CTL " -c %s batch-count --card RQ-1 'Sim Line A 00 00' 0 "
+	    "'Manager: 0' 2>&1", d_conf);
+	ck_assert_msg(strncmp(s, "ok: row ", 8) == 0, "%s", s);
+	free(s);
+	tl_insert(1, "RQA", "--type target --serial RQA");
+	wait_event("rq-batch", "generate", 10000);
+	d_kill9();
+	ck_assert_int_eq(card_num("rq-batch", "issued"), 1);
+	/* Before any restart: the request, and nothing after it. */
+	req = qn("SELECT seq FROM audit WHERE state = 'requested'");
+	ck_assert_int_eq(qn("SELECT max(seq) FROM audit"), req);
+	ck_assert_int_eq(reconcile(&s), 1);
+	/* SPENT VERIFIED PENDING REJECTED IN-DOUBT LOST */
+	ck_assert_msg(strstr(s, "Sim Line A 00 00      3B88800149444F42415443"
+	    "4817        1         0        0         0         1     0\n") !=
+	    NULL, "%s", s);
+	snprintf(want, sizeof(want), "  test #%ld: request with no outcome: a "
+	    "license asked for card RQA from the batch card in Sim Line A 00 "
+	    "00 (", req);
+	ck_assert_msg(strstr(s, want) != NULL, "%s", s);
+	ck_assert_msg(strstr(s, "cardlicd stopped after asking (its next "
+	    "start records the credit as in doubt, to decide with cardlicctl "
+	    "resolve), or it is issuing this card now") != NULL, "%s", s);
+	snprintf(want, sizeof(want), "since #%ld: 0 spent (0 generated), and "
+	    "in doubt not decided: #%ld (possibly more); the counter should "
+	    "now say 0", req - 1, req);
+	ck_assert_msg(strstr(s, want) != NULL, "%s", s);
+	ck_assert_msg(strstr(s, "accounted for") == NULL, "%s", s);
+	free(s);
+	/* The restart answers the request: its in-doubt row alone counts. */
+	d_start();
+	wait_n("SELECT count(*) FROM audit WHERE state = 'in-doubt'", 1, 5000);
+	ck_assert_int_eq(qn("SELECT job FROM audit WHERE state = 'in-doubt'"),
+	    qn("SELECT job FROM audit WHERE state = 'requested'"));
+	ck_assert_int_eq(reconcile(&s), 1);
+	ck_assert_msg(strstr(s, "Sim Line A 00 00      3B88800149444F42415443"
+	    "4817        1         0        0         0         1     0\n") !=
+	    NULL, "%s", s);
+	ck_assert_msg(strstr(s, "request with no outcome") == NULL, "%s", s);
+	ck_assert_msg(strstr(s, "credit in doubt for card RQA") != NULL &&
+	    strstr(strstr(s, "credit in doubt for card RQA") + 1,
+	    "credit in doubt for card RQA") == NULL, "%s", s);
+	free(s);
+	d_stop();
+	tl_remove(1);
+}
+END_TEST
+
+/*
  * Problem 1, the database locked by another writer past the busy timeout
  * (3 x 5 s) as the license comes.  The old code gave up and left the
  * license in a log ALERT only.  Now the job waits and records it.
@@ -908,6 +978,8 @@ credit_suite(void)
 	tcase_set_timeout(tc, 240);
 	tcase_add_unchecked_fixture(tc, NULL, NULL);
 	tcase_add_test(tc, sigkill_after_generate_is_in_doubt);
+	tcase_add_test(tc,
+	    request_with_no_outcome_is_in_doubt_before_the_restart);
 	tcase_add_test(tc, locked_database_keeps_the_license);
 	tcase_add_test(tc, full_disk_after_generate_keeps_the_license);
 	tcase_add_test(tc, sigkill_before_commit_recovers_from_spill);

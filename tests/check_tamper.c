@@ -201,26 +201,28 @@ tk_daemon(const char *priv, int n)
 	    "the daemon's db.c failed: status %d", st);
 }
 
-/*
- * The triggers' text, kept while the attacker works without them: every
- * trigger of the file, whatever migrations made it.
- */
-static char	tk_triggers[4096];
+/* The triggers' text, kept while the attacker works without them. */
+static char	tk_triggers[16384];
 
 static sqlite3 *
 tk_open(void)
 {
 	sqlite3_stmt *st;
 	sqlite3 *db;
+	char drop[4096];
 	size_t n = 0, d = 0;
-	char drop[1024];
 
+	/*
+	 * Every trigger, whatever the schema's version: one that refuses a
+	 * value (a NUL in a text column, say) is out of the way too.
+	 */
 	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT sql, name FROM "
 	    "sqlite_schema WHERE type = 'trigger' ORDER BY name", -1, &st,
 	    NULL), SQLITE_OK);
 	tk_triggers[0] = drop[0] = '\0';
-	while (sqlite3_step(st) == SQLITE_ROW && n < sizeof(tk_triggers)) {
+	while (sqlite3_step(st) == SQLITE_ROW && n < sizeof(tk_triggers) &&
+	    d < sizeof(drop)) {
 		n += (size_t)snprintf(tk_triggers + n, sizeof(tk_triggers) - n,
 		    "%s;\n", sqlite3_column_text(st, 0));
 		d += (size_t)snprintf(drop + d, sizeof(drop) - d, "DROP TRIGGER "
@@ -311,6 +313,24 @@ tk_evil_key(uint8_t pub[32])
 	ck_assert_int_eq(sign_key_generate(pem, sizeof(pem), err,
 	    sizeof(err)), 0);
 	ck_assert_ptr_nonnull(k = sign_key_from_pem(pem, strlen(pem), err,
+	    sizeof(err)));
+	sign_key_public(k, pub);
+	return k;
+}
+
+/* A private key file made by keygen, loaded as the daemon loads it. */
+static struct sign_key *
+tk_key_file(const char *path, uint8_t pub[32])
+{
+	struct sign_key *k;
+	char pem[4096], err[256];
+	size_t len;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	len = fread(pem, 1, sizeof(pem), f);
+	fclose(f);
+	ck_assert_ptr_nonnull(k = sign_key_from_pem(pem, len, err,
 	    sizeof(err)));
 	sign_key_public(k, pub);
 	return k;
@@ -567,10 +587,10 @@ START_TEST(stripped_signatures_are_caught)
 END_TEST
 
 /*
- * verify checks each key's last signature, which covers every row before
- * it through the chain: a middle row's signature bytes spoilt, with its
- * contents untouched, leave rows that the key did sign.  --every-signature
- * checks each row's own, and names it.
+ * A middle row's signature bytes spoilt, its contents untouched.  verify
+ * used to check each key's last signature only, which covers this row
+ * through the chain, and passed; only --every-signature named it.  Every
+ * row's own signature is checked now, by default.
  */
 START_TEST(every_signature_names_a_spoilt_one)
 {
@@ -579,9 +599,140 @@ START_TEST(every_signature_names_a_spoilt_one)
 
 	tk_exec(db, "UPDATE audit SET sig = zeroblob(64) WHERE seq = 7");
 	tk_close(db);
-	free(tk_passes(tk_pub));
+	tk_broken(tk_pub, 7, "its signature is not the station's key's");
 	snprintf(args, sizeof(args), "%s --every-signature", tk_pub);
 	tk_broken(args, 7, "its signature is not the station's key's");
+}
+END_TEST
+
+/*
+ * From the independent test round: a row forged without the key, with a
+ * correct hash and a signature that is some other row's (or any 64
+ * bytes), then one more card.  cardlicd chained that card's row to the
+ * file's last row, the forged one, and signed it: the last signature of
+ * the key was good, and verify --key --checkpoints passed; only
+ * --every-signature saw the forged row.  The station's own row is signed
+ * here by the test with the station's key, as that daemon signed it, so
+ * that the file is the same whatever the daemon does now.
+ */
+static void
+tk_forged_then_signed(const char *sig)
+{
+	struct sign_key *k1;
+	uint8_t pub[32];
+	char sql[700];
+	sqlite3 *db = tk_open();
+
+	snprintf(sql, sizeof(sql), "INSERT INTO audit (seq, utc, station, job,"
+	    " reader, state, reason, model, serial, license_seq, hash, sig) "
+	    "SELECT 13, utc, station, job, reader, 'verified', 'license loaded"
+	    " and read back', model, serial, 6, x'00', %s FROM audit WHERE "
+	    "seq = 12; INSERT INTO audit (seq, utc, station, job, reader, "
+	    "state, reason, hash) SELECT 14, utc, station, job + 1, reader, "
+	    "'skipped', 'a valid license already', x'00' FROM audit WHERE "
+	    "seq = 12", sig);
+	tk_exec(db, sql);
+	k1 = tk_key_file(tk_priv, pub);
+	tk_rechain(db, k1, 14);
+	tk_close(db);
+	sign_key_free(k1);
+	tk_broken(tk_pub, 13, "its signature is not the station's key's");
+	tk_broken("", 13, "its signature is not the station's key's");
+}
+
+START_TEST(forged_row_under_a_signed_row_is_caught)
+{
+	/* The signature of row 12, valid for row 12's hash. */
+	tk_forged_then_signed("(SELECT sig FROM audit WHERE seq = 12)");
+}
+END_TEST
+
+START_TEST(forged_row_with_any_signature_under_a_signed_row_is_caught)
+{
+	tk_forged_then_signed("randomblob(64)");
+}
+END_TEST
+
+/* The forged row at the end, with a signature copied from row 12. */
+START_TEST(forged_row_with_a_copied_signature_is_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "INSERT INTO audit (seq, utc, station, job, reader, state,"
+	    " reason, model, serial, license_seq, hash, sig) SELECT 13, utc, "
+	    "station, job, reader, 'verified', 'license loaded and read back',"
+	    " model, serial, 6, x'00', sig FROM audit WHERE seq = 12");
+	tk_rechain(db, NULL, 0);
+	tk_close(db);
+	tk_broken(tk_pub, 13, "its signature is not the station's key's");
+}
+END_TEST
+
+/*
+ * A forged row in the middle, with a signature copied from the row
+ * before it, every hash after it recomputed: the rows after it keep
+ * their signatures, over hashes that are no longer theirs.  The forged
+ * row is the first that fails.
+ */
+START_TEST(forged_row_in_the_middle_is_caught)
+{
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "UPDATE audit SET seq = seq + 1000 WHERE seq >= 7; "
+	    "UPDATE audit SET seq = seq - 999 WHERE seq >= 1000; "
+	    "INSERT INTO audit (seq, utc, station, job, reader, state, reason,"
+	    " model, serial, license_seq, hash, sig) SELECT 7, utc, station, "
+	    "job, reader, 'verified', 'license loaded and read back', model, "
+	    "serial, 6, x'00', sig FROM audit WHERE seq = 6");
+	tk_rechain(db, NULL, 0);
+	tk_close(db);
+	tk_broken(tk_pub, 7, "its signature is not the station's key's");
+}
+END_TEST
+
+/*
+ * The signatures are checked by several threads, a block of rows at a
+ * time: the row named is still the first that fails, whichever thread
+ * saw it, and a row altered before it comes first.  5,000 rows of
+ * bench/mkaudit (one key row, then signed rows).
+ */
+START_TEST(first_bad_row_of_many_is_named)
+{
+	char key[400], args[600], *out;
+	sqlite3 *db;
+	int st;
+
+	snprintf(key, sizeof(key), "%s/mk", tk_dir);
+	tk_keygen("mk");
+	unlink(tk_db);
+	out = tk_run(&st, TOPDIR "/bench/mkaudit %s 5000 %s", tk_db, key);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	snprintf(args, sizeof(args), "--key %s.pub", key);
+	out = tk_passes(args);
+	ck_assert_msg(strstr(out, "5000 rows, chain intact") != NULL, "%s",
+	    out);
+	free(out);
+	db = tk_open();
+	tk_exec(db, "UPDATE audit SET sig = zeroblob(64) WHERE seq IN (4000, "
+	    "2600, 1500)");
+	tk_close(db);
+	out = tk_run(&st, CTL " -d %s verify %s", tk_db, args);
+	ck_assert_msg(st == 1 && strstr(out, "BROKEN at row 1500: its "
+	    "signature is not the station's key's (key row 1)") != NULL &&
+	    strstr(out, "; 1499 rows checked before it") != NULL, "exit %d: "
+	    "%s", st, out);
+	free(out);
+	/* An edit after the first bad signature: the signature first. */
+	db = tk_open();
+	tk_exec(db, "UPDATE audit SET reason = 'edited' WHERE seq = 3000");
+	tk_close(db);
+	tk_broken(args, 1500, "its signature is not the station's key's");
+	/* An edit before it: the edit first. */
+	db = tk_open();
+	tk_exec(db, "UPDATE audit SET reason = 'edited' WHERE seq = 900");
+	tk_close(db);
+	tk_broken(args, 900, "was altered");
 }
 END_TEST
 
@@ -762,6 +913,137 @@ START_TEST(added_index_is_refused)
 END_TEST
 
 /*
+ * Every command that reads the database refuses a file whose schema is
+ * not cardlicd's: one line naming the object (why), and no answer; exit
+ * 2, verify's 1 with BROKEN.  A backup is not made, merge takes nothing
+ * from it, and a merged file with such an object takes nothing in.
+ */
+static void
+tk_all_refuse(const char *why)
+{
+	static const char *const cmds[] = { "list", "show SN-000042",
+	    "export --format csv", "export --signed --format jsonl", "stats",
+	    "reconcile", "pubkey", "watch", "backup %s/b.db", NULL };
+	char cmd[600], want[1200], *out;
+	sqlite3 *db;
+	int i, st;
+
+	for (i = 0; cmds[i] != NULL; i++) {
+		snprintf(cmd, sizeof(cmd), cmds[i], tk_dir);
+		/* watch would follow the file for ever: 10 s at most. */
+		out = tk_run(&st, "timeout 10 " CTL " -d %s %s", tk_db, cmd);
+		snprintf(want, sizeof(want), "cardlicctl: %s: BROKEN: the "
+		    "schema is not cardlicd's: %s; cardlicctl answers nothing "
+		    "from it\n", tk_db, why);
+		ck_assert_msg(st == 2 && strcmp(out, want) == 0, "%s: exit %d, "
+		    "not 2 with\n%s: %s", cmd, st, want, out);
+		free(out);
+	}
+	snprintf(cmd, sizeof(cmd), "%s/b.db", tk_dir);
+	ck_assert_msg(access(cmd, F_OK) != 0, "a backup was made");
+	/* verify: the same line on stderr, and BROKEN on stdout. */
+	out = tk_run(&st, "(" CTL " -d %s verify %s 2>/dev/null)", tk_db,
+	    tk_pub);
+	snprintf(want, sizeof(want), "%s: BROKEN: the schema is not "
+	    "cardlicd's: %s\n", tk_db, why);
+	ck_assert_msg(st == 1 && strcmp(out, want) == 0, "verify: exit %d, "
+	    "not 1 with\n%s: %s", st, want, out);
+	free(out);
+	out = tk_run(&st, CTL " merge %s/m.db %s", tk_dir, tk_db);
+	snprintf(want, sizeof(want), "cardlicctl: %s: BROKEN: the schema is "
+	    "not cardlicd's: %s; nothing merged from it\n", tk_db, why);
+	ck_assert_msg(st == 2 && strcmp(out, want) == 0, "merge: exit %d, "
+	    "not 2 with\n%s: %s", st, want, out);
+	free(out);
+	snprintf(cmd, sizeof(cmd), "%s/m.db", tk_dir);
+	ck_assert_int_eq(sqlite3_open(cmd, &db), SQLITE_OK);
+	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit"), 0);
+	sqlite3_close(db);
+}
+
+/*
+ * From the independent test round: a trigger that drops the daemon's
+ * rows (RAISE(IGNORE): no error, no row) hid from the schema check under
+ * the name sqlitexstat_x, since the check skipped every name LIKE
+ * 'sqlite_stat%', where `_` matches any character.
+ */
+START_TEST(trigger_named_like_the_statistics_is_refused)
+{
+	sqlite3 *db = tk_open();
+	char *out, m[400];
+	int st;
+
+	tk_close(db);
+	/* A merged file made now, with the trigger added to it after. */
+	out = tk_run(&st, CTL " merge %s/good.db %s", tk_dir, tk_db);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	tk_exec(db, "CREATE TRIGGER sqlitexstat_x BEFORE INSERT ON audit WHEN "
+	    "NEW.reason LIKE 'X%' BEGIN SELECT RAISE(IGNORE); END");
+	/* It works: a row goes nowhere, and nothing says so. */
+	tk_exec(db, "INSERT INTO audit (seq, utc, station, job, reader, state, "
+	    "reason, hash) SELECT seq + 1, utc, station, job, reader, state, "
+	    "'X marks a row that goes nowhere', hash FROM audit WHERE seq = "
+	    "12");
+	ck_assert_int_eq(sqlite3_changes(db), 0);
+	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit"), 12);
+	sqlite3_close(db);
+	tk_all_refuse("trigger sqlitexstat_x is not cardlicd's (added to the "
+	    "file)");
+	/* The merged file with the same trigger takes nothing in. */
+	snprintf(m, sizeof(m), "%s/good.db", tk_dir);
+	ck_assert_int_eq(sqlite3_open(m, &db), SQLITE_OK);
+	tk_exec(db, "CREATE TRIGGER sqlitexstat_x BEFORE INSERT ON audit WHEN "
+	    "NEW.reason LIKE 'X%' BEGIN SELECT RAISE(IGNORE); END");
+	sqlite3_close(db);
+	out = tk_run(&st, CTL " merge %s %s/m2.db", m, tk_dir);
+	ck_assert_msg(st == 2 && strstr(out, "BROKEN: the schema is not "
+	    "cardlicd's: trigger sqlitexstat_x is not cardlicd's (added to "
+	    "the file); nothing merged into it") != NULL, "merge into: exit "
+	    "%d: %s", st, out);
+	free(out);
+}
+END_TEST
+
+/*
+ * SQLite's own names are no safe harbour either: with writable_schema, a
+ * trigger can be named sqlite_stat1, and SQLite runs it.  Only the
+ * statistics tables that ANALYZE makes are left out of the check.
+ */
+START_TEST(statistics_tables_only_are_left_out)
+{
+	sqlite3 *db;
+	char *out;
+
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	tk_exec(db, "ANALYZE");
+	ck_assert_int_gt(tk_num(db, "SELECT count(*) FROM sqlite_schema WHERE "
+	    "name LIKE 'sqlite_stat%'"), 0);
+	sqlite3_close(db);
+	out = tk_passes(tk_pub);
+	ck_assert_msg(strstr(out, "12 rows, chain intact") != NULL, "%s", out);
+	free(out);
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	tk_exec(db, "PRAGMA writable_schema = ON; INSERT INTO sqlite_schema "
+	    "VALUES ('trigger', 'sqlite_stat1', 'audit', 0, 'CREATE TRIGGER "
+	    "sqlite_stat1 BEFORE INSERT ON audit WHEN NEW.reason LIKE ''X%'' "
+	    "BEGIN SELECT RAISE(IGNORE); END')");
+	sqlite3_close(db);
+	/* SQLite loads it, and runs it. */
+	ck_assert_int_eq(sqlite3_open(tk_db, &db), SQLITE_OK);
+	tk_exec(db, "INSERT INTO audit (seq, utc, station, job, reader, state, "
+	    "reason, hash) SELECT seq + 1, utc, station, job, reader, state, "
+	    "'X marks a row that goes nowhere', hash FROM audit WHERE seq = "
+	    "12");
+	ck_assert_int_eq(sqlite3_changes(db), 0);
+	sqlite3_close(db);
+	tk_all_refuse("trigger sqlite_stat1 is not cardlicd's (added to the "
+	    "file)");
+}
+END_TEST
+
+/*
  * From the adversary: cardlicd's own index, rebuilt without a generated
  * row, changed reconcile's totals (SPENT 2 of 3) while verify --key
  * passed.  integrity_check reads every index against the table, and
@@ -812,6 +1094,142 @@ START_TEST(row_hidden_from_an_index_is_caught)
 }
 END_TEST
 
+/*
+ * From the independent test round: a station id with a NUL byte at its
+ * end.  One INSERT through cardlicd's own triggers (the schema stays
+ * intact) appended 12 forged rows as station "st1\0": verify walked
+ * "st1" twice ("12 rows, chain intact" twice, 24 rows checked of 24) and
+ * exited 0, and the forged licenses were listed.  Every value is its
+ * exact bytes now: verify names the first such row, verify --export and
+ * a merged file too, reconcile answers nothing, and list shows them as
+ * another station's.
+ */
+static void
+tk_nul_station(sqlite3 *db, const char *from)
+{
+	char sql[1200];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO audit SELECT %s, utc, "
+	    "CAST(X'73743100' AS TEXT), job, reader, CASE WHEN state IN "
+	    "('requested', 'loaded') THEN state WHEN state = 'generated' THEN "
+	    "'generated' ELSE 'verified' END, 'forged', model, "
+	    "CAST('FORGED' AS BLOB), start_date, end_date, CASE WHEN "
+	    "license_seq IS NULL THEN NULL ELSE license_seq + %s END, license, "
+	    "batch_reader, batch_atr, batch_count, sw, ckr, status, timings, "
+	    "hash, sig FROM audit WHERE station = 'st1' ORDER BY seq", from,
+	    strcmp(from, "seq") == 0 ? "0" : "12");
+	tk_exec(db, sql);
+}
+
+START_TEST(station_with_a_nul_is_named)
+{
+	char file[400], want[800], *out;
+	sqlite3 *db;
+	int st;
+
+	/*
+	 * The attack, as an attacker without the key makes it: through
+	 * cardlicd's triggers of today it needs nothing more; with the
+	 * triggers out of the way and put back, it needs no trigger's leave.
+	 */
+	db = tk_open();
+	tk_nul_station(db, "seq + 12");
+	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit WHERE "
+	    "station = CAST(X'73743100' AS TEXT)"), 12);
+	tk_close(db);
+	snprintf(want, sizeof(want), "station st1\\x00: BROKEN at row 13: "
+	    "its station holds a NUL byte (byte 4 of 4: \"st1\\x00\"): "
+	    "cardlicd never writes one, and read up to the NUL it passes for "
+	    "\"st1\"");
+	tk_broken(tk_pub, 13, want);
+	snprintf(file, sizeof(file), "%s --every-signature", tk_pub);
+	tk_broken(file, 13, want);
+	/* The export carries the row; checked with no database, the same. */
+	snprintf(file, sizeof(file), "%s/nul.csv", tk_dir);
+	out = tk_run(&st, CTL " -d %s export --signed --format csv > %s && "
+	    CTL " verify --export %s %s", tk_db, file, file, tk_pub);
+	/*
+	 * Named by the walk, or, where the migrations refuse a NUL in a text
+	 * column, by the row's insertion into the check's own database.
+	 */
+	ck_assert_msg(st == 1 && (strstr(out, want) != NULL ||
+	    strstr(out, "(station st1\\x00 row 13): it cannot be an audit "
+	    "row") != NULL), "verify --export: exit %d: %s", st, out);
+	free(out);
+	out = tk_run(&st, CTL " -d %s reconcile", tk_db);
+	ck_assert_msg(st == 2 && strstr(out, "BROKEN: station st1\\x00: row "
+	    "13: its station holds a NUL byte, which cardlicd never writes: "
+	    "reconcile answers nothing from it") != NULL &&
+	    strstr(out, "SPENT") == NULL && strstr(out, "accounted") == NULL,
+	    "reconcile: exit %d: %s", st, out);
+	free(out);
+	/* list shows them as what they are: another station's. */
+	out = tk_run(&st, CTL " -d %s list --station 'st1\\x00'", tk_db);
+	ck_assert_msg(st == 0 && strstr(out, "st1\\x00     FORGED") != NULL,
+	    "list --station st1\\x00: exit %d: %s", st, out);
+	free(out);
+	out = tk_run(&st, CTL " -d %s list --station st1", tk_db);
+	ck_assert_msg(st == 0 && strstr(out, "FORGED") == NULL, "list "
+	    "--station st1: exit %d: %s", st, out);
+	free(out);
+	/* merge takes nothing from it. */
+	out = tk_run(&st, CTL " merge %s/m.db %s", tk_dir, tk_db);
+	ck_assert_msg(st == 2 && strstr(out, "its chain is broken; nothing "
+	    "merged from it") != NULL, "merge: exit %d: %s", st, out);
+	free(out);
+}
+END_TEST
+
+/* The same forged copy, as a second station of a merged file. */
+START_TEST(station_with_a_nul_in_a_merged_file_is_named)
+{
+	char want[600], *out;
+	sqlite3 *db;
+	int st;
+
+	out = tk_run(&st, CTL " merge %s/m.db %s", tk_dir, tk_db);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	snprintf(tk_db, sizeof(tk_db), "%s/m.db", tk_dir);
+	db = tk_open();
+	tk_nul_station(db, "seq");
+	tk_close(db);
+	snprintf(want, sizeof(want), "station st1\\x00: BROKEN at row 1: "
+	    "its station holds a NUL byte");
+	tk_broken(tk_pub, 1, want);
+	out = tk_run(&st, CTL " -d %s reconcile", tk_db);
+	ck_assert_msg(st == 2 && strstr(out, "BROKEN: station st1\\x00: row "
+	    "1: its station holds a NUL byte") != NULL &&
+	    strstr(out, "accounted") == NULL, "reconcile: exit %d: %s", st,
+	    out);
+	free(out);
+}
+END_TEST
+
+/*
+ * A NUL in any other text column: the row is named for it, before its
+ * signature, even with the chain re-computed around it.
+ */
+START_TEST(nul_in_any_text_column_is_named)
+{
+	sqlite3 *db = tk_open();
+	char *out;
+	int st;
+
+	tk_exec(db, "UPDATE audit SET reason = CAST(X'737465702033006869646465"
+	    "6E' AS TEXT) WHERE seq = 7");
+	tk_rechain(db, NULL, 0);
+	tk_close(db);
+	tk_broken(tk_pub, 7, "its reason holds a NUL byte (byte 7 of 13: "
+	    "\"step 3\\x00hidden\")");
+	out = tk_run(&st, CTL " -d %s reconcile", tk_db);
+	ck_assert_msg(st == 2 && strstr(out, "BROKEN: station st1: row 7: its "
+	    "reason holds a NUL byte") != NULL, "reconcile: exit %d: %s", st,
+	    out);
+	free(out);
+}
+END_TEST
+
 /* keygen --rotate: the new key row is endorsed; verify follows it. */
 START_TEST(endorsed_rotation_passes)
 {
@@ -846,6 +1264,80 @@ START_TEST(endorsed_rotation_passes)
 	snprintf(k2, sizeof(k2), "%s/k3", tk_dir);
 	tk_daemon(k2, 1);
 	tk_broken(tk_pub, 17, "with no valid endorsement");
+}
+END_TEST
+
+/*
+ * From the independent test round: whoever kept a retired private key
+ * appends a key row back to it, and signs rows with it; verify --key with
+ * the station's first key (which it rightly trusts) accepted it.  After
+ * k1 -> k2 (rows 13..16), rows 17 and 18 come back to k1: unendorsed,
+ * then endorsed by k2 itself; each is BROKEN at row 17, with --key or
+ * not, and in a signed export too.
+ */
+static void
+tk_key_comes_back(int endorse)
+{
+	struct sign_key *k1, *k2;
+	uint8_t pub1[32], pub2[32], e[64];
+	char k2path[400], sql[900], h1[65], h2[65], he[129], args[900];
+	char why[600], *out;
+	sqlite3 *db;
+	int st;
+
+	snprintf(k2path, sizeof(k2path), "%s/k2", tk_dir);
+	out = tk_run(&st, CTL " keygen --rotate --station st1 %s %s %s.pub",
+	    tk_priv, k2path, k2path);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	tk_daemon(k2path, 3);
+	free(tk_passes(tk_pub));
+	k1 = tk_key_file(tk_priv, pub1);
+	k2 = tk_key_file(k2path, pub2);
+	dbhash_hex(pub1, 32, 0, h1);
+	dbhash_hex(pub2, 32, 0, h2);
+	ck_assert_int_eq(sign_endorse(k2, "st1", pub1, e), 0);
+	dbhash_hex(e, 64, 0, he);
+	db = tk_open();
+	ck_assert_int_eq(tk_num(db, "SELECT max(seq) FROM audit WHERE state = "
+	    "'key'"), 13);
+	snprintf(sql, sizeof(sql), "INSERT INTO audit (seq, utc, station, "
+	    "job, reader, state, reason, hash) SELECT 17, utc, station, 0, '', "
+	    "'key', 'ed25519 %s%s%s%s%s', x'00' FROM audit WHERE seq = 16; "
+	    "INSERT INTO audit (seq, utc, station, job, reader, state, reason, "
+	    "model, serial, license_seq, hash) SELECT 18, utc, station, job, "
+	    "reader, 'verified', 'license loaded and read back', model, "
+	    "serial, 6, x'00' FROM audit WHERE seq = 16", h1,
+	    endorse ? " endorsed-by " : "", endorse ? h2 : "",
+	    endorse ? " " : "", endorse ? he : "");
+	tk_exec(db, sql);
+	tk_rechain(db, k1, 17);
+	tk_close(db);
+	snprintf(why, sizeof(why), "a key row brings back key %s, which key "
+	    "row 13 retired (it was published in row 4)", h1);
+	tk_broken(tk_pub, 17, why);
+	tk_broken("", 17, why);
+	snprintf(args, sizeof(args), "%s --key %s.pub", tk_pub, k2path);
+	tk_broken(args, 17, why);
+	snprintf(args, sizeof(args), "%s/back.jsonl", tk_dir);
+	out = tk_run(&st, CTL " -d %s export --signed --format jsonl > %s && "
+	    CTL " verify --export %s %s", tk_db, args, args, tk_pub);
+	ck_assert_msg(st == 1 && strstr(out, "BROKEN at row 17") != NULL &&
+	    strstr(out, why) != NULL, "verify --export: exit %d: %s", st, out);
+	free(out);
+	sign_key_free(k1);
+	sign_key_free(k2);
+}
+
+START_TEST(retired_key_cannot_come_back)
+{
+	tk_key_comes_back(0);
+}
+END_TEST
+
+START_TEST(retired_key_cannot_come_back_endorsed)
+{
+	tk_key_comes_back(1);
 }
 END_TEST
 
@@ -1096,11 +1588,24 @@ main(void)
 	tcase_add_test(keys, unendorsed_key_change_is_caught);
 	tcase_add_test(keys, stripped_signatures_are_caught);
 	tcase_add_test(keys, every_signature_names_a_spoilt_one);
+	tcase_add_test(keys, forged_row_under_a_signed_row_is_caught);
+	tcase_add_test(keys,
+	    forged_row_with_any_signature_under_a_signed_row_is_caught);
+	tcase_add_test(keys, forged_row_with_a_copied_signature_is_caught);
+	tcase_add_test(keys, forged_row_in_the_middle_is_caught);
+	tcase_add_test(keys, first_bad_row_of_many_is_named);
 	tcase_add_test(keys, redefined_view_is_refused);
 	tcase_add_test(keys, added_index_is_refused);
+	tcase_add_test(keys, trigger_named_like_the_statistics_is_refused);
+	tcase_add_test(keys, statistics_tables_only_are_left_out);
 	tcase_add_test(keys, index_without_a_row_is_caught);
 	tcase_add_test(keys, row_hidden_from_an_index_is_caught);
+	tcase_add_test(keys, station_with_a_nul_is_named);
+	tcase_add_test(keys, station_with_a_nul_in_a_merged_file_is_named);
+	tcase_add_test(keys, nul_in_any_text_column_is_named);
 	tcase_add_test(keys, endorsed_rotation_passes);
+	tcase_add_test(keys, retired_key_cannot_come_back);
+	tcase_add_test(keys, retired_key_cannot_come_back_endorsed);
 	tcase_add_test(keys, daemon_refuses_a_readable_key_file);
 	tcase_add_test(keys, old_database_migrates_unsigned);
 	tcase_add_test(exp, csv_export_verifies_and_edits_are_caught);

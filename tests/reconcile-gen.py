@@ -3,11 +3,14 @@
 # schema (the migrations of sql/, in order), with rows drawn at random from
 # SEED, for check_ctl's differential test of cardlicctl reconcile against
 # tests/reconcile-oracle.py (issue 12).  The rows are what reconcile reads
-# (states, the licenses and credits in doubt that rows name, batch cards,
-# counts, reasons); their hashes are random and they are not signed, which
-# reconcile does not look at.  Beside the daemon's habits they hold what a
-# file may hold anyway: a row after a license's verdict, two resolutions of
-# one credit in doubt, a row naming a seq that is no license, NULL
+# (states, jobs, the licenses and credits in doubt that rows name, batch
+# cards, counts, reasons); their hashes are random and they are not signed,
+# which reconcile does not look at.  The rows of one card's job share its
+# job number, as the daemon writes them; a job may stop at its `requested`
+# row (the daemon killed), and a later start may answer it with an
+# `in-doubt` row of the same job.  Beside the daemon's habits they hold what
+# a file may hold anyway: a row after a license's verdict, two resolutions
+# of one credit in doubt, a row naming a seq that is no license, NULL
 # readers, 'SPENT:' in capitals, counts that disagree with the rows.
 import glob
 import os
@@ -35,15 +38,17 @@ def main():
              (None, None)]
     cards = cards[:rnd.randint(1, len(cards))]
     rows = []
-    licenses, doubts, any_rows = [], [], []
+    licenses, doubts, any_rows, unanswered = [], [], [], []
     counter = {c: rnd.randint(0, 50) for c in cards}
+    job = 0
 
     def add(state, reason="r", card=(None, None), lic=None, count=None,
-            serial=None):
+            serial=None, j=None):
         seq = len(rows) + 1
         rows.append((seq, "2026-10-%02dT%02d:%02d:00.000Z" % (
             1 + seq // 500, (seq // 60) % 24, seq % 60), "line-1",
-            seq, "Sim Line T 00 %02d" % rnd.randint(2, 9), state, reason,
+            job if j is None else j,
+            "Sim Line T 00 %02d" % rnd.randint(2, 9), state, reason,
             b"CLSIM TARGET    ", serial or (b"CL%08d" % rnd.randint(
                 0, 99999999)).ljust(16, rnd.choice([b" ", b"\0"])), lic,
             card[0], card[1], count,
@@ -51,24 +56,37 @@ def main():
         any_rows.append(seq)
         return seq
 
-    for job in range(rnd.randint(5, 120)):
+    for job in range(1, rnd.randint(6, 121)):
         c = rnd.choice(cards)
         k = rnd.random()
-        if k < 0.45:
-            add("requested")
+        if unanswered and rnd.random() < 0.1:
+            # The daemon starts again: each request it left with no
+            # outcome becomes an in-doubt row of the same job.
+            for j, uc in unanswered:
+                doubts.append(add("in-doubt", card=uc, j=j))
+            unanswered = []
+        if k < 0.04:
+            # The daemon killed after its `requested` row: the batch card
+            # may or may not have spent the credit.
+            add("requested", card=c)
+            if rnd.random() < 0.5:
+                counter[c] += 1
+            unanswered.append((job, c))
+        elif k < 0.45:
+            add("requested", card=c)
             counter[c] += 1
             g = add("generated", card=c, count=counter[c])
             licenses.append(g)
             add("loaded", lic=g)
             add(rnd.choice(["verified"] * 5 + ["rejected"]), lic=g)
         elif k < 0.55:
-            add("requested")
+            add("requested", card=c)
             counter[c] += 1
             g = add("generated", card=c, count=counter[c])
             licenses.append(g)
             add(rnd.choice(["failed", "loaded"]), lic=g)
         elif k < 0.62:
-            add("requested")
+            add("requested", card=c)
             if rnd.random() < 0.5:
                 counter[c] += 1
             doubts.append(add("in-doubt", card=c))

@@ -14,6 +14,14 @@ import sys
 
 TIME = "replace(substr(%s, 1, 19), 'T', ' ') || 'Z'"
 
+# A `requested` row that no later row of its station and job answers: a
+# license asked for, with no outcome (cardlicd stopped after asking, or is
+# issuing that card now).  reconcile counts it as a credit in doubt that
+# nobody has decided on.  The daemon's own test (db.c, db_next_unanswered).
+UNANSWERED = ("%(a)s.state = 'requested' AND NOT EXISTS (SELECT 1 FROM audit "
+              "x WHERE x.station = %(a)s.station AND x.job = %(a)s.job AND "
+              "x.seq > %(a)s.seq)")
+
 
 def text(v):
     """A column for a human, as cardlicctl's q_text shows it."""
@@ -86,17 +94,22 @@ def count_rows(db, k, p, s):
     # "IS", where the old reconcile had "=": a count with no reader (never
     # one of cardlicd's) is held against the rows with no reader, as
     # GROUP BY puts NULLs together.  The rest is the old SQL.
+    # Not decided: a credit in doubt with no resolution, or a request
+    # with no outcome.
+    open_ = ("((a.state = 'in-doubt' AND r.seq IS NULL) OR (%s))"
+             % (UNANSWERED % {"a": "a"}))
     r = db.execute(
         "SELECT coalesce(sum(a.state = 'generated'), 0), "
         "coalesce(sum(a.state = 'in-doubt' AND r.reason LIKE 'spent:%'), "
-        "0), coalesce(sum(a.state = 'in-doubt' AND r.seq IS NULL), 0), "
-        "group_concat(CASE WHEN a.state = 'in-doubt' AND r.seq IS NULL "
+        "0), coalesce(sum(" + open_ + "), 0), "
+        "group_concat(CASE WHEN " + open_ + " "
         "THEN '#' || a.seq END, ', ') FROM (SELECT * FROM audit "
         "ORDER BY seq) a LEFT JOIN audit r ON "
         "a.state = 'in-doubt' AND r.station = a.station AND r.state = "
         "'resolved' AND r.license_seq = a.seq WHERE a.station = ?1 AND "
         "a.batch_reader IS ?2 AND a.batch_atr IS ?3 AND a.seq > ?4 AND "
-        "a.seq < ?5 AND a.state IN ('generated', 'in-doubt')",
+        "a.seq < ?5 AND a.state IN ('generated', 'in-doubt', "
+        "'requested')",
         (txt(k[0]), txt(k[1]), txt(k[2]), p,
          s if s > 0 else 2 ** 63 - 1)).fetchone()
     d = r[3].decode() if isinstance(r[3], bytes) else (r[3] or "")
@@ -143,18 +156,25 @@ def main():
     print("%-10s  %-20s  %-28s  %5s  %8s  %7s  %8s  %8s  %4s" % (
         "STATION", "BATCH READER", "BATCH ATR", "SPENT", "VERIFIED",
         "PENDING", "REJECTED", "IN-DOUBT", "LOST"))
+    # The requests with no outcome join issuance's lines as lines of
+    # their own ('unanswered', a state that no row has).
     for r in db.execute(
             "SELECT station, batch_reader, batch_atr, "
             "sum(state IN ('generated', 'loaded', 'failed', 'verified', "
             "'rejected')) + sum(state = 'in-doubt') + sum(state = "
+            "'unanswered') + sum(state = "
             "'resolved' AND last_reason LIKE 'spent:%'), "
             "sum(state = 'verified'), "
             "sum(state IN ('generated', 'loaded', 'failed')), "
-            "sum(state = 'rejected'), sum(state = 'in-doubt'), "
+            "sum(state = 'rejected'), sum(state = 'in-doubt') + "
+            "sum(state = 'unanswered'), "
             "sum(state = 'resolved' AND last_reason LIKE 'spent:%') FROM "
-            "issuance WHERE license_seq IS NOT NULL OR state IN "
-            "('in-doubt', 'resolved') GROUP BY station, batch_reader, "
-            "batch_atr ORDER BY 1, 2, 3"):
+            "(SELECT station, batch_reader, batch_atr, state, last_reason "
+            "FROM issuance WHERE license_seq IS NOT NULL OR state IN "
+            "('in-doubt', 'resolved') UNION ALL SELECT station, "
+            "batch_reader, batch_atr, 'unanswered', NULL FROM audit a "
+            "WHERE " + UNANSWERED % {"a": "a"} + ") GROUP BY station, "
+            "batch_reader, batch_atr ORDER BY 1, 2, 3"):
         print("%-10s  %-20s  %-28s  %5d  %8d  %7d  %8d  %8d  %4d" % (
             text(r[0]), text(r[1]), text(r[2]), r[3], r[4], r[5], r[6],
             r[7], r[8]))
@@ -178,6 +198,19 @@ def main():
               "%s\n    decide: cardlicctl resolve %s spent|unspent REASON"
               % (text(r[0]), text(r[1]), text(r[2]), text(r[3]),
                  text(r[4]), text(r[1])))
+    for r in db.execute(
+            "SELECT station, seq, serial_text, batch_reader, utc FROM "
+            "audit_text a WHERE "
+            + UNANSWERED % {"a": "a"} + " ORDER BY station, seq"):
+        if flags == 0:
+            print("\ncredits with no card to show for them:")
+        flags += 1
+        print("  %s #%s: request with no outcome: a license asked for "
+              "card %s from the batch card in %s (%s), a credit in doubt\n"
+              "    cardlicd stopped after asking (its next start records "
+              "the credit as in doubt, to decide with cardlicctl "
+              "resolve), or it is issuing this card now"
+              % tuple(text(v) for v in r))
     if diffs + flags == 0:
         print("\nevery credit spent is accounted for")
     elif diffs > 0:
