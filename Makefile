@@ -83,7 +83,7 @@ D_SRCS	= daemon/main.c daemon/log.c daemon/conf.c daemon/pin.c \
 	  daemon/batch.c daemon/watch.c daemon/job.c daemon/control.c \
 	  daemon/fault.c daemon/spill.c daemon/issue.c \
 	  daemon/line.c daemon/classify.c daemon/pinturn.c daemon/sign.c
-D_SRCS	+= daemon/checkpoint.c daemon/recover.c
+D_SRCS	+= daemon/checkpoint.c daemon/recover.c daemon/thread.c daemon/record.c
 D_HDRS	= daemon/cardlicd.h daemon/date.h daemon/dbhash.h daemon/auditrow.h \
 	  daemon/version.h daemon/sign.h
 SQL	= $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))

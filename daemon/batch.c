@@ -20,6 +20,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <PCSC/winscard.h>
@@ -27,6 +28,8 @@
 
 #include "cardlicd.h"
 #include "dbhash.h"
+
+#define BATCH_CLASSIFY_WAIT_S	10	/* for other cards' class */
 
 struct batch_card {
 	int		used;
@@ -57,6 +60,7 @@ static pthread_cond_t		batch_cond = PTHREAD_COND_INITIALIZER;
 static struct batch_card	batch_pool[BATCH_MAX];
 static struct batch_conn	batch_conns[BATCH_MAX];
 static unsigned			batch_insertions;
+static int			batch_classifying;	/* cards */
 
 static const uint8_t batch_select[] = { 0x00, 0xA4, 0x04, 0x0C, 0x09,
 	0xA0, 0x00, 0x00, 0x03, 0x63, 0x4D, 0x57, 0x4C, 0x01 };
@@ -67,14 +71,25 @@ batch_init(void)
 	memset(batch_pool, 0, sizeof(batch_pool));
 }
 
-/* A batch card was inserted: a new card, or one that may have credit. */
-void
-batch_add(const char *reader, const uint8_t *atr, size_t atr_len)
+/*
+ * A batch card was inserted: a new card, or one that may have credit.
+ * Its job adds it, once its insertion is recorded, if it is still the
+ * card of that insertion in the reader (the watcher's number): a card
+ * pulled meanwhile is not added, and one pulled just after is removed by
+ * the loop when the watcher tells it.  1 when it was added.
+ */
+int
+batch_add(const char *reader, const uint8_t *atr, size_t atr_len,
+    unsigned insertion)
 {
 	struct batch_card *b = NULL;
 	int i;
 
 	pthread_mutex_lock(&batch_lock);
+	if (watch_card_now(reader) != insertion) {
+		pthread_mutex_unlock(&batch_lock);
+		return 0;
+	}
 	for (i = 0; i < BATCH_MAX; i++)
 		if (batch_pool[i].used &&
 		    strcmp(batch_pool[i].reader, reader) == 0)
@@ -99,6 +114,30 @@ batch_add(const char *reader, const uint8_t *atr, size_t atr_len)
 	if (b == NULL)
 		log_warnx("%s: more than %d batch cards; this one is not used",
 		    reader, BATCH_MAX);
+	return b != NULL;
+}
+
+/*
+ * A job is finding out what its card is (it may be a batch card), and
+ * has found out.  A target job that finds no batch card with credit
+ * waits for those first (batch_pick), so that at start-up, or when a
+ * batch card comes in with the targets, nothing pauses for nothing.
+ */
+void
+batch_classify_begin(void)
+{
+	pthread_mutex_lock(&batch_lock);
+	batch_classifying++;
+	pthread_mutex_unlock(&batch_lock);
+}
+
+void
+batch_classify_end(void)
+{
+	pthread_mutex_lock(&batch_lock);
+	batch_classifying--;
+	pthread_cond_broadcast(&batch_cond);
+	pthread_mutex_unlock(&batch_lock);
 }
 
 void
@@ -713,16 +752,21 @@ batch_one(int idx, struct batch_card *b, const uint8_t *model,
 
 /*
  * Hold a batch card for one generation: the first usable card that no
- * other job holds, waiting while every usable card is held (*waited is
- * then set: the job checks that its card is still there).  Its reader
- * and ATR are for the `requested` row.  Returns a hold (> 0), or 0 when
- * no batch card is usable.
+ * other job holds, waiting while every usable card is held, and while
+ * there is none but cards are still being classified (at most
+ * BATCH_CLASSIFY_WAIT_S).  *waited is set when it waited: the job checks
+ * that its card is still there.  Its reader and ATR are for the
+ * `requested` row.  Returns a hold (> 0), or 0 when no batch card is
+ * usable.
  */
 int
 batch_pick(char *reader, char *atr, int *waited)
 {
+	struct timespec until;
 	int i, any, pick = -1;
 
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += BATCH_CLASSIFY_WAIT_S;
 	pthread_mutex_lock(&batch_lock);
 	for (;;) {
 		for (i = 0, any = 0; i < BATCH_MAX && pick < 0; i++) {
@@ -732,10 +776,14 @@ batch_pick(char *reader, char *atr, int *waited)
 			if (!batch_pool[i].held)
 				pick = i;
 		}
-		if (pick >= 0 || !any)
+		if (pick >= 0)
 			break;
 		*waited = 1;
-		pthread_cond_wait(&batch_cond, &batch_lock);
+		if (any)
+			pthread_cond_wait(&batch_cond, &batch_lock);
+		else if (batch_classifying == 0 || pthread_cond_timedwait(
+		    &batch_cond, &batch_lock, &until) != 0)
+			break;	/* none, and none coming */
 	}
 	if (pick >= 0) {
 		batch_pool[pick].held = 1;

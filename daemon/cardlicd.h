@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,8 +28,9 @@
 #define LIC_RESPONSE_LEN 136	/* expiry + license */
 #define LIC_RESPONSE_MAX 512
 
-/* main.c: a thread, with the loop's signals blocked in it */
-int	main_thread_start(pthread_t *, int, void *(*)(void *), void *);
+/* thread.c: a thread, with the loop's signals blocked in it */
+void	thread_loop_signals(sigset_t *);
+int	thread_start(pthread_t *, int, void *(*)(void *), void *);
 
 /* fault.c: test builds only (-DCARDLICD_FAULTS); a no-op otherwise */
 void	fault_point(const char *);
@@ -357,7 +359,9 @@ struct batch_license {
 	long		wait_us;	/* for a batch card to be free */
 };
 void	batch_init(void);
-void	batch_add(const char *, const uint8_t *, size_t);
+int	batch_add(const char *, const uint8_t *, size_t, unsigned);
+void	batch_classify_begin(void);
+void	batch_classify_end(void);
 void	batch_remove(const char *);
 int	batch_probe(const char *);
 int	batch_available(void);
@@ -419,13 +423,10 @@ enum outcome {
 	OUTCOME_UNKNOWN,	/* neither a batch card nor a token */
 	OUTCOME_IGNORED		/* a [classify] rule */
 };
-const char	*outcome_name(enum outcome);
-
 /* The job's message to the loop: the outcome, and what the loop learns. */
 struct job_result {
 	char		reader[READER_MAX];
 	unsigned	insertion;	/* the watcher's number of the card */
-	int		interim;	/* classified; the job goes on */
 	enum card_kind	kind;
 	enum outcome	outcome;
 	int		credit_used;	/* a credit spent, or maybe spent */
@@ -446,35 +447,42 @@ struct job_ctx {
 	int		paused_credit;
 	int		notify_fd;
 };
-/* One card's job, shared by job.c (its thread) and issue.c (its steps). */
-struct job {
-	struct job_ctx		c;
-	struct job_result	res;
-	long			id;
-	long			t0;		/* us: the card seen */
-	struct token		tok;
-	char			model[4 * FIELD_LEN + 1];	/* text */
-	char			serial[4 * FIELD_LEN + 1];
-	int			claimed;	/* holds its card's claim */
-	int			waited;		/* for another job's claim */
-	int			paused;		/* not done: issuance paused */
-	unsigned long		session;
-	int			has_session;
-	int			logged_in;
-	char			timings[400];
-	size_t			tlen;
-	long			tstep;		/* us */
+/* record.c: one card's rows, timings and operator line */
+struct rec {
+	const struct job_ctx	*c;
+	struct job_result	*res;		/* what the loop learns */
+	long			 id;		/* the job's number in rows */
+	struct token		 tok;		/* the card, once known */
+	int			 has_tok;
+	char			 model[4 * FIELD_LEN + 1];	/* text */
+	char			 serial[4 * FIELD_LEN + 1];
+	int			 paused;	/* not done: issuance paused */
 	const char		*end_date;
+	long			 t0;		/* us: the card seen */
+	long			 tstep;		/* us */
+	char			 timings[400];
+	size_t			 tlen;
 	/* `loaded`: committed in one transaction with the row after it. */
-	struct db_row		deferred;
-	int			has_deferred;
-	char			deferred_timings[460];
+	struct db_row		 deferred;
+	int			 has_deferred;
+	char			 deferred_timings[460];
 };
+const char	*outcome_name(enum outcome);
+void	rec_init(struct rec *, const struct job_ctx *, struct job_result *);
+void	rec_time(struct rec *, const char *);
+void	rec_time_us(struct rec *, const char *, long);
+void	rec_row(struct rec *, struct db_row *, const char *);
+long	rec_record(struct rec *, const struct db_row *);
+long	rec_record_forever(struct rec *, const struct db_row *);
+void	rec_report(struct rec *, enum outcome, const char *);
+void	rec_fail(struct rec *, const char *, const char *, ...)
+	    __attribute__((format(printf, 3, 4)));
+void	rec_finish(struct rec *);
 
 int	job_start(struct job_ctx *);
-void	job_gate_set(int);
-void	job_gate_wait(void);
 long	job_now_ms(void);
+void	job_wait_all(int);
+int	job_running(void);
 
 /* line.c: the loop's own state */
 struct event_base;
@@ -500,11 +508,6 @@ int		pinturn_doubt_parse(const char *, struct pin_doubt *);
 void		pinturn_tried(const struct conf *, int);
 
 /* issue.c */
-void	issue_card(struct job *);
-void	issue_token_failed(struct job *, unsigned long, const char *);
-void	issue_report(struct job *, enum outcome, const char *);
-void	issue_time(struct job *, const char *);
-void	job_wait_all(int);
-int	job_running(void);
+void	issue_card(struct rec *, int);
 
 #endif

@@ -444,7 +444,7 @@ checkpoint_init(const struct conf *c, struct event_base *base)
 	cp_on = 1;
 	if (c->checkpoint_interval == 0)
 		return;		/* at shutdown only */
-	if (main_thread_start(&cp_thread, 0, checkpoint_main, NULL) != 0)
+	if (thread_start(&cp_thread, 0, checkpoint_main, NULL) != 0)
 		fatalx("cannot start the checkpoint thread");
 	cp_thread_on = 1;
 	tv.tv_sec = c->checkpoint_interval;

@@ -166,7 +166,7 @@ control_spawn(struct control_req *q, void *(*fn)(void *))
 {
 	pthread_t t;
 
-	if (main_thread_start(&t, 1, fn, q) != 0) {
+	if (thread_start(&t, 1, fn, q) != 0) {
 		control_reply(q->fd, "error: cannot start a thread\n");
 		free(q);
 	}

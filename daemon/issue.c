@@ -20,8 +20,7 @@
  * row is committed with retries that do not give up while the daemon
  * runs (the job stays open meanwhile).
  *
- * The outcome is decided here, once: the operator's line and the message
- * to the loop both take it from issue_report.
+ * What the job records and says goes through its record (record.c).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,191 +34,17 @@
 #include "cardlicd.h"
 #include "dbhash.h"
 
-#define ISSUE_DB_RETRIES	3
-
-/*
- * Per-step timings, as JSON for the audit row, in milliseconds with the
- * microseconds kept: {"token":0.612,"status":0.205}.  A step of a few
- * hundred microseconds must not read as 0 or 1.
- */
-static void
-issue_time_us(struct job *j, const char *step, long us)
-{
-	int n;
-
-	if (us < 0)
-		us = 0;
-	if (j->tlen + 48 >= sizeof(j->timings))
-		return;
-	n = snprintf(j->timings + j->tlen, sizeof(j->timings) - j->tlen,
-	    "%s\"%s\":%ld.%03ld", j->tlen == 0 ? "{" : ",", step, us / 1000,
-	    us % 1000);
-	j->tlen += (size_t)n;
-}
-
-void
-issue_time(struct job *j, const char *step)
-{
-	long now = date_mono_us();
-
-	issue_time_us(j, step, now - j->tstep);
-	j->tstep = now;
-}
-
-static const char *
-issue_timings(struct job *j)
-{
-	static __thread char out[460];
-	long us = date_mono_us() - j->t0;
-
-	snprintf(out, sizeof(out), "%s%s\"total\":%ld.%03ld}", j->tlen == 0 ?
-	    "{" : j->timings, j->tlen == 0 ? "" : ",", us / 1000, us % 1000);
-	return out;
-}
+/* One target card's issuance: its record, and its session. */
+struct issue {
+	struct rec	*r;
+	unsigned long	 session;
+	int		 has_session;
+	int		 logged_in;
+	int		 waited;	/* for another reader's job */
+};
 
 static void
-issue_row_init(struct job *j, struct db_row *r, const char *state)
-{
-	memset(r, 0, sizeof(*r));
-	r->reader = j->c.reader;
-	r->job = j->id;
-	r->state = state;
-	r->model = j->tok.model;
-	r->serial = j->tok.serial;
-	r->batch_count = -1;
-	r->timings = issue_timings(j);
-}
-
-/*
- * The row, after the job's deferred `loaded` row if there is one, in one
- * transaction: the load's record costs no commit of its own.
- */
-static long
-issue_append(struct job *j, const struct db_row *r, char *err, size_t len)
-{
-	struct db_row rows[2];
-	long seq;
-
-	if (!j->has_deferred)
-		return db_append(r, err, len);
-	rows[0] = j->deferred;
-	rows[1] = *r;
-	if ((seq = db_append_rows(rows, 2, err, len)) > 0)
-		j->has_deferred = 0;
-	return seq;
-}
-
-/*
- * Append a row; on failure try again a few times (a busy or briefly full
- * disk), then give up with an alert.  Returns the seq or -1.
- */
-static long
-issue_record(struct job *j, const struct db_row *r)
-{
-	char err[512];
-	long seq;
-	int i;
-
-	for (i = 0; i < ISSUE_DB_RETRIES; i++) {
-		if ((seq = issue_append(j, r, err, sizeof(err))) > 0)
-			return seq;
-		usleep(100000);
-	}
-	log_alert("%s: cannot record the %s row of card %s: %s", j->c.reader,
-	    r->state, j->serial, err);
-	return -1;
-}
-
-/*
- * Append a row that must not be lost: a license paid for, or what became
- * of it.  Retried while the daemon runs, with an alert now and then; the
- * job (and the card's claim) stays open meanwhile.  A restart takes over
- * from the spill file or the `requested` row.
- */
-static long
-issue_record_forever(struct job *j, const struct db_row *r)
-{
-	char err[512];
-	long seq, waited = 0, delay = 100;
-
-	for (;;) {
-		if ((seq = issue_append(j, r, err, sizeof(err))) > 0) {
-			if (waited > 0)
-				log_alert("%s: the %s row of card %s is "
-				    "recorded after %ld ms", j->c.reader,
-				    r->state, j->serial, waited);
-			return seq;
-		}
-		if (waited % 30000 < delay)
-			log_alert("%s: cannot record the %s row of card %s: "
-			    "%s; retrying until it is recorded", j->c.reader,
-			    r->state, j->serial, err);
-		usleep((useconds_t)delay * 1000);
-		waited += delay;
-		if (delay < 2000)
-			delay *= 2;
-	}
-}
-
-const char *
-outcome_name(enum outcome o)
-{
-	static const char *const names[] = { "-", "verified", "skipped",
-	    "FAILED", "REJECTED", "PAUSED", "IN-DOUBT", "UNKNOWN",
-	    "ignored" };
-
-	return (size_t)o < sizeof(names) / sizeof(names[0]) ? names[o] : "?";
-}
-
-/* The operator's line, with the outcome the loop will learn too. */
-void
-issue_report(struct job *j, enum outcome outcome, const char *reason)
-{
-	struct card_report cr;
-	char head[65];
-
-	db_chain_head(head);
-	memset(&cr, 0, sizeof(cr));
-	cr.reader = j->c.reader;
-	cr.serial = j->serial;
-	cr.model = j->model;
-	cr.outcome = outcome_name(outcome);
-	j->res.outcome = outcome;
-	cr.reason = reason;
-	cr.end_date = j->end_date;
-	cr.us = date_mono_us() - j->t0;
-	cr.chain_head = head;
-	log_card(&cr);
-}
-
-/* A row saying what went wrong, and the operator's line. */
-static void
-issue_fail(struct job *j, const char *ckr, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-issue_fail(struct job *j, const char *ckr, const char *fmt, ...)
-{
-	struct db_row r;
-	char reason[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(reason, sizeof(reason), fmt, ap);
-	va_end(ap);
-	issue_row_init(j, &r, "failed");
-	r.reason = reason;
-	r.ckr = ckr;
-	if (j->res.credit_used)
-		issue_record_forever(j, &r);
-	else
-		issue_record(j, &r);
-	issue_report(j, j->paused || j->res.pin_refused || j->res.no_credit ?
-	    OUTCOME_PAUSED : OUTCOME_FAILED, reason);
-}
-
-static void
-issue_end_session(struct job *j)
+issue_end_session(struct issue *j)
 {
 	if (j->logged_in)
 		p11_logout(j->session);
@@ -228,7 +53,7 @@ issue_end_session(struct job *j)
 	j->logged_in = j->has_session = 0;
 }
 
-static int	issue_card_check(struct job *, const char *, int);
+static int	issue_card_check(struct issue *, const char *, int);
 
 /*
  * Invariant 10: the card in the reader is still the one this job is for.
@@ -242,7 +67,7 @@ static int	issue_card_check(struct job *, const char *, int);
  * left (its license, if one was made, stays pending for it).
  */
 static int
-issue_still_here(struct job *j, const char *when)
+issue_still_here(struct issue *j, const char *when)
 {
 	return issue_card_check(j, when, 0);
 }
@@ -254,13 +79,13 @@ issue_still_here(struct job *j, const char *when)
  * the session may have read that one.
  */
 static int
-issue_not_replaced(struct job *j, const char *when)
+issue_not_replaced(struct issue *j, const char *when)
 {
 	return issue_card_check(j, when, 1);
 }
 
 static int
-issue_card_check(struct job *j, const char *when, int gone_ok)
+issue_card_check(struct issue *j, const char *when, int gone_ok)
 {
 	struct token t;
 	char now[4 * FIELD_LEN + 1], reason[600];
@@ -268,22 +93,22 @@ issue_card_check(struct job *j, const char *when, int gone_ok)
 	unsigned long rv;
 	unsigned card;
 
-	card = watch_card_now(j->c.reader);
-	rv = p11_token_now(j->tok.slot, &t);
-	if (rv == CKR_OK && card == j->c.insertion &&
-	    memcmp(t.model, j->tok.model, FIELD_LEN) == 0 &&
-	    memcmp(t.serial, j->tok.serial, FIELD_LEN) == 0) {
-		j->tok.flags = t.flags;
+	card = watch_card_now(j->r->c->reader);
+	rv = p11_token_now(j->r->tok.slot, &t);
+	if (rv == CKR_OK && card == j->r->c->insertion &&
+	    memcmp(t.model, j->r->tok.model, FIELD_LEN) == 0 &&
+	    memcmp(t.serial, j->r->tok.serial, FIELD_LEN) == 0) {
+		j->r->tok.flags = t.flags;
 		return 0;
 	}
-	if (gone_ok && (card == 0 || card == j->c.insertion) && (rv != CKR_OK ||
-	    (memcmp(t.model, j->tok.model, FIELD_LEN) == 0 &&
-	    memcmp(t.serial, j->tok.serial, FIELD_LEN) == 0)))
+	if (gone_ok && (card == 0 || card == j->r->c->insertion) && (rv != CKR_OK ||
+	    (memcmp(t.model, j->r->tok.model, FIELD_LEN) == 0 &&
+	    memcmp(t.serial, j->r->tok.serial, FIELD_LEN) == 0)))
 		return 0;
-	kept = j->res.credit_used ? "; its license stays pending for it and "
+	kept = j->r->res->credit_used ? "; its license stays pending for it and "
 	    "is loaded when it comes back" : "";
-	if (rv == CKR_OK && memcmp(t.model, j->tok.model, FIELD_LEN) == 0 &&
-	    memcmp(t.serial, j->tok.serial, FIELD_LEN) == 0)
+	if (rv == CKR_OK && memcmp(t.model, j->r->tok.model, FIELD_LEN) == 0 &&
+	    memcmp(t.serial, j->r->tok.serial, FIELD_LEN) == 0)
 		snprintf(reason, sizeof(reason), "the card was taken out and "
 		    "put back %s: its new insertion is taken from the start%s",
 		    when, kept);
@@ -292,32 +117,32 @@ issue_card_check(struct job *j, const char *when, int gone_ok)
 		    now, sizeof(now));
 		snprintf(reason, sizeof(reason), "card %s left the reader %s; "
 		    "card %s is in it now and gets a turn of its own: nothing "
-		    "was sent to it by this job%s", j->serial, when, now,
+		    "was sent to it by this job%s", j->r->serial, when, now,
 		    kept);
 	} else
 		snprintf(reason, sizeof(reason), "card %s left the reader %s "
-		    "(%s): nothing more was sent%s", j->serial, when,
+		    "(%s): nothing more was sent%s", j->r->serial, when,
 		    p11_rv_name(rv), kept);
-	log_info("%s: card %s: %s", j->c.reader, j->serial, reason);
-	issue_report(j, OUTCOME_FAILED, reason);
+	log_info("%s: card %s: %s", j->r->c->reader, j->r->serial, reason);
+	rec_report(j->r, OUTCOME_FAILED, reason);
 	return -1;
 }
 
 static int
-issue_renewal_due(const struct job *j, const uint8_t *st, long today)
+issue_renewal_due(const struct issue *j, const uint8_t *st, long today)
 {
 	long end;
 
-	if (j->c.conf->renew_days == 0 || memcmp(st + 11, "00000000", 8) == 0)
+	if (j->r->c->conf->renew_days == 0 || memcmp(st + 11, "00000000", 8) == 0)
 		return 0;
 	if (date_parse((const char *)st + 11, 8, &end) != 0)
 		return 1;
-	return end - today < j->c.conf->renew_days;
+	return end - today < j->r->c->conf->renew_days;
 }
 
 /* A credit may be spent with no license to show: say so, durably. */
 static void
-issue_doubt(struct job *j, const char *start, const struct batch_license *bl,
+issue_doubt(struct issue *j, const char *start, const struct batch_license *bl,
     const char *sw)
 {
 	struct db_row r;
@@ -326,7 +151,7 @@ issue_doubt(struct job *j, const char *start, const struct batch_license *bl,
 
 	snprintf(reason, sizeof(reason), "%s; no new credit for this card "
 	    "until an admin decides (cardlicctl resolve)", bl->message);
-	issue_row_init(j, &r, "in-doubt");
+	rec_row(j->r, &r, "in-doubt");
 	r.reason = reason;
 	r.start_date = start;
 	r.sw = bl->sw != 0 ? sw : NULL;
@@ -334,12 +159,12 @@ issue_doubt(struct job *j, const char *start, const struct batch_license *bl,
 	r.batch_atr = bl->atr[0] != '\0' ? bl->atr : NULL;
 	/* The bytes that came, as evidence, when a whole answer came. */
 	r.license = bl->has_license ? bl->license : NULL;
-	j->res.credit_used = 1;
-	seq = issue_record_forever(j, &r);
+	j->r->res->credit_used = 1;
+	seq = rec_record_forever(j->r, &r);
 	batch_settle(bl->reader);
 	log_alert("%s: card %s: a credit may have been spent (row %ld): %s",
-	    j->c.reader, j->serial, seq, bl->message);
-	issue_report(j, OUTCOME_IN_DOUBT, reason);
+	    j->r->c->reader, j->r->serial, seq, bl->message);
+	rec_report(j->r, OUTCOME_IN_DOUBT, reason);
 }
 
 /*
@@ -352,7 +177,7 @@ issue_doubt(struct job *j, const char *start, const struct batch_license *bl,
  * `generated` row, retried until it is in (invariant 1).
  */
 static int
-issue_keep_license(struct job *j, int spill, const char *start,
+issue_keep_license(struct issue *j, int spill, const char *start,
     const struct batch_license *bl, const char *sw, struct db_pending *lic)
 {
 	struct spill_license sl;
@@ -360,23 +185,23 @@ issue_keep_license(struct job *j, int spill, const char *start,
 	char reason[300];
 	long seq;
 
-	j->res.credit_used = 1;
+	j->r->res->credit_used = 1;
 	/* The license is paid for: first durable in the spill file. */
 	memset(&sl, 0, sizeof(sl));
-	memcpy(sl.model, j->tok.model, FIELD_LEN);
-	memcpy(sl.serial, j->tok.serial, FIELD_LEN);
+	memcpy(sl.model, j->r->tok.model, FIELD_LEN);
+	memcpy(sl.serial, j->r->tok.serial, FIELD_LEN);
 	snprintf(sl.start, sizeof(sl.start), "%s", start);
 	snprintf(sl.end, sizeof(sl.end), "%s", bl->end_date);
 	memcpy(sl.license, bl->license, LICENSE_LEN);
-	snprintf(sl.reader, sizeof(sl.reader), "%s", j->c.reader);
+	snprintf(sl.reader, sizeof(sl.reader), "%s", j->r->c->reader);
 	snprintf(sl.batch_reader, sizeof(sl.batch_reader), "%s", bl->reader);
 	snprintf(sl.batch_atr, sizeof(sl.batch_atr), "%s", bl->atr);
 	snprintf(sl.sw, sizeof(sl.sw), "%s", sw);
-	if (spill_write(spill, j->id, &sl, reason, sizeof(reason)) != 0)
+	if (spill_write(spill, j->r->id, &sl, reason, sizeof(reason)) != 0)
 		log_alert("%s: %s: %s; the license is recorded in the database"
-		    " only", j->c.reader, j->serial, reason);
+		    " only", j->r->c->reader, j->r->serial, reason);
 	fault_point("commit-generated");
-	issue_row_init(j, &r, "generated");
+	rec_row(j->r, &r, "generated");
 	r.reason = bl->message;
 	r.start_date = start;
 	r.end_date = bl->end_date;
@@ -387,14 +212,14 @@ issue_keep_license(struct job *j, int spill, const char *start,
 	r.sw = sw;
 	if ((seq = db_append(&r, reason, sizeof(reason))) <= 0) {
 		/* The file may have to hold the license for a while now. */
-		if (spill_sync(spill, j->id, reason, sizeof(reason)) != 0)
-			log_alert("%s: %s: %s", j->c.reader, j->serial,
+		if (spill_sync(spill, j->r->id, reason, sizeof(reason)) != 0)
+			log_alert("%s: %s: %s", j->r->c->reader, j->r->serial,
 			    reason);
-		seq = issue_record_forever(j, &r);
+		seq = rec_record_forever(j->r, &r);
 	}
 	batch_settle(bl->reader);
-	spill_release(spill, j->id);
-	issue_time(j, "generated");
+	spill_release(spill, j->r->id);
+	rec_time(j->r, "generated");
 	lic->license_seq = seq;
 	memcpy(lic->license, bl->license, LICENSE_LEN);
 	snprintf(lic->start_date, sizeof(lic->start_date), "%s", start);
@@ -407,7 +232,7 @@ issue_keep_license(struct job *j, int spill, const char *start,
  * then GENERATE.  0 with lic filled, -1 when the job is over.
  */
 static int
-issue_generate(struct job *j, const char *start, int hold,
+issue_generate(struct issue *j, const char *start, int hold,
     const char *breader, const char *batr, struct db_pending *lic)
 {
 	struct batch_license bl;
@@ -419,57 +244,57 @@ issue_generate(struct job *j, const char *start, int hold,
 	/* Invariant 1: room for the license before a credit is asked for. */
 	if ((spill = spill_reserve(reason, sizeof(reason))) < 0) {
 		batch_unpick(hold);
-		issue_fail(j, NULL, "cannot reserve room to record a license "
+		rec_fail(j->r, NULL, "cannot reserve room to record a license "
 		    "(%s); no credit spent", reason);
 		return -1;
 	}
 	/* Invariant 1: no credit is asked for unless this row is on disk. */
-	issue_row_init(j, &r, "requested");
+	rec_row(j->r, &r, "requested");
 	snprintf(reason, sizeof(reason), "asking for a license starting %s",
 	    start);
 	r.reason = reason;
 	r.start_date = start;
 	r.batch_reader = breader;
 	r.batch_atr = batr;
-	if (issue_record(j, &r) < 0) {
+	if (rec_record(j->r, &r) < 0) {
 		batch_unpick(hold);
-		spill_release(spill, j->id);
-		issue_report(j, OUTCOME_FAILED, "cannot write to the audit "
+		spill_release(spill, j->r->id);
+		rec_report(j->r, OUTCOME_FAILED, "cannot write to the audit "
 		    "database; no credit spent");
 		return -1;
 	}
-	issue_time(j, "requested");
+	rec_time(j->r, "requested");
 	fault_point("requested");
-	br = batch_generate(hold, j->tok.model, j->tok.serial, start, &bl);
+	br = batch_generate(hold, j->r->tok.model, j->r->tok.serial, start, &bl);
 	if (bl.wait_us > 0) {
 		/* It waited for another card: the first was gone or spent. */
-		issue_time_us(j, "batchwait2", bl.wait_us);
-		j->tstep += bl.wait_us;
+		rec_time_us(j->r, "batchwait2", bl.wait_us);
+		j->r->tstep += bl.wait_us;
 	}
-	issue_time(j, "generate");
+	rec_time(j->r, "generate");
 	snprintf(sw, sizeof(sw), "%04X", bl.sw & 0xFFFF);
 	if (br == BATCH_DOUBT) {
-		spill_release(spill, j->id);
+		spill_release(spill, j->r->id);
 		issue_doubt(j, start, &bl, sw);
 		return -1;
 	}
 	if (br != BATCH_OK) {
-		spill_release(spill, j->id);
-		issue_row_init(j, &r, "failed");
+		spill_release(spill, j->r->id);
+		rec_row(j->r, &r, "failed");
 		r.reason = bl.message;
 		r.start_date = start;
 		r.sw = bl.sw != 0 ? sw : NULL;
 		r.batch_reader = bl.reader[0] != '\0' ? bl.reader : NULL;
 		r.batch_atr = bl.atr[0] != '\0' ? bl.atr : NULL;
 		if (br == BATCH_NONE) {
-			j->res.no_credit = 1;
+			j->r->res->no_credit = 1;
 			snprintf(reason, sizeof(reason), "%s; no batch card "
 			    "with credit left: issuance paused until one is "
 			    "inserted", bl.message);
 			r.reason = reason;
 		}
-		issue_record(j, &r);
-		issue_report(j, br == BATCH_NONE ? OUTCOME_PAUSED :
+		rec_record(j->r, &r);
+		rec_report(j->r, br == BATCH_NONE ? OUTCOME_PAUSED :
 		    OUTCOME_FAILED, r.reason);
 		return -1;
 	}
@@ -477,7 +302,7 @@ issue_generate(struct job *j, const char *start, int hold,
 }
 
 static int
-issue_license(struct job *j, long today, struct db_pending *lic)
+issue_license(struct issue *j, long today, struct db_pending *lic)
 {
 	char start[DATE_LEN + 1], breader[READER_MAX];
 	char batr[2 * ATR_MAX + 1];
@@ -488,49 +313,45 @@ issue_license(struct job *j, long today, struct db_pending *lic)
 	 * Invariant 2, and more: a license this card was given, pending or
 	 * verified once and lost since, is loaded again at no cost.
 	 */
-	rc = db_find_pending(j->tok.model, j->tok.serial, today, 1, lic);
-	issue_time(j, "pending");
+	rc = db_find_pending(j->r->tok.model, j->r->tok.serial, today, 1, lic);
+	rec_time(j->r, "pending");
 	if (rc < 0) {
-		issue_fail(j, NULL, "cannot read the audit database; no credit "
+		rec_fail(j->r, NULL, "cannot read the audit database; no credit "
 		    "spent");
 		return -1;
 	}
 	if (rc == 1) {
 		log_info("%s: %s: loading the license it was given before "
-		    "(row %ld): no new credit", j->c.reader, j->serial,
+		    "(row %ld): no new credit", j->r->c->reader, j->r->serial,
 		    lic->license_seq);
 		return 0;
 	}
-	seq = db_find_doubt(j->tok.model, j->tok.serial);
-	issue_time(j, "doubt");
+	seq = db_find_doubt(j->r->tok.model, j->r->tok.serial);
+	rec_time(j->r, "doubt");
 	if (seq != 0) {
-		issue_fail(j, NULL, seq > 0 ? "a credit for this card is in "
+		rec_fail(j->r, NULL, seq > 0 ? "a credit for this card is in "
 		    "doubt (row %ld); no new credit until an admin decides: "
 		    "cardlicctl resolve %ld spent|unspent REASON" : "cannot "
 		    "read the audit database (%ld); no credit spent", seq,
 		    seq);
 		return -1;
 	}
+	/* A batch card may be among the cards still being classified. */
 	if ((hold = batch_pick(breader, batr, &waited)) == 0) {
-		/* A batch card may be among the cards still unclassified. */
-		job_gate_wait();
-		waited = 1;
-		if ((hold = batch_pick(breader, batr, &waited)) == 0) {
-			j->res.no_credit = 1;
-			issue_fail(j, NULL, "no batch card with credit is "
-			    "inserted; issuance paused until one is");
-			return -1;
-		}
+		j->r->res->no_credit = 1;
+		rec_fail(j->r, NULL, "no batch card with credit is inserted; "
+		    "issuance paused until one is");
+		return -1;
 	}
 	/* Held from here: the `requested` row names the card asked. */
-	issue_time(j, "batchwait");
+	rec_time(j->r, "batchwait");
 	/* Invariant 10: no credit is asked for a card that left meanwhile. */
 	if (waited && issue_still_here(j, "while its job waited for a batch "
 	    "card") != 0) {
 		batch_unpick(hold);
 		return -1;
 	}
-	date_format(conf_start_date(j->c.conf, today), start);
+	date_format(conf_start_date(j->r->c->conf, today), start);
 	return issue_generate(j, start, hold, breader, batr, lic);
 }
 
@@ -604,23 +425,23 @@ issue_status_len(unsigned long rv, unsigned long len)
 
 /* Load, read back, record.  The job's last steps for a target card. */
 static void
-issue_load(struct job *j, const struct db_pending *lic)
+issue_load(struct issue *j, const struct db_pending *lic)
 {
 	struct db_row r;
 	uint8_t st[STATUS_LEN];
 	char reason[400];
 	unsigned long rv, stlen;
 
-	j->end_date = lic->end_date;
+	j->r->end_date = lic->end_date;
 	/* Invariant 10: the license goes to its own card, or nowhere. */
 	if (issue_still_here(j, "before its license was loaded") != 0)
 		return;
-	issue_time(j, "loadcheck");
+	rec_time(j->r, "loadcheck");
 	fault_point("load");
 	rv = p11_load_license(j->session, lic->license);
-	issue_time(j, "load");
+	rec_time(j->r, "load");
 	if (rv != CKR_OK) {
-		issue_fail(j, p11_rv_name(rv), "loading the license failed "
+		rec_fail(j->r, p11_rv_name(rv), "loading the license failed "
 		    "(%s); it stays pending for this card and will be reused",
 		    p11_rv_name(rv));
 		return;
@@ -631,21 +452,21 @@ issue_load(struct job *j, const struct db_pending *lic)
 	 * crash before that leaves the license pending (its `generated`
 	 * row), found on the card or loaded again at no cost (invariant 2).
 	 */
-	issue_row_init(j, &j->deferred, "loaded");
-	snprintf(j->deferred_timings, sizeof(j->deferred_timings), "%s",
-	    j->deferred.timings);
-	j->deferred.timings = j->deferred_timings;
-	j->deferred.reason = "C_SetAttributeValue accepted the license";
-	j->deferred.license_seq = lic->license_seq;
-	j->deferred.start_date = lic->start_date;
-	j->deferred.end_date = lic->end_date;
-	j->deferred.ckr = "CKR_OK";
-	j->has_deferred = 1;
+	rec_row(j->r, &j->r->deferred, "loaded");
+	snprintf(j->r->deferred_timings, sizeof(j->r->deferred_timings), "%s",
+	    j->r->deferred.timings);
+	j->r->deferred.timings = j->r->deferred_timings;
+	j->r->deferred.reason = "C_SetAttributeValue accepted the license";
+	j->r->deferred.license_seq = lic->license_seq;
+	j->r->deferred.start_date = lic->start_date;
+	j->r->deferred.end_date = lic->end_date;
+	j->r->deferred.ckr = "CKR_OK";
+	j->r->has_deferred = 1;
 	fault_point("readback");
 	rv = p11_status(j->session, st, &stlen);
-	issue_time(j, "readback");
+	rec_time(j->r, "readback");
 	if (rv != CKR_OK) {
-		issue_fail(j, p11_rv_name(rv), "reading the status back failed "
+		rec_fail(j->r, p11_rv_name(rv), "reading the status back failed "
 		    "(%s%s); the license stays pending and will be reused",
 		    p11_rv_name(rv), issue_status_len(rv, stlen));
 		return;
@@ -657,20 +478,20 @@ issue_load(struct job *j, const struct db_pending *lic)
 	 */
 	if (issue_not_replaced(j, "before its license was read back") != 0)
 		return;
-	issue_row_init(j, &r, "verified");
+	rec_row(j->r, &r, "verified");
 	r.license_seq = lic->license_seq;
 	r.start_date = lic->start_date;
 	r.end_date = lic->end_date;
 	r.status = st;
 	r.ckr = "CKR_OK";
 	fault_point("commit-final");
-	if (issue_status_matches(st, lic, j->c.today)) {
+	if (issue_status_matches(st, lic, j->r->c->today)) {
 		r.reason = issue_status_valid(st) ? "the card reports the "
 		    "license valid with the expected dates" : "the card "
 		    "reports the license with the expected dates, valid from "
 		    "its start";
-		issue_record_forever(j, &r);
-		issue_report(j, OUTCOME_VERIFIED, NULL);
+		rec_record_forever(j->r, &r);
+		rec_report(j->r, OUTCOME_VERIFIED, NULL);
 		return;
 	}
 	/* Invariant 5: recorded, and no new credit for this card. */
@@ -687,8 +508,8 @@ issue_load(struct job *j, const struct db_pending *lic)
 	}
 	r.state = "rejected";
 	r.reason = reason;
-	issue_record_forever(j, &r);
-	issue_report(j, OUTCOME_REJECTED, reason);
+	rec_record_forever(j->r, &r);
+	rec_report(j->r, OUTCOME_REJECTED, reason);
 }
 
 /*
@@ -698,9 +519,9 @@ issue_load(struct job *j, const struct db_pending *lic)
  * the job's any more, or its flags, read just before, forbid a try.
  */
 static unsigned long
-issue_login(struct job *j, int *over)
+issue_login(struct issue *j, int *over)
 {
-	struct conf *c = j->c.conf;
+	struct conf *c = j->r->c->conf;
 	enum pinturn how;
 	unsigned long rv;
 
@@ -713,21 +534,21 @@ issue_login(struct job *j, int *over)
 	 * have changed since its flags were read; they are read again here.
 	 */
 	if (issue_still_here(j, "before the login") != 0 ||
-	    p11_pin_locked(j->tok.flags) || p11_pin_final_try(j->tok.flags)) {
+	    p11_pin_locked(j->r->tok.flags) || p11_pin_final_try(j->r->tok.flags)) {
 		pinturn_end(c->generation, how, 0, 0);
-		if (j->res.outcome == OUTCOME_NONE)
-			issue_fail(j, NULL, "the card's PIN %s (its flags, read "
+		if (j->r->res->outcome == OUTCOME_NONE)
+			rec_fail(j->r, NULL, "the card's PIN %s (its flags, read "
 			    "just before the login); card not touched",
-			    p11_pin_locked(j->tok.flags) ? "is locked" :
+			    p11_pin_locked(j->r->tok.flags) ? "is locked" :
 			    "has only one try left");
 		*over = 1;
 		return CKR_OK;
 	}
 	if (how == PINTURN_ALONE)
-		pinturn_trying(c, &j->tok);
-	issue_time(j, "checks");
+		pinturn_trying(c, &j->r->tok);
+	rec_time(j->r, "checks");
 	rv = p11_login(j->session, c->pin, c->pin_len);
-	issue_time(j, "login");
+	rec_time(j->r, "login");
 	if (how == PINTURN_ALONE || rv == CKR_PIN_INCORRECT)
 		pinturn_tried(c, rv == CKR_PIN_INCORRECT);
 	pinturn_end(c->generation, how, rv == CKR_OK,
@@ -737,23 +558,23 @@ issue_login(struct job *j, int *over)
 
 /* A session, and the 19-byte status: 0, or -1 when the job is over. */
 static int
-issue_read_status(struct job *j, uint8_t st[STATUS_LEN])
+issue_read_status(struct issue *j, uint8_t st[STATUS_LEN])
 {
 	struct db_row r;
 	char reason[300], sd[4 * DATE_LEN + 1], ed[4 * DATE_LEN + 1];
 	unsigned long rv, stlen;
 
-	if ((rv = p11_open(j->tok.slot, &j->session)) != CKR_OK) {
-		issue_fail(j, p11_rv_name(rv), "cannot open a session (%s)",
+	if ((rv = p11_open(j->r->tok.slot, &j->session)) != CKR_OK) {
+		rec_fail(j->r, p11_rv_name(rv), "cannot open a session (%s)",
 		    p11_rv_name(rv));
 		return -1;
 	}
 	j->has_session = 1;
 	fault_point("status");
 	rv = p11_status(j->session, st, &stlen);
-	issue_time(j, "status");
+	rec_time(j->r, "status");
 	if (rv != CKR_OK) {
-		issue_fail(j, p11_rv_name(rv), "cannot read the license status "
+		rec_fail(j->r, p11_rv_name(rv), "cannot read the license status "
 		    "(%s%s); no credit spent", p11_rv_name(rv),
 		    issue_status_len(rv, stlen));
 		return -1;
@@ -766,21 +587,21 @@ issue_read_status(struct job *j, uint8_t st[STATUS_LEN])
 	if (issue_still_here(j, j->waited ? "while its job waited for the "
 	    "job in the other reader" : "before its session opened") != 0)
 		return -1;
-	issue_time(j, "statuscheck");
+	rec_time(j->r, "statuscheck");
 	if (!issue_status_valid(st) || (issue_status_date_ok(st + 3) &&
 	    issue_status_date_ok(st + 11)))
 		return 0;
 	dbhash_text(st + 3, DATE_LEN, sd, sizeof(sd));
 	dbhash_text(st + 11, DATE_LEN, ed, sizeof(ed));
-	issue_row_init(j, &r, "failed");
+	rec_row(j->r, &r, "failed");
 	snprintf(reason, sizeof(reason), "the middleware calls the card's "
 	    "license valid, with dates that are not YYYYMMDD (start %s, end "
 	    "%s); card left alone, no credit spent", sd, ed);
 	r.reason = reason;
 	r.status = st;
 	r.ckr = "CKR_OK";
-	issue_record(j, &r);
-	issue_report(j, OUTCOME_FAILED, reason);
+	rec_record(j->r, &r);
+	rec_report(j->r, OUTCOME_FAILED, reason);
 	return -1;
 }
 
@@ -790,17 +611,17 @@ issue_read_status(struct job *j, uint8_t st[STATUS_LEN])
  * it needs none (invariant 3).  1 when that ends the job.
  */
 static int
-issue_needs_none(struct job *j, const uint8_t *st)
+issue_needs_none(struct issue *j, const uint8_t *st)
 {
 	struct db_pending lic;
 	struct db_row r;
 	char reason[300], end[4 * DATE_LEN + 1];
 
-	if (!issue_status_ok(st, j->c.today))
+	if (!issue_status_ok(st, j->r->c->today))
 		return 0;
-	if (db_find_pending(j->tok.model, j->tok.serial, j->c.today, 0,
-	    &lic) == 1 && issue_status_matches(st, &lic, j->c.today)) {
-		issue_row_init(j, &r, "verified");
+	if (db_find_pending(j->r->tok.model, j->r->tok.serial, j->r->c->today, 0,
+	    &lic) == 1 && issue_status_matches(st, &lic, j->r->c->today)) {
+		rec_row(j->r, &r, "verified");
 		snprintf(reason, sizeof(reason), "the card shows its pending "
 		    "license (row %ld) valid with the expected dates: it had "
 		    "been loaded before", lic.license_seq);
@@ -810,14 +631,14 @@ issue_needs_none(struct job *j, const uint8_t *st)
 		r.end_date = lic.end_date;
 		r.status = st;
 		r.ckr = "CKR_OK";
-		issue_record_forever(j, &r);
-		j->end_date = lic.end_date;
-		issue_report(j, OUTCOME_VERIFIED, NULL);
+		rec_record_forever(j->r, &r);
+		j->r->end_date = lic.end_date;
+		rec_report(j->r, OUTCOME_VERIFIED, NULL);
 		return 1;
 	}
-	if (issue_renewal_due(j, st, j->c.today))
+	if (issue_renewal_due(j, st, j->r->c->today))
 		return 0;
-	issue_row_init(j, &r, "skipped");
+	rec_row(j->r, &r, "skipped");
 	dbhash_text(st + 11, DATE_LEN, end, sizeof(end));
 	if (!issue_status_valid(st))
 		snprintf(reason, sizeof(reason), "already licensed from %.8s "
@@ -831,8 +652,8 @@ issue_needs_none(struct job *j, const uint8_t *st)
 	r.reason = reason;
 	r.status = st;
 	r.ckr = "CKR_OK";
-	issue_record(j, &r);
-	issue_report(j, OUTCOME_SKIPPED, reason);
+	rec_record(j->r, &r);
+	rec_report(j->r, OUTCOME_SKIPPED, reason);
 	return 1;
 }
 
@@ -844,45 +665,45 @@ issue_needs_none(struct job *j, const uint8_t *st)
  * 0: log in.
  */
 static int
-issue_pin_doubt(struct job *j)
+issue_pin_doubt(struct issue *j)
 {
-	const struct pin_doubt *d = &j->c.pin_doubt;
+	const struct pin_doubt *d = &j->r->c->pin_doubt;
 	char serial[4 * FIELD_LEN + 1];
 
 	if (!d->known) {
-		j->paused = 1;
-		issue_fail(j, NULL, "issuance is paused: a stop cut short the "
+		j->r->paused = 1;
+		rec_fail(j->r, NULL, "issuance is paused: a stop cut short the "
 		    "PIN's first try; check the PIN and reload");
 		return -1;
 	}
-	if (memcmp(d->model, j->tok.model, FIELD_LEN) != 0 ||
-	    memcmp(d->serial, j->tok.serial, FIELD_LEN) != 0) {
+	if (memcmp(d->model, j->r->tok.model, FIELD_LEN) != 0 ||
+	    memcmp(d->serial, j->r->tok.serial, FIELD_LEN) != 0) {
 		dbhash_text(d->serial, dbhash_trimmed(d->serial, FIELD_LEN),
 		    serial, sizeof(serial));
-		j->paused = 1;
-		issue_fail(j, NULL, "issuance is paused: a stop cut short the "
+		j->r->paused = 1;
+		rec_fail(j->r, NULL, "issuance is paused: a stop cut short the "
 		    "PIN's first try, on card %s; insert that card again, or "
 		    "check the PIN and reload", serial);
 		return -1;
 	}
-	if (!p11_pin_tried_wrong(j->tok.flags))
+	if (!p11_pin_tried_wrong(j->r->tok.flags))
 		return 0;
 	if (p11_pin_tried_wrong(d->flags)) {
-		j->paused = 1;
-		issue_fail(j, NULL, "issuance is paused: this card had a wrong "
+		j->r->paused = 1;
+		rec_fail(j->r, NULL, "issuance is paused: this card had a wrong "
 		    "PIN try before the one a stop cut short, so it cannot "
 		    "tell whether the configured PIN is right; check the PIN "
 		    "and reload");
 		return -1;
 	}
-	pinturn_tried(j->c.conf, 1);
-	pinturn_end(j->c.conf->generation, PINTURN_FREE, 0, 1);
-	j->res.pin_refused = 1;
+	pinturn_tried(j->r->c->conf, 1);
+	pinturn_end(j->r->c->conf->generation, PINTURN_FREE, 0, 1);
+	j->r->res->pin_refused = 1;
 	log_alert("card %s in %s shows a wrong PIN try since the login that a "
 	    "stop cut short: the configured PIN was refused; issuance is "
 	    "paused: fix the PIN in %s and reload (systemctl reload cardlicd)",
-	    j->serial, j->c.reader, j->c.conf->path);
-	issue_fail(j, NULL, "the configured PIN was refused (the card counts "
+	    j->r->serial, j->r->c->reader, j->r->c->conf->path);
+	rec_fail(j->r, NULL, "the configured PIN was refused (the card counts "
 	    "a wrong try since the restart's cause); issuance paused until the "
 	    "configuration is fixed");
 	return -1;
@@ -890,41 +711,41 @@ issue_pin_doubt(struct job *j)
 
 /* Invariant 4: the PIN is not tried where it could do harm.  0: go on. */
 static int
-issue_may_log_in(struct job *j)
+issue_may_log_in(struct issue *j)
 {
 	long rejected;
 
-	if (j->c.paused_pin && j->c.pin_doubt.on) {
+	if (j->r->c->paused_pin && j->r->c->pin_doubt.on) {
 		if (issue_pin_doubt(j) != 0)
 			return -1;
-	} else if (j->c.paused_pin) {
-		j->paused = 1;
-		issue_fail(j, NULL, "issuance is paused: the configured PIN "
+	} else if (j->r->c->paused_pin) {
+		j->r->paused = 1;
+		rec_fail(j->r, NULL, "issuance is paused: the configured PIN "
 		    "was refused; fix the configuration and reload");
 		return -1;
 	}
-	if (p11_pin_locked(j->tok.flags)) {
-		issue_fail(j, NULL, "the card's PIN is locked; card not "
+	if (p11_pin_locked(j->r->tok.flags)) {
+		rec_fail(j->r, NULL, "the card's PIN is locked; card not "
 		    "touched");
 		return -1;
 	}
 	fault_point("login");
-	if (p11_pin_final_try(j->tok.flags)) {
-		issue_fail(j, NULL, "only one PIN try left on the card; card "
+	if (p11_pin_final_try(j->r->tok.flags)) {
+		rec_fail(j->r, NULL, "only one PIN try left on the card; card "
 		    "not touched");
 		return -1;
 	}
-	rejected = db_find_rejected(j->tok.model, j->tok.serial);
+	rejected = db_find_rejected(j->r->tok.model, j->r->tok.serial);
 	if (rejected != 0) {
-		issue_fail(j, NULL, rejected > 0 ? "a license loaded on this "
+		rec_fail(j->r, NULL, rejected > 0 ? "a license loaded on this "
 		    "card was rejected before (row %ld); no new credit is "
 		    "spent on it" : "cannot read the audit database (%ld)",
 		    rejected);
 		return -1;
 	}
-	if (j->c.paused_credit && !batch_available()) {
-		j->paused = 1;
-		issue_fail(j, NULL, "issuance is paused: no batch card with "
+	if (j->r->c->paused_credit && !batch_available()) {
+		j->r->paused = 1;
+		rec_fail(j->r, NULL, "issuance is paused: no batch card with "
 		    "credit; insert one");
 		return -1;
 	}
@@ -933,7 +754,7 @@ issue_may_log_in(struct job *j)
 
 /* The login and what its refusal means.  0: logged in. */
 static int
-issue_log_in(struct job *j)
+issue_log_in(struct issue *j)
 {
 	unsigned long rv;
 	int over;
@@ -942,34 +763,34 @@ issue_log_in(struct job *j)
 	if (over)
 		return -1;
 	if (rv == CKR_FUNCTION_CANCELED) {
-		j->paused = 1;
-		issue_fail(j, NULL, "issuance is paused: the configured PIN "
+		j->r->paused = 1;
+		rec_fail(j->r, NULL, "issuance is paused: the configured PIN "
 		    "was refused; fix the configuration and reload");
 		return -1;
 	}
 	if (rv == CKR_PIN_INCORRECT) {
-		j->res.pin_refused = 1;
+		j->r->res->pin_refused = 1;
 		log_alert("the configured PIN was refused by card %s in %s; "
 		    "issuance is paused: fix the PIN in %s and reload "
-		    "(systemctl reload cardlicd)", j->serial, j->c.reader,
-		    j->c.conf->path);
-		issue_fail(j, p11_rv_name(rv), "the configured PIN was "
+		    "(systemctl reload cardlicd)", j->r->serial, j->r->c->reader,
+		    j->r->c->conf->path);
+		rec_fail(j->r, p11_rv_name(rv), "the configured PIN was "
 		    "refused; issuance paused until the configuration is "
 		    "fixed");
 		return -1;
 	}
 	if (rv != CKR_OK) {
-		issue_fail(j, p11_rv_name(rv), "login failed (%s)",
+		rec_fail(j->r, p11_rv_name(rv), "login failed (%s)",
 		    p11_rv_name(rv));
 		return -1;
 	}
 	j->logged_in = 1;
-	j->res.pin_settled = j->c.pin_doubt.on;
+	j->r->res->pin_settled = j->r->c->pin_doubt.on;
 	return 0;
 }
 
 static void
-issue_issue(struct job *j)
+issue_issue(struct issue *j)
 {
 	struct db_pending lic;
 	uint8_t st[STATUS_LEN];
@@ -985,45 +806,32 @@ issue_issue(struct job *j)
 		snprintf(reason, sizeof(reason), "issuance is stopped: the "
 		    "audit database is not as this daemon left it (%s); card "
 		    "not touched", db);
-		j->paused = 1;
-		issue_report(j, OUTCOME_PAUSED, reason);
+		j->r->paused = 1;
+		rec_report(j->r, OUTCOME_PAUSED, reason);
 		return;
 	}
-	j->id = db_next_job();
+	j->r->id = db_next_job();
 	if (issue_read_status(j, st) != 0 || issue_needs_none(j, st) ||
 	    issue_may_log_in(j) != 0 || issue_log_in(j) != 0 ||
-	    issue_license(j, j->c.today, &lic) != 0)
+	    issue_license(j, j->r->c->today, &lic) != 0)
 		return;
 	issue_load(j, &lic);
 }
 
-/* Recorded with no model or serial: the token could not be read. */
+/*
+ * A claimed target card, from its session to its outcome.  waited: the
+ * job waited for another reader's job on the same card (its card is
+ * checked again for that).
+ */
 void
-issue_token_failed(struct job *j, unsigned long rv, const char *why)
+issue_card(struct rec *r, int waited)
 {
-	struct db_row r;
+	struct issue j;
 
-	j->id = db_next_job();
-	issue_row_init(j, &r, "failed");
-	r.model = r.serial = NULL;
-	r.reason = why;
-	r.ckr = p11_rv_name(rv);
-	issue_record(j, &r);
-	issue_report(j, OUTCOME_FAILED, why);
-}
-
-/* A claimed target card, from its session to its outcome. */
-void
-issue_card(struct job *j)
-{
-	struct db_row r;
-
-	issue_issue(j);
-	issue_end_session(j);
-	if (j->has_deferred) {
-		/* Every way after a load records a row; this is the net. */
-		r = j->deferred;
-		j->has_deferred = 0;
-		issue_record_forever(j, &r);
-	}
+	memset(&j, 0, sizeof(j));
+	j.r = r;
+	j.waited = waited;
+	issue_issue(&j);
+	issue_end_session(&j);
+	rec_finish(r);
 }

@@ -1,13 +1,14 @@
 /*
- * One job per card insertion, in its own thread: classify the card, then,
- * for a target card, claim it and hand it to the issuance steps (issue.c).
+ * One job per card insertion, in its own thread: classify the card (a
+ * batch card joins the pool; a target card is claimed and handed to the
+ * issuance steps, issue.c).
  *
  *  8. one card (model + serial) has one job at a time, across readers:
- *     the claim table below;
- *  - a target job that finds no batch card waits first for the cards not
- *    yet classified: the gate below, whose count the loop alone writes.
+ *     the claim table below.
  *
- * The job reports to the event loop through a pipe and never blocks it.
+ * While a card is being classified, batch.c knows it (a target job that
+ * finds no batch card waits for those first, in batch_pick).  The job
+ * reports to the event loop through a pipe and never blocks it.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -22,8 +23,15 @@
 #include "cardlicd.h"
 #include "dbhash.h"
 
-#define JOB_GATE_MS	10000	/* longest wait for other cards' class */
 #define JOB_MAX_CARDS	64
+
+/* One card's job: what the loop gave it, what it tells the loop. */
+struct job {
+	struct job_ctx		c;
+	struct job_result	res;
+	struct rec		rec;		/* its rows and its line */
+	int			claimed;	/* holds its card's claim */
+};
 
 static pthread_mutex_t	job_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t	job_cond = PTHREAD_COND_INITIALIZER;
@@ -44,46 +52,11 @@ static pthread_cond_t	job_card_cond = PTHREAD_COND_INITIALIZER;
 static struct job_card	job_cards[JOB_MAX_CARDS];
 static int		job_ncards;
 
-/*
- * The classification gate, written by the loop only: how many inserted
- * cards are not yet known to be batch or target cards.  A target job that
- * finds no batch card waits for those first, so that at start-up (or when
- * a batch card comes in with the targets) nothing pauses for nothing.
- */
-static pthread_mutex_t	job_gate_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t	job_gate_cond = PTHREAD_COND_INITIALIZER;
-static int		job_gate_open_n;
-
 /* Milliseconds, monotonic: for the loop's stuck-job check. */
 long
 job_now_ms(void)
 {
 	return date_mono_us() / 1000;
-}
-
-/* The loop: how many inserted cards are not classified yet. */
-void
-job_gate_set(int unclassified)
-{
-	pthread_mutex_lock(&job_gate_lock);
-	job_gate_open_n = unclassified;
-	pthread_cond_broadcast(&job_gate_cond);
-	pthread_mutex_unlock(&job_gate_lock);
-}
-
-/* Wait until every inserted card is classified, up to JOB_GATE_MS. */
-void
-job_gate_wait(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += JOB_GATE_MS / 1000;
-	pthread_mutex_lock(&job_gate_lock);
-	while (job_gate_open_n > 0 && pthread_cond_timedwait(&job_gate_cond,
-	    &job_gate_lock, &ts) == 0)
-		;
-	pthread_mutex_unlock(&job_gate_lock);
 }
 
 static int
@@ -105,17 +78,17 @@ job_claim(struct job *j)
 	int i, said = 0;
 
 	pthread_mutex_lock(&job_card_lock);
-	while ((i = job_card_find(&j->tok)) >= 0 ||
+	while ((i = job_card_find(&j->rec.tok)) >= 0 ||
 	    job_ncards == JOB_MAX_CARDS) {
 		if (!said && i >= 0)
 			log_info("%s: card %s is in a job in %s; waiting for "
-			    "it to end", j->c.reader, j->serial,
+			    "it to end", j->c.reader, j->rec.serial,
 			    job_cards[i].reader);
 		said = 1;
 		pthread_cond_wait(&job_card_cond, &job_card_lock);
 	}
-	memcpy(job_cards[job_ncards].model, j->tok.model, FIELD_LEN);
-	memcpy(job_cards[job_ncards].serial, j->tok.serial, FIELD_LEN);
+	memcpy(job_cards[job_ncards].model, j->rec.tok.model, FIELD_LEN);
+	memcpy(job_cards[job_ncards].serial, j->rec.tok.serial, FIELD_LEN);
 	snprintf(job_cards[job_ncards].reader, READER_MAX, "%s", j->c.reader);
 	job_ncards++;
 	j->claimed = 1;
@@ -131,7 +104,7 @@ job_unclaim(struct job *j)
 	if (!j->claimed)
 		return;
 	pthread_mutex_lock(&job_card_lock);
-	if ((i = job_card_find(&j->tok)) >= 0)
+	if ((i = job_card_find(&j->rec.tok)) >= 0)
 		job_cards[i] = job_cards[--job_ncards];
 	pthread_cond_broadcast(&job_card_cond);
 	pthread_mutex_unlock(&job_card_lock);
@@ -141,8 +114,8 @@ job_unclaim(struct job *j)
 /*
  * A batch card: its insertion is recorded (a `batch-in` row) once the
  * rows of every credit asked of the reader's last card are in, so that
- * each credit row follows the insertion it was spent on (batch.c).  Then
- * the loop adds it to the pool: it owns the pool.  A card whose
+ * each credit row follows the insertion it was spent on (batch.c); then
+ * it joins the pool, if it is still the card in the reader.  A card whose
  * insertion cannot be recorded is not used.
  */
 static void
@@ -168,31 +141,54 @@ job_batch_in(struct job *j, const char *atr)
 		    "cannot be recorded (%s): it is not used", j->c.reader, atr,
 		    err);
 		j->res.kind = KIND_UNKNOWN;
-		issue_report(j, OUTCOME_FAILED, reason);
+		rec_report(&j->rec, OUTCOME_FAILED, reason);
+		return;
+	}
+	if (!batch_add(j->c.reader, j->c.atr, j->c.atr_len, j->c.insertion)) {
+		log_info("%s: a batch card, pulled before it could be used",
+		    j->c.reader);
 		return;
 	}
 	log_info("%s: batch card inserted (ATR %s)", j->c.reader, atr);
 	j->res.kind = KIND_BATCH;
 }
 
+/* Recorded with no model or serial: the token could not be read. */
 static void
-job_classify_and_run(struct job *j)
+job_token_failed(struct job *j, unsigned long rv, const char *why)
 {
-	struct job_result interim;
+	struct db_row r;
+
+	j->rec.id = db_next_job();
+	rec_row(&j->rec, &r, "failed");
+	r.reason = why;
+	r.ckr = p11_rv_name(rv);
+	rec_record(&j->rec, &r);
+	rec_report(&j->rec, OUTCOME_FAILED, why);
+}
+
+/*
+ * What the card is: ignored by a rule, a batch card, not one of the
+ * line's, or a target card whose token is read into the record.  1 for
+ * a target card; 0 when the job is over.
+ */
+static int
+job_classify(struct job *j)
+{
 	enum card_kind kind;
 	unsigned long rv;
 	char atr[2 * ATR_MAX + 1], err[600];
 	int probe;
 
-	issue_time(j, "start");
+	rec_time(&j->rec, "start");
 	dbhash_hex(j->c.atr, j->c.atr_len, 1, atr);
 	kind = classify_card(j->c.conf, j->c.reader, j->c.atr, j->c.atr_len);
 	if (kind == KIND_IGNORE) {
 		j->res.kind = KIND_IGNORE;
 		snprintf(err, sizeof(err), "card with ATR %s ignored by a "
 		    "[classify] rule", atr);
-		issue_report(j, OUTCOME_IGNORED, err);
-		return;
+		rec_report(&j->rec, OUTCOME_IGNORED, err);
+		return 0;
 	}
 	if (kind != KIND_TARGET) {
 		fault_point("probe");
@@ -200,17 +196,17 @@ job_classify_and_run(struct job *j)
 		if (probe == 1) {
 			fault_point("probed");
 			job_batch_in(j, atr);
-			return;
+			return 0;
 		}
 		if (probe < 0) {
-			issue_report(j, OUTCOME_FAILED, "the card left before "
-			    "it could be identified");
-			return;
+			rec_report(&j->rec, OUTCOME_FAILED, "the card left "
+			    "before it could be identified");
+			return 0;
 		}
 	}
-	issue_time(j, "classify");
+	rec_time(&j->rec, "classify");
 	fault_point("token");
-	rv = p11_find_token(j->c.conf, j->c.reader, &j->tok, err,
+	rv = p11_find_token(j->c.conf, j->c.reader, &j->rec.tok, err,
 	    sizeof(err));
 	if (rv == CKR_TOKEN_NOT_PRESENT) {
 		/*
@@ -218,10 +214,10 @@ job_classify_and_run(struct job *j)
 		 * it yet.  Look once more before calling it unknown.
 		 */
 		usleep(200000);
-		rv = p11_find_token(j->c.conf, j->c.reader, &j->tok, err,
+		rv = p11_find_token(j->c.conf, j->c.reader, &j->rec.tok, err,
 		    sizeof(err));
 	}
-	issue_time(j, "token");
+	rec_time(&j->rec, "token");
 	if (rv != CKR_OK) {
 		j->res.kind = KIND_UNKNOWN;
 		if (rv == CKR_TOKEN_NOT_PRESENT ||
@@ -229,28 +225,38 @@ job_classify_and_run(struct job *j)
 			snprintf(err, sizeof(err), "unknown card (ATR %s): not "
 			    "a batch card, no token of the middleware; left "
 			    "alone", atr);
-			issue_report(j, OUTCOME_UNKNOWN, err);
-			return;
+			rec_report(&j->rec, OUTCOME_UNKNOWN, err);
+			return 0;
 		}
 		/* A card we could not read, or a slot we could not tell. */
-		issue_token_failed(j, rv, err);
-		return;
+		job_token_failed(j, rv, err);
+		return 0;
 	}
 	j->res.kind = KIND_TARGET;
+	j->rec.has_tok = 1;
 	/* Invariant 9: card bytes are escaped before any text use. */
-	dbhash_text(j->tok.model, FIELD_LEN, j->model, sizeof(j->model));
-	dbhash_text(j->tok.serial, FIELD_LEN, j->serial, sizeof(j->serial));
-	/* Tell the loop early: a target job may wait on the others' class. */
-	interim = j->res;
-	interim.interim = 1;
-	if (write(j->c.notify_fd, &interim, sizeof(interim)) !=
-	    (ssize_t)sizeof(interim))
-		log_warnx("job: cannot reach the event loop: %s",
-		    strerror(errno));
-	if ((j->waited = job_claim(j)))
+	dbhash_text(j->rec.tok.model, FIELD_LEN, j->rec.model,
+	    sizeof(j->rec.model));
+	dbhash_text(j->rec.tok.serial, FIELD_LEN, j->rec.serial,
+	    sizeof(j->rec.serial));
+	return 1;
+}
+
+static void
+job_classify_and_run(struct job *j)
+{
+	int target, waited;
+
+	/* batch.c: a target job that finds no batch card waits for it. */
+	batch_classify_begin();
+	target = job_classify(j);
+	batch_classify_end();
+	if (!target)
+		return;
+	if ((waited = job_claim(j)))
 		log_info("%s: card %s: the other job has ended; going on",
-		    j->c.reader, j->serial);
-	issue_card(j);
+		    j->c.reader, j->rec.serial);
+	issue_card(&j->rec, waited);
 	job_unclaim(j);
 }
 
@@ -284,14 +290,13 @@ job_start(struct job_ctx *c)
 		return -1;
 	j->c = *c;
 	conf_ref(j->c.conf);
-	/* The operator's wait starts when the card was seen, not here. */
-	j->t0 = j->tstep = c->seen_us > 0 ? c->seen_us : date_mono_us();
+	rec_init(&j->rec, &j->c, &j->res);
 	snprintf(j->res.reader, sizeof(j->res.reader), "%s", c->reader);
 	j->res.insertion = c->insertion;
 	pthread_mutex_lock(&job_lock);
 	job_count++;
 	pthread_mutex_unlock(&job_lock);
-	if (main_thread_start(&t, 1, job_main, j) != 0) {
+	if (thread_start(&t, 1, job_main, j) != 0) {
 		conf_unref(j->c.conf);
 		free(j);
 		pthread_mutex_lock(&job_lock);

@@ -32,7 +32,6 @@ struct line_reader {
 	uint8_t		 atr[ATR_MAX];
 	size_t		 atr_len;
 	int		 busy;		/* a job runs on it */
-	int		 classified;	/* its job knows what the card is */
 	unsigned	 insertion;	/* the watcher's number of the card */
 	long		 seen_us;	/* when the watcher saw it */
 	int		 queued;	/* a newer card waits for that job */
@@ -127,18 +126,6 @@ line_reader(const char *name, int create)
 	return &line_readers[free_slot];
 }
 
-/* Tell the jobs how many inserted cards are not classified yet. */
-static void
-line_gate(void)
-{
-	int i, n = 0;
-
-	for (i = 0; i < LINE_MAX_READERS; i++)
-		n += line_readers[i].used && line_readers[i].busy &&
-		    !line_readers[i].classified;
-	job_gate_set(n);
-}
-
 static void
 line_start_job(struct line_reader *r)
 {
@@ -176,10 +163,8 @@ line_start_job(struct line_reader *r)
 	/* A job started again (a resume, a requeue) times from its start. */
 	r->seen_us = 0;
 	r->job_paused = c.paused_pin || c.paused_credit;
-	r->classified = 0;
 	r->busy_since = job_now_ms();
 	r->job_conf = conf_ref(line_conf);
-	line_gate();
 }
 
 /* Issuance resumes: the cards that waited in their readers go first. */
@@ -230,11 +215,6 @@ line_on_job(evutil_socket_t fd, short what, void *arg)
 	while (read(fd, &res, sizeof(res)) == (ssize_t)sizeof(res)) {
 		if ((r = line_reader(res.reader, 0)) == NULL)
 			continue;
-		if (res.interim) {
-			r->classified = 1;
-			line_gate();
-			continue;
-		}
 		used = r->job_conf;
 		r->job_conf = NULL;
 		r->busy = 0;
@@ -246,12 +226,11 @@ line_on_job(evutil_socket_t fd, short what, void *arg)
 		line_doubts += res.outcome == OUTCOME_IN_DOUBT;
 		r->paused = res.outcome == OUTCOME_PAUSED;
 		/*
-		 * The loop alone owns the pool: a batch card that was pulled
-		 * while its job looked at it is not added.
+		 * Its job added the card to the pool (batch.c), if it was
+		 * still there; a pull is the watcher's news, not the job's.
 		 */
 		if (res.kind == KIND_BATCH && r->present &&
 		    r->insertion == res.insertion) {
-			batch_add(r->name, r->atr, r->atr_len);
 			r->batch = 1;
 			if (line_paused_credit) {
 				line_paused_credit = 0;
@@ -299,7 +278,6 @@ line_on_job(evutil_socket_t fd, short what, void *arg)
 		if (r->paused && r->job_paused && line_pause_reason() == NULL)
 			r->queued = 1;
 		conf_unref(used);
-		line_gate();
 		line_tz_settle();
 		if (r->queued && r->present)
 			line_start_job(r);
@@ -356,8 +334,9 @@ line_on_watch(evutil_socket_t fd, short what, void *arg)
 			r->queued = 0;
 			r->paused = 0;
 			r->insertion = m.card;
+			/* Also a batch card whose job has not told us yet. */
+			batch_remove(r->name);
 			if (r->batch) {
-				batch_remove(r->name);
 				r->batch = 0;
 				log_info("%s: batch card removed", r->name);
 				line_status();

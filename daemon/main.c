@@ -55,23 +55,6 @@ main_usage(FILE *f, int rc)
 	exit(rc);
 }
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 /* SIGHUP: a new configuration, or the old one if the new one is wrong. */
 static void
 main_on_hup(evutil_socket_t sig, short what, void *arg)
@@ -369,46 +352,13 @@ main_start(struct conf *c, int allow_root)
 	batch_init();
 }
 
-/* The signals that the loop's events take. */
-static void
-main_loop_signals(sigset_t *set)
-{
-	sigemptyset(set);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGINT);
-	sigaddset(set, SIGHUP);
-}
-
-/*
- * Every thread of the daemon starts with the loop's signals blocked, so
- * that the kernel gives them to the loop's thread alone, and
- * main_signals_quiet can hold them off while it hands them over.
- */
-int
-main_thread_start(pthread_t *t, int detached, void *(*fn)(void *), void *arg)
-{
-	pthread_attr_t attr;
-	sigset_t set, old;
-	int rc;
-
-	main_loop_signals(&set);
-	pthread_attr_init(&attr);
-	if (detached)
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_sigmask(SIG_BLOCK, &set, &old);
-	rc = pthread_create(t, &attr, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	return rc;
-}
-
 /*
  * The loop's events freed, and SIGTERM, SIGINT and SIGHUP ignored from
  * then on.  Freeing a signal's event gives it back its default action,
  * so a second SIGTERM during the shutdown (an impatient admin, a test's
  * stop) killed the daemon before it closed the database (seen once in a
  * dozen runs of check_service).  They are blocked while their events go
- * (in the other threads they always are: main_thread_start), and a
+ * (in the other threads they always are: thread_start), and a
  * pending one is dropped when it becomes ignored.
  */
 static void
@@ -417,7 +367,7 @@ main_signals_quiet(struct event *ev[MAIN_EVENTS])
 	sigset_t set, old;
 	int i;
 
-	main_loop_signals(&set);
+	thread_loop_signals(&set);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	for (i = 0; i < MAIN_EVENTS; i++)
 		if (ev[i] != NULL)

@@ -378,7 +378,7 @@ watch_start(int fd, long timeout_ms)
 	watch_fd = fd;
 	watch_timeout_ms = timeout_ms;
 	watch_stopping = 0;
-	return main_thread_start(&watch_thread, 0, watch_main, NULL);
+	return thread_start(&watch_thread, 0, watch_main, NULL);
 }
 
 /* SCardCancel until the thread has ended: it may be between two calls. */

@@ -22,6 +22,14 @@
 #include "../daemon/batch.c"
 #include "fuzz/stubs.h"
 
+/* The watcher: the card is always the one that was inserted. */
+unsigned
+watch_card_now(const char *reader)
+{
+	(void)reader;
+	return 0;
+}
+
 #include <check.h>
 
 #define CB_MAX		700

@@ -22,6 +22,7 @@
  * flags(1) gen_end[8] model[16] serial[16].
  */
 #include "../../daemon/issue.c"
+#include "../../daemon/record.c"
 #include "stubs.h"
 
 #include <fcntl.h>
@@ -453,7 +454,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int devnull = -1;
-	struct job *j;
+	struct job_result res;
+	struct job_ctx ctx;
+	struct rec *j;
 	const uint8_t *st1 = data;
 	long renew, today;
 	int i, verified = 0, skipped = 0, requested = 0;
@@ -471,19 +474,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&fs_conf, 0, sizeof(fs_conf));
 	snprintf(fs_conf.path, sizeof(fs_conf.path), "fuzz.conf");
 	fs_conf.renew_days = renew;
-	j = calloc(1, sizeof(*j));
-	j->c.conf = &fs_conf;
-	snprintf(j->c.reader, sizeof(j->c.reader), "Fuzz Reader 00");
-	j->c.today = today;
+	memset(&ctx, 0, sizeof(ctx));
+	memset(&res, 0, sizeof(res));
+	ctx.conf = &fs_conf;
+	snprintf(ctx.reader, sizeof(ctx.reader), "Fuzz Reader 00");
+	ctx.today = today;
 	fs_today = today;
-	j->c.notify_fd = devnull;
+	ctx.notify_fd = devnull;
+	j = calloc(1, sizeof(*j));
+	rec_init(j, &ctx, &res);
 	/* What job.c does before it hands a target card to issue.c. */
 	j->tok.slot = 1;
+	j->has_tok = 1;
 	memcpy(j->tok.model, data + FS_LEN - 32, FIELD_LEN);
 	memcpy(j->tok.serial, data + FS_LEN - 16, FIELD_LEN);
 	dbhash_text(j->tok.model, FIELD_LEN, j->model, sizeof(j->model));
 	dbhash_text(j->tok.serial, FIELD_LEN, j->serial, sizeof(j->serial));
-	issue_card(j);
+	issue_card(j, 0);
 	FUZZ_CHECK(fs_generates <= 1, "%d credits asked for", fs_generates);
 	for (i = 0; i < fs_nrows; i++) {
 		if (strcmp(fs_states[i], "requested") == 0)
