@@ -506,6 +506,9 @@ void		pinturn_end(unsigned long, enum pinturn, int, int);
 void		pinturn_trying(const struct conf *, const struct token *);
 int		pinturn_doubt_parse(const char *, struct pin_doubt *);
 void		pinturn_tried(const struct conf *, int);
+void		pinturn_clear(const struct conf *);
+int		pinturn_mark_read(const struct conf *, const char *, char *,
+		    size_t);
 
 /* issue.c */
 void	issue_card(struct rec *, int);

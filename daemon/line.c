@@ -55,8 +55,6 @@ static long			 line_issued, line_skipped, line_failed;
 static long			 line_credits, line_doubts;
 static int			 line_watch_alive;
 
-static void	line_pin_refusal_save(const struct conf *);
-static void	line_pin_refusal_clear(void);
 static void	line_tz_settle(void);
 static void	line_pin_refusal_load(void);
 static void	line_pin_trying_load(void);
@@ -237,14 +235,12 @@ line_on_job(evutil_socket_t fd, short what, void *arg)
 				line_resume("a batch card was inserted");
 			}
 		}
+		/* The job kept the refusal on disk (pinturn.c). */
 		if (res.pin_refused && line_refused == NULL && used != NULL) {
 			line_refused = used;
 			used = NULL;
-			line_pin_refusal_save(line_refused);
-		} else if (res.pin_refused && line_refused_unsure) {
+		} else if (res.pin_refused && line_refused_unsure)
 			line_pin_doubt_end();
-			line_pin_refusal_save(line_refused);
-		}
 		if (res.pin_settled && line_refused_unsure) {
 			line_pin_doubt_end();
 			conf_unref(line_refused);
@@ -379,83 +375,11 @@ line_tz_settle(void)
 
 /*
  * Invariant 4 across restarts: a refused PIN stays refused until the
- * configuration or the PIN's source changes.  What is kept on disk is
- * where the PIN came from and the files' identity (device, inode, size,
- * modification time), never anything derived from the PIN itself.
+ * configuration or the PIN's source changes.  What is kept on disk, by
+ * pinturn.c, is where the PIN came from and the files' identity (device,
+ * inode, size, modification time), never anything derived from the PIN
+ * itself.
  */
-
-static void
-line_pin_refusal_path(char *out, size_t len)
-{
-	snprintf(out, len, "%s.pin-refused", line_conf->database);
-}
-
-static void
-line_pin_refusal_save(const struct conf *c)
-{
-	char path[4200], tmp[4300], id[8400];
-	int fd;
-
-	line_pin_refusal_path(path, sizeof(path));
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	pin_identity(c, id, sizeof(id));
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-	    0600);
-	if (fd < 0 || write(fd, id, strlen(id)) != (ssize_t)strlen(id) ||
-	    fsync(fd) != 0 || rename(tmp, path) != 0)
-		log_alert("%s: cannot keep the PIN's refusal across a restart:"
-		    " %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-}
-
-static void
-line_pin_refusal_clear(void)
-{
-	char path[4200];
-
-	line_pin_refusal_path(path, sizeof(path));
-	if (unlink(path) != 0 && errno != ENOENT)
-		log_warnx("%s: %s", path, strerror(errno));
-	snprintf(path, sizeof(path), "%s.pin-trying", line_conf->database);
-	if (unlink(path) != 0 && errno != ENOENT)
-		log_warnx("%s: %s", path, strerror(errno));
-}
-
-/*
- * At start-up: the daemon stopped while a card was trying a PIN that no
- * card had accepted yet (pinturn.c keeps that mark).  If it was wrong,
- * trying it again would cost another card a try: issuance stays paused
- * until the admin reloads, which says the PIN is to be tried.
- */
-/*
- * A mark left by pinturn.c (DB.pin-refused, DB.pin-trying): 1 when it is
- * there and names the PIN source we run with, 0 when it names another
- * (then it is removed), -1 when there is none.  What follows the PIN's
- * source (pin_identity's lines) goes to rest.
- */
-static int
-line_pin_mark(const char *what, char *rest, size_t restlen)
-{
-	char path[4200], id[8400], was[8400];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s.%s", line_conf->database, what);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-		return -1;
-	n = read(fd, was, sizeof(was) - 1);
-	close(fd);
-	was[n > 0 ? n : 0] = '\0';
-	pin_identity(line_conf, id, sizeof(id));
-	if (strncmp(id, was, strlen(id)) == 0) {
-		if (rest != NULL)
-			snprintf(rest, restlen, "%s", was + strlen(id));
-		return 1;
-	}
-	unlink(path);
-	return 0;
-}
 
 /*
  * At start-up: the daemon stopped while a card was trying a PIN that no
@@ -470,7 +394,8 @@ line_pin_trying_load(void)
 {
 	char rest[256], serial[4 * FIELD_LEN + 1];
 
-	if (line_pin_mark("pin-trying", rest, sizeof(rest)) != 1)
+	if (pinturn_mark_read(line_conf, "pin-trying", rest, sizeof(rest)) !=
+	    1)
 		return;
 	line_refused = conf_ref(line_conf);
 	line_refused_unsure = 1;
@@ -504,14 +429,14 @@ line_pin_doubt_end(void)
 static void
 line_pin_refusal_load(void)
 {
-	switch (line_pin_mark("pin-refused", NULL, 0)) {
+	switch (pinturn_mark_read(line_conf, "pin-refused", NULL, 0)) {
 	case -1:
 		line_pin_trying_load();
 		return;
 	case 0:
 		log_info("the configuration or the PIN changed since the PIN "
 		    "was refused; issuance is not paused");
-		line_pin_refusal_clear();
+		pinturn_clear(line_conf);
 		return;
 	}
 	line_refused = conf_ref(line_conf);
@@ -564,7 +489,7 @@ line_reload(struct conf *c)
 			conf_unref(line_refused);
 			line_refused = NULL;
 			line_pin_doubt_end();
-			line_pin_refusal_clear();
+			pinturn_clear(line_conf);
 			line_resume("the PIN was changed");
 		}
 	}

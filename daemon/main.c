@@ -490,9 +490,8 @@ main(int argc, char **argv)
 	control_close();
 	job_wait_all(15);
 	/*
-	 * The results of the jobs that ended since the loop stopped: a
-	 * refused PIN must be kept (line_pin_refusal_save) even when
-	 * SIGTERM came between the job's ALERT and the loop's turn.
+	 * The results of the jobs that ended since the loop stopped (a
+	 * refused PIN is already on disk: its job kept it, pinturn.c).
 	 */
 	line_on_job(main_job_pipe[0], 0, NULL);
 	if (job_running() > 0)

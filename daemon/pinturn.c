@@ -1,5 +1,7 @@
 /*
- * Whose turn it is to try the configured PIN (invariant 4).  Until a
+ * Whose turn it is to try the configured PIN (invariant 4), and the marks
+ * on disk of what cards said of it (DB.pin-trying, DB.pin-refused): this
+ * file alone writes and reads them.  Until a
  * configuration's PIN has been accepted once, logins take turns: two
  * cards inserted together must not both meet a wrong PIN.  Once it was
  * accepted, logins run side by side; once refused, no card is tried with
@@ -27,65 +29,81 @@
 
 #define PINTURN_GENS	16
 
+/*
+ * The lock guards the table only, and is never held across a login or
+ * an fsync: the turn is a flag of the configuration's slot, waited for
+ * on pinturn_cond.
+ */
 static pthread_mutex_t	pinturn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	pinturn_cond = PTHREAD_COND_INITIALIZER;
 static struct {
 	unsigned long	gen;
 	int		state;		/* 0 untried, 1 accepted, -1 refused */
+	int		turn;		/* an untried PIN's login under way */
 } pinturn_gens[PINTURN_GENS];
 
 /* Under pinturn_lock.  A configuration 16 reloads later reuses a slot. */
-static int *
-pinturn_state(unsigned long gen)
+static int
+pinturn_slot(unsigned long gen)
 {
 	int i = (int)(gen % PINTURN_GENS);
 
 	if (pinturn_gens[i].gen != gen) {
 		pinturn_gens[i].gen = gen;
 		pinturn_gens[i].state = 0;
+		pinturn_gens[i].turn = 0;
 	}
-	return &pinturn_gens[i].state;
+	return i;
 }
 
 /*
  * Before a login.  PINTURN_REFUSED: do not try.  PINTURN_ALONE: the
- * caller holds the turn (no other login of this PIN until pinturn_end).
- * PINTURN_FREE: the PIN is known good, go.
+ * caller has the turn (no other login of this PIN until pinturn_end).
+ * PINTURN_FREE: the PIN is known good, go.  Waits while another card has
+ * the turn.
  */
 enum pinturn
 pinturn_begin(unsigned long gen)
 {
-	int state;
+	enum pinturn how;
+	int i;
 
 	pthread_mutex_lock(&pinturn_lock);
-	state = *pinturn_state(gen);
-	if (state < 0) {
-		pthread_mutex_unlock(&pinturn_lock);
-		return PINTURN_REFUSED;
+	for (;;) {
+		i = pinturn_slot(gen);
+		if (pinturn_gens[i].state != 0 || !pinturn_gens[i].turn)
+			break;
+		pthread_cond_wait(&pinturn_cond, &pinturn_lock);
 	}
-	if (state == 0)
-		return PINTURN_ALONE;	/* the lock is the turn */
+	if (pinturn_gens[i].state < 0)
+		how = PINTURN_REFUSED;
+	else if (pinturn_gens[i].state > 0)
+		how = PINTURN_FREE;
+	else {
+		pinturn_gens[i].turn = 1;
+		how = PINTURN_ALONE;
+	}
 	pthread_mutex_unlock(&pinturn_lock);
-	return PINTURN_FREE;
+	return how;
 }
 
 /* After the login: what it taught about the PIN, and the turn's end. */
 void
 pinturn_end(unsigned long gen, enum pinturn how, int accepted, int refused)
 {
-	int *state;
+	int i;
 
-	if (how == PINTURN_REFUSED)
+	if (how == PINTURN_REFUSED || (how == PINTURN_FREE && !refused))
 		return;
-	if (how == PINTURN_FREE) {
-		if (!refused)
-			return;
-		pthread_mutex_lock(&pinturn_lock);
-	}
-	state = pinturn_state(gen);
+	pthread_mutex_lock(&pinturn_lock);
+	i = pinturn_slot(gen);
 	if (refused)
-		*state = -1;
-	else if (accepted && *state == 0)
-		*state = 1;
+		pinturn_gens[i].state = -1;
+	else if (accepted && pinturn_gens[i].state == 0)
+		pinturn_gens[i].state = 1;
+	if (how == PINTURN_ALONE)
+		pinturn_gens[i].turn = 0;
+	pthread_cond_broadcast(&pinturn_cond);
 	pthread_mutex_unlock(&pinturn_lock);
 }
 
@@ -166,6 +184,29 @@ pinturn_doubt_parse(const char *text, struct pin_doubt *d)
 	return 0;
 }
 
+/*
+ * DB.pin-refused, whole or not at all (a temporary file, synced, then
+ * renamed): the PIN's source that a card refused, kept across restarts.
+ */
+static void
+pinturn_keep_refusal(const struct conf *c)
+{
+	char path[4200], tmp[4300], id[8400];
+	int fd;
+
+	pinturn_path(c, "pin-refused", path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	pin_identity(c, id, sizeof(id));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd < 0 || write(fd, id, strlen(id)) != (ssize_t)strlen(id) ||
+	    fsync(fd) != 0 || rename(tmp, path) != 0)
+		log_alert("%s: cannot keep the PIN's refusal across a restart:"
+		    " %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 /* After it: a refusal is kept at once; anything else drops the mark. */
 void
 pinturn_tried(const struct conf *c, int refused)
@@ -177,8 +218,52 @@ pinturn_tried(const struct conf *c, int refused)
 	if (refused) {
 		/* No mark when a PIN known good was refused: write one. */
 		if (rename(trying, done) != 0)
-			pinturn_mark(c, "pin-refused", NULL);
+			pinturn_keep_refusal(c);
 	} else if (unlink(trying) != 0 && errno != ENOENT)
 		log_warnx("%s: %s", trying, strerror(errno));
 	pinturn_sync_dir(trying);
+}
+
+/* A reload that changed the PIN or its source: both marks go. */
+void
+pinturn_clear(const struct conf *c)
+{
+	char path[4200];
+
+	pinturn_path(c, "pin-refused", path, sizeof(path));
+	if (unlink(path) != 0 && errno != ENOENT)
+		log_warnx("%s: %s", path, strerror(errno));
+	pinturn_path(c, "pin-trying", path, sizeof(path));
+	if (unlink(path) != 0 && errno != ENOENT)
+		log_warnx("%s: %s", path, strerror(errno));
+}
+
+/*
+ * At start-up, a mark (DB.pin-refused, DB.pin-trying): 1 when it is there
+ * and names the PIN source that c has, 0 when it names another (then it
+ * is removed), -1 when there is none.  What follows the PIN's source
+ * (pin_identity's lines) goes to rest.
+ */
+int
+pinturn_mark_read(const struct conf *c, const char *what, char *rest,
+    size_t restlen)
+{
+	char path[4200], id[8400], was[8400];
+	ssize_t n;
+	int fd;
+
+	pinturn_path(c, what, path, sizeof(path));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return -1;
+	n = read(fd, was, sizeof(was) - 1);
+	close(fd);
+	was[n > 0 ? n : 0] = '\0';
+	pin_identity(c, id, sizeof(id));
+	if (strncmp(id, was, strlen(id)) == 0) {
+		if (rest != NULL)
+			snprintf(rest, restlen, "%s", was + strlen(id));
+		return 1;
+	}
+	unlink(path);
+	return 0;
 }
