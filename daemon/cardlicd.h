@@ -202,7 +202,13 @@ long	db_append(const struct db_row *, char *, size_t);
 long	db_append_rows(const struct db_row *, int, char *, size_t);
 long	db_append_if(const struct db_row *, int,
 	    int (*)(void *, char *, size_t), void *, char *, size_t);
-int	db_check_start(const uint8_t *, long, const uint8_t [32], char *,
+/* The note (DB.note): the row this daemon wrote last, after each commit. */
+#define NOTE_LEN	512
+#define NOTE_MAGIC	"cardlicd-note v1 "
+long	db_tail(uint8_t [32]);
+int	db_key_at(long, uint8_t [32], long *);
+int	db_row_hash(long, uint8_t [32]);
+int	db_check_after(long, const uint8_t [32], const uint8_t *, char *,
 	    size_t);
 const char *db_refusing(void);
 int	db_tail_ok(void);
@@ -288,6 +294,8 @@ void	spill_release(int, long);
 int	spill_recover(int (*)(const struct spill_found *, char *, size_t));
 
 /* recover.c */
+int	recover_check_start(const char *, const uint8_t *, long,
+	    const uint8_t [32], char *, size_t);
 int	recover_run(char *, size_t);
 
 /* pin.c */

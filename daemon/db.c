@@ -50,9 +50,7 @@ static char		 db_refuse[600];
 static int		 db_note_fd = -1;
 static char		 db_note_path[4200];
 
-static int	db_key_at(long, uint8_t [32], long *);
 static void	db_note_put(void);
-static int	db_note_get(long *, uint8_t [32], int, char *, size_t);
 /* The key read at start-up; a reload never changes it.  NULL: none. */
 static struct sign_key	*db_key;
 
@@ -340,8 +338,15 @@ db_open(const char *path, const char *station, char *err, size_t len)
 	}
 	snprintf(db_station, sizeof(db_station), "%s", station);
 	snprintf(db_path, sizeof(db_path), "%s", path);
+	snprintf(db_note_path, sizeof(db_note_path), "%s.note", path);
+	if ((db_note_fd = open(db_note_path, O_RDWR | O_CREAT | O_CLOEXEC |
+	    O_NOFOLLOW, 0600)) < 0) {
+		snprintf(err, len, "%s: %s", db_note_path, strerror(errno));
+		db_close();
+		return -1;
+	}
 	db_job = db_int(db_sql_max_job);
-	/* Where the chain ends; db_check_start says whether it is ours. */
+	/* Where the chain ends; recover_check_start says whether it is ours. */
 	db_last = 0;
 	memset(db_head, 0, sizeof(db_head));
 	if (sqlite3_prepare_v2(db, "SELECT seq, hash, station FROM audit "
@@ -363,7 +368,7 @@ db_open(const char *path, const char *station, char *err, size_t len)
 }
 
 /* Row seq's hash: 1 when the row is there, 0 when not, -1 on error. */
-static int
+int
 db_row_hash(long seq, uint8_t hash[32])
 {
 	sqlite3_stmt *st;
@@ -389,7 +394,7 @@ db_row_hash(long seq, uint8_t hash[32])
  * to this daemon's own, or to one the active key endorsed.  0, or -1
  * with err naming the first row that is not the daemon's.
  */
-static int
+int
 db_check_after(long from, const uint8_t head[32], const uint8_t *mine,
     char *err, size_t len)
 {
@@ -463,100 +468,19 @@ db_check_after(long from, const uint8_t head[32], const uint8_t *mine,
 }
 
 /*
- * At start-up, before any row is appended (issue 18, cases 3 and 10):
- * the file must still hold, unchanged, the last row that this station
- * wrote (its note, DB.note) and the row of its last checkpoint
- * (cp_seq, cp_head; cp_seq 0 when none is known), and every row after
- * the later of the two must be the daemon's own (db_check_after), with
- * mine the key it signs with (NULL: none).  -1 with err when not: the
- * daemon must not go on from that file.
+ * Where the chain ends, as db_open found it and the appends since moved
+ * it: the seq of the last row (0: none), and its hash in head.
  */
-int
-db_check_start(const uint8_t *mine, long cp_seq, const uint8_t cp_head[32],
-    char *err, size_t len)
+long
+db_tail(uint8_t head[32])
 {
-	uint8_t nhead[32], h[32];
-	char why[4800];
-	long nseq = 0, from = 0;
-	const uint8_t *fhead = NULL;
-	int note, rc;
+	long seq;
 
-	snprintf(db_note_path, sizeof(db_note_path), "%s.note", db_path);
-	if ((db_note_fd = open(db_note_path, O_RDWR | O_CREAT | O_CLOEXEC |
-	    O_NOFOLLOW, 0600)) < 0) {
-		snprintf(err, len, "%s: %s", db_note_path, strerror(errno));
-		return -1;
-	}
-	/* Without the key now, nothing here can be told from a forgery. */
-	if ((note = db_note_get(&nseq, nhead, mine != NULL, why,
-	    sizeof(why))) < 0) {
-		snprintf(err, len, "%s; move it aside to start from the file "
-		    "as it is (see cardlicd(8), \"The note\")", why);
-		return -1;
-	}
-	if (note == 1) {
-		from = nseq;
-		fhead = nhead;
-	}
-	if (cp_seq > 0 && cp_seq > from) {
-		from = cp_seq;
-		fhead = cp_head;
-	}
-	if (note == 1 && nseq > db_last) {
-		snprintf(err, len, "the file ends with row %ld, but this "
-		    "station wrote up to row %ld (%s): rows were lost (a -wal "
-		    "file removed, an older copy put back?); restore them, or "
-		    "move the note aside to go on from the file as it is (see "
-		    "cardlicd(8), \"The note\")", db_last, nseq, db_note_path);
-		return -1;
-	}
-	if (cp_seq > db_last) {
-		snprintf(err, len, "the file ends with row %ld, but the last "
-		    "checkpoint names row %ld: rows were lost", db_last,
-		    cp_seq);
-		return -1;
-	}
-	if (note == 1 && nseq > 0 && ((rc = db_row_hash(nseq, h)) != 1 ||
-	    memcmp(h, nhead, 32) != 0)) {
-		snprintf(err, len, "row %ld is not the row this station wrote "
-		    "there (%s): the file was altered or replaced", nseq,
-		    db_note_path);
-		return -1;
-	}
-	if (cp_seq > 0 && (db_row_hash(cp_seq, h) != 1 ||
-	    memcmp(h, cp_head, 32) != 0)) {
-		snprintf(err, len, "row %ld is not the row that the last "
-		    "checkpoint names: the file was altered or replaced",
-		    cp_seq);
-		return -1;
-	}
-	if (note != 1 && db_last > 0 && fhead != NULL)
-		log_alert("%s: no note of the last row this station wrote: rows "
-		    "lost from the file's end after row %ld (its last "
-		    "checkpoint) cannot be noticed at this start; checking the "
-		    "rows after that one", db_note_path, from);
-	if (fhead == NULL) {
-		/* Nothing says where the station's own rows end. */
-		if (db_last > 0)
-			log_alert("%s: no note of the last row this station "
-			    "wrote, and no checkpoint: rows lost from the "
-			    "file's end cannot be noticed at this start; "
-			    "checking the last row only", db_note_path);
-		from = db_last > 0 ? db_last - 1 : 0;
-		if (from > 0 && db_row_hash(from, h) != 1) {
-			snprintf(err, len, "row %ld cannot be read", from);
-			return -1;
-		}
-		if (from == 0)
-			memset(h, 0, 32);
-		fhead = h;
-	}
-	if (db_check_after(from, fhead, mine, err, len) != 0)
-		return -1;
-	if (note != 1 && db_last > 0)
-		log_info("%s: the note of the last row starts at row %ld",
-		    db_note_path, db_last);
-	return 0;
+	pthread_mutex_lock(&db_lock);
+	seq = db_last;
+	memcpy(head, db_head, 32);
+	pthread_mutex_unlock(&db_lock);
+	return seq;
 }
 
 void
@@ -900,7 +824,7 @@ db_last_is_ours(char *msg, size_t len)
 }
 
 /* The key row at or before seq of this station: 1 with pub, 0, -1. */
-static int
+int
 db_key_at(long seq, uint8_t pub[32], long *kseq)
 {
 	sqlite3_stmt *st;
@@ -953,20 +877,18 @@ db_tail_ok(void)
  * behind the database, which the start-up check accepts (it checks the
  * rows after it), never ahead.  Its SHA-256 tells a torn one.
  */
-#define DB_NOTE_LEN	512
-#define DB_NOTE_MAGIC	"cardlicd-note v1 "
 
 static void
 db_note_put(void)
 {
-	char line[DB_NOTE_LEN], head[65], hex[129];
+	char line[NOTE_LEN], head[65], hex[129];
 	uint8_t h[32], sig[64];
 	int n;
 
 	if (db_note_fd < 0)
 		return;
 	dbhash_hex(db_head, 32, 0, head);
-	n = snprintf(line, sizeof(line), DB_NOTE_MAGIC "station=%s seq=%ld "
+	n = snprintf(line, sizeof(line), NOTE_MAGIC "station=%s seq=%ld "
 	    "head=%s", db_station, db_last, head);
 	if (db_key != NULL && sign_bytes(db_key, SIGN_DOMAIN_NOTE,
 	    (const uint8_t *)line, (size_t)n, sig) == 0) {
@@ -982,69 +904,6 @@ db_note_put(void)
 	if (pwrite(db_note_fd, line, sizeof(line), 0) != (ssize_t)sizeof(line))
 		log_warnx("%s: %s; the next start cannot tell whether rows "
 		    "were lost", db_note_path, strerror(errno));
-}
-
-/*
- * The note as the last run left it: 1 with its seq and head, 0 when there
- * is none, -1 (why) when it is there but is not this station's, is torn,
- * or (need_sig) is not signed by the key that the station's rows say was
- * active at its row (a station with no key row writes unsigned notes).
- */
-static int
-db_note_get(long *seq, uint8_t head[32], int need_sig, char *why,
-    size_t len)
-{
-	char line[DB_NOTE_LEN + 1], want[128], hex[65], *p, *end, *sg;
-	uint8_t h[32], pub[32], sig[64];
-	long kseq = 0;
-	ssize_t n;
-	int keyed;
-
-	n = pread(db_note_fd, line, DB_NOTE_LEN, 0);
-	if (n <= 0)
-		return 0;
-	line[n] = '\0';
-	snprintf(want, sizeof(want), DB_NOTE_MAGIC "station=%s seq=",
-	    db_station);
-	if ((p = strstr(line, " sum=")) == NULL || strlen(p) < 5 + 16 ||
-	    strncmp(line, DB_NOTE_MAGIC, sizeof(DB_NOTE_MAGIC) - 1) != 0) {
-		snprintf(why, len, "%s is not a note that cardlicd wrote",
-		    db_note_path);
-		return -1;
-	}
-	dbhash_sha256(line, (size_t)(p - line), h);
-	dbhash_hex(h, 32, 0, hex);
-	if (strncmp(p + 5, hex, 16) != 0) {
-		snprintf(why, len, "%s is torn or was edited (its sum does not "
-		    "hold)", db_note_path);
-		return -1;
-	}
-	*p = '\0';
-	if (strncmp(line, want, strlen(want)) != 0) {
-		snprintf(why, len, "%s is the note of another station, not %s",
-		    db_note_path, db_station);
-		return -1;
-	}
-	*seq = strtol(line + strlen(want), &end, 10);
-	if (strncmp(end, " head=", 6) != 0 || *seq < 0 ||
-	    dbhash_unhex(end + 6, 64, head, 32) != 0) {
-		snprintf(why, len, "%s cannot be read", db_note_path);
-		return -1;
-	}
-	sg = strstr(end, " sig=");
-	if ((keyed = db_key_at(*seq, pub, &kseq)) < 0) {
-		snprintf(why, len, "the key row %ld cannot be read", kseq);
-		return -1;
-	}
-	if (keyed && need_sig && (sg == NULL ||
-	    dbhash_unhex(sg + 5, 128, sig, 64) != 0 ||
-	    !sign_check(pub, SIGN_DOMAIN_NOTE, (const uint8_t *)line,
-	    (size_t)(sg - line), sig))) {
-		snprintf(why, len, "%s is not signed by the station's key (row "
-		    "%ld): someone else wrote it", db_note_path, kseq);
-		return -1;
-	}
-	return 1;
 }
 
 /* One row, inside the write transaction, chained to the last one. */

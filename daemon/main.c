@@ -329,8 +329,8 @@ main_start(struct conf *c, int allow_root)
 	checkpoint_load(c, &cp_seq, cp_head);
 	if (c->key != NULL)
 		sign_key_public(c->key, pub);
-	if (db_check_start(c->key != NULL ? pub : NULL, cp_seq, cp_head, err,
-	    sizeof(err)) != 0)
+	if (recover_check_start(c->database, c->key != NULL ? pub : NULL,
+	    cp_seq, cp_head, err, sizeof(err)) != 0)
 		fatal_admin("%s: %s; nothing is issued from it", c->database,
 		    err);
 	/*

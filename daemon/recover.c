@@ -14,15 +14,183 @@
  *  - Every `requested` row with no outcome becomes an in-doubt row
  *    (invariant 6): the batch card may have spent its credit.
  *
- * The database's own start-up check (db_check_start) runs before this:
- * what is appended here follows the station's own last row.
+ * Before either, and before any row is appended, the database must be as
+ * the station left it (recover_check_start, issue 18, cases 3 and 10): it
+ * still holds the last row this station wrote (its note, DB.note, which
+ * db.c writes after every commit) and the row of its last checkpoint,
+ * and every row after them is the station's own.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cardlicd.h"
 #include "dbhash.h"
 #include "sign.h"
+
+/* What the note says, and where it is. */
+struct recover_note {
+	char		path[4200];
+	int		found;		/* 1 found, 0 none, -1 not good */
+	long		seq;
+	uint8_t		head[32];
+};
+
+/*
+ * The note's line checked: this station's, whole (its sum), and (need_sig)
+ * signed by the key that the station's rows say was active at its row (a
+ * station with no key row writes unsigned notes).  0, or -1 with why.
+ */
+static int
+recover_note_line(char *line, struct recover_note *n, int need_sig,
+    char *why, size_t len)
+{
+	char want[128], station[64], hex[65], *p, *end, *sg;
+	uint8_t h[32], pub[32], sig[64];
+	long kseq = 0;
+	int keyed;
+
+	db_station_now(station, sizeof(station));
+	snprintf(want, sizeof(want), NOTE_MAGIC "station=%s seq=", station);
+	if ((p = strstr(line, " sum=")) == NULL || strlen(p) < 5 + 16 ||
+	    strncmp(line, NOTE_MAGIC, sizeof(NOTE_MAGIC) - 1) != 0)
+		return snprintf(why, len, "%s is not a note that cardlicd wrote",
+		    n->path), -1;
+	dbhash_sha256(line, (size_t)(p - line), h);
+	dbhash_hex(h, 32, 0, hex);
+	if (strncmp(p + 5, hex, 16) != 0)
+		return snprintf(why, len, "%s is torn or was edited (its sum "
+		    "does not hold)", n->path), -1;
+	*p = '\0';
+	if (strncmp(line, want, strlen(want)) != 0)
+		return snprintf(why, len, "%s is the note of another station, "
+		    "not %s", n->path, station), -1;
+	n->seq = strtol(line + strlen(want), &end, 10);
+	if (strncmp(end, " head=", 6) != 0 || n->seq < 0 ||
+	    dbhash_unhex(end + 6, 64, n->head, 32) != 0)
+		return snprintf(why, len, "%s cannot be read", n->path), -1;
+	sg = strstr(end, " sig=");
+	if ((keyed = db_key_at(n->seq, pub, &kseq)) < 0)
+		return snprintf(why, len, "the key row %ld cannot be read",
+		    kseq), -1;
+	if (keyed && need_sig && (sg == NULL ||
+	    dbhash_unhex(sg + 5, 128, sig, 64) != 0 ||
+	    !sign_check(pub, SIGN_DOMAIN_NOTE, (const uint8_t *)line,
+	    (size_t)(sg - line), sig)))
+		return snprintf(why, len, "%s is not signed by the station's "
+		    "key (row %ld): someone else wrote it", n->path, kseq), -1;
+	return 0;
+}
+
+/* The note as the last run left it (need_sig: see recover_note_line). */
+static void
+recover_note_read(const char *db, struct recover_note *n, int need_sig,
+    char *why, size_t len)
+{
+	char line[NOTE_LEN + 1];
+	ssize_t k = 0;
+	int fd;
+
+	memset(n, 0, sizeof(*n));
+	snprintf(n->path, sizeof(n->path), "%s.note", db);
+	if ((fd = open(n->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+		k = pread(fd, line, NOTE_LEN, 0);
+		close(fd);
+	}
+	if (k <= 0)
+		return;
+	line[k] = '\0';
+	n->found = recover_note_line(line, n, need_sig, why, len) == 0 ? 1 :
+	    -1;
+}
+
+/*
+ * The file holds, unchanged, the row that the note names and the row
+ * that the last checkpoint names.  0, or -1 with err.
+ */
+static int
+recover_rows_still_there(const struct recover_note *n, long last,
+    long cp_seq, const uint8_t cp_head[32], char *err, size_t len)
+{
+	uint8_t h[32];
+
+	if (n->found == 1 && n->seq > last)
+		return snprintf(err, len, "the file ends with row %ld, but this "
+		    "station wrote up to row %ld (%s): rows were lost (a -wal "
+		    "file removed, an older copy put back?); restore them, or "
+		    "move the note aside to go on from the file as it is (see "
+		    "cardlicd(8), \"The note\")", last, n->seq, n->path), -1;
+	if (cp_seq > last)
+		return snprintf(err, len, "the file ends with row %ld, but the "
+		    "last checkpoint names row %ld: rows were lost", last,
+		    cp_seq), -1;
+	if (n->found == 1 && n->seq > 0 && (db_row_hash(n->seq, h) != 1 ||
+	    memcmp(h, n->head, 32) != 0))
+		return snprintf(err, len, "row %ld is not the row this station "
+		    "wrote there (%s): the file was altered or replaced",
+		    n->seq, n->path), -1;
+	if (cp_seq > 0 && (db_row_hash(cp_seq, h) != 1 ||
+	    memcmp(h, cp_head, 32) != 0))
+		return snprintf(err, len, "row %ld is not the row that the last "
+		    "checkpoint names: the file was altered or replaced",
+		    cp_seq), -1;
+	return 0;
+}
+
+/*
+ * At start-up, before any row is appended: the database is as this
+ * station left it.  mine: the key it signs with (NULL: none); cp_seq and
+ * cp_head: its last checkpoint (cp_seq 0: none known).  The rows after
+ * the later of the note and the checkpoint must be the station's own
+ * (db_check_after): those of a crash between a commit and its note are.
+ * With neither, only the last row can be checked, and the log says so.
+ * -1 with err when the daemon must not go on from the file.
+ */
+int
+recover_check_start(const char *db, const uint8_t *mine, long cp_seq,
+    const uint8_t cp_head[32], char *err, size_t len)
+{
+	struct recover_note n;
+	uint8_t head[32], h[32];
+	const uint8_t *fhead = NULL;
+	char why[4800];
+	long last = db_tail(head), from = 0;
+
+	/* Without the key now, nothing here can be told from a forgery. */
+	recover_note_read(db, &n, mine != NULL, why, sizeof(why));
+	if (n.found < 0)
+		return snprintf(err, len, "%s; move it aside to start from the "
+		    "file as it is (see cardlicd(8), \"The note\")", why), -1;
+	if (n.found == 1) {
+		from = n.seq;
+		fhead = n.head;
+	}
+	if (cp_seq > from) {
+		from = cp_seq;
+		fhead = cp_head;
+	}
+	if (recover_rows_still_there(&n, last, cp_seq, cp_head, err, len) != 0)
+		return -1;
+	if (n.found != 1 && last > 0)
+		log_alert("%s: no note of the last row this station wrote: %s",
+		    n.path, fhead != NULL ? "rows lost from the file's end "
+		    "after its last checkpoint cannot be noticed at this start; "
+		    "checking the rows after that one" : "and no checkpoint: "
+		    "rows lost from the file's end cannot be noticed at this "
+		    "start; checking the last row only");
+	if (fhead == NULL) {
+		from = last > 0 ? last - 1 : 0;
+		memset(h, 0, 32);
+		if (from > 0 && db_row_hash(from, h) != 1)
+			return snprintf(err, len, "row %ld cannot be read",
+			    from), -1;
+		fhead = h;
+	}
+	return db_check_after(from, fhead, mine, err, len);
+}
 
 /* The check of one spill record, inside the write transaction. */
 struct recover_spill {

@@ -348,7 +348,8 @@ START_TEST(lost_wal_is_noticed)
 	tl_sh("mv %s.note %s.note.lost", d_db, d_db);
 	d_start();
 	ck_assert(d_log_has("no note of the last row this station wrote: "
-	    "rows lost from the file's end after row"));
+	    "rows lost from the file's end after its last checkpoint cannot "
+	    "be noticed"));
 	tl_insert(1, "LW3", "--type target --serial LW3");
 	wait_n("SELECT count(*) FROM audit WHERE state = 'verified' AND "
 	    "trim(CAST(serial AS TEXT)) = 'LW3'", 1, 10000);
@@ -443,9 +444,10 @@ START_TEST(trigger_that_drops_rows_stops_issuance)
 	tl_insert(0, "tg-batch", "--type batch --credits 5");
 	d_config("tg", "1234", NULL);
 	d_start();
-	s = q("CREATE TRIGGER sqlitexstat_x BEFORE INSERT ON audit WHEN "
-	    "CAST(NEW.serial AS TEXT) LIKE 'X%' BEGIN SELECT RAISE(IGNORE); "
-	    "END");
+	/* The daemon may be writing (the batch card's insertion): wait. */
+	s = tl_read("sqlite3 -cmd '.timeout 5000' %s \"CREATE TRIGGER "
+	    "sqlitexstat_x BEFORE INSERT ON audit WHEN CAST(NEW.serial AS "
+	    "TEXT) LIKE 'X%%' BEGIN SELECT RAISE(IGNORE); END\" 2>&1", d_db);
 	ck_assert_str_eq(s, "");
 	free(s);
 	tl_insert(1, "XT1", "--type target --serial XT1");
