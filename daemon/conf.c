@@ -331,114 +331,147 @@ conf_map(struct conf_parse *p, const char *v)
 	return 1;
 }
 
+/* A name of letters, digits, '.', '_', '-' (a station id, a user). */
+static int
+conf_name_ok(const char *v)
+{
+	const char *s;
+
+	for (s = v; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && strchr("._-", *s) == NULL)
+			return 0;
+	return 1;
+}
+
+/* [station]: 1 when the key is known and good, 0 with the error set. */
+static int
+conf_station(struct conf_parse *p, const char *key, const char *v)
+{
+	struct conf *c = p->c;
+
+	if (strcmp(key, "id") == 0) {
+		if (!conf_name_ok(v))
+			return conf_fail(p, "id: \"%s\": use letters, digits, "
+			    "'.', '_', '-'", v);
+		return conf_copy(p, c->station, sizeof(c->station), key, v);
+	}
+	if (strcmp(key, "database") == 0)
+		return conf_path(p, c->database, sizeof(c->database), key, v);
+	if (strcmp(key, "timezone") == 0)
+		return conf_timezone(p, v);
+	if (strcmp(key, "control") == 0)
+		return conf_path(p, c->control, sizeof(c->control), key, v);
+	if (strcmp(key, "user") == 0) {
+		if (!conf_name_ok(v))
+			return conf_fail(p, "user: \"%s\" is not a user name",
+			    v);
+		return conf_copy(p, c->user, sizeof(c->user), key, v);
+	}
+	return conf_fail(p, "unknown key \"%s\" in [station]", key);
+}
+
+static int
+conf_readers(struct conf_parse *p, const char *key, const char *v)
+{
+	struct conf *c = p->c;
+
+	if (strcmp(key, "include") == 0) {
+		if (c->n_include == CONF_MAX_FILTERS)
+			return conf_fail(p, "include: at most %d",
+			    CONF_MAX_FILTERS);
+		return conf_copy(p, c->include[c->n_include++], READER_MAX,
+		    key, v);
+	}
+	if (strcmp(key, "exclude") == 0) {
+		if (c->n_exclude == CONF_MAX_FILTERS)
+			return conf_fail(p, "exclude: at most %d",
+			    CONF_MAX_FILTERS);
+		return conf_copy(p, c->exclude[c->n_exclude++], READER_MAX,
+		    key, v);
+	}
+	if (strcmp(key, "map") == 0)
+		return conf_map(p, v);
+	return conf_fail(p, "unknown key \"%s\" in [readers]", key);
+}
+
+static int
+conf_audit(struct conf_parse *p, const char *key, const char *v)
+{
+	struct conf *c = p->c;
+
+	if (strcmp(key, "key-file") == 0 || strcmp(key, "key-credential") == 0)
+		return conf_key(p, key, v);
+	/* 0: at shutdown only; below 10 s, the file would flood. */
+	if (strcmp(key, "checkpoint-interval") == 0) {
+		if (!conf_number(p, &c->checkpoint_interval, key, v, 0, 86400))
+			return 0;
+		if (c->checkpoint_interval > 0 && c->checkpoint_interval < 10)
+			return conf_fail(p, "%s: \"%s\" is not 0 (at shutdown "
+			    "only) nor in 10..86400", key, v);
+		return 1;
+	}
+	if (strcmp(key, "checkpoint-file") == 0) {
+		c->checkpoint_file_line = p->line;
+		return conf_path(p, c->checkpoint_file,
+		    sizeof(c->checkpoint_file), key, v);
+	}
+	return conf_fail(p, "unknown key \"%s\" in [audit]", key);
+}
+
+static int
+conf_license(struct conf_parse *p, const char *key, const char *v)
+{
+	struct conf *c = p->c;
+	size_t i;
+
+	if (strcmp(key, "start-policy") == 0) {
+		p->policy_line = p->line;
+		p->seen_policy = 1;
+		for (i = 0; i < 5; i++)
+			if (strcmp(v, conf_policies[i]) == 0) {
+				c->policy = (enum start_policy)i;
+				return 1;
+			}
+		return conf_fail(p, "start-policy: \"%s\" is not one of today, "
+		    "fixed, today-plus, next-month, later-of", v);
+	}
+	if (strcmp(key, "start-date") == 0)
+		return conf_date(p, &c->start_date, key, v);
+	if (strcmp(key, "start-offset-days") == 0)
+		return conf_number(p, &c->start_offset, key, v, 0, 366);
+	if (strcmp(key, "renew-within-days") == 0)
+		return conf_number(p, &c->renew_days, key, v, 0, 3650);
+	return conf_fail(p, "unknown key \"%s\" in [license]", key);
+}
+
 static int
 conf_handler(void *arg, const char *section, const char *key,
     const char *v)
 {
+	static const char *const rules[] = { "batch-atr", "target-atr",
+	    "ignore-atr", "batch-reader", "target-reader", "ignore-reader" };
 	struct conf_parse *p = arg;
-	struct conf *c = p->c;
 	size_t i;
-	const char *s;
 
-	if (strcmp(section, "station") == 0) {
-		if (strcmp(key, "id") == 0) {
-			for (s = v; *s != '\0'; s++)
-				if (!isalnum((unsigned char)*s) &&
-				    strchr("._-", *s) == NULL)
-					return conf_fail(p, "id: \"%s\": use "
-					    "letters, digits, '.', '_', '-'",
-					    v);
-			return conf_copy(p, c->station, sizeof(c->station),
-			    key, v);
-		}
-		if (strcmp(key, "database") == 0)
-			return conf_path(p, c->database, sizeof(c->database),
-			    key, v);
-		if (strcmp(key, "timezone") == 0)
-			return conf_timezone(p, v);
-		if (strcmp(key, "control") == 0)
-			return conf_path(p, c->control, sizeof(c->control),
-			    key, v);
-		if (strcmp(key, "user") == 0) {
-			for (s = v; *s != '\0'; s++)
-				if (!isalnum((unsigned char)*s) &&
-				    strchr("._-", *s) == NULL)
-					return conf_fail(p, "user: \"%s\" is "
-					    "not a user name", v);
-			return conf_copy(p, c->user, sizeof(c->user), key, v);
-		}
-	} else if (strcmp(section, "pkcs11") == 0) {
+	if (strcmp(section, "station") == 0)
+		return conf_station(p, key, v);
+	if (strcmp(section, "readers") == 0)
+		return conf_readers(p, key, v);
+	if (strcmp(section, "audit") == 0)
+		return conf_audit(p, key, v);
+	if (strcmp(section, "license") == 0)
+		return conf_license(p, key, v);
+	if (strcmp(section, "pkcs11") == 0) {
 		if (strcmp(key, "module") == 0)
-			return conf_path(p, c->module, sizeof(c->module), key,
-			    v);
+			return conf_path(p, p->c->module, sizeof(p->c->module),
+			    key, v);
 		for (i = PIN_CONF; i <= PIN_KEYRING; i++)
 			if (strcmp(key, conf_pin_keys[i]) == 0)
 				return conf_pin(p, (enum pin_source)i, v);
-	} else if (strcmp(section, "readers") == 0) {
-		if (strcmp(key, "include") == 0) {
-			if (c->n_include == CONF_MAX_FILTERS)
-				return conf_fail(p, "include: at most %d",
-				    CONF_MAX_FILTERS);
-			return conf_copy(p, c->include[c->n_include++],
-			    READER_MAX, key, v);
-		}
-		if (strcmp(key, "exclude") == 0) {
-			if (c->n_exclude == CONF_MAX_FILTERS)
-				return conf_fail(p, "exclude: at most %d",
-				    CONF_MAX_FILTERS);
-			return conf_copy(p, c->exclude[c->n_exclude++],
-			    READER_MAX, key, v);
-		}
-		if (strcmp(key, "map") == 0)
-			return conf_map(p, v);
 	} else if (strcmp(section, "classify") == 0) {
-		static const char *const keys[] = { "batch-atr", "target-atr",
-		    "ignore-atr", "batch-reader", "target-reader",
-		    "ignore-reader" };
-
-		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-			if (strcmp(key, keys[i]) == 0)
+		for (i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
+			if (strcmp(key, rules[i]) == 0)
 				return conf_rule(p, key, v);
-	} else if (strcmp(section, "audit") == 0) {
-		if (strcmp(key, "key-file") == 0 ||
-		    strcmp(key, "key-credential") == 0)
-			return conf_key(p, key, v);
-		/* 0: at shutdown only; below 10 s, the file would flood. */
-		if (strcmp(key, "checkpoint-interval") == 0) {
-			if (!conf_number(p, &c->checkpoint_interval, key, v, 0,
-			    86400))
-				return 0;
-			if (c->checkpoint_interval > 0 &&
-			    c->checkpoint_interval < 10)
-				return conf_fail(p, "%s: \"%s\" is not 0 (at "
-				    "shutdown only) nor in 10..86400", key, v);
-			return 1;
-		}
-		if (strcmp(key, "checkpoint-file") == 0) {
-			p->c->checkpoint_file_line = p->line;
-			return conf_path(p, c->checkpoint_file,
-			    sizeof(c->checkpoint_file), key, v);
-		}
-	} else if (strcmp(section, "license") == 0) {
-		if (strcmp(key, "start-policy") == 0) {
-			p->policy_line = p->line;
-			p->seen_policy = 1;
-			for (i = 0; i < 5; i++)
-				if (strcmp(v, conf_policies[i]) == 0) {
-					c->policy = (enum start_policy)i;
-					return 1;
-				}
-			return conf_fail(p, "start-policy: \"%s\" is not one "
-			    "of today, fixed, today-plus, next-month, "
-			    "later-of", v);
-		}
-		if (strcmp(key, "start-date") == 0)
-			return conf_date(p, &c->start_date, key, v);
-		if (strcmp(key, "start-offset-days") == 0)
-			return conf_number(p, &c->start_offset, key, v, 0,
-			    366);
-		if (strcmp(key, "renew-within-days") == 0)
-			return conf_number(p, &c->renew_days, key, v, 0, 3650);
 	} else {
 		p->line = p->section_line;
 		return conf_fail(p, "unknown section [%s]", section);
@@ -1206,6 +1239,32 @@ conf_print_field(FILE *out, const unsigned char *s, size_t n)
 		fputc(s[i] >= 0x20 && s[i] < 0x7F ? s[i] : '?', out);
 }
 
+/* One slot, for -n: its description, and its token if there is one. */
+static void
+conf_print_slot(CK_FUNCTION_LIST *m, CK_SLOT_ID id, FILE *out)
+{
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+
+	fprintf(out, "# slot %lu: ", (unsigned long)id);
+	if (m->C_GetSlotInfo(id, &si) != CKR_OK) {
+		fprintf(out, "(no slot info)\n");
+		return;
+	}
+	fputc('"', out);
+	conf_print_field(out, si.slotDescription, sizeof(si.slotDescription));
+	fputc('"', out);
+	if ((si.flags & CKF_TOKEN_PRESENT) &&
+	    m->C_GetTokenInfo(id, &ti) == CKR_OK) {
+		fprintf(out, ", token ");
+		conf_print_field(out, ti.model, sizeof(ti.model));
+		fputc(' ', out);
+		conf_print_field(out, ti.serialNumber, sizeof(ti.serialNumber));
+	} else
+		fprintf(out, ", no token");
+	fputc('\n', out);
+}
+
 /*
  * cardlicd -n: load the module as the daemon does (through p11-kit,
  * unmanaged) and list its slots, so that a wrong path, a library that is
@@ -1218,8 +1277,6 @@ conf_check_module(const struct conf *c, FILE *out, char *err, size_t errlen)
 	CK_FUNCTION_LIST *m;
 	CK_C_INITIALIZE_ARGS args;
 	CK_SLOT_ID ids[64];
-	CK_SLOT_INFO si;
-	CK_TOKEN_INFO ti;
 	CK_INFO info;
 	CK_ULONG n = 64, i;
 	CK_RV rv;
@@ -1270,27 +1327,8 @@ conf_check_module(const struct conf *c, FILE *out, char *err, size_t errlen)
 	}
 	fprintf(out, "# %lu slot%s now\n", (unsigned long)n, n == 1 ? "" :
 	    "s");
-	for (i = 0; i < n; i++) {
-		fprintf(out, "# slot %lu: ", (unsigned long)ids[i]);
-		if (m->C_GetSlotInfo(ids[i], &si) != CKR_OK) {
-			fprintf(out, "(no slot info)\n");
-			continue;
-		}
-		fputc('"', out);
-		conf_print_field(out, si.slotDescription,
-		    sizeof(si.slotDescription));
-		fputc('"', out);
-		if ((si.flags & CKF_TOKEN_PRESENT) &&
-		    m->C_GetTokenInfo(ids[i], &ti) == CKR_OK) {
-			fprintf(out, ", token ");
-			conf_print_field(out, ti.model, sizeof(ti.model));
-			fputc(' ', out);
-			conf_print_field(out, ti.serialNumber,
-			    sizeof(ti.serialNumber));
-		} else
-			fprintf(out, ", no token");
-		fputc('\n', out);
-	}
+	for (i = 0; i < n; i++)
+		conf_print_slot(m, ids[i], out);
 	m->C_Finalize(NULL);
 	p11_kit_module_release(m);
 	return 0;
@@ -1362,6 +1400,42 @@ conf_owner(const char *path, char *buf, size_t len)
 }
 
 /*
+ * What the service user cannot do with path (what: the key that names
+ * it, NULL for the file itself), and the command that mends it.  1 when
+ * that makes the setup wrong, 0 for a warning.
+ */
+static int
+conf_unit_says(const struct conf *c, const char *path, const char *what,
+    int line, int mode, int err, const char *grp)
+{
+	char at[4200], own[128];
+
+	conf_owner(path, own, sizeof(own));
+	conf_at(c, line, at, sizeof(at));
+	if (what == NULL)
+		fprintf(stderr, "cardlicd: %s: the service user %s cannot read "
+		    "this file (%s: %s); run: chown root:%s %s && chmod 0640 "
+		    "%s\n", c->path, c->user, own, strerror(err), grp,
+		    c->path, c->path);
+	else if (mode == R_OK)
+		fprintf(stderr, "cardlicd: %s: %s %s: the service user %s "
+		    "cannot read it (%s: %s); run: chown root:%s %s && chmod "
+		    "0640 %s\n", at, what, path, c->user, own, strerror(err),
+		    grp, path, path);
+	else {
+		/* StateDirectory= hands it to the user at start. */
+		fprintf(stderr, "cardlicd: %s: warning: %s %s: the service "
+		    "user %s cannot write its directory %s (%s: %s); the "
+		    "unit's StateDirectory= gives " CONF_STATE_DIR " to it at "
+		    "start; outside the unit, run: chown %s:%s %s && chmod "
+		    "0750 %s\n", at, what, c->database, c->user, path, own,
+		    strerror(err), c->user, grp, path, path);
+		return 0;
+	}
+	return 1;
+}
+
+/*
  * cardlicd -n run as root, for the unit: the service runs as [station]
  * user, under ProtectSystem=strict with StateDirectory=cardlicd.  Every
  * problem is printed; the count is returned.  -n --allow-root skips this
@@ -1373,7 +1447,7 @@ conf_check_unit(const struct conf *c)
 	struct passwd *pw;
 	struct group *gr;
 	const char *paths[4], *what[4];
-	char at[4200], own[128], grp[32], dir[4096], *slash;
+	char at[4200], grp[32], dir[4096], *slash;
 	int modes[4], errs[4], lines[4], n = 0, bad = 0, outside, i;
 
 	if ((pw = getpwnam(c->user)) == NULL) {
@@ -1422,35 +1496,9 @@ conf_check_unit(const struct conf *c)
 		    "read: %s\n", c->path, c->user, strerror(errno));
 		return bad + 1;
 	}
-	for (i = 0; i < n; i++) {
-		if (errs[i] == 0)
-			continue;
-		conf_owner(paths[i], own, sizeof(own));
-		conf_at(c, lines[i], at, sizeof(at));
-		if (what[i] == NULL)
-			fprintf(stderr, "cardlicd: %s: the service user %s "
-			    "cannot read this file (%s: %s); run: chown "
-			    "root:%s %s && chmod 0640 %s\n", c->path, c->user,
-			    own, strerror(errs[i]), grp, c->path, c->path);
-		else if (modes[i] == R_OK)
-			fprintf(stderr, "cardlicd: %s: %s %s: the service "
-			    "user %s cannot read it (%s: %s); run: chown "
-			    "root:%s %s && chmod 0640 %s\n", at, what[i],
-			    paths[i], c->user, own, strerror(errs[i]), grp,
-			    paths[i], paths[i]);
-		else {
-			/* StateDirectory= hands it to the user at start. */
-			fprintf(stderr, "cardlicd: %s: warning: %s %s: the "
-			    "service user %s cannot write its directory %s "
-			    "(%s: %s); the unit's StateDirectory= gives "
-			    CONF_STATE_DIR " to it at start; outside the unit, "
-			    "run: chown %s:%s %s && chmod 0750 %s\n", at,
-			    what[i], c->database, c->user, paths[i], own,
-			    strerror(errs[i]), c->user, grp, paths[i],
-			    paths[i]);
-			continue;
-		}
-		bad++;
-	}
+	for (i = 0; i < n; i++)
+		if (errs[i] != 0)
+			bad += conf_unit_says(c, paths[i], what[i], lines[i],
+			    modes[i], errs[i], grp);
 	return bad;
 }

@@ -423,61 +423,18 @@ issue_status_len(unsigned long rv, unsigned long len)
 	return out;
 }
 
-/* Load, read back, record.  The job's last steps for a target card. */
+/*
+ * The status read back, judged (invariant 5: only both flags, or a start
+ * still to come, with the expected dates, count), and recorded with the
+ * outcome.  A rejection is recorded, and the card gets no new credit.
+ */
 static void
-issue_load(struct issue *j, const struct db_pending *lic)
+issue_judge(struct issue *j, const struct db_pending *lic,
+    const uint8_t st[STATUS_LEN])
 {
 	struct db_row r;
-	uint8_t st[STATUS_LEN];
-	char reason[400];
-	unsigned long rv, stlen;
+	char reason[400], sd[4 * DATE_LEN + 1], ed[4 * DATE_LEN + 1];
 
-	j->r->end_date = lic->end_date;
-	/* Invariant 10: the license goes to its own card, or nowhere. */
-	if (issue_still_here(j, "before its license was loaded") != 0)
-		return;
-	rec_time(j->r, "loadcheck");
-	fault_point("load");
-	rv = p11_load_license(j->session, lic->license);
-	rec_time(j->r, "load");
-	if (rv != CKR_OK) {
-		rec_fail(j->r, p11_rv_name(rv), "loading the license failed "
-		    "(%s); it stays pending for this card and will be reused",
-		    p11_rv_name(rv));
-		return;
-	}
-	/*
-	 * Recorded with the outcome, in one commit (its time is the
-	 * commit's, as every row's, so that time and seq keep one order): a
-	 * crash before that leaves the license pending (its `generated`
-	 * row), found on the card or loaded again at no cost (invariant 2).
-	 */
-	rec_row(j->r, &j->r->deferred, "loaded");
-	snprintf(j->r->deferred_timings, sizeof(j->r->deferred_timings), "%s",
-	    j->r->deferred.timings);
-	j->r->deferred.timings = j->r->deferred_timings;
-	j->r->deferred.reason = "C_SetAttributeValue accepted the license";
-	j->r->deferred.license_seq = lic->license_seq;
-	j->r->deferred.start_date = lic->start_date;
-	j->r->deferred.end_date = lic->end_date;
-	j->r->deferred.ckr = "CKR_OK";
-	j->r->has_deferred = 1;
-	fault_point("readback");
-	rv = p11_status(j->session, st, &stlen);
-	rec_time(j->r, "readback");
-	if (rv != CKR_OK) {
-		rec_fail(j->r, p11_rv_name(rv), "reading the status back failed "
-		    "(%s%s); the license stays pending and will be reused",
-		    p11_rv_name(rv), issue_status_len(rv, stlen));
-		return;
-	}
-	/*
-	 * Invariant 10: the status read back is the card's own, or it says
-	 * nothing of the license (the `loaded` row is still recorded: the
-	 * load was the card's).
-	 */
-	if (issue_not_replaced(j, "before its license was read back") != 0)
-		return;
 	rec_row(j->r, &r, "verified");
 	r.license_seq = lic->license_seq;
 	r.start_date = lic->start_date;
@@ -494,22 +451,80 @@ issue_load(struct issue *j, const struct db_pending *lic)
 		rec_report(j->r, OUTCOME_VERIFIED, NULL);
 		return;
 	}
-	/* Invariant 5: recorded, and no new credit for this card. */
-	{
-		char sd[4 * DATE_LEN + 1], ed[4 * DATE_LEN + 1];
-
-		/* Invariant 9: the card's bytes, escaped. */
-		dbhash_text(st + 3, DATE_LEN, sd, sizeof(sd));
-		dbhash_text(st + 11, DATE_LEN, ed, sizeof(ed));
-		snprintf(reason, sizeof(reason), "the card reports "
-		    "licensePresent=%u serialValid=%u dateValid=%u start=%s "
-		    "end=%s; expected 1 1 1 %s %s", st[0], st[1], st[2], sd,
-		    ed, lic->start_date, lic->end_date);
-	}
+	/* Invariant 9: the card's bytes, escaped. */
+	dbhash_text(st + 3, DATE_LEN, sd, sizeof(sd));
+	dbhash_text(st + 11, DATE_LEN, ed, sizeof(ed));
+	snprintf(reason, sizeof(reason), "the card reports licensePresent=%u "
+	    "serialValid=%u dateValid=%u start=%s end=%s; expected 1 1 1 %s "
+	    "%s", st[0], st[1], st[2], sd, ed, lic->start_date, lic->end_date);
 	r.state = "rejected";
 	r.reason = reason;
 	rec_record_forever(j->r, &r);
 	rec_report(j->r, OUTCOME_REJECTED, reason);
+}
+
+/*
+ * The `loaded` row, kept to be committed with the outcome's (its time is
+ * the commit's, as every row's, so that time and seq keep one order): a
+ * crash before that leaves the license pending (its `generated` row),
+ * found on the card or loaded again at no cost (invariant 2).
+ */
+static void
+issue_loaded(struct issue *j, const struct db_pending *lic)
+{
+	struct db_row *d = &j->r->deferred;
+
+	rec_row(j->r, d, "loaded");
+	snprintf(j->r->deferred_timings, sizeof(j->r->deferred_timings), "%s",
+	    d->timings);
+	d->timings = j->r->deferred_timings;
+	d->reason = "C_SetAttributeValue accepted the license";
+	d->license_seq = lic->license_seq;
+	d->start_date = lic->start_date;
+	d->end_date = lic->end_date;
+	d->ckr = "CKR_OK";
+	j->r->has_deferred = 1;
+}
+
+/* Load, read back, record.  The job's last steps for a target card. */
+static void
+issue_load(struct issue *j, const struct db_pending *lic)
+{
+	uint8_t st[STATUS_LEN];
+	unsigned long rv, stlen;
+
+	j->r->end_date = lic->end_date;
+	/* Invariant 10: the license goes to its own card, or nowhere. */
+	if (issue_still_here(j, "before its license was loaded") != 0)
+		return;
+	rec_time(j->r, "loadcheck");
+	fault_point("load");
+	rv = p11_load_license(j->session, lic->license);
+	rec_time(j->r, "load");
+	if (rv != CKR_OK) {
+		rec_fail(j->r, p11_rv_name(rv), "loading the license failed "
+		    "(%s); it stays pending for this card and will be reused",
+		    p11_rv_name(rv));
+		return;
+	}
+	issue_loaded(j, lic);
+	fault_point("readback");
+	rv = p11_status(j->session, st, &stlen);
+	rec_time(j->r, "readback");
+	if (rv != CKR_OK) {
+		rec_fail(j->r, p11_rv_name(rv), "reading the status back failed "
+		    "(%s%s); the license stays pending and will be reused",
+		    p11_rv_name(rv), issue_status_len(rv, stlen));
+		return;
+	}
+	/*
+	 * Invariant 10: the status read back is the card's own, or it says
+	 * nothing of the license (the `loaded` row is still recorded: the
+	 * load was the card's).
+	 */
+	if (issue_not_replaced(j, "before its license was read back") != 0)
+		return;
+	issue_judge(j, lic, st);
 }
 
 /*

@@ -417,8 +417,39 @@ main_events(struct event *ev[MAIN_EVENTS])
 	return watch_ms;
 }
 
-int
-main(int argc, char **argv)
+/*
+ * Modules end in the reverse order of their start.  The loop is over:
+ * the jobs get their time, and the last checkpoint follows their rows.
+ */
+static void
+main_finish(struct event *ev[MAIN_EVENTS])
+{
+	watch_stop();
+	control_close();
+	job_wait_all(15);
+	/*
+	 * The results of the jobs that ended since the loop stopped (a
+	 * refused PIN is already on disk: its job kept it, pinturn.c).
+	 */
+	line_on_job(main_job_pipe[0], 0, NULL);
+	if (job_running() > 0)
+		log_warnx("%d job(s) still running at exit; their licenses "
+		    "stay pending", job_running());
+	/* After the last row: the series says where the daemon stopped. */
+	checkpoint_finish();
+	main_signals_quiet(ev);
+	event_base_free(main_base);
+	if (job_running() == 0) {
+		p11_unload();
+		db_close();
+	}
+	line_finish();
+}
+
+/* The command line: the file, -n, -v and --allow-root. */
+static const char *
+main_options(int argc, char **argv, int *check, int *verbose,
+    int *allow_root)
 {
 	static const struct option opts[] = {
 		{ "allow-root", no_argument, NULL, 'R' },
@@ -427,26 +458,36 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path = CONF_DEFAULT_PATH;
-	struct event *ev[MAIN_EVENTS];
-	struct rlimit nocore = { 0, 0 };
-	struct conf *c;
-	long watch_ms;
-	char err[1024];
-	int ch, check = 0, verbose = 0, allow_root = 0;
+	int ch;
 
 	while ((ch = getopt_long(argc, argv, "f:nvh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f': path = optarg; break;
-		case 'n': check = 1; break;
-		case 'v': verbose = 1; break;
-		case 'R': allow_root = 1; break;
-		case 'V': printf("cardlicd %s\n", CARDLICD_VERSION); return 0;
+		case 'n': *check = 1; break;
+		case 'v': *verbose = 1; break;
+		case 'R': *allow_root = 1; break;
+		case 'V': printf("cardlicd %s\n", CARDLICD_VERSION); exit(0);
 		case 'h': main_usage(stdout, 0); break;
 		default: main_usage(stderr, 2);
 		}
 	}
 	if (optind != argc)
 		main_usage(stderr, 2);
+	return path;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct event *ev[MAIN_EVENTS];
+	struct rlimit nocore = { 0, 0 };
+	struct conf *c;
+	const char *path;
+	long watch_ms;
+	char err[1024];
+	int check = 0, verbose = 0, allow_root = 0;
+
+	path = main_options(argc, argv, &check, &verbose, &allow_root);
 	/*
 	 * One malloc arena for every thread.  glibc gives a thread that
 	 * meets a busy arena its own (up to 8 per core), and each job's
@@ -482,29 +523,7 @@ main(int argc, char **argv)
 		    "dates and renewals (meant for tests only)",
 		    getenv("CARDLIC_TODAY"));
 	conf_unref(c);		/* the line holds its own reference */
-
 	event_base_dispatch(main_base);
-
-	/* Modules end in the reverse order of their start. */
-	watch_stop();
-	control_close();
-	job_wait_all(15);
-	/*
-	 * The results of the jobs that ended since the loop stopped (a
-	 * refused PIN is already on disk: its job kept it, pinturn.c).
-	 */
-	line_on_job(main_job_pipe[0], 0, NULL);
-	if (job_running() > 0)
-		log_warnx("%d job(s) still running at exit; their licenses "
-		    "stay pending", job_running());
-	/* After the last row: the series says where the daemon stopped. */
-	checkpoint_finish();
-	main_signals_quiet(ev);
-	event_base_free(main_base);
-	if (job_running() == 0) {
-		p11_unload();
-		db_close();
-	}
-	line_finish();
+	main_finish(ev);
 	return 0;
 }

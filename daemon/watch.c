@@ -275,30 +275,95 @@ watch_release(void)
 	p11_readers_changed();
 }
 
-static void *
-watch_main(void *arg)
+/* Whether watch_stop was called. */
+static int
+watch_is_stopping(void)
+{
+	int stop;
+
+	pthread_mutex_lock(&watch_lock);
+	stop = watch_stopping;
+	pthread_mutex_unlock(&watch_lock);
+	return stop;
+}
+
+/*
+ * Connected to pcscd: wait for changes (or the timeout, to say it is
+ * alive), report them, read the reader list again; until pcscd goes
+ * away or the watcher is stopped.
+ */
+static void
+watch_serve(void)
 {
 	SCARD_READERSTATE rs[WATCH_MAX];
 	DWORD pnp = SCARD_STATE_UNAWARE;
-	long backoff = WATCH_BACKOFF_MIN_MS;
-	int i, down_said = 0;
+	LONG rv;
+	int i;
+
+	for (;;) {
+		memset(rs, 0, sizeof(rs));
+		rs[0].szReader = "\\\\?PnP?\\Notification";
+		rs[0].dwCurrentState = pnp;
+		for (i = 0; i < watch_n; i++) {
+			rs[i + 1].szReader = watch_readers[i].name;
+			rs[i + 1].dwCurrentState = watch_readers[i].state;
+		}
+		rv = SCardGetStatusChange(watch_ctx, (DWORD)watch_timeout_ms, rs,
+		    (DWORD)watch_n + 1);
+		if (watch_is_stopping())
+			return;
+		if (rv == SCARD_S_SUCCESS) {
+			pnp = rs[0].dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
+			watch_changes(rs);
+		} else if (watch_service_gone(rv)) {
+			log_warnx("pcscd went away (%s); reconnecting",
+			    pcsc_stringify_error(rv));
+			return;
+		} else if (rv != SCARD_E_TIMEOUT && rv != SCARD_E_CANCELLED &&
+		    rv != SCARD_E_UNKNOWN_READER) {
+			log_warnx("SCardGetStatusChange: %s",
+			    pcsc_stringify_error(rv));
+			if (watch_sleep(WATCH_BACKOFF_MIN_MS))
+				return;
+		}
+		/* Alive: the loop feeds the watchdog with this. */
+		watch_send(WATCH_ALIVE, NULL, NULL, 0, 0);
+		if (watch_relist() != SCARD_S_SUCCESS)
+			return;
+	}
+}
+
+/* A context of pcscd's, and the reader list: SCARD_S_SUCCESS or why not. */
+static LONG
+watch_connect(void)
+{
 	LONG rv;
 
-	(void)arg;
-	for (;;) {
-		pthread_mutex_lock(&watch_lock);
-		if (watch_stopping) {
-			pthread_mutex_unlock(&watch_lock);
-			break;
-		}
-		rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL,
-		    &watch_ctx);
-		watch_has_ctx = rv == SCARD_S_SUCCESS;
+	pthread_mutex_lock(&watch_lock);
+	if (watch_stopping) {
 		pthread_mutex_unlock(&watch_lock);
-		if (rv == SCARD_S_SUCCESS)
-			rv = watch_relist();
-		if (rv != SCARD_S_SUCCESS) {
+		return SCARD_E_CANCELLED;
+	}
+	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &watch_ctx);
+	watch_has_ctx = rv == SCARD_S_SUCCESS;
+	pthread_mutex_unlock(&watch_lock);
+	if (rv == SCARD_S_SUCCESS)
+		rv = watch_relist();
+	return rv;
+}
+
+static void *
+watch_main(void *arg)
+{
+	long backoff = WATCH_BACKOFF_MIN_MS;
+	int down_said = 0;
+
+	(void)arg;
+	while (!watch_is_stopping()) {
+		if (watch_connect() != SCARD_S_SUCCESS) {
 			watch_release();
+			if (watch_is_stopping())
+				break;
 			if (!down_said) {
 				watch_send(WATCH_PCSC_DOWN, NULL, NULL, 0, 0);
 				down_said = 1;
@@ -317,47 +382,9 @@ watch_main(void *arg)
 		backoff = WATCH_BACKOFF_MIN_MS;
 		down_said = 0;
 		watch_send(WATCH_PCSC_UP, NULL, NULL, 0, 0);
-		pnp = SCARD_STATE_UNAWARE;
-		for (;;) {
-			memset(rs, 0, sizeof(rs));
-			rs[0].szReader = "\\\\?PnP?\\Notification";
-			rs[0].dwCurrentState = pnp;
-			for (i = 0; i < watch_n; i++) {
-				rs[i + 1].szReader = watch_readers[i].name;
-				rs[i + 1].dwCurrentState =
-				    watch_readers[i].state;
-			}
-			rv = SCardGetStatusChange(watch_ctx, (DWORD)watch_timeout_ms,
-			    rs, (DWORD)watch_n + 1);
-			pthread_mutex_lock(&watch_lock);
-			i = watch_stopping;
-			pthread_mutex_unlock(&watch_lock);
-			if (i)
-				break;
-			if (rv == SCARD_S_SUCCESS) {
-				pnp = rs[0].dwEventState &
-				    ~(DWORD)SCARD_STATE_CHANGED;
-				watch_changes(rs);
-			} else if (watch_service_gone(rv)) {
-				log_warnx("pcscd went away (%s); reconnecting",
-				    pcsc_stringify_error(rv));
-				break;
-			} else if (rv != SCARD_E_TIMEOUT &&
-			    rv != SCARD_E_CANCELLED &&
-			    rv != SCARD_E_UNKNOWN_READER) {
-				log_warnx("SCardGetStatusChange: %s",
-				    pcsc_stringify_error(rv));
-				if (watch_sleep(backoff))
-					break;
-			}
-			/* Alive: the loop feeds the watchdog with this. */
-			watch_send(WATCH_ALIVE, NULL, NULL, 0, 0);
-			rv = watch_relist();
-			if (rv != SCARD_S_SUCCESS)
-				break;
-		}
+		watch_serve();
 		watch_release();
-		if (!watch_stopping) {
+		if (!watch_is_stopping()) {
 			watch_send(WATCH_PCSC_DOWN, NULL, NULL, 0, 0);
 			down_said = 1;
 			if (watch_sleep(backoff))
