@@ -1105,6 +1105,30 @@ db_append(const struct db_row *r, char *err, size_t len)
 }
 
 /*
+ * The conditions that select the same rows, each written once (issue 19),
+ * with the station join that the views have (sql/): a license_seq or a
+ * job names a row of its own station only, in a merged file too.
+ */
+/* The in-doubt row d has no admin's decision. */
+#define DB_UNDECIDED(d)	"NOT EXISTS (SELECT 1 FROM audit r WHERE "	\
+	"r.station = " d ".station AND r.state = 'resolved' AND "	\
+	"r.license_seq = " d ".seq)"
+/* The license of generated row g has no row of those states naming it. */
+#define DB_UNCLOSED(g, states)	"NOT EXISTS (SELECT 1 FROM audit v "	\
+	"WHERE v.station = " g ".station AND v.license_seq = " g ".seq "\
+	"AND v.state IN (" states "))"
+/*
+ * The requests of this station (?1) with no later row of their job, the
+ * oldest first: columns job, reader, model, serial, start_date,
+ * batch_reader, batch_atr (db_card_read's), then seq.
+ */
+static const char db_sql_unanswered[] = "SELECT r.job, r.reader, r.model,"
+    " r.serial, r.start_date, r.batch_reader, r.batch_atr, r.seq FROM audit"
+    " r WHERE r.state = 'requested' AND r.station = ?1 AND NOT EXISTS"
+    " (SELECT 1 FROM audit x WHERE x.station = r.station AND x.job = r.job"
+    " AND x.seq > r.seq) ORDER BY r.seq LIMIT 1";
+
+/*
  * The card's newest license that was generated, never verified nor
  * rejected, and still valid today: invariant 2 says it is reused.
  */
@@ -1114,15 +1138,13 @@ db_find_pending(const uint8_t *model, const uint8_t *serial, long today,
 {
 	static const char pending[] = "SELECT g.seq, g.license, g.start_date,"
 	    " g.end_date FROM audit g WHERE g.state = 'generated'"
-	    " AND g.serial = ?1 AND g.model = ?2 AND NOT EXISTS (SELECT 1"
-	    " FROM audit v WHERE v.license_seq = g.seq AND v.state IN"
-	    " ('verified', 'rejected')) ORDER BY g.seq DESC";
+	    " AND g.serial = ?1 AND g.model = ?2 AND "
+	    DB_UNCLOSED("g", "'verified', 'rejected'") " ORDER BY g.seq DESC";
 	/* Also one the card had, and lost (erased, or a card reset). */
 	static const char any[] = "SELECT g.seq, g.license, g.start_date,"
 	    " g.end_date FROM audit g WHERE g.state = 'generated'"
-	    " AND g.serial = ?1 AND g.model = ?2 AND NOT EXISTS (SELECT 1"
-	    " FROM audit v WHERE v.license_seq = g.seq AND v.state ="
-	    " 'rejected') ORDER BY g.seq DESC";
+	    " AND g.serial = ?1 AND g.model = ?2 AND "
+	    DB_UNCLOSED("g", "'rejected'") " ORDER BY g.seq DESC";
 	const char *sql = verified_too ? any : pending;
 	sqlite3_stmt *st;
 	const unsigned char *end;
@@ -1230,8 +1252,7 @@ db_find_doubt(const uint8_t *model, const uint8_t *serial)
 {
 	return db_card_query("SELECT coalesce(max(d.seq), 0) FROM audit d "
 	    "WHERE d.state = 'in-doubt' AND d.serial = ?1 AND d.model = ?2 "
-	    "AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.state = "
-	    "'resolved' AND r.license_seq = d.seq)", model, serial);
+	    "AND " DB_UNDECIDED("d"), model, serial);
 }
 
 static void
@@ -1285,16 +1306,12 @@ db_card_row(const struct db_card *c, struct db_row *r, const char *state,
 int
 db_next_unanswered(struct db_card *c, long *seq, char *err, size_t len)
 {
-	static const char sql[] = "SELECT r.job, r.reader, r.model, r.serial,"
-	    " r.start_date, r.batch_reader, r.batch_atr, r.seq FROM audit r"
-	    " WHERE r.state = 'requested' AND r.station = ?1 AND NOT EXISTS"
-	    " (SELECT 1 FROM audit x WHERE x.station = r.station AND"
-	    " x.job = r.job AND x.seq > r.seq) ORDER BY r.seq LIMIT 1";
 	sqlite3_stmt *st;
 	int rc, found = 0;
 
 	pthread_mutex_lock(&db_lock);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(db, db_sql_unanswered, -1, &st, NULL) !=
+	    SQLITE_OK) {
 		snprintf(err, len, "audit database: %s", sqlite3_errmsg(db));
 		pthread_mutex_unlock(&db_lock);
 		return -1;
@@ -1388,10 +1405,9 @@ static int
 db_decision_check(void *arg, char *err, size_t len)
 {
 	static const char sql[] = "SELECT d.job, d.reader, d.model, d.serial,"
-	    " d.start_date, d.batch_reader, d.batch_atr, EXISTS (SELECT 1"
-	    " FROM audit r WHERE r.station = d.station AND r.state ="
-	    " 'resolved' AND r.license_seq = d.seq) FROM audit d WHERE"
-	    " d.seq = ?1 AND d.state = 'in-doubt' AND d.station = ?2";
+	    " d.start_date, d.batch_reader, d.batch_atr, NOT " DB_UNDECIDED("d")
+	    " FROM audit d WHERE d.seq = ?1 AND d.state = 'in-doubt' AND"
+	    " d.station = ?2";
 	struct db_decision *dd = arg;
 	sqlite3_stmt *st;
 	int found = 0, done = 0;
@@ -1453,15 +1469,12 @@ db_resolve(long seq, int spent, const char *why, char *err, size_t len)
 static int
 db_count_check(void *arg, char *err, size_t len)
 {
-	static const char busy[] = "SELECT r.job, r.seq FROM audit r WHERE"
-	    " r.state = 'requested' AND r.station = ?1 AND NOT EXISTS"
-	    " (SELECT 1 FROM audit x WHERE x.station = r.station AND"
-	    " x.job = r.job AND x.seq > r.seq) ORDER BY r.seq LIMIT 1";
 	sqlite3_stmt *st;
 	int rc;
 
 	(void)arg;
-	if (sqlite3_prepare_v2(db, busy, -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(db, db_sql_unanswered, -1, &st, NULL) !=
+	    SQLITE_OK) {
 		snprintf(err, len, "audit database: cannot read it");
 		return -1;
 	}
@@ -1471,7 +1484,7 @@ db_count_check(void *arg, char *err, size_t len)
 		    "%lld, row %lld): the count read may or may not include "
 		    "it; type the count again once that card is done",
 		    (long long)sqlite3_column_int64(st, 0),
-		    (long long)sqlite3_column_int64(st, 1));
+		    (long long)sqlite3_column_int64(st, 7));
 	else if (rc != SQLITE_DONE)
 		snprintf(err, len, "audit database: cannot read it");
 	sqlite3_finalize(st);
@@ -1527,12 +1540,11 @@ db_totals(long *issued, long *skipped, long *failed, long *credits,
 	int rc = -1;
 
 	pthread_mutex_lock(&db_lock);
-	if (sqlite3_prepare_v2(db, "SELECT sum(state = 'verified'),"
-	    " sum(state = 'skipped'), sum(state IN ('failed', 'rejected')),"
-	    " sum(state IN ('generated', 'in-doubt')), sum(state = 'in-doubt'"
-	    " AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.state ="
-	    " 'resolved' AND r.license_seq = audit.seq)) FROM audit WHERE"
-	    " station = ?1", -1, &st, NULL) == SQLITE_OK) {
+	if (sqlite3_prepare_v2(db, "SELECT sum(d.state = 'verified'),"
+	    " sum(d.state = 'skipped'), sum(d.state IN ('failed', 'rejected')),"
+	    " sum(d.state IN ('generated', 'in-doubt')), sum(d.state ="
+	    " 'in-doubt' AND " DB_UNDECIDED("d") ") FROM audit d WHERE"
+	    " d.station = ?1", -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW) {
 			*issued = (long)sqlite3_column_int64(st, 0);
