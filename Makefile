@@ -254,7 +254,8 @@ check-faults-ci: deps all daemon/cardlicd-faults tests/check_faults
 # fails; each one's output comes in order, and Check's summary lines last.
 CHECK_LANES = "tests/check_daemon tests/check_trust" "tests/check_credit" \
 	"$(filter-out tests/check_daemon tests/check_credit tests/check_trust,$(CHECKS))"
-check: deps all $(CHECKS) lint-man lint-unit lint-catalog check-hardening
+check: deps all $(CHECKS) lint-man lint-unit lint-catalog lint-code \
+	check-hardening
 	@tests/run-suites $(CHECK_LANES)
 
 # The unit with its paths filled in; $(1) is where cardlicd lives.
@@ -365,6 +366,11 @@ lint-unit: systemd/cardlicd.service.in daemon/cardlicd
 	    systemd-analyze verify --man=no build/verify/cardlicd.service && \
 	    echo "systemd-analyze verify: clean"; \
 	else echo "systemd-analyze not installed: unit not verified"; fi
+
+# The rooms of the house (daemon/README.md): no circle of calls between
+# cardlicd's files.
+lint-code:
+	@tests/lint-code circles daemon
 
 # Every MESSAGE_ID that cardlicd sends has its catalog entry, and the
 # catalog explains no id that it does not send.
@@ -646,5 +652,5 @@ clean:
 
 .PHONY: all sim deps check check-sanitize check-systemd check-hardening \
 	check-faults check-faults-ci demo bench clean install uninstall \
-	lint-man lint-unit lint-catalog fuzz fuzz-deps check-tsan \
+	lint-man lint-unit lint-catalog lint-code fuzz fuzz-deps check-tsan \
 	check-valgrind soak bench-sign bench-floor bench-audit
