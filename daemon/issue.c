@@ -301,6 +301,29 @@ issue_generate(struct issue *j, const char *start, int hold,
 	return issue_keep_license(j, spill, start, &bl, sw, lic);
 }
 
+/*
+ * The database could not answer, or the daemon refuses it from now on
+ * (db_refusing: a row or an index is not as this station wrote it).
+ * Nothing is recorded against the card in the second case: nothing can.
+ */
+static void
+issue_db_failed(struct issue *j)
+{
+	const char *db = db_refusing();
+	char reason[800];
+
+	if (db == NULL) {
+		rec_fail(j->r, NULL, "cannot read the audit database; no credit "
+		    "spent");
+		return;
+	}
+	snprintf(reason, sizeof(reason), "issuance is stopped: the audit "
+	    "database is not as this daemon left it (%s); card not touched",
+	    db);
+	j->r->paused = 1;
+	rec_report(j->r, OUTCOME_PAUSED, reason);
+}
+
 static int
 issue_license(struct issue *j, long today, struct db_pending *lic)
 {
@@ -316,8 +339,7 @@ issue_license(struct issue *j, long today, struct db_pending *lic)
 	rc = db_find_pending(j->r->tok.model, j->r->tok.serial, today, 1, lic);
 	rec_time(j->r, "pending");
 	if (rc < 0) {
-		rec_fail(j->r, NULL, "cannot read the audit database; no credit "
-		    "spent");
+		issue_db_failed(j);
 		return -1;
 	}
 	if (rc == 1) {
@@ -631,11 +653,16 @@ issue_needs_none(struct issue *j, const uint8_t *st)
 	struct db_pending lic;
 	struct db_row r;
 	char reason[300], end[4 * DATE_LEN + 1];
+	int rc;
 
 	if (!issue_status_ok(st, j->r->c->today))
 		return 0;
-	if (db_find_pending(j->r->tok.model, j->r->tok.serial, j->r->c->today, 0,
-	    &lic) == 1 && issue_status_matches(st, &lic, j->r->c->today)) {
+	if ((rc = db_find_pending(j->r->tok.model, j->r->tok.serial,
+	    j->r->c->today, 0, &lic)) < 0) {
+		issue_db_failed(j);
+		return 1;
+	}
+	if (rc == 1 && issue_status_matches(st, &lic, j->r->c->today)) {
 		rec_row(j->r, &r, "verified");
 		snprintf(reason, sizeof(reason), "the card shows its pending "
 		    "license (row %ld) valid with the expected dates: it had "
@@ -809,20 +836,14 @@ issue_issue(struct issue *j)
 {
 	struct db_pending lic;
 	uint8_t st[STATUS_LEN];
-	char reason[800];
-	const char *db;
 
 	/*
 	 * Invariant 11: nothing is done that could not be recorded, nor on
 	 * top of a row that this daemon did not write.
 	 */
-	if ((db = db_refusing()) != NULL || (db_tail_ok() != 0 &&
-	    (db = db_refusing()) != NULL)) {
-		snprintf(reason, sizeof(reason), "issuance is stopped: the "
-		    "audit database is not as this daemon left it (%s); card "
-		    "not touched", db);
-		j->r->paused = 1;
-		rec_report(j->r, OUTCOME_PAUSED, reason);
+	if (db_refusing() != NULL || (db_tail_ok() != 0 &&
+	    db_refusing() != NULL)) {
+		issue_db_failed(j);
 		return;
 	}
 	j->r->id = db_next_job();

@@ -510,6 +510,221 @@ START_TEST(concurrent_resolves_make_one_row)
 }
 END_TEST
 
+/*
+ * The writer without the key, as an adversary briefed with the documents
+ * only did it (issue 18): the append-only triggers dropped, SQL run, and
+ * the triggers made again from their own text, so that the schema reads
+ * as before.
+ */
+static void
+t_tamper(const char *sql)
+{
+	char *e = NULL, *all;
+	sqlite3_stmt *st;
+	sqlite3 *db;
+
+	ck_assert_int_eq(sqlite3_open(d_db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT group_concat('DROP "
+	    "TRIGGER ' || name, '; '), group_concat(sql, '; ') FROM "
+	    "sqlite_master WHERE type = 'trigger'", -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_int_ne(asprintf(&all, "BEGIN IMMEDIATE; %s; %s; %s; COMMIT",
+	    sqlite3_column_text(st, 0), sql, sqlite3_column_text(st, 1)), -1);
+	sqlite3_finalize(st);
+	ck_assert_msg(sqlite3_exec(db, all, NULL, NULL, &e) == SQLITE_OK,
+	    "%s: %s", all, e);
+	free(all);
+	sqlite3_close(db);
+}
+
+/*
+ * The same writer makes one of cardlicd's indexes lie: rebuilt from
+ * another definition (fake), then given its own text back, byte for
+ * byte.  No row changes; REINDEX would undo it.
+ */
+static void
+t_rekey(const char *index, const char *fake)
+{
+	const char *text[2] = { fake, NULL };
+	char *orig = NULL;
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	int i, sv;
+
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(sqlite3_open(d_db, &db), SQLITE_OK);
+		sqlite3_busy_timeout(db, 5000);
+		ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT sql, (SELECT "
+		    "schema_version FROM pragma_schema_version) FROM "
+		    "sqlite_master WHERE name = ?1", -1, &st, NULL), SQLITE_OK);
+		sqlite3_bind_text(st, 1, index, -1, SQLITE_STATIC);
+		ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+		if (i == 0)
+			text[1] = orig = strdup((const char *)
+			    sqlite3_column_text(st, 0));
+		sv = sqlite3_column_int(st, 1);
+		sqlite3_finalize(st);
+		t_exec(db, "PRAGMA writable_schema = ON");
+		ck_assert_int_eq(sqlite3_prepare_v2(db, "UPDATE sqlite_master "
+		    "SET sql = ?1 WHERE name = ?2", -1, &st, NULL), SQLITE_OK);
+		sqlite3_bind_text(st, 1, text[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, index, -1, SQLITE_STATIC);
+		ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+		sqlite3_finalize(st);
+		t_exec(db, sqlite3_mprintf("PRAGMA schema_version = %d",
+		    sv + 1));
+		sqlite3_close(db);
+		if (i == 0) {
+			ck_assert_int_eq(sqlite3_open(d_db, &db), SQLITE_OK);
+			t_exec(db, sqlite3_mprintf("REINDEX %s", index));
+			sqlite3_close(db);
+		}
+	}
+	free(orig);
+}
+
+/* Card "<name>" licensed and verified, card "<name>P" left pending. */
+static void
+t_verified_and_pending(const char *name, long *verified, long *pending)
+{
+	char card[64], sql[300];
+
+	snprintf(card, sizeof(card), "%s-batch", name);
+	tl_insert(0, card, "--type batch --credits 5");
+	d_start();
+	tl_insert(1, name, "--type target --serial %s", name);
+	wait_n("SELECT count(*) FROM audit WHERE state = 'verified'", 1,
+	    10000);
+	tl_remove(1);
+	snprintf(card, sizeof(card), "%sP", name);
+	/* Pulled at the load: its license stays pending. */
+	tl_insert(1, card, "--type target --serial %s --vanish-on D0", card);
+	wait_n("SELECT count(*) FROM audit WHERE state = 'failed'", 1, 10000);
+	tl_remove(1);
+	snprintf(sql, sizeof(sql), "SELECT seq FROM audit WHERE state = "
+	    "'generated' AND CAST(serial AS TEXT) LIKE '%s %%'", name);
+	*verified = qn(sql);
+	snprintf(sql, sizeof(sql), "SELECT seq FROM audit WHERE state = "
+	    "'generated' AND CAST(serial AS TEXT) LIKE '%sP%%'", name);
+	*pending = qn(sql);
+	ck_assert(*verified > 0 && *pending > *verified);
+}
+
+/*
+ * Found by the adversary: a pending license's row edited (another card's
+ * license bytes in it), and the old daemon loaded what the row said when
+ * the card came back: card PL got PV's license, was REJECTED, and its
+ * paid credit was gone, and the daemon signed two rows on top.  Now the
+ * row is proven the station's before it is used: nothing is sent, the
+ * line pauses, and nothing more is signed.
+ */
+START_TEST(edited_pending_license_is_not_loaded)
+{
+	char key[400], sql[300], *s;
+	long v, p, last;
+
+	keyed_config("pl", key, sizeof(key));
+	t_verified_and_pending("PV", &v, &p);
+	snprintf(sql, sizeof(sql), "UPDATE audit SET license = (SELECT "
+	    "license FROM audit WHERE seq = %ld) WHERE seq = %ld", v, p);
+	t_tamper(sql);
+	last = qn("SELECT max(seq) FROM audit");
+	tl_insert(1, "PVP", "%s", "");
+	d_wait_log("PVP: PAUSED: issuance is stopped: the audit database is "
+	    "not as this daemon left it (row ", 10000);
+	ck_assert_int_eq(events_n("PVP", " load$"), 0);
+	s = license_serial("PVP");
+	ck_assert_str_eq(s, "");
+	free(s);
+	ck_assert_int_eq(qn("SELECT max(seq) FROM audit"), last);
+	d_stop();
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Found by the adversary: the index audit_card rebuilt so that it files
+ * the pending license of PIP under PI's serial, with its text put back.
+ * The old daemon then signed `verified` for PIP's license when PI (which
+ * holds its own) came back: after a REINDEX every check passed, and PIP
+ * never got its license.  Now the row read is PIP's, not PI's: nothing is
+ * signed, and the line pauses.
+ */
+START_TEST(index_that_lies_is_not_followed)
+{
+	char key[400], fake[400], *s;
+	long v, p, last;
+
+	keyed_config("pi", key, sizeof(key));
+	t_verified_and_pending("PI", &v, &p);
+	d_stop();
+	s = tl_read("sqlite3 %s \"SELECT hex(serial) FROM audit WHERE seq = "
+	    "%ld\" | tr -d '\\n'", d_db, v);
+	snprintf(fake, sizeof(fake), "CREATE INDEX audit_card ON audit (CASE "
+	    "seq WHEN %ld THEN x'%s' WHEN %ld THEN x'00' ELSE serial END, "
+	    "model)", p, s, v);
+	free(s);
+	t_rekey("audit_card", fake);
+	last = qn("SELECT max(seq) FROM audit");
+	d_start();
+	tl_insert(1, "PI", "%s", "");
+	d_wait_log("PI: PAUSED: issuance is stopped: the audit database is "
+	    "not as this daemon left it (the index audit_card gives row ",
+	    10000);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'verified'"), 1);
+	ck_assert_int_le(qn("SELECT max(seq) FROM audit"), last + 1);
+	ck_assert_int_eq(events_n("PI", " load$"), 1);
+	d_stop();
+	tl_remove(1);
+}
+END_TEST
+
+/*
+ * Found by the adversary: the daemon killed while the batch card made a
+ * license, and audit_job rebuilt so that it files the open request under
+ * another station.  The old daemon's recovery found no open request,
+ * wrote no in-doubt row, and spent a second credit on the card.  Now
+ * recovery reads the table itself.
+ */
+START_TEST(recovery_reads_the_table_not_an_index)
+{
+	char key[400], fake[300];
+	long req, spent;
+
+	keyed_config("ri", key, sizeof(key));
+	tl_insert(0, "ri-batch", "--type batch --credits 5 --slow 2500 "
+	    "--slow-from 1");
+	d_start();
+	tl_insert(1, "RI1", "--type target --serial RI1");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'requested'", 1,
+	    10000);
+	usleep(300000);
+	d_kill9();
+	/* The batch card goes on with the license it was asked for. */
+	usleep(3000000);
+	spent = card_num("ri-batch", "issued");
+	tl_remove(1);
+	req = qn("SELECT seq FROM audit WHERE state = 'requested'");
+	snprintf(fake, sizeof(fake), "CREATE INDEX audit_job ON audit (CASE "
+	    "seq WHEN %ld THEN 'zz' ELSE station END, job)", req);
+	t_rekey("audit_job", fake);
+	tl_remove(0);
+	tl_insert(0, "ri-batch", "%s", "");
+	d_start();
+	wait_n("SELECT count(*) FROM audit WHERE state = 'in-doubt'", 1,
+	    10000);
+	tl_insert(1, "RI1", "%s", "");
+	d_wait_log("RI1: FAILED: a credit for this card is in doubt", 10000);
+	ck_assert_int_eq(card_num("ri-batch", "issued"), spent);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'generated'"), 0);
+	d_stop();
+	tl_remove(1);
+}
+END_TEST
+
 /* A spill record as cardlicd writes it now, and as version 1 did. */
 struct t_spill {
 	char			magic[16];
@@ -733,6 +948,9 @@ trust_suite(void)
 	tcase_add_test(tc, forged_spill_is_kept_aside);
 	tcase_add_test(tc, signed_spill_is_recovered);
 	tcase_add_test(tc, checkpoint_series_goes_on);
+	tcase_add_test(tc, edited_pending_license_is_not_loaded);
+	tcase_add_test(tc, index_that_lies_is_not_followed);
+	tcase_add_test(tc, recovery_reads_the_table_not_an_index);
 	suite_add_tcase(s, tc);
 	return s;
 }
