@@ -455,6 +455,11 @@ struct job_ctx {
 	int		paused_credit;
 	int		notify_fd;
 };
+int	job_start(struct job_ctx *);
+long	job_now_ms(void);
+void	job_wait_all(int);
+int	job_running(void);
+
 /* record.c: one card's rows, timings and operator line */
 struct rec {
 	const struct job_ctx	*c;
@@ -486,11 +491,6 @@ void	rec_report(struct rec *, enum outcome, const char *);
 void	rec_fail(struct rec *, const char *, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	rec_finish(struct rec *);
-
-int	job_start(struct job_ctx *);
-long	job_now_ms(void);
-void	job_wait_all(int);
-int	job_running(void);
 
 /* line.c: the loop's own state */
 struct event_base;
