@@ -5,7 +5,13 @@
  * (daemon/dbhash.c), signatures (daemon/sign.c) and migrations
  * (build/sqlmig.c), so that cardlicd can open the file and go on
  * appending, and cardlicctl verify --key says it is intact:
- *  - a key row first (KEYFILE is a key made by cardlicctl keygen);
+ *  - a key row first (KEYFILE is a key made by cardlicctl keygen),
+ *    "ed25519 HEX v2", and every row signed v2, as cardlicd signs since
+ *    issue 18 (daemon/sign.h); MKAUDIT_V1_ROWS=N writes the first N rows
+ *    as a cardlicd from before signed them (a key row without the mark,
+ *    rows signed v1), then the key published again with the mark, as
+ *    today's cardlicd does at its first start on such a file, and the
+ *    rest v2;
  *  - 5,000 cards a day from 2026-10-01 (MKAUDIT_START), 06:00 to 22:00
  *    UTC, each with distinct 16-byte serials (padded with spaces, one in
  *    10,000 with NULs): requested, generated, loaded, verified;
@@ -79,6 +85,8 @@ struct mk {
 	sqlite3_stmt	*ins;
 	struct sign_key	*key;
 	const char	*station;
+	long		 v1_rows;	/* rows signed v1 first */
+	int		 v2;		/* rows are signed v2 now */
 	uint8_t		 prev[32];
 	long		 seq, job, rows, count, generated;
 	time_t		 t;		/* the current row's second */
@@ -162,7 +170,8 @@ mk_append(struct mk *m, const struct mk_row *r)
 	mk_blob(&v[AUDITROW_status], r->status, 19);
 	mk_text(&v[AUDITROW_timings], r->timings);
 	dbhash_row(m->prev, v, h);
-	if (sign_bytes(m->key, SIGN_DOMAIN_ROW, h, 32, sig) != 0)
+	if (sign_bytes(m->key, m->v2 ? SIGN_DOMAIN_ROW_V2 : SIGN_DOMAIN_ROW, h,
+	    32, sig) != 0)
 		mk_die("cannot sign a row", NULL);
 	memcpy(m->prev, h, 32);
 	sqlite3_reset(m->ins);
@@ -475,6 +484,30 @@ mk_card(struct mk *m, long n)
 	mk_load(m, job, reader, serial, seq, start, end, n % 1000 == 137, 0);
 }
 
+/*
+ * The key row, as db_sign_start writes it: with the v2 mark, the first
+ * row that the key signs v2.
+ */
+static void
+mk_key(struct mk *m, int v2)
+{
+	struct mk_row r;
+	uint8_t pub[32];
+	char hex[65], reason[100];
+
+	sign_key_public(m->key, pub);
+	dbhash_hex(pub, 32, 0, hex);
+	snprintf(reason, sizeof(reason), "ed25519 %s%s", hex, v2 ?
+	    SIGN_V2_MARK : "");
+	memset(&r, 0, sizeof(r));
+	r.reader = "";
+	r.state = "key";
+	r.reason = reason;
+	r.batch_count = -1;
+	m->v2 = v2;
+	mk_append(m, &r);
+}
+
 /* The batch card's counter, typed in at the start of a day. */
 static void
 mk_counted(struct mk *m)
@@ -498,9 +531,9 @@ main(int argc, char **argv)
 	struct mk m;
 	struct mk_row r;
 	struct tm tm;
-	uint8_t pub[32];
-	char pem[4096], err[256], hex[65], reason[100], sql[64], path[4200];
+	char pem[4096], err[256], sql[64], path[4200];
 	const char *day0 = getenv("MKAUDIT_START");
+	const char *v1 = getenv("MKAUDIT_V1_ROWS");
 	long rows, n;
 	size_t len;
 	time_t base;
@@ -519,7 +552,7 @@ main(int argc, char **argv)
 	pem[len] = '\0';
 	if ((m.key = sign_key_from_pem(pem, len, err, sizeof(err))) == NULL)
 		mk_die(argv[3], err);
-	sign_key_public(m.key, pub);
+	m.v1_rows = v1 != NULL ? atol(v1) : 0;
 	memset(&tm, 0, sizeof(tm));
 	if (day0 == NULL)
 		day0 = "2026-10-01";
@@ -560,19 +593,14 @@ main(int argc, char **argv)
 	    SQLITE_OK)
 		mk_die(argv[1], sqlite3_errmsg(m.db));
 
-	/* The key row, as db_sign_start writes it. */
 	m.t = base + 6 * 3600 - 60;
-	dbhash_hex(pub, 32, 0, hex);
-	snprintf(reason, sizeof(reason), "ed25519 %s", hex);
-	memset(&r, 0, sizeof(r));
-	r.reader = "";
-	r.state = "key";
-	r.reason = reason;
-	r.batch_count = -1;
-	mk_append(&m, &r);
+	mk_key(&m, m.v1_rows == 0);
 
 	/* Cards while there is room for the longest run of events. */
 	for (n = 0; m.rows + 40 <= rows; n++) {
+		/* The first start of a cardlicd that signs v2. */
+		if (!m.v2 && m.rows >= m.v1_rows)
+			mk_key(&m, 1);
 		if (n % MK_PER_DAY == 0) {
 			m.t = base + (n / MK_PER_DAY) * 86400 + 6 * 3600;
 			m.ms = 0;

@@ -52,6 +52,15 @@ int	cmd_reconcile(struct ctl *, int, char **);
 int	cmd_verify(struct ctl *, int, char **);
 int	chain_verify_all(sqlite3 *, const char *, int, long *,
 	    const uint8_t (*)[32], int);
+/* A key row's reason, as verify, pubkey and --checkpoints read it. */
+struct chain_keyrow {
+	uint8_t	 pub[32];
+	int	 endorsed;	/* a rotation: prev and e */
+	uint8_t	 prev[32];
+	uint8_t	 e[64];
+	int	 v2;		/* its key's rows are signed v2 */
+};
+int	chain_key_reason(const void *, size_t, struct chain_keyrow *);
 
 /* keys.c: the station's signing keys */
 int	cmd_keygen(struct ctl *, int, char **);

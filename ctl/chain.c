@@ -24,23 +24,34 @@
  * The signatures (issue 11).  A station's rows before its first `key` row
  * were written before signing: their sig is NULL and they are counted as
  * unsigned.  From the first key row on, every row carries the signature
- * of the active key over ("cardlicd-row-v1\0" || its hash); a key row
- * makes its key the active one, and is signed by it.  A key is accepted
- * when it is the station's first (and, with --key, one of the files
- * given), or endorsed by the active key (cardlicctl keygen --rotate), or
- * one of the files given.
+ * of the active key over (domain || its hash); a key row makes its key
+ * the active one, and is signed by it.  A key is accepted when it is the
+ * station's first (and, with --key, one of the files given), or endorsed
+ * by the active key (cardlicctl keygen --rotate), or one of the files
+ * given, or the active key published again.
+ *
+ * Two domains (daemon/sign.h).  A row signed "cardlicd-row-v1" vouches
+ * for its hash, and so for the chain before it, but not for the rows
+ * under it: the cardlicd that signed so chained each append to whatever
+ * row ended the file, so that a row forged without the key and followed
+ * by one more card lay under a good signature (independent test round,
+ * case 3).  Each v1 row's own signature is checked, then.  A row signed
+ * "cardlicd-row-v2" also says that the signer wrote, or checked, the row
+ * before it: cardlicd signs so only on top of its own last row, or of
+ * rows it checked at start-up.  A key row whose reason ends in " v2"
+ * starts that; every row from it on, up to the next key row (a span),
+ * must be signed v2 by its key, and every later key row must be v2 too.
+ * In a v2 span, the last row's signature proves through the chain every
+ * row of the span, and that none of them was appended by someone else;
+ * so verify checks that one (and the key row's own), and walks the
+ * station again checking each signature only when something fails, to
+ * name the first bad row.  --every-signature checks each row's own.
  */
 /*
- * Every row's own signature is checked.  A row's signature covers its
- * hash, and so every row before it, and verify used to check only each
- * key's last signature: sound only if the key never signed on top of a
- * row that it did not write.  cardlicd did (it chains each append to
- * whatever the file's last row is), so a row forged without the key and
- * followed by one more card passed (independent test round, case 3); a
- * file written by that daemon stays as it is.  Checking a signature is
- * the bulk of verify's time (about 55 us a row here, against 5 us for
- * the rest of the walk), so the walk hands them to a pool of threads, one
- * per CPU (chain_pool), and names the first row that failed.
+ * Checking a signature is the bulk of a walk's time (about 55 us a row
+ * here, against 5 us for the rest), so the walk hands those it checks
+ * one by one to a pool of threads, one per CPU (chain_pool), and names
+ * the first row that failed.
  */
 #define CHAIN_BLOCK	256	/* signatures handed over at once */
 #define CHAIN_QUEUE	8	/* blocks waiting, at most */
@@ -49,6 +60,7 @@
 struct chain_sig {
 	long		 seq;
 	long		 key_seq;
+	int		 v2;		/* the domain that its span calls for */
 	uint8_t		 pub[32];
 	uint8_t		 hash[32];
 	uint8_t		 sig[64];
@@ -69,8 +81,7 @@ struct chain_pool {
 	size_t			 busy;		/* blocks being checked */
 	struct chain_block	*spare;		/* checked, to fill again */
 	struct chain_block	*fill;		/* the walk's, not queued */
-	long			 bad;		/* first row that failed */
-	long			 bad_key;	/* the key row it was under */
+	struct chain_sig	 bad;		/* first that failed (seq 0: none) */
 	int			 stop;
 	int			 nthreads;
 	pthread_t		 t[CHAIN_THREADS];
@@ -93,7 +104,14 @@ struct chain_state {
 	}		*retired;	/* chain_state_free */
 	size_t		 n_retired;
 	struct chain_pool *pool;	/* checks the signatures */
+	int		 every;		/* each row's own signature */
+	int		 v2;		/* the active key's span is v2 */
+	long		 v2_from;	/* the first v2 key row, or 0 */
+	long		 v2_rows;	/* rows signed v2 */
+	struct chain_sig last;		/* a v2 span's last row, unchecked */
 };
+
+static int	chain_every_signature;	/* verify --every-signature */
 
 static void
 chain_state_init(struct chain_state *cs, const char *station, size_t len,
@@ -106,34 +124,40 @@ chain_state_init(struct chain_state *cs, const char *station, size_t len,
 	cs->n_trust = n_trust;
 	cs->expect = 1;
 	cs->pool = pool;
+	cs->every = chain_every_signature;
+}
+
+static const char *
+chain_domain(int v2)
+{
+	return v2 ? SIGN_DOMAIN_ROW_V2 : SIGN_DOMAIN_ROW;
 }
 
 /* One block's signatures; the first that fails, in p->bad. */
 static void
 chain_pool_check(struct chain_pool *p, struct chain_block *b)
 {
-	long bad, bad_key = 0, first = 0;
+	const struct chain_sig *first = NULL, *v;
+	long bad;
 	size_t i;
 
 	pthread_mutex_lock(&p->lock);
-	bad = p->bad;
+	bad = p->bad.seq;
 	pthread_mutex_unlock(&p->lock);
 	for (i = 0; i < b->n; i++) {
+		v = &b->v[i];
 		/* Rows after one that failed need no answer. */
-		if (bad != 0 && b->v[i].seq > bad)
+		if (bad != 0 && v->seq > bad)
 			break;
-		if (!sign_check(b->v[i].pub, SIGN_DOMAIN_ROW, b->v[i].hash,
-		    32, b->v[i].sig)) {
-			first = b->v[i].seq;
-			bad_key = b->v[i].key_seq;
+		if (!sign_check(v->pub, chain_domain(v->v2), v->hash, 32,
+		    v->sig)) {
+			first = v;
 			break;
 		}
 	}
 	pthread_mutex_lock(&p->lock);
-	if (first != 0 && (p->bad == 0 || first < p->bad)) {
-		p->bad = first;
-		p->bad_key = bad_key;
-	}
+	if (first != NULL && (p->bad.seq == 0 || first->seq < p->bad.seq))
+		p->bad = *first;
 	b->n = 0;
 	b->next = p->spare;
 	p->spare = b;
@@ -256,18 +280,18 @@ chain_pool_queue(struct chain_pool *p)
 		p->fill = NULL;
 		pthread_cond_signal(&p->work);
 	}
-	bad = p->bad;
+	bad = p->bad.seq;
 	pthread_mutex_unlock(&p->lock);
 	return bad != 0 ? -1 : 0;
 }
 
-/* One row's signature, to be checked.  0, or -1 (as chain_pool_queue). */
+/*
+ * One row's signature, to be checked.  0, -1 (as chain_pool_queue), or
+ * -2 when out of memory.
+ */
 static int
-chain_pool_add(struct chain_pool *p, long seq, long key_seq,
-    const uint8_t pub[32], const uint8_t hash[32], const uint8_t sig[64])
+chain_pool_add(struct chain_pool *p, const struct chain_sig *s)
 {
-	struct chain_sig *s;
-
 	if (p->fill == NULL) {
 		pthread_mutex_lock(&p->lock);
 		if ((p->fill = p->spare) != NULL)
@@ -278,25 +302,19 @@ chain_pool_add(struct chain_pool *p, long seq, long key_seq,
 			return -2;
 		p->fill->n = 0;
 	}
-	s = &p->fill->v[p->fill->n++];
-	s->seq = seq;
-	s->key_seq = key_seq;
-	memcpy(s->pub, pub, 32);
-	memcpy(s->hash, hash, 32);
-	memcpy(s->sig, sig, 64);
+	p->fill->v[p->fill->n++] = *s;
 	return p->fill->n == CHAIN_BLOCK ? chain_pool_queue(p) : 0;
 }
 
 /*
  * Every signature handed over so far, checked (the walk's thread helps):
- * the first row that failed, with its key row in *key_seq, or 0.  The
- * pool is ready for another station.
+ * the first row that failed, in *bad (seq 0: none), or 0.  The pool is
+ * ready for another station.
  */
 static long
-chain_pool_wait(struct chain_pool *p, long *key_seq)
+chain_pool_wait(struct chain_pool *p, struct chain_sig *bad)
 {
 	struct chain_block *b;
-	long bad;
 
 	chain_pool_queue(p);
 	pthread_mutex_lock(&p->lock);
@@ -310,11 +328,10 @@ chain_pool_wait(struct chain_pool *p, long *key_seq)
 		else
 			break;
 	}
-	bad = p->bad;
-	*key_seq = p->bad_key;
-	p->bad = p->bad_key = 0;
+	*bad = p->bad;
+	p->bad.seq = 0;
 	pthread_mutex_unlock(&p->lock);
-	return bad;
+	return bad->seq;
 }
 
 static void
@@ -338,23 +355,34 @@ chain_trusted(const struct chain_state *cs, const uint8_t pub[32])
 
 /*
  * A key row's reason: "ed25519 PUB" or "ed25519 PUB endorsed-by PREV
- * ENDORSEMENT".  0 when it reads so (endorsed tells which).
+ * ENDORSEMENT", with SIGN_V2_MARK after either when the key's rows are
+ * signed v2, and not a byte more.  0 when it reads so.  verify, pubkey
+ * and --checkpoints read key rows with this one function.
  */
-static int
-chain_key_reason(const char *r, size_t n, uint8_t pub[32], int *endorsed,
-    uint8_t prev[32], uint8_t e[64])
+int
+chain_key_reason(const void *reason, size_t n, struct chain_keyrow *k)
 {
-	*endorsed = 0;
-	if (n == 8 + 64 && strncmp(r, "ed25519 ", 8) == 0)
-		return dbhash_unhex(r + 8, 64, pub, 32);
-	if (n != 8 + 64 + 13 + 64 + 1 + 128 || strncmp(r, "ed25519 ", 8) != 0 ||
-	    strncmp(r + 72, " endorsed-by ", 13) != 0 || r[149] != ' ')
+	const char *r = reason;
+	size_t m = strlen(SIGN_V2_MARK);
+
+	memset(k, 0, sizeof(*k));
+	if (r == NULL)
 		return -1;
-	*endorsed = 1;
-	if (dbhash_unhex(r + 8, 64, pub, 32) != 0 ||
-	    dbhash_unhex(r + 85, 64, prev, 32) != 0 ||
-	    dbhash_unhex(r + 150, 128, e, 64) != 0)
+	if (n > m && memcmp(r + n - m, SIGN_V2_MARK, m) == 0) {
+		k->v2 = 1;
+		n -= m;
+	}
+	if (n < 72 || memcmp(r, "ed25519 ", 8) != 0 ||
+	    dbhash_unhex(r + 8, 64, k->pub, 32) != 0)
 		return -1;
+	if (n == 72)
+		return 0;
+	if (n != 72 + 13 + 64 + 1 + 128 ||
+	    memcmp(r + 72, " endorsed-by ", 13) != 0 || r[149] != ' ' ||
+	    dbhash_unhex(r + 85, 64, k->prev, 32) != 0 ||
+	    dbhash_unhex(r + 150, 128, k->e, 64) != 0)
+		return -1;
+	k->endorsed = 1;
 	return 0;
 }
 
@@ -367,22 +395,68 @@ chain_short(const uint8_t pub[32])
 	return hex;
 }
 
+/*
+ * A key row's key, where the station has one already: the active key
+ * again (its rows signed v2 from here, no endorsement needed), or a new
+ * one, endorsed by the active key or given with --key, which retires the
+ * active key.  0, or -1 with msg.
+ */
+static int
+chain_key_change(struct chain_state *cs, long seq,
+    const struct chain_keyrow *k, char *msg, size_t len)
+{
+	struct chain_retired *r;
+
+	if (memcmp(k->pub, cs->active, 32) == 0)
+		return 0;
+	/* The station holds no NUL: chain_nul saw this row first. */
+	if (!(k->endorsed && memcmp(k->prev, cs->active, 32) == 0 &&
+	    sign_endorsed(cs->active, cs->station, k->pub, k->e)) &&
+	    !chain_trusted(cs, k->pub)) {
+		snprintf(msg, len, "row %ld: the key changes to %s with no "
+		    "valid endorsement by the active key (row %ld), and it is "
+		    "none of the --key files", seq, chain_short(k->pub),
+		    cs->key_seq);
+		return -1;
+	}
+	if ((r = realloc(cs->retired, (cs->n_retired + 1) * sizeof(*r))) ==
+	    NULL) {
+		snprintf(msg, len, "row %ld: out of memory", seq);
+		return -1;
+	}
+	cs->retired = r;
+	memcpy(r[cs->n_retired].pub, cs->active, 32);
+	r[cs->n_retired].published = cs->key_seq;
+	r[cs->n_retired++].retired = seq;
+	return 0;
+}
+
 /* A key row: is its key accepted?  0, or -1 with msg. */
 static int
 chain_key_row(struct chain_state *cs, long seq, const struct dbhash_val *v,
     char *msg, size_t len)
 {
-	struct chain_retired *r;
-	uint8_t pub[32], prev[32], e[64];
+	struct chain_keyrow k;
 	size_t i;
-	int endorsed, ok = 0;
 
 	if (v[AUDITROW_reason].type != SQLITE_TEXT ||
-	    chain_key_reason((const char *)v[AUDITROW_reason].p,
-	    v[AUDITROW_reason].len, pub, &endorsed, prev, e) != 0) {
+	    chain_key_reason(v[AUDITROW_reason].p, v[AUDITROW_reason].len,
+	    &k) != 0) {
 		snprintf(msg, len, "row %ld: a key row whose reason does not "
-		    "read \"ed25519 PUBLICKEY [endorsed-by KEY SIGNATURE]\"",
-		    seq);
+		    "read \"ed25519 PUBLICKEY [endorsed-by KEY SIGNATURE] "
+		    "[v2]\"", seq);
+		return -1;
+	}
+	/*
+	 * A v1 key row after a v2 one: rows signed v1 again, by a cardlicd
+	 * that may sign on top of a row it did not write.
+	 */
+	if (cs->v2_from != 0 && !k.v2) {
+		snprintf(msg, len, "row %ld: a key row without the v2 mark, "
+		    "after key row %ld began signing v2: every key row after "
+		    "a v2 one is v2 (a cardlicd from before v2 published it, "
+		    "and signs v1 on top of whatever row ends the file)", seq,
+		    cs->v2_from);
 		return -1;
 	}
 	/*
@@ -393,46 +467,30 @@ chain_key_row(struct chain_state *cs, long seq, const struct dbhash_val *v,
 	 * round, case 12).
 	 */
 	for (i = 0; i < cs->n_retired; i++)
-		if (memcmp(cs->retired[i].pub, pub, 32) == 0) {
+		if (memcmp(cs->retired[i].pub, k.pub, 32) == 0) {
 			snprintf(msg, len, "row %ld: a key row brings back key "
 			    "%s, which key row %ld retired (it was published "
 			    "in row %ld): a key never comes back once "
-			    "replaced", seq, chain_short(pub),
+			    "replaced", seq, chain_short(k.pub),
 			    cs->retired[i].retired, cs->retired[i].published);
 			return -1;
 		}
 	if (!cs->have_key) {
-		if (cs->n_trust > 0 && !chain_trusted(cs, pub)) {
+		if (cs->n_trust > 0 && !chain_trusted(cs, k.pub)) {
 			snprintf(msg, len, "row %ld: the station's first key "
 			    "%s is none of the --key files (the key was "
-			    "replaced)", seq, chain_short(pub));
+			    "replaced)", seq, chain_short(k.pub));
 			return -1;
 		}
-	} else if (memcmp(pub, cs->active, 32) != 0) {
-		/* The station holds no NUL: chain_nul saw this row first. */
-		ok = endorsed && memcmp(prev, cs->active, 32) == 0 &&
-		    sign_endorsed(cs->active, cs->station, pub, e);
-		if (!ok && !chain_trusted(cs, pub)) {
-			snprintf(msg, len, "row %ld: the key changes to %s "
-			    "with no valid endorsement by the active key (row "
-			    "%ld), and it is none of the --key files", seq,
-			    chain_short(pub), cs->key_seq);
-			return -1;
-		}
-		if ((r = realloc(cs->retired, (cs->n_retired + 1) *
-		    sizeof(*r))) == NULL) {
-			snprintf(msg, len, "row %ld: out of memory", seq);
-			return -1;
-		}
-		cs->retired = r;
-		memcpy(r[cs->n_retired].pub, cs->active, 32);
-		r[cs->n_retired].published = cs->key_seq;
-		r[cs->n_retired++].retired = seq;
-	}
+	} else if (chain_key_change(cs, seq, &k, msg, len) != 0)
+		return -1;
 	cs->have_key = 1;
-	memcpy(cs->active, pub, 32);
+	memcpy(cs->active, k.pub, 32);
 	cs->key_seq = seq;
 	cs->key_rows++;
+	cs->v2 = k.v2;
+	if (k.v2 && cs->v2_from == 0)
+		cs->v2_from = seq;
 	return 0;
 }
 
@@ -466,12 +524,85 @@ chain_nul(const struct dbhash_val *v, long seq, char *msg, size_t len)
 	return 0;
 }
 
+/*
+ * A signature that failed: said as what it is, when it is the key's
+ * under the other domain.
+ */
 static void
-chain_bad_sig(char *msg, size_t len, long seq, long key_seq)
+chain_bad_sig(char *msg, size_t len, const struct chain_sig *s)
 {
-	snprintf(msg, len, "row %ld: its signature is not the station's key's "
-	    "(key row %ld): the row was forged or re-chained without the key, "
-	    "or its signature was altered", seq, key_seq);
+	if (s->v2 && sign_check(s->pub, SIGN_DOMAIN_ROW, s->hash, 32, s->sig))
+		snprintf(msg, len, "row %ld: signed v1, though its key row "
+		    "%ld is v2, after which every row is signed v2: a cardlicd "
+		    "from before v2 signed it (run again on this file), and may "
+		    "have signed on top of a row that it did not write", s->seq,
+		    s->key_seq);
+	else if (!s->v2 && sign_check(s->pub, SIGN_DOMAIN_ROW_V2, s->hash,
+	    32, s->sig))
+		snprintf(msg, len, "row %ld: signed v2, though its key row "
+		    "%ld is not: v2 signatures come after a key row that says "
+		    "v2 (was the mark taken off a key row?)", s->seq,
+		    s->key_seq);
+	else
+		snprintf(msg, len, "row %ld: its signature is not the "
+		    "station's key's (key row %ld): the row was forged or "
+		    "re-chained without the key, or its signature was "
+		    "altered", s->seq, s->key_seq);
+}
+
+/*
+ * The end of a v2 span (a key row, or the station's end), in a walk that
+ * checks only the last signature of each: that one, with v2.  0, or -1
+ * with msg (the walk again names the first bad row).
+ */
+static int
+chain_span_end(struct chain_state *cs, char *msg, size_t len)
+{
+	struct chain_sig *s = &cs->last;
+
+	if (s->seq == 0)
+		return 0;
+	if (!sign_check(s->pub, SIGN_DOMAIN_ROW_V2, s->hash, 32, s->sig)) {
+		chain_bad_sig(msg, len, s);
+		return -1;
+	}
+	s->seq = 0;
+	return 0;
+}
+
+/*
+ * A signed row's signature (64 bytes): checked by the pool (each v1
+ * row's, and each v2 row's with --every-signature), at once (a v2 key
+ * row's), or at the end of its v2 span (the last row's).  0; -1 with msg
+ * when it failed or memory ran out; -2 when the pool has seen a failure.
+ */
+static int
+chain_signed(struct chain_state *cs, long seq, int key, const uint8_t h[32],
+    const uint8_t sig[64], char *msg, size_t len)
+{
+	struct chain_sig s;
+	int rc;
+
+	s.seq = seq;
+	s.key_seq = cs->key_seq;
+	s.v2 = cs->v2;
+	memcpy(s.pub, cs->active, 32);
+	memcpy(s.hash, h, 32);
+	memcpy(s.sig, sig, 64);
+	cs->signed_rows++;
+	cs->v2_rows += cs->v2;
+	if (cs->every || !cs->v2) {
+		if ((rc = chain_pool_add(cs->pool, &s)) == -2)
+			snprintf(msg, len, "row %ld: out of memory", seq);
+		return rc == -2 ? -1 : rc != 0 ? -2 : 0;
+	}
+	if (key && !sign_check(s.pub, SIGN_DOMAIN_ROW_V2, h, 32, sig)) {
+		chain_bad_sig(msg, len, &s);
+		return -1;
+	}
+	if (!key)
+		cs->last = s;
+	return 0;
 }
 
 /*
@@ -510,7 +641,9 @@ chain_row(struct chain_state *cs, const struct dbhash_val *v,
 	key = v[AUDITROW_state].type == SQLITE_TEXT &&
 	    v[AUDITROW_state].len == 3 &&
 	    memcmp(v[AUDITROW_state].p, "key", 3) == 0;
-	if (key && chain_key_row(cs, seq, v, msg, len) != 0)
+	/* A key row ends the span of the key before it. */
+	if (key && (chain_span_end(cs, msg, len) != 0 ||
+	    chain_key_row(cs, seq, v, msg, len) != 0))
 		return -1;
 	if (!cs->have_key) {
 		if (sig != NULL) {
@@ -525,28 +658,27 @@ chain_row(struct chain_state *cs, const struct dbhash_val *v,
 		    "written without the station's key)", seq, cs->key_seq);
 		return -1;
 	} else if (slen != 64) {
-		chain_bad_sig(msg, len, seq, cs->key_seq);
+		snprintf(msg, len, "row %ld: its signature is not the "
+		    "station's key's (key row %ld): %zu bytes, not 64", seq,
+		    cs->key_seq, slen);
 		return -1;
-	} else {
-		/* Checked by the pool; a failure stops the walk (-2). */
-		if ((rc = chain_pool_add(cs->pool, seq, cs->key_seq, cs->active,
-		    h, sig)) == -2) {
-			snprintf(msg, len, "row %ld: out of memory", seq);
-			return -1;
-		} else if (rc != 0)
-			return -2;
-		cs->signed_rows++;
-	}
+	} else if ((rc = chain_signed(cs, seq, key, h, sig, msg, len)) != 0)
+		return rc;
 	memcpy(cs->prev, h, 32);
 	cs->rows++;
 	cs->expect++;
 	return 0;
 }
 
-/* The end of a station's rows: with --key, some row must be signed. */
+/*
+ * The end of a station's rows: its last v2 span's last signature; with
+ * --key, some row must be signed.
+ */
 static int
 chain_end(struct chain_state *cs, char *msg, size_t len)
 {
+	if (chain_span_end(cs, msg, len) != 0)
+		return -1;
 	if (cs->n_trust > 0 && !cs->have_key && cs->rows > 0) {
 		snprintf(msg, len, "row %ld: the station has no key row, so "
 		    "none of its %ld rows is signed, though --key was given",
@@ -622,25 +754,53 @@ chain_walk_rows(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
  * cs->rows the rows before it.
  */
 static int
-chain_walk(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
+chain_walk_once(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
 {
-	long bad, bad_key;
+	struct chain_sig bad;
 	int rc = chain_walk_rows(db, cs, msg, len);
 
 	/*
 	 * Only rows before the one that stopped the walk were handed over:
 	 * a signature that failed is the first bad row.
 	 */
-	if ((bad = chain_pool_wait(cs->pool, &bad_key)) != 0) {
-		chain_bad_sig(msg, len, bad, bad_key);
-		cs->rows = bad - 1;
+	if (chain_pool_wait(cs->pool, &bad) != 0) {
+		chain_bad_sig(msg, len, &bad);
+		cs->rows = bad.seq - 1;
 		rc = -1;
 	}
 	chain_state_free(cs);
 	return rc == 0 ? 0 : -1;
 }
 
-/* "; 12 signed (key ... since row 3), 2 unsigned (written before ...)" */
+/*
+ * Walk one station's chain, as chain_walk_once.  When it fails after v2
+ * rows whose own signatures were not checked (the span's last signature
+ * failed, or something after it: a row under it may have failed first),
+ * the station is walked again, checking every signature, so that the
+ * first bad row is named.
+ */
+static int
+chain_walk(sqlite3 *db, struct chain_state *cs, char *msg, size_t len)
+{
+	struct chain_state again;
+
+	if (chain_walk_once(db, cs, msg, len) == 0)
+		return 0;
+	if (cs->every || cs->v2_rows == 0)
+		return -1;
+	chain_state_init(&again, cs->station, cs->station_len, cs->trust,
+	    cs->n_trust, cs->pool);
+	again.every = 1;
+	/* It fails again, at the same row or before; else keep the first. */
+	if (chain_walk_once(db, &again, msg, len) != 0)
+		*cs = again;
+	return -1;
+}
+
+/*
+ * "; 12 signed, key ... (row 6); 3 v1, each signature checked; 9 v2 since
+ * row 6, proven by ...; 2 unsigned (written before signing)"
+ */
 static void
 chain_print_sigs(const struct chain_state *cs)
 {
@@ -649,6 +809,13 @@ chain_print_sigs(const struct chain_state *cs)
 		    chain_short(cs->active), cs->key_seq);
 	else
 		printf("; no key row");
+	if (cs->v2_rows > 0 && cs->v2_rows < cs->signed_rows)
+		printf("; %ld v1, each signature checked", cs->signed_rows -
+		    cs->v2_rows);
+	if (cs->v2_rows > 0)
+		printf("; %ld v2 since row %ld, %s", cs->v2_rows, cs->v2_from,
+		    cs->every ? "each signature checked" : "proven by the "
+		    "last signature of each key row's rows");
 	if (cs->unsigned_rows > 0)
 		printf("; %ld unsigned (written before signing)",
 		    cs->unsigned_rows);
@@ -754,9 +921,13 @@ static const char *const verify_help =
 "their signatures (under --key, else the key rows), their chain, that\n"
 "each named row is still there with its head, and that the sources\n"
 "agree; --station keeps one station's.  --export FILE checks a file\n"
-"made by export --signed (CSV or JSONL), with no database.  Every row's\n"
-"own signature is checked, by one thread per CPU (about 55 us of CPU a\n"
-"row); --every-signature is accepted, and is the default.  Exit 1 when\n"
+"made by export --signed (CSV or JSONL), with no database.  Rows signed\n"
+"v1 (before the station's first key row that says v2) are checked one\n"
+"by one, by one thread per CPU (about 55 us of CPU a row); from a v2 key\n"
+"row on, the last signature of each key row's rows proves them all, as\n"
+"cardlicd signs v2 only on top of rows that it wrote or checked; when it\n"
+"fails, every signature is checked, to name the first bad row.\n"
+"--every-signature checks each row's own signature.  Exit 1 when\n"
 "anything is wrong.\n";
 
 #define CHAIN_MAX_KEYS	16
@@ -788,7 +959,7 @@ cmd_verify(struct ctl *c, int argc, char **argv)
 		switch (ch) {
 		case 'H': want = optarg; break;
 		case 'e': export = optarg; break;
-		case 'E': break;	/* the only way there is now */
+		case 'E': chain_every_signature = 1; break;
 		case 'k':
 			if (n_keys == CHAIN_MAX_KEYS)
 				return ctl_fail("verify: at most %d --key",

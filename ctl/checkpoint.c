@@ -301,10 +301,9 @@ struct cp_keys {
 static void
 checkpoint_db_keys(struct ctl *c, const char *station, struct cp_keys *k)
 {
+	struct chain_keyrow kr;
 	sqlite3_stmt *st;
-	const char *r;
 	uint8_t (*v)[32];
-	size_t n;
 
 	k->ndb = 0;
 	/* No key state before migration 5: no rows, no key. */
@@ -315,17 +314,13 @@ checkpoint_db_keys(struct ctl *c, const char *station, struct cp_keys *k)
 	sqlite3_bind_text(st, 1, station, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		/* A key row's reason as verify reads it, byte for byte. */
-		r = sqlite3_column_blob(st, 0);
-		n = (size_t)sqlite3_column_bytes(st, 0);
-		if (r == NULL || (n != 72 && n != 72 + 13 + 64 + 1 + 128) ||
-		    memchr(r, '\0', n) != NULL ||
-		    strncmp(r, "ed25519 ", 8) != 0)
+		if (chain_key_reason(sqlite3_column_blob(st, 0), (size_t)
+		    sqlite3_column_bytes(st, 0), &kr) != 0)
 			continue;
 		if ((v = realloc(k->db, (size_t)(k->ndb + 1) * 32)) == NULL)
 			break;
 		k->db = v;
-		if (dbhash_unhex(r + 8, 64, k->db[k->ndb], 32) == 0)
-			k->ndb++;
+		memcpy(k->db[k->ndb++], kr.pub, 32);
 	}
 	sqlite3_finalize(st);
 }

@@ -185,11 +185,11 @@ cmd_pubkey(struct ctl *c, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *station = NULL, *r;
+	const char *station = NULL;
+	struct chain_keyrow k;
 	sqlite3_stmt *st, *cnt;
 	char pem[512], *want = NULL;
-	uint8_t p[32];
-	size_t rn, wn = 0;
+	size_t wn = 0;
 	int ch, n = 0, many = 0;
 
 	optind = 1;
@@ -223,17 +223,10 @@ cmd_pubkey(struct ctl *c, int argc, char **argv)
 		sqlite3_finalize(cnt);
 	}
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		/*
-		 * "ed25519 PUB", or with " endorsed-by PREV SIG" after it
-		 * (a rotation), and not a byte more: what verify reads.
-		 */
-		r = sqlite3_column_blob(st, 1);
-		rn = (size_t)sqlite3_column_bytes(st, 1);
-		if (r == NULL || (rn != 72 && rn != 72 + 13 + 64 + 1 + 128) ||
-		    memchr(r, '\0', rn) != NULL ||
-		    strncmp(r, "ed25519 ", 8) != 0 ||
-		    dbhash_unhex(r + 8, 64, p, 32) != 0 ||
-		    sign_pub_pem(p, pem, sizeof(pem)) != 0) {
+		/* What verify reads, and not a byte more. */
+		if (chain_key_reason(sqlite3_column_blob(st, 1), (size_t)
+		    sqlite3_column_bytes(st, 1), &k) != 0 ||
+		    sign_pub_pem(k.pub, pem, sizeof(pem)) != 0) {
 			ctl_fail("station %s: its key row cannot be read",
 			    ctl_esc(sqlite3_column_text(st, 0), (size_t)
 			    sqlite3_column_bytes(st, 0)));

@@ -206,7 +206,7 @@ long	db_append_if(const struct db_row *, int,
 #define NOTE_LEN	512
 #define NOTE_MAGIC	"cardlicd-note v1 "
 long	db_tail(uint8_t [32]);
-int	db_key_at(long, uint8_t [32], long *);
+int	db_key_at(long, uint8_t [32], long *, int *);
 int	db_row_hash(long, uint8_t [32]);
 int	db_check_after(long, const uint8_t [32], const uint8_t *, char *,
 	    size_t);

@@ -420,10 +420,10 @@ db_check_after(long from, const uint8_t head[32], const uint8_t *mine,
 	uint8_t prev[32], h[32], active[32], pub[32];
 	sqlite3_stmt *st;
 	long expect = from + 1, kseq = 0;
-	int rc, keyed;
+	int rc, keyed, v2;
 
 	memcpy(prev, head, 32);
-	if ((keyed = db_key_at(from, active, &kseq)) < 0) {
+	if ((keyed = db_key_at(from, active, &kseq, &v2)) < 0) {
 		snprintf(err, len, "the key row %ld cannot be read", kseq);
 		return -1;
 	}
@@ -454,11 +454,20 @@ db_check_after(long from, const uint8_t head[32], const uint8_t *mine,
 				break;
 			memcpy(active, pub, 32);
 			keyed = 1;
+			v2 = v[AUDITROW_reason].len > strlen(SIGN_V2_MARK) &&
+			    memcmp((const char *)v[AUDITROW_reason].p +
+			    v[AUDITROW_reason].len - strlen(SIGN_V2_MARK),
+			    SIGN_V2_MARK, strlen(SIGN_V2_MARK)) == 0;
 		}
+		/*
+		 * Signed by an older cardlicd (v1) under a key row without the
+		 * mark, v2 under one with it: an older cardlicd run after this
+		 * one cannot leave v1 rows where a verifier relies on v2.
+		 */
 		if (mine != NULL && keyed && (sqlite3_column_bytes(st,
-		    AUDITROW_sig) != 64 || !sign_check(active,
-		    SIGN_DOMAIN_ROW, h, 32, sqlite3_column_blob(st,
-		    AUDITROW_sig))))
+		    AUDITROW_sig) != 64 || !sign_check(active, v2 ?
+		    SIGN_DOMAIN_ROW_V2 : SIGN_DOMAIN_ROW, h, 32,
+		    sqlite3_column_blob(st, AUDITROW_sig))))
 			break;
 		memcpy(prev, h, 32);
 		expect++;
@@ -522,35 +531,6 @@ db_station_now(char *out, size_t len)
 }
 
 /*
- * The newest key row of this station: its public key (from "ed25519
- * HEX ..."), and its seq.  0 when there is none, 1 when found, -1 when a
- * key row cannot be read.
- */
-static int
-db_last_key(uint8_t pub[32], long *seq)
-{
-	sqlite3_stmt *st;
-	const char *r;
-	int rc = 0;
-
-	if (sqlite3_prepare_v2(db, "SELECT seq, reason FROM audit WHERE "
-	    "station = ?1 AND state = 'key' ORDER BY seq DESC LIMIT 1", -1,
-	    &st, NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_text(st, 1, db_station, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*seq = (long)sqlite3_column_int64(st, 0);
-		r = (const char *)sqlite3_column_text(st, 1);
-		/* The daemon writes lower case: anything else is not ours. */
-		rc = r != NULL && strncmp(r, "ed25519 ", 8) == 0 &&
-		    strspn(r + 8, "0123456789abcdef") >= 64 &&
-		    dbhash_unhex(r + 8, 64, pub, 32) == 0 ? 1 : -1;
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
-
-/*
  * The seq of this station's last key row for pub, when a key row of
  * another key came after it (pub was retired); 0 when pub was never
  * retired; -1 on error.
@@ -595,10 +575,10 @@ db_sign_start(struct sign_key *key, const char *endorsement, char *err,
 	uint8_t pub[32], prev[32], e[64];
 	char reason[400], hex[65], phex[65];
 	long seq = 0, rseq;
-	int have, good = 0;
+	int have, good = 0, v2 = 0;
 
 	pthread_mutex_lock(&db_lock);
-	have = db_last_key(prev, &seq);
+	have = db_key_at(LONG_MAX, prev, &seq, &v2);
 	/*
 	 * The note, from the start (a file from before notes has none):
 	 * signed when the key is the station's active one, unsigned when
@@ -658,19 +638,26 @@ db_sign_start(struct sign_key *key, const char *endorsement, char *err,
 	pthread_mutex_lock(&db_lock);
 	db_key = key;
 	pthread_mutex_unlock(&db_lock);
-	if (have == 1 && memcmp(pub, prev, 32) == 0) {
+	if (have == 1 && memcmp(pub, prev, 32) == 0 && v2) {
 		db_key_seq = seq;
 		return 0;
 	}
-	snprintf(reason, sizeof(reason), "ed25519 %s", hex);
+	/*
+	 * A new key, or the same one published again once, with the mark
+	 * that its rows are signed v2 from here on (sign.h).
+	 */
+	snprintf(reason, sizeof(reason), "ed25519 %s" SIGN_V2_MARK, hex);
 	if (have == 1) {
 		dbhash_hex(prev, 32, 0, phex);
 		good = endorsement != NULL && dbhash_unhex(endorsement,
 		    strlen(endorsement), e, 64) == 0 &&
 		    sign_endorsed(prev, db_station, pub, e);
-		if (good)
+		if (memcmp(pub, prev, 32) == 0)
+			;	/* the same key, now v2: no endorsement */
+		else if (good)
 			snprintf(reason, sizeof(reason), "ed25519 %s "
-			    "endorsed-by %s %s", hex, phex, endorsement);
+			    "endorsed-by %s %s" SIGN_V2_MARK, hex, phex,
+			    endorsement);
 		else
 			log_warnx("the signing key changed (row %ld had %s, "
 			    "now %s) with no endorsement by the previous key%s"
@@ -837,14 +824,22 @@ db_last_is_ours(char *msg, size_t len)
 	return -1;
 }
 
-/* The key row at or before seq of this station: 1 with pub, 0, -1. */
+/*
+ * This station's key row at or before seq (LONG_MAX: its newest): its
+ * public key (from "ed25519 HEX ..."), its seq, and in v2 whether it
+ * carries the mark that the rows after it are signed v2 (may be NULL).
+ * 1 when found, 0 when there is none, -1 when it cannot be read.
+ */
 int
-db_key_at(long seq, uint8_t pub[32], long *kseq)
+db_key_at(long seq, uint8_t pub[32], long *kseq, int *v2)
 {
 	sqlite3_stmt *st;
 	const char *r;
+	size_t n;
 	int rc = 0;
 
+	if (v2 != NULL)
+		*v2 = 0;
 	if (sqlite3_prepare_v2(db, "SELECT seq, reason FROM audit WHERE "
 	    "station = ?1 AND state = 'key' AND seq <= ?2 ORDER BY seq DESC "
 	    "LIMIT 1", -1, &st, NULL) != SQLITE_OK)
@@ -854,9 +849,14 @@ db_key_at(long seq, uint8_t pub[32], long *kseq)
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		*kseq = (long)sqlite3_column_int64(st, 0);
 		r = (const char *)sqlite3_column_text(st, 1);
+		/* The daemon writes lower case: anything else is not ours. */
 		rc = r != NULL && strncmp(r, "ed25519 ", 8) == 0 &&
 		    strspn(r + 8, "0123456789abcdef") >= 64 &&
 		    dbhash_unhex(r + 8, 64, pub, 32) == 0 ? 1 : -1;
+		n = rc == 1 ? strlen(r) : 0;
+		if (v2 != NULL && n > strlen(SIGN_V2_MARK))
+			*v2 = strcmp(r + n - strlen(SIGN_V2_MARK),
+			    SIGN_V2_MARK) == 0;
 	}
 	sqlite3_finalize(st);
 	return rc;
@@ -962,7 +962,7 @@ db_proven(long seq, struct db_found *f, char *err, size_t len)
 		/* One signature is tried: the chain does the rest. */
 		if (db_key != NULL && expect >= db_key_seq && !tried++ &&
 		    sqlite3_column_bytes(st, AUDITROW_sig) == 64 &&
-		    sign_check(pub, SIGN_DOMAIN_ROW, h, 32,
+		    sign_check(pub, SIGN_DOMAIN_ROW_V2, h, 32,
 		    sqlite3_column_blob(st, AUDITROW_sig))) {
 			ok = 1;
 			break;
@@ -1099,7 +1099,7 @@ db_insert(const struct db_row *r, long *seq, char *msg, size_t mlen)
 	} else {
 		dbhash_row(db_head, v, hash);
 		/* The signature binds the hash, which binds the chain. */
-		if (db_key != NULL && sign_bytes(db_key, SIGN_DOMAIN_ROW, hash,
+		if (db_key != NULL && sign_bytes(db_key, SIGN_DOMAIN_ROW_V2, hash,
 		    32, sig) != 0) {
 			snprintf(msg, mlen, "cannot sign the row");
 			bad = 0;
@@ -1588,7 +1588,7 @@ db_job_in_tx(long job, struct db_job *out)
 	if (rc != SQLITE_DONE)
 		return -1;
 	if (out->requested != 0 && (out->keyed = db_key_at(out->requested,
-	    out->key, &out->key_seq)) < 0)
+	    out->key, &out->key_seq, NULL)) < 0)
 		return -1;
 	/* A spill file is checked with that key: it must be a key row. */
 	if (out->keyed && db_proven(out->key_seq, &f, err, sizeof(err)) != 0)

@@ -73,7 +73,7 @@ recover_note_line(char *line, struct recover_note *n, int need_sig,
 	    dbhash_unhex(end + 6, 64, n->head, 32) != 0)
 		return snprintf(why, len, "%s cannot be read", n->path), -1;
 	sg = strstr(end, " sig=");
-	if ((keyed = db_key_at(n->seq, pub, &kseq)) < 0)
+	if ((keyed = db_key_at(n->seq, pub, &kseq, NULL)) < 0)
 		return snprintf(why, len, "the key row %ld cannot be read",
 		    kseq), -1;
 	if (keyed && need_sig && (sg == NULL ||

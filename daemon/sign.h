@@ -14,6 +14,16 @@
 #include <stdint.h>
 
 #define SIGN_DOMAIN_ROW		"cardlicd-row-v1"
+/*
+ * A row signed so (since issue 18) also vouches that the row before it is
+ * one that the signer wrote itself, or checked at start-up: the daemon
+ * never signs on top of a row of someone else's.  Then a key's last
+ * signature proves every row before it, back to where the station began
+ * signing so; the rows signed with v1 each need their own.  A key row
+ * whose reason ends in " v2" starts that (SIGN_V2_MARK).
+ */
+#define SIGN_DOMAIN_ROW_V2	"cardlicd-row-v2"
+#define SIGN_V2_MARK		" v2"
 #define SIGN_DOMAIN_KEY		"cardlicd-key-v1"
 #define SIGN_DOMAIN_CHECKPOINT	"cardlicd-checkpoint-v1"
 #define SIGN_DOMAIN_NOTE	"cardlicd-note-v1"

@@ -7,7 +7,10 @@
  * reason.  Also: a database from before signing migrates, and verify
  * calls its old rows unsigned, not forged; a key rotation endorsed by the
  * previous key passes; an export --signed is checked with no database,
- * and an edited field in it is caught.
+ * and an edited field in it is caught.  Rows signed v2 (from a key row
+ * marked v2 on) are proven by their last signature, rows signed v1 each
+ * by its own: forged rows in either are caught, and a v1 signature where
+ * v2 is due is BROKEN (issue 18, case 3).
  *
  * The databases are written by the daemon's own db.c (linked here, in a
  * child process per database: db.c holds one database and its lock for
@@ -39,6 +42,7 @@ extern const char *const	sql_migrations[];
 extern const int		sql_migrations_count;
 
 static char	tk_dir[] = "/tmp/check-tamper-XXXXXX";
+static long	tk_num(sqlite3 *, const char *);
 static char	tk_db[300], tk_pub[300], tk_priv[300];
 
 /* A shell command's output and exit status. */
@@ -258,11 +262,12 @@ tk_exec(sqlite3 *db, const char *sql)
 
 /*
  * The attacker's re-chain: every hash recomputed in order with the
- * daemon's own function.  With key (the attacker's), every row from
- * from_seq on is signed again too.
+ * daemon's own function.  With key (the attacker's, or the station's as
+ * a cardlicd signed), every row from from_seq on is signed again too,
+ * v2 or v1 (as a cardlicd from before v2 signed).
  */
 static void
-tk_rechain(sqlite3 *db, const struct sign_key *key, long from_seq)
+tk_rechain(sqlite3 *db, const struct sign_key *key, long from_seq, int v2)
 {
 	struct dbhash_val v[AUDITROW_HASHED];
 	sqlite3_stmt *st, *up;
@@ -291,8 +296,8 @@ tk_rechain(sqlite3 *db, const struct sign_key *key, long from_seq)
 		sqlite3_bind_blob(up, 1, h, 32, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(up, 2, v[AUDITROW_seq].i);
 		if (key != NULL && v[AUDITROW_seq].i >= from_seq) {
-			ck_assert_int_eq(sign_bytes(key, SIGN_DOMAIN_ROW, h, 32,
-			    sig), 0);
+			ck_assert_int_eq(sign_bytes(key, v2 ? SIGN_DOMAIN_ROW_V2 :
+			    SIGN_DOMAIN_ROW, h, 32, sig), 0);
 			sqlite3_bind_blob(up, 3, sig, 64, SQLITE_TRANSIENT);
 		} else
 			sqlite3_bind_null(up, 3);
@@ -336,6 +341,22 @@ tk_key_file(const char *path, uint8_t pub[32])
 	return k;
 }
 
+/* A public key as a PEM file in the test's directory: "--key FILE". */
+static void
+tk_pub_file(const uint8_t pub[32], const char *name, char *args,
+    size_t len)
+{
+	char pem[512], path[400];
+	FILE *f;
+
+	ck_assert_int_eq(sign_pub_pem(pub, pem, sizeof(pem)), 0);
+	snprintf(path, sizeof(path), "%s/%s", tk_dir, name);
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	fputs(pem, f);
+	fclose(f);
+	snprintf(args, len, "--key %s", path);
+}
+
 /*
  * Each test: rows 1-3 written before signing (no key), then the daemon
  * with key k1: row 4 publishes it, rows 5-12 are signed.
@@ -350,6 +371,27 @@ tk_setup(void)
 	tk_keygen("k1");
 	tk_daemon(NULL, 3);
 	tk_daemon(tk_priv, 8);
+}
+
+/*
+ * The fixture's file as a cardlicd from before v2 left it: its key row
+ * without the mark, and every signed row signed v1 by k1, over the same
+ * rows (a v1 signer chained each row to whatever row ended the file).
+ */
+static void
+tk_as_v1(void)
+{
+	struct sign_key *k1;
+	uint8_t pub[32];
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "UPDATE audit SET reason = substr(reason, 1, 72) WHERE "
+	    "state = 'key'");
+	k1 = tk_key_file(tk_priv, pub);
+	tk_rechain(db, k1, 4, 0);
+	tk_close(db);
+	sign_key_free(k1);
+	free(tk_passes(tk_pub));
 }
 
 static void
@@ -402,7 +444,10 @@ START_TEST(every_row_after_the_key_is_signed)
 			    1), "key");
 			ck_assert_int_eq(strncmp((const char *)
 			    sqlite3_column_text(st, 3), "ed25519 ", 8), 0);
-			ck_assert_int_eq(sqlite3_column_bytes(st, 3), 72);
+			/* "ed25519 HEX v2": its rows are signed v2. */
+			ck_assert_int_eq(sqlite3_column_bytes(st, 3), 75);
+			ck_assert_str_eq((const char *)sqlite3_column_text(st,
+			    3) + 72, " v2");
 		}
 	}
 	sqlite3_finalize(st);
@@ -467,7 +512,7 @@ START_TEST(rechain_after_edit_is_caught)
 	sqlite3 *db = tk_open();
 
 	tk_exec(db, "UPDATE audit SET state = 'rejected' WHERE seq = 8");
-	tk_rechain(db, NULL, 0);
+	tk_rechain(db, NULL, 0, 1);
 	tk_close(db);
 	/* The plain chain is whole again: only the signature tells. */
 	tk_broken(tk_pub, 8, "signature is not the station's key's");
@@ -481,7 +526,7 @@ START_TEST(rechain_after_delete_is_caught)
 
 	tk_exec(db, "DELETE FROM audit WHERE seq = 7; UPDATE audit SET seq = "
 	    "seq - 1 WHERE seq > 7");
-	tk_rechain(db, NULL, 0);
+	tk_rechain(db, NULL, 0, 1);
 	tk_close(db);
 	tk_broken(tk_pub, 7, "signature is not the station's key's");
 }
@@ -496,7 +541,7 @@ START_TEST(rechain_after_insert_is_caught)
 	    "INSERT INTO audit (seq, utc, station, job, reader, state, reason,"
 	    " hash) SELECT 7, utc, station, job, reader, 'verified', 'forged',"
 	    " x'00' FROM audit WHERE seq = 6");
-	tk_rechain(db, NULL, 0);
+	tk_rechain(db, NULL, 0, 1);
 	tk_close(db);
 	tk_broken(tk_pub, 7, "has no signature");
 }
@@ -513,12 +558,12 @@ START_TEST(forged_append_is_caught)
 	    " reason, model, serial, license_seq, hash) SELECT 13, utc, "
 	    "station, job, reader, 'verified', 'license loaded and read back',"
 	    " model, serial, 6, x'00' FROM audit WHERE seq = 12");
-	tk_rechain(db, NULL, 0);
+	tk_rechain(db, NULL, 0, 1);
 	tk_close(db);
 	tk_broken(tk_pub, 13, "has no signature");
 	db = tk_open();
 	evil = tk_evil_key(pub);
-	tk_rechain(db, evil, 13);
+	tk_rechain(db, evil, 13, 1);
 	tk_close(db);
 	tk_broken(tk_pub, 13, "signature is not the station's key's");
 	sign_key_free(evil);
@@ -538,10 +583,10 @@ START_TEST(replaced_key_is_caught)
 
 	evil = tk_evil_key(pub);
 	dbhash_hex(pub, 32, 0, hex);
-	snprintf(sql, sizeof(sql), "UPDATE audit SET reason = 'ed25519 %s' "
+	snprintf(sql, sizeof(sql), "UPDATE audit SET reason = 'ed25519 %s v2' "
 	    "WHERE seq = 4", hex);
 	tk_exec(db, sql);
-	tk_rechain(db, evil, 4);
+	tk_rechain(db, evil, 4, 1);
 	tk_close(db);
 	tk_broken(tk_pub, 4, "is none of the --key files");
 	out = tk_passes("");
@@ -551,25 +596,75 @@ START_TEST(replaced_key_is_caught)
 }
 END_TEST
 
-/* A new key row appended, unendorsed, and rows signed by it. */
-START_TEST(unendorsed_key_change_is_caught)
+/*
+ * A new key row appended (for a key that is neither the active one,
+ * endorsed by it, nor given), and rows signed by it: written as today's
+ * cardlicd writes a key row (v2), with an endorsement that does not
+ * check, or as an older one did (no mark).
+ */
+static void
+tk_unendorsed(const char *tail, int v2, const char *why)
 {
 	struct sign_key *evil;
 	uint8_t pub[32];
-	char sql[400], hex[65];
+	char sql[700], hex[65], args[1400];
 	sqlite3 *db = tk_open();
 
 	evil = tk_evil_key(pub);
 	dbhash_hex(pub, 32, 0, hex);
 	snprintf(sql, sizeof(sql), "INSERT INTO audit (seq, utc, station, job,"
 	    " reader, state, reason, hash) SELECT 13, utc, station, 0, '', "
-	    "'key', 'ed25519 %s', x'00' FROM audit WHERE seq = 12", hex);
+	    "'key', 'ed25519 %s%s', x'00' FROM audit WHERE seq = 12; INSERT "
+	    "INTO audit (seq, utc, station, job, reader, state, reason, hash) "
+	    "SELECT 14, utc, station, job + 1, reader, 'skipped', 'forged', "
+	    "x'00' FROM audit WHERE seq = 12", hex, tail);
 	tk_exec(db, sql);
-	tk_rechain(db, evil, 13);
+	tk_rechain(db, evil, 13, v2);
 	tk_close(db);
-	tk_broken(tk_pub, 13, "with no valid endorsement by the active key");
-	tk_broken("", 13, "with no valid endorsement by the active key");
+	tk_broken(tk_pub, 13, why);
+	tk_broken("", 13, why);
+	tk_broken("--every-signature", 13, why);
+	/* Given with --key too, the key is the station's: it passes. */
+	if (v2) {
+		tk_pub_file(pub, "evil.pub", sql, sizeof(sql));
+		snprintf(args, sizeof(args), "%s %s", tk_pub, sql);
+		free(tk_passes(args));
+	}
 	sign_key_free(evil);
+}
+
+START_TEST(unendorsed_key_change_is_caught)
+{
+	tk_unendorsed(" v2", 1, "with no valid endorsement by the active key");
+}
+END_TEST
+
+/* An endorsement by the active key, in form; its signature, no one's. */
+START_TEST(falsely_endorsed_key_change_is_caught)
+{
+	struct sign_key *k1;
+	uint8_t pub[32];
+	char tail[300], hex[65], junk[129];
+
+	k1 = tk_key_file(tk_priv, pub);
+	sign_key_free(k1);
+	dbhash_hex(pub, 32, 0, hex);
+	memset(junk, 'a', 128);
+	junk[128] = '\0';
+	snprintf(tail, sizeof(tail), " endorsed-by %s %s v2", hex, junk);
+	tk_unendorsed(tail, 1, "with no valid endorsement by the active key");
+}
+END_TEST
+
+/*
+ * A key row as a cardlicd from before v2 wrote it (no mark), after the
+ * v2 one, and rows signed v1 after it: BROKEN whatever the key, as that
+ * cardlicd signs on top of whatever row ends the file.
+ */
+START_TEST(key_row_without_the_mark_after_a_v2_one_is_broken)
+{
+	tk_unendorsed("", 0, "a key row without the v2 mark, after key row 4 "
+	    "began signing v2");
 }
 END_TEST
 
@@ -580,7 +675,7 @@ START_TEST(stripped_signatures_are_caught)
 
 	tk_exec(db, "DELETE FROM audit WHERE seq = 4; UPDATE audit SET seq = "
 	    "seq - 1 WHERE seq > 4; UPDATE audit SET sig = NULL");
-	tk_rechain(db, NULL, 0);
+	tk_rechain(db, NULL, 0, 1);
 	tk_close(db);
 	tk_broken(tk_pub, 11, "no key row");
 }
@@ -589,18 +684,33 @@ END_TEST
 /*
  * A middle row's signature bytes spoilt, its contents untouched.  verify
  * used to check each key's last signature only, which covers this row
- * through the chain, and passed; only --every-signature named it.  Every
- * row's own signature is checked now, by default.
+ * through the chain, and passed; only --every-signature named it.  Rows
+ * signed v1 (as a cardlicd from before v2 signed them) are each checked
+ * by their own signature now, by default.  In rows signed v2 the last
+ * signature proves the row's contents, as the station wrote them, and
+ * that nobody appended it: verify says how it proved them, and
+ * --every-signature names the spoilt bytes.
  */
 START_TEST(every_signature_names_a_spoilt_one)
 {
 	sqlite3 *db = tk_open();
-	char args[600];
+	char args[600], *out;
 
 	tk_exec(db, "UPDATE audit SET sig = zeroblob(64) WHERE seq = 7");
 	tk_close(db);
-	tk_broken(tk_pub, 7, "its signature is not the station's key's");
 	snprintf(args, sizeof(args), "%s --every-signature", tk_pub);
+	tk_broken(args, 7, "its signature is not the station's key's");
+	out = tk_passes(tk_pub);
+	ck_assert_msg(strstr(out, "12 rows, chain intact") != NULL &&
+	    strstr(out, "; 9 v2 since row 4, proven by the last signature of "
+	    "each key row's rows") != NULL, "%s", out);
+	free(out);
+	/* The same rows as a cardlicd from before v2 signed them. */
+	tk_as_v1();
+	db = tk_open();
+	tk_exec(db, "UPDATE audit SET sig = zeroblob(64) WHERE seq = 7");
+	tk_close(db);
+	tk_broken(tk_pub, 7, "its signature is not the station's key's");
 	tk_broken(args, 7, "its signature is not the station's key's");
 }
 END_TEST
@@ -609,11 +719,15 @@ END_TEST
  * From the independent test round: a row forged without the key, with a
  * correct hash and a signature that is some other row's (or any 64
  * bytes), then one more card.  cardlicd chained that card's row to the
- * file's last row, the forged one, and signed it: the last signature of
- * the key was good, and verify --key --checkpoints passed; only
- * --every-signature saw the forged row.  The station's own row is signed
- * here by the test with the station's key, as that daemon signed it, so
- * that the file is the same whatever the daemon does now.
+ * file's last row, the forged one, and signed it (v1): the last
+ * signature of the key was good, and verify --key --checkpoints passed;
+ * only --every-signature saw the forged row.  The file is made as that
+ * cardlicd left it (tk_as_v1, and its row signed v1 by the test with the
+ * station's key).  Each v1 row's own signature is checked, so the forged
+ * row is named; and still so once today's cardlicd has gone on from that
+ * file (it checked only the last row, as it does with no note of its
+ * own: a good v1 signature), publishing its key again with the v2 mark
+ * and signing v2 on top.
  */
 static void
 tk_forged_then_signed(const char *sig)
@@ -621,8 +735,10 @@ tk_forged_then_signed(const char *sig)
 	struct sign_key *k1;
 	uint8_t pub[32];
 	char sql[700];
-	sqlite3 *db = tk_open();
+	sqlite3 *db;
 
+	tk_as_v1();
+	db = tk_open();
 	snprintf(sql, sizeof(sql), "INSERT INTO audit (seq, utc, station, job,"
 	    " reader, state, reason, model, serial, license_seq, hash, sig) "
 	    "SELECT 13, utc, station, job, reader, 'verified', 'license loaded"
@@ -633,11 +749,17 @@ tk_forged_then_signed(const char *sig)
 	    "seq = 12", sig);
 	tk_exec(db, sql);
 	k1 = tk_key_file(tk_priv, pub);
-	tk_rechain(db, k1, 14);
+	tk_rechain(db, k1, 14, 0);
 	tk_close(db);
 	sign_key_free(k1);
 	tk_broken(tk_pub, 13, "its signature is not the station's key's");
 	tk_broken("", 13, "its signature is not the station's key's");
+	tk_daemon(tk_priv, 2);
+	db = tk_open();
+	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit WHERE seq = 15 "
+	    "AND state = 'key' AND reason LIKE '% v2'"), 1);
+	tk_close(db);
+	tk_broken(tk_pub, 13, "its signature is not the station's key's");
 }
 
 START_TEST(forged_row_under_a_signed_row_is_caught)
@@ -662,7 +784,7 @@ START_TEST(forged_row_with_a_copied_signature_is_caught)
 	    " reason, model, serial, license_seq, hash, sig) SELECT 13, utc, "
 	    "station, job, reader, 'verified', 'license loaded and read back',"
 	    " model, serial, 6, x'00', sig FROM audit WHERE seq = 12");
-	tk_rechain(db, NULL, 0);
+	tk_rechain(db, NULL, 0, 1);
 	tk_close(db);
 	tk_broken(tk_pub, 13, "its signature is not the station's key's");
 }
@@ -684,9 +806,274 @@ START_TEST(forged_row_in_the_middle_is_caught)
 	    " model, serial, license_seq, hash, sig) SELECT 7, utc, station, "
 	    "job, reader, 'verified', 'license loaded and read back', model, "
 	    "serial, 6, x'00', sig FROM audit WHERE seq = 6");
-	tk_rechain(db, NULL, 0);
+	tk_rechain(db, NULL, 0, 1);
 	tk_close(db);
 	tk_broken(tk_pub, 7, "its signature is not the station's key's");
+}
+END_TEST
+
+/*
+ * In rows signed v2, only the last signature is checked.  The attacker
+ * (no key) cannot make cardlicd sign on top of a row of theirs: it signs
+ * only on top of its own last row (tests/check_trust.c,
+ * forged_row_stops_issuance).  What they can put on top of a forged row
+ * is a copy of a row that the station signed, with its genuine v2
+ * signature: here row 12, after a forged row 13 (with row 12's signature,
+ * or any 64 bytes).  The copy's hash is no longer the one its signature
+ * was made for, so the last signature fails, and the walk again names
+ * the forged row.  Checked in an export too, and by backup and merge.
+ */
+static void
+tk_forged_under_a_copy(const char *sig)
+{
+	char sql[900], *out;
+	sqlite3 *db = tk_open();
+	int st;
+
+	snprintf(sql, sizeof(sql), "INSERT INTO audit (seq, utc, station, job,"
+	    " reader, state, reason, model, serial, license_seq, hash, sig) "
+	    "SELECT 13, utc, station, job, reader, 'verified', 'license loaded"
+	    " and read back', model, serial, 6, x'00', %s FROM audit WHERE "
+	    "seq = 12; INSERT INTO audit SELECT 14, utc, station, job, reader, "
+	    "state, reason, model, serial, start_date, end_date, license_seq, "
+	    "license, batch_reader, batch_atr, batch_count, sw, ckr, status, "
+	    "timings, hash, sig FROM audit WHERE seq = 12", sig);
+	tk_exec(db, sql);
+	tk_rechain(db, NULL, 0, 1);
+	tk_close(db);
+	tk_broken(tk_pub, 13, "its signature is not the station's key's");
+	tk_broken("", 13, "its signature is not the station's key's");
+	tk_broken("--every-signature", 13, "its signature is not the "
+	    "station's key's");
+	out = tk_run(&st, CTL " -d %s export --signed --format csv > %s/f.csv "
+	    "&& " CTL " verify --export %s/f.csv %s", tk_db, tk_dir, tk_dir,
+	    tk_pub);
+	ck_assert_msg(st == 1 && strstr(out, "BROKEN at row 13: its "
+	    "signature is not the station's key's") != NULL, "verify "
+	    "--export: exit %d: %s", st, out);
+	free(out);
+	out = tk_run(&st, CTL " -d %s backup %s/b.db", tk_db, tk_dir);
+	ck_assert_msg(st == 1 && strstr(out, "BROKEN at row 13") != NULL &&
+	    strstr(out, "the copy does NOT verify") != NULL, "backup: exit "
+	    "%d: %s", st, out);
+	free(out);
+	out = tk_run(&st, CTL " merge %s/m.db %s", tk_dir, tk_db);
+	ck_assert_msg(st == 2 && strstr(out, "its chain is broken; nothing "
+	    "merged from it") != NULL, "merge: exit %d: %s", st, out);
+	free(out);
+}
+
+START_TEST(forged_row_under_a_copied_v2_row_is_caught)
+{
+	tk_forged_under_a_copy("(SELECT sig FROM audit WHERE seq = 12)");
+}
+END_TEST
+
+START_TEST(forged_row_with_any_signature_under_a_copied_v2_row_is_caught)
+{
+	tk_forged_under_a_copy("randomblob(64)");
+}
+END_TEST
+
+/*
+ * A cardlicd from before v2 run again on a file that today's cardlicd
+ * signs v2 (the same key): it publishes no key row, and signs v1 on top
+ * of whatever row ends the file, a forged one too.  Rows signed v1 after
+ * a v2 key row are BROKEN, named for it: here as the file's last rows,
+ * whose signature verify checks.  When today's cardlicd then signs on
+ * top (it checked those rows at its start: good v1 signatures, and the
+ * rows back to its note), only --every-signature sees them: see
+ * man/cardlicctl.1 on what the default proves.
+ */
+START_TEST(v1_signature_in_a_v2_span_is_broken)
+{
+	struct sign_key *k1;
+	uint8_t pub[32], h[32], sig[64];
+	char args[700], *out;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int rc;
+
+	db = tk_open();
+	tk_exec(db, "INSERT INTO audit (seq, utc, station, job, reader, state,"
+	    " reason, hash) SELECT seq + 1, utc, station, job + 1, reader, "
+	    "'skipped', 'a valid license already', x'00' FROM audit WHERE seq "
+	    "= 12; INSERT INTO audit (seq, utc, station, job, reader, state, "
+	    "reason, hash) SELECT seq + 2, utc, station, job + 2, reader, "
+	    "'skipped', 'a valid license already', x'00' FROM audit WHERE seq "
+	    "= 12");
+	k1 = tk_key_file(tk_priv, pub);
+	tk_rechain(db, k1, 13, 0);
+	tk_close(db);
+	tk_broken(tk_pub, 13, "row 13: signed v1, though its key row 4 is "
+	    "v2, after which every row is signed v2");
+	tk_broken("", 13, "row 13: signed v1");
+	snprintf(args, sizeof(args), "%s --every-signature", tk_pub);
+	tk_broken(args, 13, "row 13: signed v1");
+	out = tk_run(&rc, CTL " -d %s export --signed --format jsonl > "
+	    "%s/f.jsonl && " CTL " verify --export %s/f.jsonl %s", tk_db,
+	    tk_dir, tk_dir, tk_pub);
+	ck_assert_msg(rc == 1 && strstr(out, "BROKEN at row 13: signed "
+	    "v1") != NULL, "verify --export: exit %d: %s", rc, out);
+	free(out);
+	/* Today's cardlicd on top: a v2 row 15. */
+	db = tk_open();
+	tk_exec(db, "INSERT INTO audit (seq, utc, station, job, reader, state,"
+	    " reason, hash) SELECT seq + 1, utc, station, job + 1, reader, "
+	    "'skipped', 'a valid license already', x'00' FROM audit WHERE seq "
+	    "= 14");
+	tk_rechain(db, k1, 15, 1);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT hash, sig FROM audit "
+	    "WHERE seq = 15", -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	memcpy(h, sqlite3_column_blob(st, 0), 32);
+	memcpy(sig, sqlite3_column_blob(st, 1), 64);
+	sqlite3_finalize(st);
+	ck_assert(sign_check(pub, SIGN_DOMAIN_ROW_V2, h, 32, sig));
+	tk_close(db);
+	sign_key_free(k1);
+	tk_broken(args, 13, "row 13: signed v1, though its key row 4 is "
+	    "v2");
+}
+END_TEST
+
+/*
+ * A v2 row's signature replaced by another row's (a genuine signature of
+ * the station's): the last row's is caught by default; a middle row's
+ * changes no row's contents, which the last signature proves, and
+ * --every-signature names it.
+ */
+START_TEST(v2_signature_replaced_by_another_rows_is_caught)
+{
+	struct sign_key *k1;
+	uint8_t pub[32];
+	char args[700], *out;
+	sqlite3 *db = tk_open();
+
+	tk_exec(db, "UPDATE audit SET sig = (SELECT sig FROM audit WHERE seq "
+	    "= 8) WHERE seq = 10");
+	tk_close(db);
+	out = tk_passes(tk_pub);
+	ck_assert_msg(strstr(out, "proven by the last signature") != NULL,
+	    "%s", out);
+	free(out);
+	snprintf(args, sizeof(args), "%s --every-signature", tk_pub);
+	tk_broken(args, 10, "row 10: its signature is not the station's "
+	    "key's (key row 4)");
+	db = tk_open();
+	tk_exec(db, "UPDATE audit SET sig = (SELECT sig FROM audit WHERE seq "
+	    "= 8) WHERE seq = 12");
+	tk_close(db);
+	/* The walk again names the first: row 10. */
+	tk_broken(tk_pub, 10, "row 10: its signature is not the station's "
+	    "key's (key row 4)");
+	/* Signed again by the station's key, then the last one replaced. */
+	k1 = tk_key_file(tk_priv, pub);
+	db = tk_open();
+	tk_rechain(db, k1, 10, 1);
+	tk_exec(db, "UPDATE audit SET sig = (SELECT sig FROM audit WHERE seq "
+	    "= 8) WHERE seq = 12");
+	tk_close(db);
+	sign_key_free(k1);
+	tk_broken(tk_pub, 12, "row 12: its signature is not the station's "
+	    "key's (key row 4)");
+}
+END_TEST
+
+/*
+ * Today's cardlicd on a file that an older one signed (v1): it publishes
+ * the same key again, with the mark and no endorsement (none is needed:
+ * the key is the active one), and signs v2 from there.  The file passes,
+ * its v1 rows each checked, its v2 rows through their last signature;
+ * pubkey gives the key; the next start publishes nothing more.  A v1 key
+ * row of the same key after it is BROKEN.
+ */
+START_TEST(same_key_published_again_v2_passes)
+{
+	char file[400], *out;
+	sqlite3 *db;
+	int st;
+
+	tk_as_v1();
+	tk_daemon(tk_priv, 3);
+	db = tk_open();
+	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit WHERE state = "
+	    "'key' AND seq = 13 AND reason = (SELECT reason FROM audit WHERE "
+	    "seq = 4) || ' v2'"), 1);
+	tk_close(db);
+	out = tk_passes(tk_pub);
+	ck_assert_msg(strstr(out, "16 rows, chain intact") != NULL &&
+	    strstr(out, "; 13 signed, key ") != NULL &&
+	    strstr(out, "(row 13); 9 v1, each signature checked; 4 v2 since "
+	    "row 13, proven by the last signature") != NULL, "%s", out);
+	free(out);
+	/* Unanchored, the key rows alone: no endorsement is needed. */
+	out = tk_passes("");
+	ck_assert_msg(strstr(out, "16 rows, chain intact") != NULL &&
+	    strstr(out, "unanchored") != NULL, "%s", out);
+	free(out);
+	out = tk_run(&st, CTL " -d %s pubkey | cmp - %s.pub", tk_db, tk_priv);
+	ck_assert_msg(st == 0, "pubkey is not k1.pub: %s", out);
+	free(out);
+	snprintf(file, sizeof(file), "%s/again.csv", tk_dir);
+	out = tk_run(&st, CTL " -d %s export --signed --format csv > %s && "
+	    CTL " verify --export %s %s", tk_db, file, file, tk_pub);
+	ck_assert_msg(st == 0 && strstr(out, "16 rows checked; every column "
+	    "matches") != NULL, "%s", out);
+	free(out);
+	tk_daemon(tk_priv, 1);
+	db = tk_open();
+	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit WHERE state = "
+	    "'key'"), 2);
+	/* The same key again, as an older cardlicd's key row. */
+	tk_exec(db, "INSERT INTO audit (seq, utc, station, job, reader, state,"
+	    " reason, hash) SELECT 18, utc, station, 0, '', 'key', (SELECT "
+	    "reason FROM audit WHERE seq = 4), x'00' FROM audit WHERE seq = "
+	    "17");
+	tk_rechain(db, NULL, 0, 1);
+	tk_close(db);
+	tk_broken(tk_pub, 18, "a key row without the v2 mark, after key row "
+	    "13 began signing v2");
+}
+END_TEST
+
+/*
+ * A v2 signature where v1 is due: a row of a file signed v1 signed again
+ * v2 (only the key can), with no v2 key row before it.
+ */
+START_TEST(v2_signature_where_v1_is_due_is_broken)
+{
+	struct sign_key *k1;
+	uint8_t pub[32], h[32], sig[64];
+	sqlite3_stmt *st;
+	sqlite3 *db;
+
+	tk_as_v1();
+	k1 = tk_key_file(tk_priv, pub);
+	db = tk_open();
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT hash FROM audit WHERE "
+	    "seq = 7", -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	memcpy(h, sqlite3_column_blob(st, 0), 32);
+	sqlite3_finalize(st);
+	ck_assert_int_eq(sign_bytes(k1, SIGN_DOMAIN_ROW_V2, h, 32, sig), 0);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "UPDATE audit SET sig = ?1 "
+	    "WHERE seq = 7", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_blob(st, 1, sig, 64, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	tk_close(db);
+	sign_key_free(k1);
+	tk_broken(tk_pub, 7, "row 7: signed v2, though its key row 4 is "
+	    "not");
+	/* The mark taken off a v2 key row: its own signature says so. */
+	tk_daemon(tk_priv, 2);
+	db = tk_open();
+	tk_exec(db, "UPDATE audit SET reason = substr(reason, 1, 72) WHERE "
+	    "seq = 13");
+	tk_rechain(db, NULL, 0, 1);
+	tk_close(db);
+	tk_broken(tk_pub, 7, "row 7: signed v2");
 }
 END_TEST
 
@@ -694,18 +1081,24 @@ END_TEST
  * The signatures are checked by several threads, a block of rows at a
  * time: the row named is still the first that fails, whichever thread
  * saw it, and a row altered before it comes first.  5,000 rows of
- * bench/mkaudit (one key row, then signed rows).
+ * bench/mkaudit (one key row, then signed rows), signed v1 up to row
+ * 4,500 or so (MKAUDIT_V1_ROWS, as a cardlicd from before v2 signed
+ * them), or v2 from its first row: where only the last signature was
+ * checked, the walk again checks each, and names the same row.
  */
-START_TEST(first_bad_row_of_many_is_named)
+static void
+tk_first_bad(const char *v1_rows, const char *zero)
 {
-	char key[400], args[600], *out;
+	char key[400], args[600], sql[200], *out;
 	sqlite3 *db;
 	int st;
 
 	snprintf(key, sizeof(key), "%s/mk", tk_dir);
-	tk_keygen("mk");
+	if (access(key, F_OK) != 0)
+		tk_keygen("mk");
 	unlink(tk_db);
-	out = tk_run(&st, TOPDIR "/bench/mkaudit %s 5000 %s", tk_db, key);
+	out = tk_run(&st, "MKAUDIT_V1_ROWS=%s " TOPDIR "/bench/mkaudit %s 5000 "
+	    "%s", v1_rows, tk_db, key);
 	ck_assert_msg(st == 0, "%s", out);
 	free(out);
 	snprintf(args, sizeof(args), "--key %s.pub", key);
@@ -714,8 +1107,9 @@ START_TEST(first_bad_row_of_many_is_named)
 	    out);
 	free(out);
 	db = tk_open();
-	tk_exec(db, "UPDATE audit SET sig = zeroblob(64) WHERE seq IN (4000, "
-	    "2600, 1500)");
+	snprintf(sql, sizeof(sql), "UPDATE audit SET sig = zeroblob(64) WHERE "
+	    "seq IN (4000, 2600, 1500%s)", zero);
+	tk_exec(db, sql);
 	tk_close(db);
 	out = tk_run(&st, CTL " -d %s verify %s", tk_db, args);
 	ck_assert_msg(st == 1 && strstr(out, "BROKEN at row 1500: its "
@@ -733,6 +1127,47 @@ START_TEST(first_bad_row_of_many_is_named)
 	tk_exec(db, "UPDATE audit SET reason = 'edited' WHERE seq = 900");
 	tk_close(db);
 	tk_broken(args, 900, "was altered");
+}
+
+START_TEST(first_bad_row_of_many_is_named)
+{
+	tk_first_bad("4500", "");
+}
+END_TEST
+
+/*
+ * The same in rows signed v2: spoilt signatures under a good last one
+ * change no row's contents (--every-signature names the first); with the
+ * last one spoilt too, the walk again names the first.
+ */
+START_TEST(first_bad_row_of_many_v2_is_named)
+{
+	char key[400], args[600], *out;
+	sqlite3 *db;
+	int st;
+
+	snprintf(key, sizeof(key), "%s/mk", tk_dir);
+	tk_keygen("mk");
+	unlink(tk_db);
+	out = tk_run(&st, TOPDIR "/bench/mkaudit %s 5000 %s", tk_db, key);
+	ck_assert_msg(st == 0, "%s", out);
+	free(out);
+	db = tk_open();
+	ck_assert_int_eq(tk_num(db, "SELECT count(*) FROM audit WHERE state = "
+	    "'key' AND reason LIKE '% v2'"), 1);
+	tk_exec(db, "UPDATE audit SET sig = zeroblob(64) WHERE seq IN (4000, "
+	    "2600, 1500)");
+	tk_close(db);
+	snprintf(args, sizeof(args), "--key %s.pub", key);
+	free(tk_passes(args));
+	snprintf(args, sizeof(args), "--key %s.pub --every-signature", key);
+	out = tk_run(&st, CTL " -d %s verify %s", tk_db, args);
+	ck_assert_msg(st == 1 && strstr(out, "BROKEN at row 1500: its "
+	    "signature is not the station's key's (key row 1)") != NULL &&
+	    strstr(out, "; 1499 rows checked before it") != NULL, "exit %d: "
+	    "%s", st, out);
+	free(out);
+	tk_first_bad("0", ", 5000");
 }
 END_TEST
 
@@ -1218,7 +1653,7 @@ START_TEST(nul_in_any_text_column_is_named)
 
 	tk_exec(db, "UPDATE audit SET reason = CAST(X'737465702033006869646465"
 	    "6E' AS TEXT) WHERE seq = 7");
-	tk_rechain(db, NULL, 0);
+	tk_rechain(db, NULL, 0, 1);
 	tk_close(db);
 	tk_broken(tk_pub, 7, "its reason holds a NUL byte (byte 7 of 13: "
 	    "\"step 3\\x00hidden\")");
@@ -1303,7 +1738,7 @@ tk_key_comes_back(int endorse)
 	    "'key'"), 13);
 	snprintf(sql, sizeof(sql), "INSERT INTO audit (seq, utc, station, "
 	    "job, reader, state, reason, hash) SELECT 17, utc, station, 0, '', "
-	    "'key', 'ed25519 %s%s%s%s%s', x'00' FROM audit WHERE seq = 16; "
+	    "'key', 'ed25519 %s%s%s%s%s v2', x'00' FROM audit WHERE seq = 16; "
 	    "INSERT INTO audit (seq, utc, station, job, reader, state, reason, "
 	    "model, serial, license_seq, hash) SELECT 18, utc, station, job, "
 	    "reader, 'verified', 'license loaded and read back', model, "
@@ -1311,7 +1746,7 @@ tk_key_comes_back(int endorse)
 	    endorse ? " endorsed-by " : "", endorse ? h2 : "",
 	    endorse ? " " : "", endorse ? he : "");
 	tk_exec(db, sql);
-	tk_rechain(db, k1, 17);
+	tk_rechain(db, k1, 17, 1);
 	tk_close(db);
 	snprintf(why, sizeof(why), "a key row brings back key %s, which key "
 	    "row 13 retired (it was published in row 4)", h1);
@@ -1586,6 +2021,8 @@ main(void)
 	tcase_add_test(rows, forged_append_is_caught);
 	tcase_add_test(keys, replaced_key_is_caught);
 	tcase_add_test(keys, unendorsed_key_change_is_caught);
+	tcase_add_test(keys, falsely_endorsed_key_change_is_caught);
+	tcase_add_test(keys, key_row_without_the_mark_after_a_v2_one_is_broken);
 	tcase_add_test(keys, stripped_signatures_are_caught);
 	tcase_add_test(keys, every_signature_names_a_spoilt_one);
 	tcase_add_test(keys, forged_row_under_a_signed_row_is_caught);
@@ -1593,7 +2030,15 @@ main(void)
 	    forged_row_with_any_signature_under_a_signed_row_is_caught);
 	tcase_add_test(keys, forged_row_with_a_copied_signature_is_caught);
 	tcase_add_test(keys, forged_row_in_the_middle_is_caught);
+	tcase_add_test(keys, forged_row_under_a_copied_v2_row_is_caught);
+	tcase_add_test(keys,
+	    forged_row_with_any_signature_under_a_copied_v2_row_is_caught);
+	tcase_add_test(keys, v1_signature_in_a_v2_span_is_broken);
+	tcase_add_test(keys, v2_signature_replaced_by_another_rows_is_caught);
+	tcase_add_test(keys, same_key_published_again_v2_passes);
+	tcase_add_test(keys, v2_signature_where_v1_is_due_is_broken);
 	tcase_add_test(keys, first_bad_row_of_many_is_named);
+	tcase_add_test(keys, first_bad_row_of_many_v2_is_named);
 	tcase_add_test(keys, redefined_view_is_refused);
 	tcase_add_test(keys, added_index_is_refused);
 	tcase_add_test(keys, trigger_named_like_the_statistics_is_refused);
