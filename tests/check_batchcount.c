@@ -239,8 +239,8 @@ START_TEST(reconcile_agrees_with_the_card)
 	ck_assert_int_eq(card_num("bc-batch", "issued"), 2);
 	/* Before a second count: what the counter should say now. */
 	out = tl_reconcile(d_db);
-	snprintf(want, sizeof(want), "test " BATCH " (ATR " ATR "): count "
-	    "#%ld ", first);
+	snprintf(want, sizeof(want), "  batch card BC-1 (in test " BATCH ", ATR "
+	    ATR "): count #%ld ", first);
 	expect(out, want);
 	snprintf(want, sizeof(want), ": 0, the first: the baseline\n"
 	    "    since #%ld: 2 spent (2 generated); the counter should now "
@@ -288,8 +288,8 @@ START_TEST(credit_spent_without_a_row_is_a_difference)
 	snprintf(cur, sizeof(cur), "#%ld", qn("SELECT max(seq) FROM audit "
 	    "WHERE state = 'counted'"));
 	out = tl_reconcile(d_db);
-	expect(out, "  DIFFERENCE on test " BATCH " (ATR " ATR "):\n"
-	    "    count ");
+	expect(out, "  DIFFERENCE on batch card BC-1 (in test " BATCH ", ATR "
+	    ATR "):\n    count ");
 	expect(out, prev);
 	expect(out, cur);
 	expect(out, ": 2, vendor tool after two cards (by uid 0)\n");
@@ -387,7 +387,8 @@ START_TEST(credit_in_doubt_is_possibly_the_difference)
 	expect(out, "exit 0");
 	free(out);
 	out = tl_reconcile(d_db);
-	expect(out, "  POSSIBLE DIFFERENCE on test " BATCH " (ATR " ATR "):\n");
+	expect(out, "  POSSIBLE DIFFERENCE on batch card BC-1 (in test " BATCH
+	    ", ATR " ATR "):\n");
 	expect(out, ": 5, vendor tool: 5 (by uid 0)\n"
 	    "    the counter rose by 1; the rows between say 0 were spent "
 	    "(0 generated)\n");
@@ -395,8 +396,11 @@ START_TEST(credit_in_doubt_is_possibly_the_difference)
 	    "decided (#%ld): possibly those; decide them with cardlicctl "
 	    "resolve\n", doubt);
 	expect(out, want);
-	/* Not counted as a difference: the credit in doubt is listed. */
+	/* A possible one: the credit in doubt is listed too. */
 	expect(out, "3 difference(s) between");
+	expect(out, "\n1 possible difference(s) between the batch cards' "
+	    "counters and the rows, until the credits named are decided or "
+	    "counted\n");
 	expect(out, "credit in doubt for card BC0004");
 	expect(out, "exit 1");
 	free(out);
@@ -415,6 +419,299 @@ START_TEST(credit_in_doubt_is_possibly_the_difference)
 }
 END_TEST
 
+/*
+ * Batch cards by label (issue 18, case 8), each test on a database of
+ * its own, on a line of four readers: batch cards in readers 0 (A) and 2
+ * (B), target cards in reader 1.
+ */
+#define RA	"Sim Line A 00 00"
+#define RB	"Sim Line B 00 00"
+
+static void
+label_line_up(void)
+{
+	d_suite_up(4);
+}
+
+/* A daemon on database name, batch card card in reader 0 (opts). */
+static void
+label_start(const char *name, const char *card, const char *opts)
+{
+	d_config(name, "1234", NULL);
+	tl_insert(0, card, "--type batch --credits 20 %s", opts);
+	d_start();
+	wait_n("SELECT count(*) FROM audit WHERE state = 'batch-in'", 1, 8000);
+}
+
+/* Batch card card moved to reader k: its batch-in row is the n-th. */
+static void
+label_move(int from, int k, const char *card, long n)
+{
+	tl_remove(from);
+	tl_insert(k, card, "--type batch");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'batch-in'", n, 8000);
+}
+
+/* batch-count --card label, in reader, with the card's own counter. */
+static long
+label_count(const char *label, const char *reader, const char *card)
+{
+	char args[400], want[200], *out;
+	long seq = qn("SELECT coalesce(max(seq), 0) + 1 FROM audit");
+
+	snprintf(args, sizeof(args), "batch-count --card %s '%s' %ld 'vendor "
+	    "tool'", label, reader, card_num(card, "issued"));
+	out = ctl(args);
+	snprintf(want, sizeof(want), "ok: row %ld records the count %ld of "
+	    "batch card %s, in %s", seq, card_num(card, "issued"), label,
+	    reader);
+	expect(out, want);
+	free(out);
+	return seq;
+}
+
+/* A target card in reader 1, issued until its row count of state is n. */
+static void
+label_issue(const char *serial, const char *state, long n)
+{
+	char sql[200];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit WHERE state = "
+	    "'%s'", state);
+	tl_insert(1, serial, "--type target --serial %s", serial);
+	wait_n(sql, n, 10000);
+	tl_remove(1);
+}
+
+/*
+ * The same rows as an older cardlicd would have written them: its
+ * counts with no label (serial NULL).  A copy made with cardlicctl
+ * backup, the triggers set aside for the edit and put back word for
+ * word, so that cardlicctl takes the schema as cardlicd's.
+ */
+static void
+label_as_before(char *path, size_t len)
+{
+	tl_sh("rm -f %s/before.db && " CTL " -d %s backup %s/before.db "
+	    ">/dev/null && cd %s && sqlite3 before.db \"SELECT sql || ';' FROM "
+	    "sqlite_schema WHERE type = 'trigger'\" > trig.sql && sqlite3 "
+	    "before.db \"SELECT 'DROP TRIGGER \\\"' || name || '\\\";' FROM "
+	    "sqlite_schema WHERE type = 'trigger'\" > drop.sql && sqlite3 "
+	    "before.db < drop.sql && sqlite3 before.db \"UPDATE audit SET "
+	    "serial = NULL WHERE state = 'counted'\" && sqlite3 before.db < "
+	    "trig.sql", tl_dir, d_db, tl_dir, tl_dir);
+	snprintf(path, len, "%s/before.db", tl_dir);
+}
+
+/*
+ * The issue's scenario.  Batch card BC-1 is counted in reader A; a
+ * credit goes in doubt there (GENERATE answers 6F42 after spending) and
+ * is resolved as unspent, wrongly; then one license is made; the card is
+ * moved to reader B and counted there with its true counter.  A batch
+ * card's identity was its station, reader and ATR: the two counts were
+ * two baselines, and reconcile said that every credit was accounted for
+ * (exit 0), as it still says of the same rows with no labels.  By its
+ * label it is one card: the counter rose by 2, the rows say 1.
+ */
+START_TEST(moved_batch_card_is_one_card)
+{
+	char want[400], path[400], *out;
+	long c1, c2, doubt;
+
+	/* APDU 3 of this insertion is its first GENERATE. */
+	label_start("moved", "bc-m", "--garbage sw --garbage-at 3");
+	c1 = label_count("BC-1", RA, "bc-m");
+	label_issue("MV0001", "in-doubt", 1);
+	doubt = qn("SELECT seq FROM audit WHERE state = 'in-doubt'");
+	snprintf(want, sizeof(want), "resolve %ld unspent 'read wrong: "
+	    "nothing spent'", doubt);
+	out = ctl(want);
+	expect(out, "exit 0");
+	free(out);
+	label_issue("MV0002", "verified", 1);
+	ck_assert_int_eq(card_num("bc-m", "issued"), 2);
+	label_move(0, 2, "bc-m", 2);
+	c2 = label_count("BC-1", RB, "bc-m");
+	out = tl_reconcile(d_db);
+	snprintf(want, sizeof(want), "  batch card BC-1 (in test " RA ", ATR "
+	    ATR "): count #%ld ", c1);
+	expect(out, want);
+	snprintf(want, sizeof(want), "  DIFFERENCE on batch card BC-1 (in "
+	    "test " RB ", ATR " ATR "):\n    count #%ld ", c1);
+	expect(out, want);
+	snprintf(want, sizeof(want), ", in test " RA ": 0, vendor tool (by "
+	    "uid 0)\n    count #%ld ", c2);
+	expect(out, want);
+	expect(out, ", in test " RB ": 2, vendor tool (by uid 0)\n"
+	    "    the counter rose by 2; the rows between say 1 were spent "
+	    "(1 generated)\n    1 credit(s) spent that no row shows\n");
+	expect(out, "\n1 difference(s) between the batch cards' counters and "
+	    "the rows\nexit 1\n");
+	free(out);
+	/* The same rows as before labels: two baselines, no difference. */
+	label_as_before(path, sizeof(path));
+	out = tl_reconcile(path);
+	snprintf(want, sizeof(want), "  test " RA " (ATR " ATR "): count #%ld "
+	    , c1);
+	expect(out, want);
+	snprintf(want, sizeof(want), "  test " RB " (ATR " ATR "): count #%ld "
+	    , c2);
+	expect(out, want);
+	expect(out, "\nevery credit spent is accounted for\nexit 0\n");
+	ck_assert_msg(strstr(out, "DIFFERENCE") == NULL, "%s", out);
+	free(out);
+	d_stop();
+}
+END_TEST
+
+/*
+ * Two batch cards of one ATR, one in each of two readers, each labelled:
+ * each agrees with its own rows, before and after they trade readers.
+ */
+START_TEST(same_atr_in_two_readers_told_apart)
+{
+	char want[300], *out;
+	long x1, y1;
+
+	label_start("twins", "bc-x", "");
+	tl_insert(2, "bc-y", "--type batch --credits 20");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'batch-in'", 2, 8000);
+	x1 = label_count("BC-X", RA, "bc-x");
+	y1 = label_count("BC-Y", RB, "bc-y");
+	label_issue("TW0001", "verified", 1);
+	label_issue("TW0002", "verified", 2);
+	label_issue("TW0003", "verified", 3);
+	/* They trade readers. */
+	tl_remove(0);
+	tl_remove(2);
+	tl_insert(0, "bc-y", "--type batch");
+	tl_insert(2, "bc-x", "--type batch");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'batch-in'", 4, 8000);
+	label_issue("TW0004", "verified", 4);
+	label_issue("TW0005", "verified", 5);
+	ck_assert_int_eq(card_num("bc-x", "issued") + card_num("bc-y",
+	    "issued"), 5);
+	label_count("BC-X", RB, "bc-x");
+	label_count("BC-Y", RA, "bc-y");
+	out = tl_reconcile(d_db);
+	snprintf(want, sizeof(want), "  batch card BC-X (in test " RB ", ATR "
+	    ATR "): count #%ld ", qn("SELECT max(seq) - 1 FROM audit"));
+	expect(out, want);
+	snprintf(want, sizeof(want), ": %ld, up %ld since #%ld: agrees with "
+	    "the rows (%ld generated)\n", card_num("bc-x", "issued"),
+	    card_num("bc-x", "issued"), x1, card_num("bc-x", "issued"));
+	expect(out, want);
+	snprintf(want, sizeof(want), "  batch card BC-Y (in test " RA ", ATR "
+	    ATR "): count #%ld ", qn("SELECT max(seq) FROM audit"));
+	expect(out, want);
+	snprintf(want, sizeof(want), ": %ld, up %ld since #%ld: agrees with "
+	    "the rows (%ld generated)\n", card_num("bc-y", "issued"),
+	    card_num("bc-y", "issued"), y1, card_num("bc-y", "issued"));
+	expect(out, want);
+	expect(out, "\nevery credit spent is accounted for\nexit 0\n");
+	free(out);
+	d_stop();
+}
+END_TEST
+
+/*
+ * Another batch card of the same ATR swapped into the reader under its
+ * own label: a new insertion, a series of its own.  A label typed in
+ * for a card that a count already named otherwise is a difference.  And
+ * a card counted, pulled and put back in the same reader keeps its
+ * series: the count in its later insertion agrees with the rows.
+ */
+START_TEST(swapped_card_is_a_new_insertion)
+{
+	char want[300], *out;
+	long p1, q1, q2, in;
+
+	label_start("swap", "bc-p", "");
+	p1 = label_count("BC-P", RA, "bc-p");
+	label_issue("SW0001", "verified", 1);
+	/* Pulled and put back: a later insertion, the same card. */
+	label_move(0, 0, "bc-p", 2);
+	label_issue("SW0002", "verified", 2);
+	label_count("BC-P", RA, "bc-p");
+	/* Another card in its place. */
+	tl_remove(0);
+	tl_insert(0, "bc-q", "--type batch --credits 20");
+	wait_n("SELECT count(*) FROM audit WHERE state = 'batch-in'", 3, 8000);
+	in = qn("SELECT max(seq) FROM audit WHERE state = 'batch-in'");
+	q1 = label_count("BC-Q", RA, "bc-q");
+	label_issue("SW0003", "verified", 3);
+	q2 = label_count("BC-Q", RA, "bc-q");
+	out = tl_reconcile(d_db);
+	snprintf(want, sizeof(want), ": 2, up 2 since #%ld: agrees with the "
+	    "rows (2 generated)\n", p1);
+	expect(out, want);
+	snprintf(want, sizeof(want), "count #%ld ", q2);
+	expect(out, want);
+	snprintf(want, sizeof(want), ": 1, up 1 since #%ld: agrees with the "
+	    "rows (1 generated)\n", q1);
+	expect(out, want);
+	expect(out, "\nevery credit spent is accounted for\nexit 0\n");
+	free(out);
+	/* The wrong label for the card in the reader now. */
+	label_count("BC-P", RA, "bc-q");
+	out = tl_reconcile(d_db);
+	snprintf(want, sizeof(want), "  DIFFERENCE on batch card BC-P (in "
+	    "test " RA ", ATR " ATR "):\n    count #%ld ", qn("SELECT max(seq) "
+	    "FROM audit"));
+	expect(out, want);
+	snprintf(want, sizeof(want), "    but count #%ld named the batch card "
+	    "inserted at #%ld BC-Q: a card has one label; count it again "
+	    "with its own\n", q1, in);
+	expect(out, want);
+	expect(out, "1 difference(s) between");
+	expect(out, "exit 1");
+	free(out);
+	d_stop();
+}
+END_TEST
+
+/*
+ * Credits spent on a batch card that no count names, between two counts
+ * of another: they may be that card's.  Here they are: BC-S, counted in
+ * reader A, went to reader B uncounted, spent two credits there, and came
+ * back.  A possible difference, until the cards are counted when they
+ * are inserted.
+ */
+START_TEST(unlabelled_insertion_is_a_possible_difference)
+{
+	char want[300], *out;
+	long s1, a, b;
+
+	label_start("unlabelled", "bc-s", "");
+	s1 = label_count("BC-S", RA, "bc-s");
+	label_move(0, 2, "bc-s", 2);
+	label_issue("UL0001", "verified", 1);
+	label_issue("UL0002", "verified", 2);
+	a = qn("SELECT min(seq) FROM audit WHERE state = 'generated'");
+	b = qn("SELECT max(seq) FROM audit WHERE state = 'generated'");
+	label_move(2, 0, "bc-s", 3);
+	label_count("BC-S", RA, "bc-s");
+	out = tl_reconcile(d_db);
+	snprintf(want, sizeof(want), "  POSSIBLE DIFFERENCE on batch card BC-S "
+	    "(in test " RA ", ATR " ATR "):\n    count #%ld ", s1);
+	expect(out, want);
+	expect(out, "    the counter rose by 2; the rows between say 0 were "
+	    "spent (0 generated)\n");
+	snprintf(want, sizeof(want), "    and 2 credit(s) were spent between "
+	    "the two counts on batch cards with no label (#%ld, #%ld): "
+	    "possibly this card's; count each batch card (batch-count --card) "
+	    "when it is inserted\n", a, b);
+	expect(out, want);
+	expect(out, "test        " RB "      " ATR "        2         2       "
+	    " 0         0         0     0  -\n");
+	expect(out, "\n1 possible difference(s) between the batch cards' "
+	    "counters and the rows, until the credits named are decided or "
+	    "counted\nexit 1\n");
+	free(out);
+	d_stop();
+}
+END_TEST
+
 static Suite *
 batchcount_suite(void)
 {
@@ -429,6 +726,14 @@ batchcount_suite(void)
 	tcase_add_test(t, credit_spent_without_a_row_is_a_difference);
 	tcase_add_test(t, count_refused_while_a_license_is_made);
 	tcase_add_test(t, credit_in_doubt_is_possibly_the_difference);
+	suite_add_tcase(s, t);
+	t = tcase_create("batch cards by label");
+	tcase_add_unchecked_fixture(t, label_line_up, d_suite_down);
+	tcase_set_timeout(t, 90);
+	tcase_add_test(t, moved_batch_card_is_one_card);
+	tcase_add_test(t, same_atr_in_two_readers_told_apart);
+	tcase_add_test(t, swapped_card_is_a_new_insertion);
+	tcase_add_test(t, unlabelled_insertion_is_a_possible_difference);
 	suite_add_tcase(s, t);
 	return s;
 }

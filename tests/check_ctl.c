@@ -41,9 +41,10 @@ expect(const char *out, const char *what)
 
 /*
  * The known database: batch A (2 credits) in reader 0, then batch B in
- * reader 3.  V1, V2 use A's credits; V3 exhausts A and moves to B; P1 leaves as
- * its license arrives (pending); R1 rejects its license; S1 needs none;
- * the odd serial is verified.
+ * reader 3, each insertion a `batch-in` row (26 rows in all).  V1, V2
+ * use A's credits; V3 exhausts A and moves to B; P1 leaves as its
+ * license arrives (pending); R1 rejects its license; S1 needs none; the
+ * odd serial is verified.
  */
 static void
 build_known(void)
@@ -166,13 +167,16 @@ END_TEST
  * reconcile against the views on files drawn at random
  * (tests/reconcile-gen.py): beside the daemon's habits, rows after a
  * verdict, two resolutions of one credit in doubt, rows naming a seq that
- * is no license, batch cards with no reader, counts that disagree.
+ * is no license, batch cards with no reader, counts that disagree; batch
+ * cards by label (issue 18, case 8), moved, swapped, some never counted,
+ * a label typed in for another card, in one station or two merged.
  * tl_reconcile holds the two answers to the same bytes.
  */
 START_TEST(reconcile_as_the_views_say)
 {
 	char db[400], *out;
-	int seed, differences = 0, doubts = 0;
+	int seed, differences = 0, doubts = 0, possible = 0, conflicts = 0;
+	int merged = 0;
 
 	snprintf(db, sizeof(db), "%s/drawn.db", tl_dir);
 	for (seed = 1; seed <= 40; seed++) {
@@ -181,11 +185,18 @@ START_TEST(reconcile_as_the_views_say)
 		out = tl_reconcile(db);
 		differences += strstr(out, "DIFFERENCE") != NULL;
 		doubts += strstr(out, "credit in doubt for card") != NULL;
+		possible += strstr(out, "on batch cards with no label (") !=
+		    NULL;
+		conflicts += strstr(out, "a card has one label") != NULL;
+		merged += strstr(out, " of line-") != NULL;
 		free(out);
 	}
 	/* The draws reach the answers that matter. */
 	ck_assert_int_gt(differences, 5);
 	ck_assert_int_gt(doubts, 5);
+	ck_assert_int_gt(possible, 3);
+	ck_assert_int_gt(conflicts, 0);
+	ck_assert_int_gt(merged, 2);
 }
 END_TEST
 
