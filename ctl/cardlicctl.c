@@ -49,7 +49,7 @@ static const char *const ctl_help =
 "  export --format csv|json|jsonl [--signed]\n"
 "                        every audit row, streamed\n"
 "  stats                 per day, per batch card, per outcome\n"
-"  verify [--key PUB]... [--head HASH]\n"
+"  verify [--key [STATION=]PUB]... [--head HASH]\n"
 "                        walk the hash chain, the sequence numbers and\n"
 "                        the signatures\n"
 "  verify --export FILE [--key PUB]...   check an export --signed file\n"

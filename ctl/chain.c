@@ -342,15 +342,79 @@ chain_state_free(struct chain_state *cs)
 	cs->n_retired = 0;
 }
 
+#define CHAIN_MAX_KEYS	16
+#define CHAIN_STATION_MAX	64	/* [station] id, and its NUL */
+
+static const char	*chain_short(const uint8_t [32]);
+
+/*
+ * What each --key file anchors: the station it was given for (--key
+ * STATION=FILE), and the first station whose rows relied on it.  A key
+ * given once anchors one station: an adversary holding one station's key
+ * made a database in the name of another, and appended rows signed with
+ * it to another station's own chain, in a merged file that the auditor
+ * checked with both stations' keys, and both passed.
+ */
+static struct chain_given {
+	char	for_station[CHAIN_STATION_MAX];	/* "": any one station */
+	char	used_by[CHAIN_STATION_MAX];	/* "": none yet */
+}		chain_given[CHAIN_MAX_KEYS];
+
+/*
+ * Is pub one of the --key files, given for this station?  1, or 0 with
+ * msg when it is one given for, or already relied on by, another.
+ */
 static int
-chain_trusted(const struct chain_state *cs, const uint8_t pub[32])
+chain_trusted(const struct chain_state *cs, const uint8_t pub[32],
+    char *msg, size_t len)
 {
+	struct chain_given *g;
+	const char *other;
 	int i;
 
 	for (i = 0; i < cs->n_trust; i++)
 		if (memcmp(cs->trust[i], pub, 32) == 0)
-			return 1;
+			break;
+	if (i == cs->n_trust || i >= CHAIN_MAX_KEYS) {
+		msg[0] = '\0';
+		return 0;
+	}
+	g = &chain_given[i];
+	if (g->for_station[0] == '\0' && g->used_by[0] == '\0')
+		snprintf(g->used_by, sizeof(g->used_by), "%s", cs->station);
+	if (strcmp(g->for_station[0] != '\0' ? g->for_station : g->used_by,
+	    cs->station) == 0)
+		return 1;
+	other = g->for_station[0] != '\0' ? g->for_station : g->used_by;
+	snprintf(msg, len, "is the --key %s station %s, not this one's (one "
+	    "key for two stations could write either's rows; give each "
+	    "station's key as --key STATION=FILE)", g->for_station[0] !=
+	    '\0' ? "given for" : "already relied on by", ctl_esc(other,
+	    strlen(other)));
 	return 0;
+}
+
+/*
+ * --key [STATION=]FILE: the public key, and the station it is given
+ * for when the argument is not a file's name itself.  0, or -1 with err.
+ */
+static int
+chain_key_arg(const char *arg, int i, uint8_t pub[32], char *err,
+    size_t len)
+{
+	const char *eq = strchr(arg, '=');
+
+	memset(&chain_given[i], 0, sizeof(chain_given[i]));
+	if (eq == NULL || access(arg, F_OK) == 0)
+		return sign_pub_read(arg, pub, err, len);
+	if (eq == arg || (size_t)(eq - arg) >= CHAIN_STATION_MAX) {
+		snprintf(err, len, "--key %s: the station before '=' must be "
+		    "1 to %d bytes", arg, CHAIN_STATION_MAX - 1);
+		return -1;
+	}
+	snprintf(chain_given[i].for_station, CHAIN_STATION_MAX, "%.*s",
+	    (int)(eq - arg), arg);
+	return sign_pub_read(eq + 1, pub, err, len);
 }
 
 /*
@@ -406,17 +470,18 @@ chain_key_change(struct chain_state *cs, long seq,
     const struct chain_keyrow *k, char *msg, size_t len)
 {
 	struct chain_retired *r;
+	char why[300];
 
 	if (memcmp(k->pub, cs->active, 32) == 0)
 		return 0;
 	/* The station holds no NUL: chain_nul saw this row first. */
 	if (!(k->endorsed && memcmp(k->prev, cs->active, 32) == 0 &&
 	    sign_endorsed(cs->active, cs->station, k->pub, k->e)) &&
-	    !chain_trusted(cs, k->pub)) {
+	    !chain_trusted(cs, k->pub, why, sizeof(why))) {
 		snprintf(msg, len, "row %ld: the key changes to %s with no "
-		    "valid endorsement by the active key (row %ld), and it is "
-		    "none of the --key files", seq, chain_short(k->pub),
-		    cs->key_seq);
+		    "valid endorsement by the active key (row %ld), and it %s",
+		    seq, chain_short(k->pub), cs->key_seq, why[0] != '\0' ?
+		    why : "is none of the --key files");
 		return -1;
 	}
 	if ((r = realloc(cs->retired, (cs->n_retired + 1) * sizeof(*r))) ==
@@ -437,6 +502,7 @@ chain_key_row(struct chain_state *cs, long seq, const struct dbhash_val *v,
     char *msg, size_t len)
 {
 	struct chain_keyrow k;
+	char why[300];
 	size_t i;
 
 	if (v[AUDITROW_reason].type != SQLITE_TEXT ||
@@ -476,10 +542,12 @@ chain_key_row(struct chain_state *cs, long seq, const struct dbhash_val *v,
 			return -1;
 		}
 	if (!cs->have_key) {
-		if (cs->n_trust > 0 && !chain_trusted(cs, k.pub)) {
+		if (cs->n_trust > 0 && !chain_trusted(cs, k.pub, why,
+		    sizeof(why))) {
 			snprintf(msg, len, "row %ld: the station's first key "
-			    "%s is none of the --key files (the key was "
-			    "replaced)", seq, chain_short(k.pub));
+			    "%s %s", seq, chain_short(k.pub), why[0] != '\0' ?
+			    why : "is none of the --key files (the key was "
+			    "replaced)");
 			return -1;
 		}
 	} else if (chain_key_change(cs, seq, &k, msg, len) != 0)
@@ -901,7 +969,8 @@ chain_verify_all(sqlite3 *db, const char *name, int quiet, long *total,
 }
 
 static const char *const verify_help =
-"usage: cardlicctl verify [--key PUB]... [--every-signature] [--head HASH]\n"
+"usage: cardlicctl verify [--key [STATION=]PUB]... [--every-signature]\n"
+"                         [--head HASH]\n"
 "                         [--checkpoints FILE|journal]... [--station ID]\n"
 "       cardlicctl verify --export FILE [--key PUB]...\n"
 "Walks each station's rows in order, checks that the sequence numbers\n"
@@ -912,7 +981,9 @@ static const char *const verify_help =
 "counted as unsigned.  --key PUB (a PEM public key, as cardlicctl\n"
 "pubkey or keygen gives it; repeatable) anchors the check: the station's\n"
 "first key must be one of them, and a new key must be endorsed by the\n"
-"previous one or be one of them.  Without --key the database's own key\n"
+"previous one or be one of them.  A key anchors one station: the one\n"
+"named as STATION=PUB, or else the first whose rows rely on it.\n"
+"Without --key the database's own key\n"
 "rows are trusted, and the result says it is unanchored.  The chain\n"
 "cannot show that its newest rows were cut off: --head HASH (from\n"
 "CARDLIC_CHAIN_HEAD in the journal) checks that the database still holds\n"
@@ -929,9 +1000,6 @@ static const char *const verify_help =
 "fails, every signature is checked, to name the first bad row.\n"
 "--every-signature checks each row's own signature.  Exit 1 when\n"
 "anything is wrong.\n";
-
-#define CHAIN_MAX_KEYS	16
-
 
 int
 cmd_verify(struct ctl *c, int argc, char **argv)
@@ -964,7 +1032,7 @@ cmd_verify(struct ctl *c, int argc, char **argv)
 			if (n_keys == CHAIN_MAX_KEYS)
 				return ctl_fail("verify: at most %d --key",
 				    CHAIN_MAX_KEYS);
-			if (sign_pub_read(optarg, keys[n_keys], err,
+			if (chain_key_arg(optarg, n_keys, keys[n_keys], err,
 			    sizeof(err)) != 0)
 				return ctl_fail("%s", err);
 			n_keys++;

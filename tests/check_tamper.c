@@ -1665,6 +1665,79 @@ START_TEST(nul_in_any_text_column_is_named)
 }
 END_TEST
 
+/*
+ * Found by an adversary: whoever holds one station's key (root on st2)
+ * made a file in st1's name signed with it, or appended to st1's own
+ * chain a key row of that key (unendorsed) and rows under it, and merged
+ * it with st2's.  verify with both stations' keys passed both.  A key
+ * given once now anchors one station; --key STATION=FILE names which.
+ */
+static void
+tk_station_file(const char *station, const char *file, const char *priv,
+    const char *into)
+{
+	char *out;
+	int st;
+
+	tk_station = station;
+	snprintf(tk_db, sizeof(tk_db), "%s/%s", tk_dir, file);
+	tk_daemon(priv, 4);
+	tk_station = "st1";
+	out = tk_run(&st, CTL " merge %s/%s %s", tk_dir, into, tk_db);
+	ck_assert_msg(st == 0, "merge: %s", out);
+	free(out);
+}
+
+START_TEST(one_key_anchors_one_station)
+{
+	char k2[400], both[900], bound[900], sql[600], *out;
+	sqlite3 *db;
+	int st;
+
+	tk_keygen("k2");
+	snprintf(k2, sizeof(k2), "%s/k2", tk_dir);
+	snprintf(both, sizeof(both), "%s --key %s.pub", tk_pub, k2);
+	snprintf(bound, sizeof(bound), "--key st1=%s/k1.pub --key st2=%s.pub",
+	    tk_dir, k2);
+	/* st1's name, k2's rows, beside st2's own. */
+	tk_station_file("st1", "forged.db", k2, "bad.db");
+	tk_station_file("st2", "st2b.db", k2, "bad.db");
+	snprintf(tk_db, sizeof(tk_db), "%s/bad.db", tk_dir);
+	tk_broken(both, 1, "station st2: BROKEN at row 1: the station's first "
+	    "key");
+	tk_broken(both, 1, "is the --key already relied on by station st1, "
+	    "not this one's");
+	tk_broken(bound, 1, "station st1: BROKEN at row 1: the station's first "
+	    "key");
+	tk_broken(bound, 1, "is the --key given for station st2, not this "
+	    "one's");
+	/* The genuine pair: st1 (k1) and st2 (k2), both ways. */
+	out = tk_run(&st, CTL " merge %s/good.db %s/audit.db", tk_dir, tk_dir);
+	ck_assert_msg(st == 0, "merge: %s", out);
+	free(out);
+	tk_station_file("st2", "st2.db", k2, "good.db");
+	snprintf(tk_db, sizeof(tk_db), "%s/good.db", tk_dir);
+	free(tk_passes(both));
+	free(tk_passes(bound));
+	/* Then st1's own chain goes on under k2, unendorsed. */
+	snprintf(tk_db, sizeof(tk_db), "%s/audit.db", tk_dir);
+	tk_daemon(k2, 2);
+	snprintf(tk_db, sizeof(tk_db), "%s/good.db", tk_dir);
+	db = tk_open();
+	snprintf(sql, sizeof(sql), "ATTACH '%s/audit.db' AS o; INSERT INTO "
+	    "audit (" AUDITROW_NAMES ") SELECT " AUDITROW_NAMES " FROM "
+	    "o.audit WHERE seq > 12; DETACH o", tk_dir);
+	tk_exec(db, sql);
+	tk_close(db);
+	tk_broken(both, 1, "is the --key already relied on by station st1, "
+	    "not this one's");
+	tk_broken(bound, 13, "station st1: BROKEN at row 13: the key changes "
+	    "to");
+	tk_broken(bound, 13, "is the --key given for station st2, not this "
+	    "one's");
+}
+END_TEST
+
 /* keygen --rotate: the new key row is endorsed; verify follows it. */
 START_TEST(endorsed_rotation_passes)
 {
@@ -2049,6 +2122,7 @@ main(void)
 	tcase_add_test(keys, station_with_a_nul_in_a_merged_file_is_named);
 	tcase_add_test(keys, nul_in_any_text_column_is_named);
 	tcase_add_test(keys, endorsed_rotation_passes);
+	tcase_add_test(keys, one_key_anchors_one_station);
 	tcase_add_test(keys, retired_key_cannot_come_back);
 	tcase_add_test(keys, retired_key_cannot_come_back_endorsed);
 	tcase_add_test(keys, daemon_refuses_a_readable_key_file);
