@@ -725,6 +725,47 @@ START_TEST(recovery_reads_the_table_not_an_index)
 }
 END_TEST
 
+/*
+ * What a writer without the key can still do (SECURITY.md): an index
+ * that hides a card's pending license makes the daemon spend a second
+ * credit on it, as it cannot read the whole table for each card.  Every
+ * credit stays recorded and signed: verify names the index that lies,
+ * and once it is rebuilt, the first license shows as still pending
+ * beside the second, for the same card.
+ */
+START_TEST(hidden_pending_license_shows_in_the_rows)
+{
+	char key[400], fake[300], *s;
+	long v, p;
+	int st;
+
+	keyed_config("hp", key, sizeof(key));
+	t_verified_and_pending("HP", &v, &p);
+	d_stop();
+	snprintf(fake, sizeof(fake), "CREATE INDEX audit_card ON audit (CASE "
+	    "seq WHEN %ld THEN x'00' ELSE serial END, model)", p);
+	t_rekey("audit_card", fake);
+	d_start();
+	tl_insert(1, "HPP", "%s", "");
+	d_wait_log("HPP: verified", 10000);
+	d_stop();
+	tl_remove(1);
+	ck_assert_int_eq(card_num("HP-batch", "issued"), 3);
+	ck_assert_int_eq(qn("SELECT count(*) FROM audit WHERE state = "
+	    "'generated' AND CAST(serial AS TEXT) LIKE 'HPP%'"), 2);
+	s = tl_read(CTL " -d %s verify --key %s.pub 2>&1; echo exit $?", d_db,
+	    key);
+	ck_assert_msg(strstr(s, "audit_card") != NULL && strstr(s,
+	    "exit 1") != NULL, "%s", s);
+	free(s);
+	s = tl_read("sqlite3 %s 'REINDEX audit_card' && " CTL " -d %s "
+	    "reconcile 2>&1; echo exit $?", d_db, d_db);
+	st = strstr(s, "still pending") != NULL && strstr(s, "HPP") != NULL;
+	ck_assert_msg(st, "%s", s);
+	free(s);
+}
+END_TEST
+
 /* A spill record as cardlicd writes it now, and as version 1 did. */
 struct t_spill {
 	char			magic[16];
@@ -951,6 +992,7 @@ trust_suite(void)
 	tcase_add_test(tc, edited_pending_license_is_not_loaded);
 	tcase_add_test(tc, index_that_lies_is_not_followed);
 	tcase_add_test(tc, recovery_reads_the_table_not_an_index);
+	tcase_add_test(tc, hidden_pending_license_shows_in_the_rows);
 	suite_add_tcase(s, tc);
 	return s;
 }
